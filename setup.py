@@ -1,0 +1,14 @@
+"""Build the one C extension (``firmware_bridge._watchdog``); everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "firmware_bridge._watchdog",
+            sources=["firmware_bridge/_watchdog.c"],
+            extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
+            libraries=["pthread"],
+        )
+    ]
+)
