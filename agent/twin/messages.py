@@ -1,11 +1,69 @@
 """Typed messages of the twin protocol (see agent/twin/PROTOCOL.md).
 
 Owned by the twin-link module; the pure cores import only the dataclasses from here.
+
+Every message is one msgpack map (``agent.twin.frames``) whose ``"t"`` names its type and
+whose other keys are exactly the dataclass fields below (optional ones may be left out):
+
+=========  ==============  ==================================================
+direction  ``t``           class (fields)
+=========  ==============  ==================================================
+twin→agent ``hello``       TwinHello(protocol, twin_id, epoch)
+twin→agent ``heartbeat``   Heartbeat(epoch, seq, healthy, [sent_ms])
+twin→agent ``bye``         Bye(epoch, [reason])
+agent→twin ``hello``       AgentHello(device_id, agent_version, protocol)
+agent→twin ``status``      Status(state, mode, seq, [sent_ms])
+=========  ==============  ==================================================
+
+Decoding is strict: an unknown type, an unknown or missing field, or a value of the wrong
+type or out of range raises ``ProtocolError`` naming the type and the field. Integers are
+never booleans (``True`` is not a seq). Later issues add rows (recommendation, telemetry,
+ack, config push) to the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from agent.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+U64_MAX = 2**64 - 1
+TEXT_MAX = 128
+
+
+class Kind(enum.Enum):
+    """Wire type of a field."""
+
+    U64 = "uint64"  # msgpack int, 0 <= v <= 2**64-1, never a bool
+    BOOL = "bool"  # msgpack true/false only
+    TEXT = "text"  # msgpack str, 1..128 chars, no control characters
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a message schema."""
+
+    name: str
+    kind: Kind
+    optional: bool = False
+    choices: tuple[str, ...] = ()
+
+
+# --- twin -> agent ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TwinHello:
+    """Twin -> agent, first message on every connection: who the twin is, which session."""
+
+    T: ClassVar[str] = "hello"
+    protocol: int
+    twin_id: str
+    epoch: int
 
 
 @dataclass(frozen=True)
@@ -14,8 +72,161 @@ class Heartbeat:
 
     ``epoch`` identifies the twin's session and strictly increases across twin restarts
     (like Sparkplug B's bdSeq); ``seq`` strictly increases within an epoch.
+    ``sent_ms`` (optional) is the twin's wall clock in Unix milliseconds: informative only,
+    never used for a safety decision (the agent times heartbeats by its own monotonic clock).
     """
 
+    T: ClassVar[str] = "heartbeat"
     epoch: int
     seq: int
     healthy: bool
+    sent_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class Bye:
+    """Twin -> agent: "I am going away": loss of heartbeat for this epoch, at once."""
+
+    T: ClassVar[str] = "bye"
+    epoch: int
+    reason: str | None = None
+
+
+# --- agent -> twin ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AgentHello:
+    """Agent -> twin, first message on every connection."""
+
+    T: ClassVar[str] = "hello"
+    device_id: str
+    agent_version: str
+    protocol: int
+
+
+@dataclass(frozen=True)
+class Status:
+    """Agent -> twin, about once a second: the agent's own heartbeat."""
+
+    T: ClassVar[str] = "status"
+    state: str
+    mode: str
+    seq: int
+    sent_ms: int | None = None
+
+
+TwinMessage = TwinHello | Heartbeat | Bye
+AgentMessage = AgentHello | Status
+Message = TwinMessage | AgentMessage
+
+MODES = ("shadow", "active")
+
+SCHEMAS: dict[type[Any], tuple[Field, ...]] = {
+    TwinHello: (Field("protocol", Kind.U64), Field("twin_id", Kind.TEXT), Field("epoch", Kind.U64)),
+    Heartbeat: (
+        Field("epoch", Kind.U64),
+        Field("seq", Kind.U64),
+        Field("healthy", Kind.BOOL),
+        Field("sent_ms", Kind.U64, optional=True),
+    ),
+    Bye: (Field("epoch", Kind.U64), Field("reason", Kind.TEXT, optional=True)),
+    AgentHello: (
+        Field("device_id", Kind.TEXT),
+        Field("agent_version", Kind.TEXT),
+        Field("protocol", Kind.U64),
+    ),
+    Status: (
+        Field("state", Kind.TEXT),
+        Field("mode", Kind.TEXT, choices=MODES),
+        Field("seq", Kind.U64),
+        Field("sent_ms", Kind.U64, optional=True),
+    ),
+}
+
+TWIN_TO_AGENT: dict[str, type[Any]] = {c.T: c for c in (TwinHello, Heartbeat, Bye)}
+AGENT_TO_TWIN: dict[str, type[Any]] = {c.T: c for c in (AgentHello, Status)}
+
+
+def _check(mtype: str, spec: Field, value: Any) -> Any:
+    where = f"{mtype}.{spec.name}"
+    if spec.kind is Kind.U64:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProtocolError(f"{where}: expected uint64, got {type(value).__name__}")
+        if not 0 <= value <= U64_MAX:
+            raise ProtocolError(f"{where}: {value} out of uint64 range")
+    elif spec.kind is Kind.BOOL:
+        if not isinstance(value, bool):
+            raise ProtocolError(f"{where}: expected bool, got {type(value).__name__}")
+    else:
+        if not isinstance(value, str):
+            raise ProtocolError(f"{where}: expected text, got {type(value).__name__}")
+        if not 1 <= len(value) <= TEXT_MAX:
+            raise ProtocolError(f"{where}: text length {len(value)} not in 1..{TEXT_MAX}")
+        if not value.isprintable():
+            raise ProtocolError(f"{where}: text has control characters")
+        if spec.choices and value not in spec.choices:
+            raise ProtocolError(f"{where}: {value!r} not one of {', '.join(spec.choices)}")
+    return value
+
+
+def _decode(table: Mapping[str, type[Any]], frame: Mapping[str, Any], direction: str) -> Any:
+    mtype = frame.get("t")
+    if not isinstance(mtype, str):
+        raise ProtocolError("t: message type missing or not a string")
+    cls = table.get(mtype)
+    if cls is None:
+        raise ProtocolError(f"t: unknown {direction} message type {mtype!r}")
+    schema = SCHEMAS[cls]
+    known = {f.name for f in schema}
+    for key in frame:
+        if key != "t" and key not in known:
+            raise ProtocolError(f"{mtype}.{key}: unknown field")
+    kwargs: dict[str, Any] = {}
+    for spec in schema:
+        if spec.name not in frame:
+            if spec.optional:
+                continue
+            raise ProtocolError(f"{mtype}.{spec.name}: missing field")
+        kwargs[spec.name] = _check(mtype, spec, frame[spec.name])
+    return cls(**kwargs)
+
+
+def decode_twin(frame: Mapping[str, Any]) -> TwinMessage:
+    """A twin->agent message from a decoded frame; ProtocolError naming the bad field."""
+    msg: TwinMessage = _decode(TWIN_TO_AGENT, frame, "twin->agent")
+    return msg
+
+
+def decode_agent(frame: Mapping[str, Any]) -> AgentMessage:
+    """An agent->twin message from a decoded frame; ProtocolError naming the bad field."""
+    msg: AgentMessage = _decode(AGENT_TO_TWIN, frame, "agent->twin")
+    return msg
+
+
+def to_wire(msg: Message) -> dict[str, Any]:
+    """The map to frame for ``msg`` (optional fields that are None are left out).
+
+    Raises ProtocolError if a field would not pass the receiver's strict decoding (a bug
+    of the sender, refused before it reaches the wire).
+    """
+    schema = SCHEMAS.get(type(msg))
+    if schema is None:
+        raise TypeError(f"not a twin protocol message: {type(msg).__name__}")
+    out: dict[str, Any] = {"t": msg.T}
+    for spec in schema:
+        value = getattr(msg, spec.name)
+        if value is None and spec.optional:
+            continue
+        out[spec.name] = _check(msg.T, spec, value)
+    return out
+
+
+def _assert_schemas_match_classes() -> None:
+    for cls, schema in SCHEMAS.items():
+        names = tuple(f.name for f in fields(cls))
+        if names != tuple(s.name for s in schema):
+            raise AssertionError(f"schema of {cls.__name__} does not match its fields")
+
+
+_assert_schemas_match_classes()

@@ -1,0 +1,7 @@
+"""``python -m agent``: the same as the ``twinguard`` command."""
+
+from __future__ import annotations
+
+from agent.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,198 @@
+"""The agent's decision core for one plant (sans-IO): readings and heartbeats in, writes out.
+
+One :class:`Controller` composes the pure cores in the order of the data flow::
+
+    readings ─▶ voting (per group) ─▶ trips ─┐
+    heartbeats / silence ─▶ heartbeat monitor ─┼─▶ safety state machine ─▶ output plan
+    PLC reachable / PLC watchdog verified ───┘
+
+It owns no clock and does no I/O: the runtime calls :meth:`Controller.tick` once per poll
+with the readings and ``now``, feeds twin messages as they arrive, and calls
+:meth:`Controller.on_timer` when the heartbeat deadline it scheduled (``next_deadline``)
+passes. Every call returns a :class:`Decision`: the transitions to log and audit, and the
+output values to write now.
+
+Writes: entering a safe state always writes the full safe set (whatever the PLC holds
+now); while safe, outputs are written again when the plan changes them (a ramp) and every
+``refresh_s`` (someone else may have written the PLC). Outside the safe states nothing is
+written in shadow mode; active-mode recommendations are a later layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from agent.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
+from agent.outputs import OutputPlanner
+from agent.profile.model import Profile
+from agent.readings import Quality, Reading
+from agent.safety import (
+    EventKind,
+    Health,
+    Mode,
+    Refusal,
+    SafetyEvent,
+    SafetyMachine,
+    State,
+    Transition,
+)
+from agent.trips import TripHit, evaluate
+from agent.twin.messages import Bye, Heartbeat
+from agent.voting import GroupVoter, Vote
+
+log = logging.getLogger(__name__)
+
+_WORST = {Quality.GOOD: 0, Quality.DEGRADED: 1, Quality.BAD: 2}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one call into the controller decided."""
+
+    transitions: tuple[Transition, ...] = ()
+    link_events: tuple[LinkEvent, ...] = ()
+    writes: Mapping[str, float] = field(default_factory=dict)
+    reason: str = ""  # why these writes (for the log)
+
+
+class Controller:
+    """Decides the safety state and the outputs of one plant; see the module docstring."""
+
+    def __init__(self, profile: Profile, mode: Mode = Mode.SHADOW, refresh_s: float = 5.0) -> None:
+        self.profile = profile
+        self.voters = {g.name: GroupVoter(g, (profile.signal(s) for s in g.signals))
+                       for g in profile.groups}
+        self.monitor = HeartbeatMonitor(profile.timing)
+        self.machine = SafetyMachine(profile.recovery, mode)
+        self.planner = OutputPlanner(profile.outputs)
+        self.refresh_s = refresh_s
+        self.votes: dict[str, Vote] = {}
+        self.trips: tuple[TripHit, ...] = ()
+        self.readings: dict[str, Reading] = {}
+        self.plc_reachable = False
+        self.plc_watchdog_ok = False
+        self.last_written: dict[str, float] = {}
+        self._last_safe_write: float | None = None
+        self._twin_cause = "no heartbeat seen yet"
+        self._assessed = False
+
+    # --- inputs --------------------------------------------------------------------------
+
+    def tick(self, readings: Mapping[str, Reading], now: float, *, plc_reachable: bool,
+             plc_watchdog_ok: bool) -> Decision:
+        """One poll cycle: vote, evaluate trips and the link, step the state machine, plan."""
+        self.readings = dict(readings)
+        self.plc_reachable = plc_reachable
+        self.plc_watchdog_ok = plc_watchdog_ok
+        self.votes = {name: v.update(readings, now) for name, v in self.voters.items()}
+        self.trips = evaluate(self.profile.trips, self.profile.groups, self.votes)
+        link_events = self._note_link(self.monitor.poll(now))
+        self._assessed = True
+        return self._decide(now, link_events)
+
+    def on_heartbeat(self, hb: Heartbeat, now: float) -> Decision:
+        return self._link_changed(self.monitor.on_heartbeat(hb, now), now)
+
+    def on_bye(self, bye: Bye, now: float) -> Decision:
+        return self._link_changed(self.monitor.on_bye(bye, now), now)
+
+    def on_disconnect(self, now: float) -> Decision:
+        return self._link_changed(self.monitor.on_disconnect(now), now)
+
+    def on_timer(self, now: float) -> Decision:
+        """The heartbeat deadline (or the hold-off) passed: re-evaluate now, not next poll."""
+        return self._link_changed(self.monitor.poll(now), now, force=True)
+
+    def ack(self, now: float, source: str) -> tuple[Decision, str | None]:
+        """An operator reset. Returns the decision and, if refused, the reason."""
+        result = self.machine.handle(SafetyEvent(EventKind.ACK, f"ack from {source}"), now)
+        if isinstance(result, Refusal):
+            return Decision(), result.reason
+        transitions = (result,) if isinstance(result, Transition) else ()
+        return Decision(transitions=transitions), None
+
+    def stop(self, now: float) -> Decision:
+        """The agent is shutting down: FAILSAFE and the full safe set."""
+        result = self.machine.handle(SafetyEvent(EventKind.STOP, "agent stopping"), now)
+        transitions = (result,) if isinstance(result, Transition) else ()
+        return Decision(transitions, (), self._safe_writes(now, force=True), "stop")
+
+    def fault(self, now: float, cause: str) -> Decision:
+        """The runtime caught an internal error: FAILSAFE and the full safe set."""
+        result = self.machine.handle(SafetyEvent(EventKind.FAULT, cause), now)
+        transitions = (result,) if isinstance(result, Transition) else ()
+        return Decision(transitions, (), self._safe_writes(now, force=True), "fault")
+
+    def start(self, now: float) -> Decision:
+        """The agent starts: the full safe set, before anything else is trusted."""
+        return Decision(writes=self._safe_writes(now, force=True), reason="safe start")
+
+    def written(self, values: Mapping[str, float]) -> None:
+        """The runtime reports what the PLC acknowledged."""
+        self.last_written.update(values)
+
+    # --- derived -------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`on_timer` must run next (heartbeat LATE/LOST, or auto hold-off)."""
+        times = [t for t in (self.monitor.deadline(), self.machine.holdoff_deadline())
+                 if t is not None]
+        return min(times) if times else None
+
+    def health(self) -> Health:
+        worst = max((v.quality for v in self.votes.values()), key=_WORST.__getitem__,
+                    default=Quality.BAD)
+        return Health(
+            twin=self.monitor.state,
+            worst_quality=worst,
+            trips=self.trips,
+            plc_reachable=self.plc_reachable,
+            plc_watchdog_ok=self.plc_watchdog_ok,
+            twin_cause=self._twin_cause,
+        )
+
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    @property
+    def link(self) -> LinkState:
+        return self.monitor.state
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _note_link(self, events: list[LinkEvent]) -> tuple[LinkEvent, ...]:
+        for ev in events:
+            self._twin_cause = ev.cause
+            log.info("twin link %s -> %s (%s)", ev.old.name, ev.new.name, ev.cause)
+        return tuple(events)
+
+    def _link_changed(self, events: list[LinkEvent], now: float, force: bool = False) -> Decision:
+        link_events = self._note_link(events)
+        if not self._assessed or not (link_events or force):
+            return Decision(link_events=link_events)
+        return self._decide(now, link_events)
+
+    def _decide(self, now: float, link_events: tuple[LinkEvent, ...]) -> Decision:
+        was_safe = self.machine.outputs_safe
+        transitions = tuple(self.machine.assess(self.health(), now))
+        for t in transitions:
+            log.info("safety %s -> %s on %s (%s)", t.old.name, t.new.name, t.event.name, t.cause)
+        entering = self.machine.outputs_safe and (not was_safe or self._last_safe_write is None)
+        writes = self._safe_writes(now, force=entering) if self.machine.outputs_safe else {}
+        reason = "enter safe state" if entering else ("hold safe state" if writes else "")
+        if not self.machine.outputs_safe:
+            self.planner.plan(self.machine.state, self.last_written, now)  # keeps dt one tick
+            self._last_safe_write = None
+        return Decision(transitions, link_events, writes, reason)
+
+    def _safe_writes(self, now: float, *, force: bool) -> dict[str, float]:
+        plan = self.planner.plan(State.FAILSAFE, self.last_written, now)
+        refresh = (self._last_safe_write is None
+                   or now - self._last_safe_write >= self.refresh_s)
+        if force or refresh:
+            self._last_safe_write = now
+            return plan
+        return {k: v for k, v in plan.items() if self.last_written.get(k) != v}

@@ -1,0 +1,233 @@
+"""The twin heartbeat monitor: heartbeats and silence in, link events out (sans-IO).
+
+The caller hands in every :class:`~agent.twin.messages.Heartbeat` the twin link decoded,
+a disconnect when the link drops, and calls :meth:`HeartbeatMonitor.poll` whenever the timer
+it set for :meth:`HeartbeatMonitor.deadline` fires (and, for belt and braces, every tick).
+``now`` is monotonic seconds from the caller's clock; this module never reads a clock.
+
+Link states (old -> new: when)::
+
+    ALIVE -> LATE    silence >= heartbeat_late_s                       (warning only)
+    LATE  -> ALIVE   an accepted healthy heartbeat
+    ALIVE, LATE -> LOST
+                     silence >= heartbeat_timeout_s, an accepted unhealthy heartbeat,
+                     or the link disconnected
+    LOST  -> ALIVE   K consecutive accepted healthy heartbeats (default 3), no gap between
+                     them longer than heartbeat_late_s (a noisy link does not flap)
+
+The monitor starts LOST: nothing has been seen yet.
+
+Which heartbeats count:
+
+* ``epoch`` identifies a twin session and strictly increases across twin restarts. A
+  heartbeat from an epoch lower than the highest seen is *stale*: counted and ignored, it
+  never changes anything (neither an old "alive" nor an old "unhealthy").
+* A higher epoch starts a new session: sequence tracking restarts and a recovery streak in
+  progress starts over.
+* Within an epoch ``seq`` must strictly increase; a repeated ``seq`` is a *duplicate*, a
+  lower one is *out of order*; both are counted and ignored (replays change nothing).
+* An accepted heartbeat with ``healthy=False`` drives LOST at once (cause
+  "twin reports unhealthy") and breaks any recovery streak.
+* A :class:`~agent.twin.messages.Bye` of the current (or a newer) epoch drives LOST at once;
+  a Bye from an older epoch is stale and ignored like a stale heartbeat.
+
+LATE is a warning only; for control, only LOST matters. Nothing here raises on bad input:
+every heartbeat is either accepted or counted as rejected.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from agent.profile.model import Timing
+from agent.twin.messages import Bye, Heartbeat
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RECOVER_COUNT = 3
+
+
+class LinkState(enum.Enum):
+    """How the twin link looks to the agent."""
+
+    ALIVE = "alive"
+    LATE = "late"  # warning only: control still trusts the twin
+    LOST = "lost"  # for control, the twin is gone
+
+
+@dataclass(frozen=True)
+class LinkEvent:
+    """One change of link state, at monotonic time ``t``, with a human-readable cause."""
+
+    old: LinkState
+    new: LinkState
+    cause: str
+    t: float
+
+
+@dataclass(frozen=True)
+class LinkCounters:
+    """What the monitor has seen since it was built."""
+
+    accepted: int
+    duplicates: int
+    out_of_order: int
+    stale_epoch: int
+    unhealthy: int
+
+
+class HeartbeatMonitor:
+    """Turns heartbeats and silence into ALIVE / LATE / LOST.
+
+    ``recover_count`` (K) is how many consecutive accepted healthy heartbeats, with no gap
+    longer than ``timing.heartbeat_late_s`` between them, bring a LOST link back to ALIVE.
+    Raises ValueError if K < 1 or the timing is inconsistent (a bug in the caller or an
+    unvalidated profile).
+    """
+
+    def __init__(self, timing: Timing, recover_count: int = DEFAULT_RECOVER_COUNT) -> None:
+        if recover_count < 1:
+            raise ValueError(f"recover_count must be >= 1, got {recover_count}")
+        if not 0 < timing.heartbeat_late_s <= timing.heartbeat_timeout_s:
+            raise ValueError(
+                "need 0 < heartbeat_late_s <= heartbeat_timeout_s, got "
+                f"{timing.heartbeat_late_s} and {timing.heartbeat_timeout_s}"
+            )
+        self._late_s = timing.heartbeat_late_s
+        self._timeout_s = timing.heartbeat_timeout_s
+        self._recover_count = recover_count
+        self._state = LinkState.LOST
+        self._last_seen: float | None = None
+        self._epoch: int | None = None
+        self._seq: int | None = None
+        self._streak = 0
+        self._streak_last: float | None = None
+        self._accepted = 0
+        self._duplicates = 0
+        self._out_of_order = 0
+        self._stale_epoch = 0
+        self._unhealthy = 0
+
+    @property
+    def state(self) -> LinkState:
+        return self._state
+
+    @property
+    def last_seen(self) -> float | None:
+        """Time of the last accepted heartbeat (healthy or not); None before the first."""
+        return self._last_seen
+
+    @property
+    def epoch(self) -> int | None:
+        """The highest epoch seen (the current twin session); None before the first."""
+        return self._epoch
+
+    @property
+    def counters(self) -> LinkCounters:
+        return LinkCounters(
+            accepted=self._accepted,
+            duplicates=self._duplicates,
+            out_of_order=self._out_of_order,
+            stale_epoch=self._stale_epoch,
+            unhealthy=self._unhealthy,
+        )
+
+    def deadline(self) -> float | None:
+        """Monotonic time at which :meth:`poll` will next change the state, or None.
+
+        ALIVE: when it turns LATE; LATE: when it turns LOST; LOST: None (only heartbeats
+        can change it). ``poll(deadline())`` always fires: the thresholds are inclusive.
+        """
+        if self._last_seen is None or self._state is LinkState.LOST:
+            return None
+        if self._state is LinkState.ALIVE:
+            return self._last_seen + self._late_s
+        return self._last_seen + self._timeout_s
+
+    def on_heartbeat(self, hb: Heartbeat, now: float) -> list[LinkEvent]:
+        """Account one received heartbeat; return the state changes it caused (0 or 1)."""
+        if self._epoch is not None and hb.epoch < self._epoch:
+            self._stale_epoch += 1
+            log.debug("stale heartbeat epoch %d < %d ignored", hb.epoch, self._epoch)
+            return []
+        if self._epoch is None or hb.epoch > self._epoch:
+            if self._epoch is not None:
+                log.info("twin session changed: epoch %d -> %d", self._epoch, hb.epoch)
+            self._epoch = hb.epoch
+            self._seq = None
+            self._reset_streak()
+        elif self._seq is not None and hb.seq <= self._seq:
+            if hb.seq == self._seq:
+                self._duplicates += 1
+                log.debug("duplicate heartbeat seq %d ignored", hb.seq)
+            else:
+                self._out_of_order += 1
+                log.debug("out-of-order heartbeat seq %d < %d ignored", hb.seq, self._seq)
+            return []
+
+        self._seq = hb.seq
+        self._accepted += 1
+        self._last_seen = now
+        if not hb.healthy:
+            self._unhealthy += 1
+            self._reset_streak()
+            return self._move(LinkState.LOST, "twin reports unhealthy", now)
+        if self._state is not LinkState.LOST:
+            return self._move(LinkState.ALIVE, "heartbeat received", now)
+
+        if self._streak_last is not None and now - self._streak_last <= self._late_s:
+            self._streak += 1
+        else:
+            self._streak = 1
+        self._streak_last = now
+        if self._streak >= self._recover_count:
+            self._reset_streak()
+            return self._move(
+                LinkState.ALIVE, f"{self._recover_count} consecutive healthy heartbeats", now
+            )
+        return []
+
+    def on_bye(self, bye: Bye, now: float) -> list[LinkEvent]:
+        """The twin says it is going away: LOST at once, unless the Bye is from an old epoch."""
+        if self._epoch is not None and bye.epoch < self._epoch:
+            self._stale_epoch += 1
+            log.debug("stale bye epoch %d < %d ignored", bye.epoch, self._epoch)
+            return []
+        if self._epoch is None or bye.epoch > self._epoch:
+            self._epoch = bye.epoch
+            self._seq = None
+        self._reset_streak()
+        why = f"twin said bye ({bye.reason})" if bye.reason else "twin said bye"
+        return self._move(LinkState.LOST, why, now)
+
+    def on_disconnect(self, now: float) -> list[LinkEvent]:
+        """The link to the twin dropped: LOST at once. Sequence tracking is kept (replays
+        after a reconnect are still rejected)."""
+        self._reset_streak()
+        return self._move(LinkState.LOST, "twin link disconnected", now)
+
+    def poll(self, now: float) -> list[LinkEvent]:
+        """Evaluate the silence timeouts at ``now``; return the state changes (0, 1 or 2)."""
+        if self._last_seen is None:
+            return []
+        # compare against the same sums deadline() returns, so poll(deadline()) always fires
+        silence = now - self._last_seen
+        events: list[LinkEvent] = []
+        if self._state is LinkState.ALIVE and now >= self._last_seen + self._late_s:
+            events += self._move(LinkState.LATE, f"no heartbeat for {silence:.3f} s", now)
+        if self._state is LinkState.LATE and now >= self._last_seen + self._timeout_s:
+            events += self._move(LinkState.LOST, f"no heartbeat for {silence:.3f} s", now)
+        return events
+
+    def _reset_streak(self) -> None:
+        self._streak = 0
+        self._streak_last = None
+
+    def _move(self, new: LinkState, cause: str, now: float) -> list[LinkEvent]:
+        if new is self._state:
+            return []
+        event = LinkEvent(old=self._state, new=new, cause=cause, t=now)
+        self._state = new
+        return [event]

@@ -1,0 +1,282 @@
+"""A small demo PKI for the twin link (``cryptography``, ECDSA P-256, SHA-256).
+
+``init_pki(dir, device_id=...)`` writes::
+
+    dir/ (0700)
+      ca.crt      ca.key (0600)      self-signed CA, CA:TRUE pathlen 0, keyCertSign
+      device.crt  device.key (0600)  CN=<device id>, EKU clientAuth   (the agent)
+      twin.crt    twin.key (0600)    CN=<twin name>, EKU serverAuth,
+                                     SAN DNS:<twin name>, DNS:localhost, IP:127.0.0.1
+
+Existing files are never overwritten unless ``overwrite=True`` (FileExistsError naming
+the first one found, before anything is written). Private keys are PKCS#8 PEM, not
+encrypted (the demo PKI protects them with file permissions only); they are created with
+mode 0600 from the start, never chmod-ed afterwards.
+
+``issue_cert`` and ``make_ca`` exist for tests and for the later ``twinguard certs`` CLI:
+an expired certificate is ``issue_cert(..., not_before=past, days=1)``, a certificate
+from another CA is ``init_pki(other_dir, ...)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import ipaddress
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DAYS = 825  # the longest validity browsers accepted for leaf certs; fine for a demo
+
+
+class Role(enum.Enum):
+    """What a leaf certificate is for (its extended key usage)."""
+
+    CLIENT = "client"  # the agent (device)
+    SERVER = "server"  # the twin
+
+
+@dataclass(frozen=True)
+class PkiPaths:
+    ca_cert: Path
+    ca_key: Path
+    device_cert: Path
+    device_key: Path
+    twin_cert: Path
+    twin_key: Path
+
+    @classmethod
+    def in_dir(cls, directory: Path | str) -> PkiPaths:
+        """The standard file names inside ``directory`` (nothing is checked or created)."""
+        d = Path(directory)
+        return cls(
+            ca_cert=d / "ca.crt",
+            ca_key=d / "ca.key",
+            device_cert=d / "device.crt",
+            device_key=d / "device.key",
+            twin_cert=d / "twin.crt",
+            twin_key=d / "twin.key",
+        )
+
+    def all(self) -> tuple[Path, ...]:
+        return (
+            self.ca_cert,
+            self.ca_key,
+            self.device_cert,
+            self.device_key,
+            self.twin_cert,
+            self.twin_key,
+        )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
+    if overwrite:
+        return
+    for p in paths:
+        if p.exists():
+            raise FileExistsError(f"{p} exists; refusing to overwrite (pass overwrite=True)")
+
+
+def _write(path: Path, data: bytes, *, private: bool, overwrite: bool) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if overwrite else os.O_EXCL)
+    mode = 0o600 if private else 0o644
+    if private and overwrite and path.exists():
+        path.unlink()  # re-create so the 0600 mode applies even if the old file was wider
+    fd = os.open(path, flags, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey, overwrite: bool) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    _write(path, pem, private=True, overwrite=overwrite)
+
+
+def _write_cert(path: Path, cert: x509.Certificate, overwrite: bool) -> None:
+    _write(path, cert.public_bytes(serialization.Encoding.PEM), private=False, overwrite=overwrite)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "twinguard demo"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
+def make_ca(
+    cert_out: Path,
+    key_out: Path,
+    *,
+    name: str = "twinguard demo CA",
+    days: int = DEFAULT_DAYS,
+    overwrite: bool = False,
+) -> None:
+    """Write a new self-signed ECDSA P-256 CA. FileExistsError unless ``overwrite``."""
+    _refuse_existing((cert_out, key_out), overwrite)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(name))
+        .issuer_name(_name(name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_key(key_out, key, overwrite)
+    _write_cert(cert_out, cert, overwrite)
+
+
+def issue_cert(
+    ca_cert: Path,
+    ca_key: Path,
+    cert_out: Path,
+    key_out: Path,
+    *,
+    common_name: str,
+    role: Role,
+    dns_names: Sequence[str] = (),
+    ip_addresses: Sequence[str] = (),
+    days: int = DEFAULT_DAYS,
+    not_before: dt.datetime | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Write a new ECDSA P-256 leaf cert + key signed by the CA in ``ca_cert``/``ca_key``.
+
+    Valid from ``not_before`` (default: 5 minutes ago) for ``days`` days; a ``not_before``
+    far enough in the past makes an expired certificate. FileExistsError unless
+    ``overwrite``; ValueError if the CA key is not an EC key or an IP address is invalid.
+    """
+    _refuse_existing((cert_out, key_out), overwrite)
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    if not isinstance(signer, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{ca_key}: not an EC private key")
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = not_before if not_before is not None else _now() - dt.timedelta(minutes=5)
+    eku = (
+        ExtendedKeyUsageOID.CLIENT_AUTH if role is Role.CLIENT else ExtendedKeyUsageOID.SERVER_AUTH
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=role is Role.SERVER,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
+        )
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ip_addresses]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(signer, hashes.SHA256())
+    _write_key(key_out, key, overwrite)
+    _write_cert(cert_out, cert, overwrite)
+
+
+def init_pki(
+    directory: Path | str,
+    *,
+    device_id: str,
+    twin_name: str = "localhost",
+    days: int = DEFAULT_DAYS,
+    overwrite: bool = False,
+) -> PkiPaths:
+    """Create a CA, a device (client) and a twin (server) certificate in ``directory``.
+
+    See the module docstring for the layout. FileExistsError (before writing anything)
+    if any of the six files exists and ``overwrite`` is False; ValueError if
+    ``device_id`` or ``twin_name`` is empty.
+    """
+    if not device_id or not twin_name:
+        raise ValueError("device_id and twin_name must not be empty")
+    d = Path(directory)
+    paths = PkiPaths.in_dir(d)
+    _refuse_existing(paths.all(), overwrite)
+    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    make_ca(paths.ca_cert, paths.ca_key, days=days, overwrite=overwrite)
+    issue_cert(
+        paths.ca_cert,
+        paths.ca_key,
+        paths.device_cert,
+        paths.device_key,
+        common_name=device_id,
+        role=Role.CLIENT,
+        days=days,
+        overwrite=overwrite,
+    )
+    dns = [twin_name] if twin_name == "localhost" else [twin_name, "localhost"]
+    issue_cert(
+        paths.ca_cert,
+        paths.ca_key,
+        paths.twin_cert,
+        paths.twin_key,
+        common_name=twin_name,
+        role=Role.SERVER,
+        dns_names=dns,
+        ip_addresses=["127.0.0.1"],
+        days=days,
+        overwrite=overwrite,
+    )
+    log.info("demo PKI written to %s (device %s, twin %s)", d, device_id, twin_name)
+    return paths

@@ -1,0 +1,576 @@
+"""Parse a hardware profile (what ``tomllib`` produced) into a frozen ``Profile``.
+
+Pure: no files, no clocks, no sockets. ``parse_profile(data, source)`` either returns a
+``Profile`` or raises ``agent.errors.ProfileError`` carrying *every* problem found, each a
+``Problem(file, path, reason)`` whose path names the offending key
+(``signals[2].address``, ``plc.port``, ``groups[0].voting``). A problem is never skipped to
+report the next one: each section is read in full, cross-checks run on what did parse.
+
+Unknown keys are errors (a typo in a safety file must never be silently ignored) and get a
+``difflib`` suggestion. ``true`` is not an integer and ``1`` is not a boolean. Non-finite
+floats (``nan``, ``inf``) are rejected. The schema is described key by key in
+``hw_profiles/README.md``; cross-checks:
+
+- GPIO pins are distinct; RTU unit ids are not 0 (broadcast never answers).
+- No two registers/bits overlap in the same table and unit: signals, outputs and the PLC
+  watchdog registers; a 32-bit value spans two addresses::
+
+      address:      n         n+1
+                +---------+---------+
+      big:      | high w. | low w.  |   ("ABCD", Modicon)
+      little:   | low w.  | high w. |   ("CDAB")
+                +---------+---------+   bytes within a register are big-endian
+
+- outputs are on writable tables, their min/max fit the raw type after scaling
+  (``raw = (value - offset) / scale``), safe values lie within [min, max].
+- groups reference existing signals, each signal in at most one group, ``MooN`` with
+  N == number of signals; trips reference existing groups and their limits lie inside the
+  group's plausible range (otherwise the trip could never act, or always would).
+- timing can work: ``poll_period_s < watchdog_deadline_s < expected_timeout_ms / 1000``,
+  ``poll_period_s < heartbeat_timeout_s``, ``heartbeat_late_s < heartbeat_timeout_s``,
+  each group's ``max_age_s >= poll_period_s``.
+
+Anything else raised from here (TypeError, KeyError...) is a bug.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agent.errors import ProfileError
+from agent.profile.fields import Fields, Problems, is_identifier
+from agent.profile.model import (
+    Board,
+    DataType,
+    FailsafePolicy,
+    Group,
+    Output,
+    Parity,
+    PlcConnection,
+    PlcWatchdog,
+    Profile,
+    Recovery,
+    RecoveryPolicy,
+    RtuLink,
+    SafeDirection,
+    Signal,
+    SimBinding,
+    Table,
+    TcpLink,
+    Timing,
+    Trip,
+    TripCondition,
+    WordOrder,
+)
+
+__all__ = ["DEFAULT_TCP_PORT", "RAW_LIMITS", "STANDARD_BAUDRATES", "parse_profile"]
+
+GPIO_MAX = 27
+UNIT_ID_MAX = 247
+ADDRESS_MAX = 65535
+DEFAULT_TCP_PORT = 502
+STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
+_F32_MAX = 3.4028234663852886e38
+RAW_LIMITS: dict[DataType, tuple[float, float]] = {
+    DataType.BOOL: (0, 1),
+    DataType.INT16: (-(2**15), 2**15 - 1),
+    DataType.UINT16: (0, 2**16 - 1),
+    DataType.INT32: (-(2**31), 2**31 - 1),
+    DataType.UINT32: (0, 2**32 - 1),
+    DataType.FLOAT32: (-_F32_MAX, _F32_MAX),
+}
+
+TOP_KEYS = ("require_native_watchdog", "board", "plc", "signals", "groups", "outputs",
+            "trips", "plc_watchdog", "timing", "recovery", "sim")
+BOARD_KEYS = ("name", "led_green", "led_amber", "led_red", "reset_button", "reset_hold_s",
+              "serial_device", "hw_watchdog", "fault_led", "fault_led_value")
+TCP_KEYS = ("host", "port")
+RTU_KEYS = ("device", "baudrate", "parity", "stopbits", "bytesize")
+PLC_KEYS = ("transport", *TCP_KEYS, *RTU_KEYS, "unit_id", "timeout_s", "retries",
+            "reconnect_min_s", "reconnect_max_s")
+SIGNAL_KEYS = ("name", "table", "address", "type", "word_order", "scale", "offset", "unit",
+               "range", "unit_id")
+OUTPUT_KEYS = ("name", "table", "address", "type", "word_order", "scale", "offset", "unit",
+               "min", "max", "max_rate", "safe_value", "failsafe", "unit_id")
+GROUP_KEYS = ("name", "signals", "voting", "min_healthy", "safe_direction", "discrepancy",
+              "max_age_s", "max_rate", "stuck_after_s", "required")
+TRIP_KEYS = ("name", "group", "condition", "limit")
+WATCHDOG_KEYS = ("heartbeat_address", "timeout_address", "expected_timeout_ms",
+                 "fault_address", "reset_address", "unit_id")
+TIMING_KEYS = ("poll_period_s", "heartbeat_timeout_s", "heartbeat_late_s",
+               "watchdog_deadline_s")
+RECOVERY_KEYS = ("policy", "holdoff_s")
+SIM_KEYS = ("temperature", "pressure", "heater", "cooling")
+
+_READ_ONLY = {Table.INPUT: "input registers are read-only",
+              Table.DISCRETE: "discrete inputs are read-only"}
+
+
+class _Transport(enum.Enum):
+    TCP = "tcp"
+    RTU = "rtu"
+
+
+@dataclass(frozen=True)
+class _Span:
+    """Registers (or bits) one item occupies: ``table`` ``start..end`` on ``unit``."""
+
+    table: Table
+    unit: int
+    start: int
+    end: int
+    label: str  # who holds it, for messages: "signals[3]"
+    path: str  # the key a clash is reported at: "signals[3].address"
+
+    def __str__(self) -> str:
+        where = f"{self.start}" if self.start == self.end else f"{self.start}..{self.end}"
+        return f"{self.table.value} {where}, unit {self.unit}"
+
+
+def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
+    """Validate ``data`` (a parsed TOML document) and build the ``Profile``.
+
+    ``source`` is the file name used in every ``Problem``. Raises ``ProfileError`` listing
+    every problem found; never returns a partially valid profile.
+    """
+    return _Parser(source).parse(data)
+
+
+class _Parser:
+    """One parse: the problems found so far and the parts already read, for cross-checks."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.out = Problems(source)
+        self.transport: _Transport | None = None
+        self.default_unit = 1
+        self.poll: float | None = None
+        self.signal_names: dict[str, str] = {}  # declared name -> path (even if invalid)
+        self.output_names: dict[str, str] = {}
+        self.group_names: dict[str, str] = {}
+        self.trip_names: dict[str, str] = {}
+        self.signals: dict[str, Signal] = {}  # fully valid ones only
+        self.groups: dict[str, Group] = {}
+        self.grouped: dict[str, str] = {}  # signal name -> path of the group holding it
+        self.spans: list[_Span] = []
+
+    # --- top level -----------------------------------------------------------------------
+
+    def parse(self, data: Mapping[str, Any]) -> Profile:
+        top = Fields(self.out, "", data, TOP_KEYS)
+        native = top.flag("require_native_watchdog", True)
+        board = self._board(self._table(top, "board"))
+        plc = self._plc(self._table(top, "plc"), board)
+        timing = self._timing(self._table(top, "timing"))
+        signals = [self._signal(p, r) for p, r in self._array(top, "signals", required=True)]
+        outputs = [self._output(p, r) for p, r in self._array(top, "outputs", required=True)]
+        groups = [self._group(p, r) for p, r in self._array(top, "groups", required=True)]
+        trips = [self._trip(p, r) for p, r in self._array(top, "trips", required=False)]
+        watchdog = self._watchdog(self._table(top, "plc_watchdog"))
+        recovery = self._recovery(self._table(top, "recovery"))
+        sim = self._sim(top.data["sim"]) if "sim" in top.data else None
+        if timing is not None and watchdog is not None:
+            plc_timeout_s = watchdog.expected_timeout_ms / 1000
+            if timing.watchdog_deadline_s >= plc_timeout_s:
+                self.out.add("timing.watchdog_deadline_s",
+                             f"{timing.watchdog_deadline_s:g} s must be less than the PLC "
+                             f"watchdog timeout (plc_watchdog.expected_timeout_ms = "
+                             f"{watchdog.expected_timeout_ms} ms), or the PLC falls back "
+                             "before the agent's own watchdog notices")
+        if self.out.items:
+            raise ProfileError(self.out.items)
+        # No problems means every part parsed: the asserts document it for mypy.
+        assert board is not None and plc is not None and timing is not None
+        assert watchdog is not None and recovery is not None
+        return Profile(
+            source=self.source, board=board, plc=plc,
+            signals=tuple(s for s in signals if s is not None),
+            groups=tuple(g for g in groups if g is not None),
+            outputs=tuple(o for o in outputs if o is not None),
+            trips=tuple(t for t in trips if t is not None),
+            plc_watchdog=watchdog, timing=timing, recovery=recovery,
+            require_native_watchdog=native, sim=sim,
+        )
+
+    def _table(self, top: Fields, key: str) -> Any:
+        """A required sub-table (type checked by ``Fields``), or None if it is missing."""
+        if key not in top.data:
+            top.fail(key, f"missing required table [{key}]")
+            return None
+        return top.data[key]
+
+    def _array(self, top: Fields, key: str, *, required: bool) -> list[tuple[str, Any]]:
+        """The items of an array of tables with their paths (``signals[0]``)."""
+        if key not in top.data:
+            if required:
+                top.fail(key, f"missing required array of tables [[{key}]]")
+            return []
+        value = top.data[key]
+        if not isinstance(value, list):
+            top.fail(key, f"expected an array of tables ([[{key}]]), got a single value or table")
+            return []
+        if required and not value:
+            top.fail(key, "must have at least one entry")
+        return [(f"{key}[{i}]", item) for i, item in enumerate(value)]
+
+    def _declare(self, names: dict[str, str], f: Fields, what: str) -> str:
+        name = f.text("name")
+        if f.ok("name") and not is_identifier(name):
+            f.fail("name", f"must be identifier-like (letters, digits, '_'; not starting "
+                           f"with a digit), got {name!r}")
+        elif f.ok("name"):
+            if name in names:
+                f.fail("name", f"duplicate {what} name {name!r} (first at {names[name]})")
+            else:
+                names[name] = f.path
+        return name
+
+    def _unit(self, f: Fields) -> int:
+        unit = f.integer("unit_id", 0, UNIT_ID_MAX, self.default_unit)
+        if f.has("unit_id") and f.ok("unit_id") and unit == 0 and self.transport is _Transport.RTU:
+            f.fail("unit_id", "0 is the RTU broadcast address, which never answers")
+        return unit
+
+    def _claim(self, span: _Span) -> None:
+        for other in self.spans:
+            if (other.table is span.table and other.unit == span.unit
+                    and span.start <= other.end and other.start <= span.end):
+                self.out.add(span.path, f"overlaps {other.label} ({other})")
+        self.spans.append(span)
+
+    # --- board, plc ----------------------------------------------------------------------
+
+    def _board(self, raw: Any) -> Board | None:
+        if raw is None:
+            return None
+        mark = len(self.out)
+        f = Fields(self.out, "board", raw, BOARD_KEYS)
+        name = f.text("name")
+        pins: dict[str, int | None] = {}
+        used: dict[int, str] = {}
+        for key in ("led_green", "led_amber", "led_red", "reset_button"):
+            pin = pins[key] = f.opt_integer(key, 0, GPIO_MAX)
+            if pin is not None:
+                if pin in used:
+                    f.fail(key, f"GPIO {pin} is already used by board.{used[pin]}")
+                used.setdefault(pin, key)
+        reset_hold_s = f.number("reset_hold_s", 2.0, gt=0)
+        serial_device = f.opt_path("serial_device")
+        hw_watchdog = f.opt_path("hw_watchdog")
+        fault_led = f.opt_path("fault_led")
+        fault_led_value = f.text("fault_led_value", "1")
+        if f.has("fault_led_value") and not f.has("fault_led"):
+            f.fail("fault_led_value", "given without fault_led")
+        if len(self.out) > mark:
+            return None
+        return Board(name=name, led_green=pins["led_green"], led_amber=pins["led_amber"],
+                     led_red=pins["led_red"], reset_button=pins["reset_button"],
+                     reset_hold_s=reset_hold_s, serial_device=serial_device,
+                     hw_watchdog=hw_watchdog, fault_led=fault_led,
+                     fault_led_value=fault_led_value)
+
+    def _plc(self, raw: Any, board: Board | None) -> PlcConnection | None:
+        if raw is None:
+            return None
+        mark = len(self.out)
+        f = Fields(self.out, "plc", raw, PLC_KEYS)
+        transport = f.enum("transport", _Transport)
+        link: TcpLink | RtuLink | None = None
+        if f.ok("transport"):
+            self.transport = transport
+            other = RTU_KEYS if transport is _Transport.TCP else TCP_KEYS
+            for key in other:
+                f.forbid(key, f"only valid with transport = "
+                              f"\"{'rtu' if transport is _Transport.TCP else 'tcp'}\"")
+            if transport is _Transport.TCP:
+                link = TcpLink(host=f.text("host"),
+                               port=f.integer("port", 1, 65535, DEFAULT_TCP_PORT))
+            else:
+                link = self._rtu(f, board)
+        unit = f.integer("unit_id", 0, UNIT_ID_MAX, 1)
+        if f.ok("unit_id"):
+            self.default_unit = unit
+            if unit == 0 and self.transport is _Transport.RTU:
+                f.fail("unit_id", "0 is the RTU broadcast address, which never answers")
+        timeout_s = f.number("timeout_s", 0.5, gt=0)
+        retries = f.integer("retries", 0, 10, 1)
+        rmin = f.number("reconnect_min_s", 0.1, gt=0)
+        rmax = f.number("reconnect_max_s", 5.0, gt=0)
+        if f.ok("reconnect_min_s", "reconnect_max_s") and rmax < rmin:
+            f.fail("reconnect_max_s", f"{rmax:g} must be at least reconnect_min_s ({rmin:g})")
+        if len(self.out) > mark or link is None:
+            return None
+        return PlcConnection(link=link, unit_id=unit, timeout_s=timeout_s, retries=retries,
+                             reconnect_min_s=rmin, reconnect_max_s=rmax)
+
+    def _rtu(self, f: Fields, board: Board | None) -> RtuLink:
+        if not f.has("device") and board is not None and board.serial_device is not None:
+            device = board.serial_device
+        elif not f.has("device"):
+            f.fail("device", "missing required key (or set board.serial_device)")
+            device = ""
+        else:
+            device = f.text("device")
+        baudrate = f.integer("baudrate", 1, 10_000_000, 19200)
+        if f.ok("baudrate") and baudrate not in STANDARD_BAUDRATES:
+            f.fail("baudrate", f"{baudrate} is not a standard rate "
+                               f"({', '.join(map(str, STANDARD_BAUDRATES))})")
+        parity = f.enum("parity", Parity, Parity.EVEN)
+        # Modbus serial line spec: 11 bits per character, so no parity means two stop bits.
+        stopbits = f.one_of_int("stopbits", (1, 2), 2 if parity is Parity.NONE else 1)
+        bytesize = f.one_of_int("bytesize", (7, 8), 8)
+        return RtuLink(device=device, baudrate=baudrate, parity=parity, stopbits=stopbits,
+                       bytesize=bytesize)
+
+    # --- register map --------------------------------------------------------------------
+
+    def _layout(self, f: Fields, table: Table) -> tuple[DataType, WordOrder, int]:
+        """type, word_order and address, shared by signals and outputs."""
+        if not f.ok("table"):
+            dtype = f.enum("type", DataType, DataType.BOOL)
+        elif table.is_bit:
+            dtype = f.enum("type", DataType, DataType.BOOL)
+            if f.ok("type") and dtype is not DataType.BOOL:
+                f.fail("type", f"a {table.value} holds one bit: type must be 'bool'")
+        else:
+            dtype = f.enum("type", DataType)
+            if f.ok("type") and dtype is DataType.BOOL:
+                f.fail("type", "bool is only for coil and discrete tables")
+        word_order = f.enum("word_order", WordOrder, WordOrder.BIG)
+        if f.has("word_order") and f.ok("type", "word_order") and dtype.words != 2:
+            f.fail("word_order", f"only applies to 32-bit types, not {dtype.value}")
+        address = f.integer("address", 0, ADDRESS_MAX)
+        if f.ok("address", "type") and address + dtype.words - 1 > ADDRESS_MAX:
+            f.fail("address", f"a {dtype.value} at {address} runs past address {ADDRESS_MAX}")
+        if f.ok("type") and dtype is DataType.BOOL:
+            for key in ("scale", "offset"):
+                f.forbid(key, "does not apply to a bool")
+        return dtype, word_order, address
+
+    def _scaling(self, f: Fields) -> tuple[float, float, str]:
+        scale = f.number("scale", 1.0)
+        if f.ok("scale") and scale == 0:
+            f.fail("scale", "must not be 0")
+        return scale, f.number("offset", 0.0), f.text("unit", "", allow_empty=True)
+
+    def _signal(self, path: str, raw: Any) -> Signal | None:
+        mark = len(self.out)
+        f = Fields(self.out, path, raw, SIGNAL_KEYS)
+        name = self._declare(self.signal_names, f, "signal")
+        table = f.enum("table", Table)
+        dtype, word_order, address = self._layout(f, table)
+        scale, offset, unit = self._scaling(f)
+        is_bool = f.ok("type", "table") and dtype is DataType.BOOL
+        low, high = f.span("range", (0.0, 1.0) if is_bool else None)
+        unit_id = self._unit(f)
+        if f.ok("table", "type", "address", "unit_id"):
+            self._claim(_Span(table, unit_id, address, address + dtype.words - 1, path,
+                              f"{path}.address"))
+        if len(self.out) > mark:
+            return None
+        signal = Signal(name=name, table=table, address=address, dtype=dtype,
+                        word_order=word_order, scale=scale, offset=offset, unit=unit,
+                        low=low, high=high, unit_id=unit_id)
+        self.signals[name] = signal
+        return signal
+
+    def _output(self, path: str, raw: Any) -> Output | None:
+        mark = len(self.out)
+        f = Fields(self.out, path, raw, OUTPUT_KEYS)
+        name = self._declare(self.output_names, f, "output")
+        table = f.enum("table", Table)
+        if f.ok("table") and not table.writable:
+            f.fail("table", _READ_ONLY[table])
+        dtype, word_order, address = self._layout(f, table)
+        scale, offset, unit = self._scaling(f)
+        is_bool = f.ok("type", "table") and dtype is DataType.BOOL
+        minimum = f.number("min", 0.0 if is_bool else None)
+        maximum = f.number("max", 1.0 if is_bool else None)
+        if f.ok("min", "max") and minimum >= maximum:
+            f.fail("max", f"{maximum:g} must be greater than min ({minimum:g})")
+        elif f.ok("min", "max", "type", "scale", "offset"):
+            lo, hi = RAW_LIMITS[dtype]
+            for key, value in (("min", minimum), ("max", maximum)):
+                rawv = (value - offset) / scale
+                if dtype is not DataType.FLOAT32:
+                    rawv = round(rawv)  # what would be written
+                if not lo <= rawv <= hi:
+                    f.fail(key, f"{value:g} {unit} is raw {rawv:g} after scaling, outside "
+                                f"{dtype.value} {lo:g}..{hi:g}")
+        max_rate = f.opt_number("max_rate", gt=0)
+        safe_value = f.number("safe_value", allow_bool=is_bool)
+        if f.ok("safe_value", "min", "max") and not minimum <= safe_value <= maximum:
+            f.fail("safe_value", f"{safe_value:g} is outside [min, max] = "
+                                 f"[{minimum:g}, {maximum:g}]")
+        failsafe = f.enum("failsafe", FailsafePolicy, FailsafePolicy.SAFE_VALUE)
+        if f.ok("failsafe") and failsafe is FailsafePolicy.RAMP:
+            if is_bool:
+                f.fail("failsafe", "ramp does not apply to a bool output")
+            elif max_rate is None and f.ok("max_rate"):
+                f.fail("failsafe", "ramp needs max_rate (the rate to ramp at)")
+        unit_id = self._unit(f)
+        if f.ok("table", "type", "address", "unit_id"):
+            self._claim(_Span(table, unit_id, address, address + dtype.words - 1, path,
+                              f"{path}.address"))
+        if len(self.out) > mark:
+            return None
+        return Output(name=name, table=table, address=address, dtype=dtype,
+                      word_order=word_order, scale=scale, offset=offset, unit=unit,
+                      minimum=minimum, maximum=maximum, max_rate=max_rate,
+                      safe_value=safe_value, failsafe=failsafe, unit_id=unit_id)
+
+    # --- groups, trips -------------------------------------------------------------------
+
+    def _group(self, path: str, raw: Any) -> Group | None:
+        mark = len(self.out)
+        f = Fields(self.out, path, raw, GROUP_KEYS)
+        name = self._declare(self.group_names, f, "group")
+        members = f.names("signals")
+        seen: set[str] = set()
+        for i, member in enumerate(members):
+            where = f"{path}.signals[{i}]"
+            if member not in self.signal_names:
+                self.out.add(where, f"unknown signal {member!r}")
+            elif member in seen:
+                self.out.add(where, f"{member!r} is listed twice")
+            elif member in self.grouped:
+                self.out.add(where, f"{member!r} is already in {self.grouped[member]}")
+            seen.add(member)
+            self.grouped.setdefault(member, path)
+        units = {m: self.signals[m].unit for m in members if m in self.signals}
+        if len(set(units.values())) > 1:
+            f.fail("signals", "redundant channels must share one unit, got "
+                              + ", ".join(f"{m} [{u}]" for m, u in units.items()))
+        voting = f.voting("voting")
+        if f.ok("voting", "signals") and voting.n != len(members):
+            f.fail("voting", f"{voting} needs {voting.n} signals, the group lists {len(members)}")
+        min_healthy = f.integer("min_healthy", 1, UNIT_ID_MAX, voting.m)
+        if f.ok("min_healthy", "voting") and min_healthy > voting.n:
+            f.fail("min_healthy", f"{min_healthy} is more than the group's {voting.n} channels")
+        direction = f.enum("safe_direction", SafeDirection)
+        discrepancy = f.number("discrepancy", ge=0)
+        max_age_s = f.number("max_age_s", 3 * self.poll if self.poll else 1.0, gt=0)
+        if f.ok("max_age_s") and self.poll is not None and max_age_s < self.poll:
+            f.fail("max_age_s", f"{max_age_s:g} s is shorter than timing.poll_period_s "
+                                f"({self.poll:g} s): every reading would be stale")
+        max_rate = f.opt_number("max_rate", gt=0)
+        stuck_after_s = f.opt_number("stuck_after_s", gt=0)
+        required = f.flag("required", True)
+        if len(self.out) > mark:
+            return None
+        group = Group(name=name, signals=members, voting=voting, min_healthy=min_healthy,
+                      safe_direction=direction, discrepancy=discrepancy, max_age_s=max_age_s,
+                      max_rate=max_rate, stuck_after_s=stuck_after_s, required=required)
+        self.groups[name] = group
+        return group
+
+    def _trip(self, path: str, raw: Any) -> Trip | None:
+        mark = len(self.out)
+        f = Fields(self.out, path, raw, TRIP_KEYS)
+        name = self._declare(self.trip_names, f, "trip")
+        group = f.text("group")
+        if f.ok("group") and group not in self.group_names:
+            f.fail("group", f"unknown group {group!r}")
+        condition = f.enum("condition", TripCondition)
+        limit: float | None = None
+        if f.ok("condition") and condition is TripCondition.BAD:
+            f.forbid("limit", "a 'bad' trip has no limit")
+        else:
+            limit = f.number("limit")
+        g = self.groups.get(group)
+        if (limit is not None and f.ok("limit", "condition") and g is not None
+                and all(s in self.signals for s in g.signals)):
+            low = min(self.signals[s].low for s in g.signals)
+            high = max(self.signals[s].high for s in g.signals)
+            if not low < limit < high:
+                f.fail("limit", f"{limit:g} is outside the plausible range of group "
+                                f"{group!r} ({low:g}..{high:g}): the trip could never act "
+                                "(or always would)")
+        if len(self.out) > mark:
+            return None
+        return Trip(name=name, group=group, condition=condition, limit=limit)
+
+    # --- watchdog, timing, recovery, sim -------------------------------------------------
+
+    def _watchdog(self, raw: Any) -> PlcWatchdog | None:
+        if raw is None:
+            return None
+        mark = len(self.out)
+        p = "plc_watchdog"
+        f = Fields(self.out, p, raw, WATCHDOG_KEYS)
+        heartbeat = f.integer("heartbeat_address", 0, ADDRESS_MAX)
+        timeout = f.integer("timeout_address", 0, ADDRESS_MAX)
+        expected = f.integer("expected_timeout_ms", 1, 65535)
+        fault = f.opt_integer("fault_address", 0, ADDRESS_MAX)
+        reset = f.opt_integer("reset_address", 0, ADDRESS_MAX)
+        unit = self._unit(f)
+        if f.ok("unit_id"):
+            for key, table, addr in (("heartbeat_address", Table.HOLDING, heartbeat),
+                                     ("timeout_address", Table.HOLDING, timeout),
+                                     ("fault_address", Table.DISCRETE, fault),
+                                     ("reset_address", Table.COIL, reset)):
+                if addr is not None and f.ok(key) and f.has(key):
+                    self._claim(_Span(table, unit, addr, addr, f"{p}.{key}", f"{p}.{key}"))
+        if len(self.out) > mark:
+            return None
+        return PlcWatchdog(heartbeat_address=heartbeat, timeout_address=timeout,
+                           expected_timeout_ms=expected, fault_address=fault,
+                           reset_address=reset, unit_id=unit)
+
+    def _timing(self, raw: Any) -> Timing | None:
+        if raw is None:
+            return None
+        mark = len(self.out)
+        f = Fields(self.out, "timing", raw, TIMING_KEYS)
+        poll = f.number("poll_period_s", gt=0)
+        hb_timeout = f.number("heartbeat_timeout_s", gt=0)
+        late = f.number("heartbeat_late_s", hb_timeout / 2 if f.ok("heartbeat_timeout_s")
+                        else 1.0, gt=0)
+        deadline = f.number("watchdog_deadline_s", gt=0)
+        if f.ok("poll_period_s"):
+            self.poll = poll
+        if f.ok("heartbeat_late_s", "heartbeat_timeout_s") and late >= hb_timeout:
+            f.fail("heartbeat_late_s", f"{late:g} s must be less than heartbeat_timeout_s "
+                                       f"({hb_timeout:g} s)")
+        if f.ok("poll_period_s", "watchdog_deadline_s") and poll >= deadline:
+            f.fail("poll_period_s", f"{poll:g} s must be less than watchdog_deadline_s "
+                                    f"({deadline:g} s), or every tick is late")
+        if f.ok("poll_period_s", "heartbeat_timeout_s") and poll >= hb_timeout:
+            f.fail("poll_period_s", f"{poll:g} s must be less than heartbeat_timeout_s "
+                                    f"({hb_timeout:g} s)")
+        if len(self.out) > mark:
+            return None
+        return Timing(poll_period_s=poll, heartbeat_timeout_s=hb_timeout,
+                      heartbeat_late_s=late, watchdog_deadline_s=deadline)
+
+    def _recovery(self, raw: Any) -> Recovery | None:
+        if raw is None:
+            return None
+        mark = len(self.out)
+        f = Fields(self.out, "recovery", raw, RECOVERY_KEYS)
+        policy = f.enum("policy", RecoveryPolicy)
+        holdoff_s = f.number("holdoff_s", 5.0, ge=0)
+        if len(self.out) > mark:
+            return None
+        return Recovery(policy=policy, holdoff_s=holdoff_s)
+
+    def _sim(self, raw: Any) -> SimBinding | None:
+        mark = len(self.out)
+        f = Fields(self.out, "sim", raw, SIM_KEYS)
+        lists = {key: f.names(key) for key in ("temperature", "pressure")}
+        for key, names in lists.items():
+            for i, name in enumerate(names):
+                if name not in self.signal_names:
+                    self.out.add(f"sim.{key}[{i}]", f"unknown signal {name!r}")
+        outs = {key: f.text(key) for key in ("heater", "cooling")}
+        for key, name in outs.items():
+            if f.ok(key) and name not in self.output_names:
+                f.fail(key, f"unknown output {name!r}")
+        if len(self.out) > mark:
+            return None
+        return SimBinding(temperature=lists["temperature"], pressure=lists["pressure"],
+                          heater=outs["heater"], cooling=outs["cooling"])
+

@@ -1,0 +1,174 @@
+"""``twinguard read``: one read of every signal, for the commissioning engineer.
+
+    twinguard read --profile P [--tcp HOST:PORT] [--rtu DEVICE] [--json]
+
+Prints a table (name, table:address, type, raw registers in hex, value, unit, quality or
+error), or with ``--json`` exactly::
+
+    {"signals": {NAME: {"raw": [int, ...] | bool | null, "value": float | null,
+                        "unit": str, "quality": "good" | "bad"}}}
+
+(with ``--json`` the reasons for BAD readings go to stderr, one ``NAME: error`` a line).
+
+Exit status: 0 every signal GOOD, 1 some signal BAD, 2 the profile has problems (each printed
+as ``FILE: KEY.PATH: reason``), 3 the PLC cannot be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table as RichTable
+
+from agent.errors import ProfileError
+from agent.modbus.client import PlcClient
+from agent.profile.model import Profile, Signal, TcpLink
+from agent.readings import Quality, Reading
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_BAD = 1
+EXIT_PROFILE = 2
+EXIT_UNREACHABLE = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``read``'s options to ``parser`` (for the ``twinguard`` CLI's subcommand)."""
+    parser.add_argument("--profile", required=True, help="profile file or shipped name")
+    parser.add_argument("--tcp", metavar="HOST:PORT", help="override the PLC link with TCP")
+    parser.add_argument(
+        "--rtu", metavar="DEVICE", help="override the PLC link with this serial device"
+    )
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _parse(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="twinguard read", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def _load(ns: argparse.Namespace) -> Profile:
+    from agent.profile.load import load_profile, with_connection  # noqa: PLC0415
+
+    profile = load_profile(ns.profile)
+    if ns.tcp or ns.rtu:
+        profile = with_connection(profile, tcp=ns.tcp, rtu=ns.rtu)
+    return profile
+
+
+def _raw_text(raw: tuple[int, ...] | bool | None) -> str:
+    if raw is None:
+        return "-"
+    if isinstance(raw, bool):
+        return "1" if raw else "0"
+    return " ".join(f"{r:04X}" for r in raw)
+
+
+def _value_text(r: Reading) -> str:
+    if r.value is None:
+        return "-"
+    return f"{r.value:.6g}"
+
+
+def _json_doc(profile: Profile, readings: dict[str, Reading]) -> dict[str, Any]:
+    signals: dict[str, Any] = {}
+    for s in profile.signals:
+        r = readings[s.name]
+        raw: list[int] | bool | None = list(r.raw) if isinstance(r.raw, tuple) else r.raw
+        signals[s.name] = {
+            "raw": raw,
+            "value": r.value,
+            "unit": s.unit,
+            "quality": "good" if r.quality is Quality.GOOD else "bad",
+        }
+    return {"signals": signals}
+
+
+def _table(profile: Profile, readings: dict[str, Reading]) -> RichTable:
+    link = profile.plc.link
+    where = f"{link.host}:{link.port}" if isinstance(link, TcpLink) else link.device
+    t = RichTable(title=f"{profile.source} @ {where}")
+    for col in ("name", "table:address", "type", "raw", "value", "unit", "quality"):
+        t.add_column(col, justify="right" if col in ("raw", "value") else "left")
+    for s in profile.signals:
+        r = readings[s.name]
+        quality = "good" if r.quality is Quality.GOOD else f"[red]BAD[/red] {r.error or ''}"
+        t.add_row(
+            s.name,
+            _where(s),
+            _type(s),
+            _raw_text(r.raw),
+            _value_text(r),
+            s.unit,
+            quality,
+        )
+    return t
+
+
+def _where(s: Signal) -> str:
+    unit = f"u{s.unit_id} " if s.unit_id != 1 else ""
+    return f"{unit}{s.table.value}:{s.address}"
+
+
+def _type(s: Signal) -> str:
+    if s.dtype.words == 2:
+        return f"{s.dtype.value} ({s.word_order.value})"
+    return s.dtype.value
+
+
+async def _read(profile: Profile) -> dict[str, Reading] | None:
+    client = PlcClient(profile)
+    try:
+        if not await client.connect():
+            return None
+        return await client.read_signals()
+    finally:
+        await client.close()
+
+
+def run(ns: argparse.Namespace) -> int:
+    """Run ``read`` with parsed options; returns the exit status."""
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # our own messages say it better
+    try:
+        profile = _load(ns)
+    except ProfileError as exc:
+        for p in exc.problems:
+            sys.stderr.write(f"{p}\n")
+        return EXIT_PROFILE
+    except OSError as exc:
+        sys.stderr.write(f"{ns.profile}: cannot read: {exc}\n")
+        return EXIT_PROFILE
+    readings = asyncio.run(_read(profile))
+    if readings is None:
+        link = profile.plc.link
+        where = f"{link.host}:{link.port}" if isinstance(link, TcpLink) else link.device
+        sys.stderr.write(f"cannot reach the PLC at {where}\n")
+        return EXIT_UNREACHABLE
+    bad = [r for r in readings.values() if r.quality is not Quality.GOOD]
+    if ns.json:
+        sys.stdout.write(json.dumps(_json_doc(profile, readings)) + "\n")
+        for r in bad:
+            sys.stderr.write(f"{r.name}: {r.error}\n")
+    else:
+        Console(width=max(120, Console().width)).print(_table(profile, readings))
+    return EXIT_BAD if bad else EXIT_OK
+
+
+def main(args: Sequence[str] | argparse.Namespace | None = None) -> int:
+    """Entry point: ``args`` is either parsed options or the argv after ``read``."""
+    if isinstance(args, argparse.Namespace):
+        return run(args)
+    return run(_parse(sys.argv[1:] if args is None else args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

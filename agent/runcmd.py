@@ -1,0 +1,43 @@
+"""``twinguard run``: load the profile and configuration, then run the agent until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from agent.config import load_config
+from agent.errors import ConfigError, ProfileError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_STATE_DIR = "/var/lib/twinguard"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", metavar="C", default=None,
+                        help="agent configuration (TOML); without it: shadow mode, no twin")
+    parser.add_argument("--state-dir", metavar="D", default=None,
+                        help=f"where the agent keeps its state (default {DEFAULT_STATE_DIR}, "
+                             "or $STATE_DIRECTORY under systemd)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the agent: returns 0 after a clean stop, 2 on a bad profile or configuration."""
+    from agent.cli import profile_from_args  # noqa: PLC0415 - cli imports this module lazily
+    from agent.runtime import Runtime  # noqa: PLC0415 - the full stack only when running
+
+    try:
+        profile = profile_from_args(args)
+        config = load_config(args.config)
+    except (ProfileError, ConfigError) as error:
+        for problem in error.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    state_dir = Path(args.state_dir or os.environ.get("STATE_DIRECTORY") or DEFAULT_STATE_DIR)
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
+    return asyncio.run(Runtime(profile, config, state_dir).run())

@@ -1,0 +1,291 @@
+"""The runtime: one asyncio loop that owns the plant (the adapter around ``Controller``).
+
+Per tick, every ``timing.poll_period_s`` on an absolute schedule::
+
+    read signals ─▶ controller.tick (vote, heartbeat, trips, state machine, plan)
+                 ─▶ write outputs ─▶ PLC watchdog heartbeat register ─▶ end of a complete tick
+
+The twin heartbeat deadline is a timer of its own (``loop.call_at`` on
+``controller.next_deadline()``): when it passes, the controller is asked at once and the
+safe state is written without waiting for the next poll. All PLC I/O goes through one lock,
+so a safe-state write waits at most for the one request in flight.
+
+A tick that ends after the next one was due is an overrun: counted, and the schedule skips
+ahead (no burst of catch-up ticks). An exception inside a tick is a FAULT: logged, the safe
+set is written, the loop goes on. SIGTERM/SIGINT stop cleanly: the safe set is written, the
+twin link and the PLC connection closed.
+
+At start, before anything else: connect, write the safe set, read the PLC's communication
+watchdog configuration back; the state machine does not leave STARTING until the PLC is
+reachable, its watchdog verified and the twin seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.config import AgentConfig
+from agent.controller import Controller, Decision
+from agent.errors import WriteRefused
+from agent.modbus.client import PlcClient
+from agent.profile.model import Profile
+from agent.readings import Quality, Reading
+from agent.twin.link import TwinLink, TwinLinkSettings
+from agent.twin.messages import Bye, Heartbeat, Message, Status
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_CHECK_S = 2.0  # how often the PLC watchdog configuration and latch are read back
+STATUS_PERIOD_S = 1.0  # agent -> twin status messages
+
+
+@dataclass
+class RuntimeStats:
+    ticks: int = 0
+    overruns: int = 0
+    faults: int = 0
+    worst_tick_s: float = 0.0
+    safe_writes: int = 0
+    write_failures: int = 0
+
+
+class Runtime:
+    """Runs one agent until stopped; see the module docstring."""
+
+    def __init__(self, profile: Profile, config: AgentConfig, state_dir: Path) -> None:
+        self.profile = profile
+        self.config = config
+        self.state_dir = state_dir
+        self.controller = Controller(profile, config.mode)
+        self.plc = PlcClient(profile)
+        self.stats = RuntimeStats()
+        self.link: TwinLink | None = None
+        if config.twin is not None:
+            t = config.twin
+            self.link = TwinLink(
+                TwinLinkSettings(
+                    host=t.host, port=t.port, ca_file=t.ca_file, cert_file=t.cert_file,
+                    key_file=t.key_file, server_name=t.server_name, device_id=config.device_id,
+                    max_frame=t.max_frame, connect_timeout_s=t.connect_timeout_s,
+                    backoff_min_s=t.backoff_min_s, backoff_max_s=t.backoff_max_s,
+                    idle_timeout_s=t.idle_timeout_s,
+                ),
+                self._on_message,
+                self._on_connection,
+            )
+        self._io = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._hb_value = 0
+        self._watchdog_ok = False
+        self._watchdog_checked: float | None = None
+        self._status_seq = 0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log.info("twinguard starting: profile %s, mode %s", self.profile.source,
+                 self.controller.machine.mode.value)
+        await self.plc.connect()
+        await self._apply(self.controller.start(loop.time()))
+        await self._check_plc_watchdog(loop.time())
+        if self.link is not None:
+            self._spawn(self.link.run(), "twin link")
+            self._spawn(self._status_loop(), "status to twin")
+        try:
+            await self._loop()
+        finally:
+            await self._shutdown()
+        return 0
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.profile.timing.poll_period_s
+        next_t = loop.time()
+        while not self._stop.is_set():
+            start = loop.time()
+            try:
+                await self._tick(start)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug must not take the plant's guard down
+                self.stats.faults += 1
+                log.exception("fault in tick")
+                await self._apply(self.controller.fault(loop.time(), f"internal error: {exc!r}"))
+            end = loop.time()
+            self.stats.ticks += 1
+            self.stats.worst_tick_s = max(self.stats.worst_tick_s, end - start)
+            next_t += period
+            if end > next_t:
+                self.stats.overruns += 1
+                next_t = end
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.0, next_t - loop.time()))
+
+    async def _shutdown(self) -> None:
+        loop = asyncio.get_running_loop()
+        log.info("twinguard stopping: writing the safe state")
+        if self._timer is not None:
+            self._timer.cancel()
+        await self._apply(self.controller.stop(loop.time()))
+        if self.link is not None:
+            self.link.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.plc.close()
+        log.info("twinguard stopped")
+
+    # --- one tick ------------------------------------------------------------------------
+
+    async def _tick(self, now: float) -> None:
+        if await self.plc.ensure_connected(now):
+            async with self._io:
+                readings = await self.plc.read_signals()
+        else:
+            readings = self._all_bad("PLC disconnected", now)
+        if self._watchdog_checked is None or now - self._watchdog_checked >= WATCHDOG_CHECK_S:
+            await self._check_plc_watchdog(now)
+        decision = self.controller.tick(
+            readings, now,
+            plc_reachable=self.plc.connected and _answered(readings),
+            plc_watchdog_ok=self._watchdog_ok,
+        )
+        await self._apply(decision)
+        await self._plc_heartbeat()
+        self._schedule()
+
+    def _all_bad(self, why: str, now: float) -> dict[str, Reading]:
+        return {s.name: Reading(s.name, None, None, Quality.BAD, now, why)
+                for s in self.profile.signals}
+
+    async def _plc_heartbeat(self) -> None:
+        self._hb_value = (self._hb_value + 1) & 0xFFFF
+        if self.plc.connected:
+            async with self._io:
+                await self.plc.heartbeat(self._hb_value)
+
+    async def _check_plc_watchdog(self, now: float) -> None:
+        """Read the PLC watchdog's configured timeout and latch; clear a latch while safe."""
+        self._watchdog_checked = now
+        if not self.plc.connected:
+            return
+        wd = self.profile.plc_watchdog
+        async with self._io:
+            timeout_ms, latched = await self.plc.read_plc_watchdog()
+        ok = timeout_ms == wd.expected_timeout_ms
+        if timeout_ms is not None and not ok:
+            log.error("PLC communication watchdog timeout is %s ms, profile expects %d ms",
+                      timeout_ms, wd.expected_timeout_ms)
+        if latched:
+            if self.controller.machine.outputs_safe and wd.reset_address is not None:
+                log.warning("PLC communication watchdog had fallen back; clearing its latch")
+                async with self._io:
+                    await self.plc.reset_plc_watchdog()
+            ok = False
+        if ok != self._watchdog_ok:
+            log.info("PLC communication watchdog %s", "verified" if ok else "NOT verified")
+        self._watchdog_ok = ok
+
+    # --- decisions -----------------------------------------------------------------------
+
+    async def _apply(self, decision: Decision) -> None:
+        """Write what the controller decided (under the I/O lock); report what landed."""
+        if not decision.writes:
+            return
+        values: Mapping[str, float] = decision.writes
+        if not await self.plc.ensure_connected():
+            self.stats.write_failures += 1
+            return
+        try:
+            async with self._io:
+                result = await self.plc.write_outputs(values)
+        except WriteRefused:
+            log.exception("controller planned a refused write (a bug): %s", dict(values))
+            self.stats.write_failures += 1
+            return
+        self.controller.written({k: values[k] for k in result.written})
+        if decision.reason in ("enter safe state", "safe start", "stop", "fault"):
+            self.stats.safe_writes += 1
+            log.info("safe state written (%s): %s", decision.reason,
+                     ", ".join(f"{k}={v:g}" for k, v in values.items()))
+        if not result.ok:
+            self.stats.write_failures += 1
+
+    def _act(self, decision: Decision) -> None:
+        """Apply a decision taken outside a tick (twin message, timer) as soon as possible."""
+        if decision.writes:
+            self._spawn(self._apply(decision), "safe-state write")
+        self._schedule()
+
+    def _schedule(self) -> None:
+        deadline = self.controller.next_deadline()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if deadline is not None:
+            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._act(self.controller.on_timer(asyncio.get_running_loop().time()))
+
+    # --- twin link callbacks -------------------------------------------------------------
+
+    def _on_message(self, msg: Message, t: float) -> None:
+        if isinstance(msg, Heartbeat):
+            self._act(self.controller.on_heartbeat(msg, t))
+        elif isinstance(msg, Bye):
+            self._act(self.controller.on_bye(msg, t))
+
+    def _on_connection(self, up: bool, reason: str, t: float) -> None:
+        log.info("twin link %s: %s", "up" if up else "down", reason)
+        if not up:
+            self._act(self.controller.on_disconnect(t))
+
+    async def _status_loop(self) -> None:
+        assert self.link is not None
+        while True:
+            await asyncio.sleep(STATUS_PERIOD_S)
+            if self.link.connected:
+                self._status_seq += 1
+                await self.link.send(Status(
+                    state=self.controller.state.value,
+                    mode=self.controller.machine.mode.value,
+                    seq=self._status_seq,
+                    sent_ms=time.time_ns() // 1_000_000,
+                ))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("%s failed", name, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+
+def _answered(readings: Mapping[str, Reading]) -> bool:
+    """The PLC answered at least one request (a Modbus exception reply is an answer)."""
+    return any(r.quality is Quality.GOOD or (r.error or "").startswith("modbus exception")
+               for r in readings.values())

@@ -1,0 +1,326 @@
+"""The safety state machine: health events in, transitions out (sans-IO).
+
+Rule 1: everything that decides the safety state lives in this file, as much as possible in
+the one literal table :data:`TRANSITIONS`; the few rules that do not fit a table (manual
+start, hold-off timing, refused acks) are the code of :class:`SafetyMachine` below.
+
+Rule 2: nothing here raises for an event. A (state, event) pair the table does not list
+drives FAILSAFE with the cause "unexpected EVENT in STATE": a surprise is a fault.
+
+States::
+
+    STARTING ──ready──▶ NORMAL ⇄ DEGRADED ──fault──▶ FAILSAFE (latched)
+        │ (manual policy: ready ─▶ RECOVERING)          │ plant healthy again
+        └─────────────────────────────────────▶ RECOVERING ◀┘
+                     RECOVERING ──holdoff of continuous health (auto) / ACK──▶ NORMAL
+                     RECOVERING ──fault──▶ FAILSAFE
+
+*Fault* events are TWIN_LOST, TRIP (including a required group BAD, which
+``agent.trips.evaluate`` reports as a trip of its own), PLC_UNREACHABLE,
+PLC_WATCHDOG_FAULT, STOP and FAULT. In STARTING the plant faults only keep the machine
+waiting (its outputs are already safe); STOP and FAULT drive FAILSAFE from every state.
+
+Outputs are safe (:attr:`SafetyMachine.outputs_safe`) in STARTING, FAILSAFE and
+RECOVERING. The control authority :class:`Mode` (SHADOW by default, ACTIVE) is kept beside
+the state and changes nothing about it: FAILSAFE is the same in both modes.
+
+Every change of state comes back to the caller as a :class:`Transition` (who logs and
+audits it); an ACK that cannot be honoured comes back as a :class:`Refusal` and changes
+nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from agent.heartbeat import LinkState
+from agent.profile.model import Recovery, RecoveryPolicy
+from agent.readings import Quality
+from agent.trips import TripHit
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    STARTING = "starting"  # not yet sure of the plant; outputs safe
+    NORMAL = "normal"
+    DEGRADED = "degraded"  # working, with a warning (a channel out, twin late)
+    FAILSAFE = "failsafe"  # latched; outputs safe
+    RECOVERING = "recovering"  # healthy again, waiting for hold-off or ack; outputs safe
+
+
+class EventKind(enum.Enum):
+    PLANT_HEALTHY = "plant_healthy"  # no fault: twin ALIVE, every group GOOD
+    PLANT_DEGRADED = "plant_degraded"  # no fault, but twin LATE or a group not GOOD
+    TWIN_LOST = "twin_lost"
+    TRIP = "trip"
+    PLC_UNREACHABLE = "plc_unreachable"
+    PLC_WATCHDOG_FAULT = "plc_watchdog_fault"  # PLC comm watchdog not verified or tripped
+    ACK = "ack"  # operator reset: button or `twinguard ack`
+    HOLDOFF_ELAPSED = "holdoff_elapsed"  # auto policy: holdoff_s of continuous health
+    STOP = "stop"  # the agent is shutting down
+    FAULT = "fault"  # the agent caught an internal error in its loop
+
+
+class Mode(enum.Enum):
+    """Control authority: SHADOW only logs what it would write; ACTIVE writes."""
+
+    SHADOW = "shadow"
+    ACTIVE = "active"
+
+
+_S = State
+_E = EventKind
+
+TRANSITIONS: dict[State, dict[EventKind, State]] = {
+    _S.STARTING: {
+        _E.PLANT_HEALTHY: _S.NORMAL,  # manual policy: RECOVERING instead (see SafetyMachine)
+        _E.PLANT_DEGRADED: _S.DEGRADED,  # idem
+        _E.TWIN_LOST: _S.STARTING,
+        _E.TRIP: _S.STARTING,
+        _E.PLC_UNREACHABLE: _S.STARTING,
+        _E.PLC_WATCHDOG_FAULT: _S.STARTING,
+        _E.ACK: _S.STARTING,  # refused
+        _E.STOP: _S.FAILSAFE,
+        _E.FAULT: _S.FAILSAFE,
+    },
+    _S.NORMAL: {
+        _E.PLANT_HEALTHY: _S.NORMAL,
+        _E.PLANT_DEGRADED: _S.DEGRADED,
+        _E.TWIN_LOST: _S.FAILSAFE,
+        _E.TRIP: _S.FAILSAFE,
+        _E.PLC_UNREACHABLE: _S.FAILSAFE,
+        _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.ACK: _S.NORMAL,  # refused
+        _E.STOP: _S.FAILSAFE,
+        _E.FAULT: _S.FAILSAFE,
+    },
+    _S.DEGRADED: {
+        _E.PLANT_HEALTHY: _S.NORMAL,
+        _E.PLANT_DEGRADED: _S.DEGRADED,
+        _E.TWIN_LOST: _S.FAILSAFE,
+        _E.TRIP: _S.FAILSAFE,
+        _E.PLC_UNREACHABLE: _S.FAILSAFE,
+        _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.ACK: _S.DEGRADED,  # refused
+        _E.STOP: _S.FAILSAFE,
+        _E.FAULT: _S.FAILSAFE,
+    },
+    _S.FAILSAFE: {
+        _E.PLANT_HEALTHY: _S.RECOVERING,
+        _E.PLANT_DEGRADED: _S.RECOVERING,
+        _E.TWIN_LOST: _S.FAILSAFE,
+        _E.TRIP: _S.FAILSAFE,
+        _E.PLC_UNREACHABLE: _S.FAILSAFE,
+        _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.ACK: _S.FAILSAFE,  # refused: the plant is not healthy yet
+        _E.STOP: _S.FAILSAFE,
+        _E.FAULT: _S.FAILSAFE,
+    },
+    _S.RECOVERING: {
+        _E.PLANT_HEALTHY: _S.RECOVERING,
+        _E.PLANT_DEGRADED: _S.RECOVERING,
+        _E.TWIN_LOST: _S.FAILSAFE,
+        _E.TRIP: _S.FAILSAFE,
+        _E.PLC_UNREACHABLE: _S.FAILSAFE,
+        _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.ACK: _S.NORMAL,
+        _E.HOLDOFF_ELAPSED: _S.NORMAL,  # only when really elapsed under the auto policy
+        _E.STOP: _S.FAILSAFE,
+        _E.FAULT: _S.FAILSAFE,
+    },
+}
+
+SAFE_STATES = frozenset({State.STARTING, State.FAILSAFE, State.RECOVERING})
+HEALTH_EVENTS = frozenset({EventKind.PLANT_HEALTHY, EventKind.PLANT_DEGRADED})
+FAULT_EVENTS = frozenset(
+    {
+        EventKind.TWIN_LOST,
+        EventKind.TRIP,
+        EventKind.PLC_UNREACHABLE,
+        EventKind.PLC_WATCHDOG_FAULT,
+        EventKind.STOP,
+        EventKind.FAULT,
+    }
+)
+
+
+@dataclass(frozen=True)
+class SafetyEvent:
+    kind: EventKind
+    cause: str = ""
+
+
+@dataclass(frozen=True)
+class Transition:
+    """``old`` --``event``--> ``new`` at monotonic ``t``; ``cause`` is for people."""
+
+    old: State
+    event: EventKind
+    new: State
+    cause: str
+    t: float
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An ACK that changed nothing, and why (for the button's LED, `twinguard ack`)."""
+
+    state: State
+    reason: str
+    t: float
+
+
+@dataclass(frozen=True)
+class Health:
+    """What the runtime saw this tick; :meth:`SafetyMachine.assess` turns it into an event.
+
+    ``worst_quality`` is over all groups; a *required* group that is BAD reaches the
+    machine as a trip (``agent.trips.evaluate`` always reports it), a non-required BAD
+    group only degrades. ``plc_watchdog_ok``: the PLC's communication watchdog was read
+    back with the expected timeout and has not fallen back.
+    """
+
+    twin: LinkState
+    worst_quality: Quality
+    trips: tuple[TripHit, ...]
+    plc_reachable: bool
+    plc_watchdog_ok: bool
+    twin_cause: str = ""  # why the twin link is in its state (the last LinkEvent's cause)
+
+
+def health_event(h: Health) -> SafetyEvent:
+    """The one event a health snapshot stands for; the worst finding wins."""
+    if not h.plc_reachable:
+        return SafetyEvent(EventKind.PLC_UNREACHABLE, "PLC unreachable")
+    if not h.plc_watchdog_ok:
+        return SafetyEvent(EventKind.PLC_WATCHDOG_FAULT, "PLC communication watchdog not verified")
+    if h.twin is LinkState.LOST:
+        why = f": {h.twin_cause}" if h.twin_cause else ""
+        return SafetyEvent(EventKind.TWIN_LOST, f"twin LOST{why}")
+    if h.trips:
+        return SafetyEvent(EventKind.TRIP, "; ".join(hit.cause for hit in h.trips))
+    warnings = []
+    if h.twin is LinkState.LATE:
+        warnings.append("twin heartbeat LATE")
+    if h.worst_quality is not Quality.GOOD:
+        warnings.append(f"a group is {h.worst_quality.name}")
+    if warnings:
+        return SafetyEvent(EventKind.PLANT_DEGRADED, "plant degraded: " + ", ".join(warnings))
+    return SafetyEvent(EventKind.PLANT_HEALTHY, "plant healthy")
+
+
+class SafetyMachine:
+    """The safety state and the control mode of one agent; see the module docstring."""
+
+    def __init__(self, recovery: Recovery, mode: Mode = Mode.SHADOW) -> None:
+        self._recovery = recovery
+        self._state = State.STARTING
+        self._mode = mode
+        self._cause = "starting: plant not yet verified"
+        self._unhealthy: str | None = "not yet assessed"
+        self._healthy_since: float | None = None  # entry into RECOVERING
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def cause(self) -> str:
+        """Why the machine is in its state (the cause of the last transition)."""
+        return self._cause
+
+    @property
+    def mode(self) -> Mode:
+        return self._mode
+
+    def set_mode(self, mode: Mode) -> None:
+        """Change control authority. Authorising a promotion is the config layer's job."""
+        self._mode = mode
+
+    @property
+    def outputs_safe(self) -> bool:
+        """True while outputs must be held safe: STARTING, FAILSAFE, RECOVERING."""
+        return self._state in SAFE_STATES
+
+    @property
+    def writes_allowed(self) -> bool:
+        """True when twin recommendations may be written: ACTIVE mode and NORMAL state."""
+        return self._mode is Mode.ACTIVE and self._state is State.NORMAL
+
+    def holdoff_deadline(self) -> float | None:
+        """When auto recovery will complete if health holds (for the caller's timer)."""
+        if self._state is not State.RECOVERING or self._healthy_since is None:
+            return None
+        if self._recovery.policy is not RecoveryPolicy.AUTO:
+            return None
+        return self._healthy_since + self._recovery.holdoff_s
+
+    def handle(self, event: SafetyEvent, now: float) -> Transition | Refusal | None:
+        """Apply one event. Returns the Transition if the state changed (or the event was
+        unexpected), a Refusal for an ACK that changes nothing, None otherwise."""
+        kind, old = event.kind, self._state
+        if kind in FAULT_EVENTS:
+            self._unhealthy = event.cause or kind.name
+        elif kind in HEALTH_EVENTS:
+            self._unhealthy = None
+
+        new = TRANSITIONS[old].get(kind)
+        cause = event.cause or kind.name
+        if kind is EventKind.HOLDOFF_ELAPSED and new is not None:
+            deadline = self.holdoff_deadline()
+            if deadline is None or now < deadline:
+                new = None  # not really elapsed, or manual policy: a caller bug
+        if kind is EventKind.ACK and new is not None:
+            if self._unhealthy is not None:
+                return Refusal(old, f"plant not healthy: {self._unhealthy}", now)
+            if new is old:
+                return Refusal(old, f"nothing to acknowledge in {old.name}", now)
+        if new is None:
+            cause = f"unexpected {kind.name} in {old.name}"
+            log.warning("%s: driving FAILSAFE", cause)
+            return self._enter(old, kind, State.FAILSAFE, cause, now)
+
+        if (
+            old is State.STARTING
+            and new in (State.NORMAL, State.DEGRADED)
+            and self._recovery.policy is RecoveryPolicy.MANUAL
+        ):
+            new = State.RECOVERING
+            cause = f"{cause}; manual recovery policy: waiting for an ack"
+        if new is old:
+            if kind in FAULT_EVENTS:
+                self._cause = cause  # the latest reason to stay where we are
+            return None
+        return self._enter(old, kind, new, cause, now)
+
+    def assess(self, health: Health, now: float) -> list[Transition]:
+        """Turn a health snapshot into events and apply them; return the transitions.
+
+        Also completes an auto recovery whose hold-off of continuous health has elapsed
+        (and then applies the health event again, so a degraded plant lands in DEGRADED).
+        """
+        event = health_event(health)
+        out: list[Transition] = []
+        result = self.handle(event, now)
+        if isinstance(result, Transition):
+            out.append(result)
+        deadline = self.holdoff_deadline()
+        if deadline is not None and now >= deadline:
+            elapsed = SafetyEvent(
+                EventKind.HOLDOFF_ELAPSED,
+                f"{self._recovery.holdoff_s:g} s of continuous health",
+            )
+            for ev in (elapsed, event):
+                result = self.handle(ev, now)
+                if isinstance(result, Transition):
+                    out.append(result)
+        return out
+
+    def _enter(self, old: State, kind: EventKind, new: State, cause: str, now: float) -> Transition:
+        self._state = new
+        self._cause = cause
+        self._healthy_since = now if new is State.RECOVERING else None
+        return Transition(old=old, event=kind, new=new, cause=cause, t=now)

@@ -1,0 +1,651 @@
+"""The durable telemetry spool: one SQLite file (WAL, synchronous=FULL) in the state directory.
+
+Contract
+--------
+* ``append(records, now_wall)`` stores one batch in one transaction and gives it consecutive
+  seqs. When it returns ``durable`` the batch survives kill -9 and a power cut.
+* Seqs are never reused: the next seq is kept in ``meta`` in the same transaction as the
+  batch, so it survives acks that delete everything. A new file (first start, lost file,
+  quarantined file) starts at, in order of preference: the in-memory next seq (corruption
+  found while running), the sidecar reservation ``<name>.seq`` (see ``agent.spool.files``),
+  else a wall-clock floor (microseconds since the epoch). A SEQ_FLOOR event record explains
+  the jump to the twin.
+* Records are deleted only by ``ack(upto_seq)`` (cumulative) or by the ``drop_oldest``
+  overflow policy, which stores a GAP event record naming the exact dropped range.
+* Size bound: at most ``max_records`` rows and ``max_bytes`` accounted bytes (payload +
+  ``RECORD_OVERHEAD`` per row). Data may use the bound minus a small reserve kept for the
+  spool's own event records, so a gap/stop event always fits. The file itself is capped by
+  ``PRAGMA max_page_count`` (``file_limit_bytes``) as a backstop.
+* Errors never reach the caller: a corrupt file (SQLITE_CORRUPT/NOTADB, at open or in use) is
+  renamed to ``<name>.corrupt-<UTC stamp>`` and a new file started; a full disk
+  (SQLITE_FULL/ENOSPC) or an I/O error loses that batch only. Each case is counted in
+  ``stats()``, logged, returned in ``AppendResult.status`` and as a ``SpoolEvent`` (drained with
+  ``drain_events()``), and stored as an EVENT record once writing works again.
+  Calling a method after ``close()`` is a bug and raises RuntimeError; so do invalid bounds
+  given to ``open``.
+
+Threads: every method may be called from any thread (not from the control loop: append and
+ack each wait for one fsync). Writes share one connection under a lock; ``pending`` reads on
+a connection per thread, so the sender reading backlog does not wait for an append's fsync.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from agent.spool import files
+from agent.spool.files import Failure
+from agent.spool.records import (
+    AppendResult,
+    AppendStatus,
+    Backlog,
+    Overflow,
+    RecordKind,
+    SpooledRecord,
+    SpoolEvent,
+    SpoolEventKind,
+    SpoolStats,
+    event_payload,
+)
+
+log = logging.getLogger(__name__)
+
+RECORD_OVERHEAD = 32  # accounted bytes per row on top of the payload (row header, key, index)
+EVENT_RESERVE_RECORDS = 8  # rows kept free for the spool's own event records
+EVENT_RESERVE_BYTES = 4096
+REOPEN_INTERVAL_S = 5.0  # while no file can be opened, retry at most this often
+MAX_UNSTORED_EVENTS = 16
+
+_Row = tuple[int, float, int, bytes, int | None]
+
+
+@dataclasses.dataclass
+class _State:
+    """In-memory mirror of the file. Published objects are never mutated (copy, then swap)."""
+
+    count: int = 0
+    bytes: int = 0
+    first: int | None = None
+    last: int | None = None
+    next_seq: int = 1
+    stopped_from: int | None = None
+    stop_lost: int = 0
+
+
+class Spool:
+    """Store-and-forward telemetry spool. Create with ``Spool.open``."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int,
+        max_records: int,
+        overflow: Overflow,
+        file_limit_bytes: int | None,
+    ) -> None:
+        if max_records <= 2 * EVENT_RESERVE_RECORDS:
+            raise ValueError(f"max_records must be > {2 * EVENT_RESERVE_RECORDS}")
+        if max_bytes <= 2 * EVENT_RESERVE_BYTES:
+            raise ValueError(f"max_bytes must be > {2 * EVENT_RESERVE_BYTES}")
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_records = max_records
+        self.overflow = overflow
+        self._file_limit = file_limit_bytes if file_limit_bytes else 4 * max_bytes + (8 << 20)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._generation = 0
+        self._st = _State()
+        self._reserved = 0
+        self._events: list[SpoolEvent] = []
+        self._unstored: list[SpoolEvent] = []
+        self._closed = False
+        self._loaded = False  # True once a file's state was read (its next seq is known)
+        self._last_open_try = 0.0
+        self._n = dict.fromkeys(
+            ("appended", "acked", "dropped", "not_recorded", "gaps", "quarantines",
+             "disk_full", "errors", "bad_acks"),
+            0,
+        )
+
+    # ------------------------------------------------------------------ open / close
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        *,
+        max_bytes: int,
+        max_records: int,
+        overflow: Overflow,
+        file_limit_bytes: int | None = None,
+        now_wall: float | None = None,
+    ) -> Spool:
+        """Open (or create) the spool at ``path``. Never raises for file problems.
+
+        A corrupt file is quarantined and replaced; if no file can be opened at all the
+        spool is degraded (appends return FAILED) and retries every ``REOPEN_INTERVAL_S``.
+        ValueError for bounds too small to hold the event reserve (a configuration bug).
+        """
+        spool = cls(
+            Path(path),
+            max_bytes=max_bytes,
+            max_records=max_records,
+            overflow=overflow,
+            file_limit_bytes=file_limit_bytes,
+        )
+        with spool._lock:
+            spool._open_file(time.time() if now_wall is None else now_wall, carry=None)
+        return spool
+
+    def close(self) -> None:
+        """Close every connection. Idempotent."""
+        with self._lock:
+            self._close_conns()
+            self._closed = True
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _close_conns(self) -> None:
+        self._generation += 1
+        for conn in [self._conn, *self._readers]:
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:  # pragma: no cover - close of a broken file
+                    log.warning("spool close: %s", exc)
+        self._conn = None
+        self._readers = []
+
+    def _open_file(self, now_wall: float, carry: int | None) -> None:
+        """Open the file into ``self._conn``/``self._st``; quarantine it once if corrupt."""
+        self._last_open_try = now_wall
+        for attempt in (1, 2):
+            try:
+                conn = files.connect(self.path, max_page_count=self._max_pages())
+            except (sqlite3.Error, OSError) as exc:
+                if not self._open_failed(exc, now_wall, attempt):
+                    return
+                continue
+            try:
+                files.quick_check(conn)
+                self._conn = conn
+                self._load(now_wall, carry)
+            except (sqlite3.Error, OSError) as exc:
+                conn.close()
+                self._conn = None
+                if not self._open_failed(exc, now_wall, attempt):
+                    return
+                continue
+            return
+
+    def _open_failed(self, exc: BaseException, now_wall: float, attempt: int) -> bool:
+        """Handle an error at open; True to try once more with a fresh file."""
+        self._n["errors"] += 1
+        if files.classify(exc) is not Failure.CORRUPT or attempt > 1:
+            log.error("spool %s cannot be opened, telemetry degraded: %s", self.path, exc)
+            return False
+        try:
+            target = files.quarantine(self.path, now_wall)
+        except OSError as qexc:
+            log.error("spool %s corrupt and cannot be quarantined: %s", self.path, qexc)
+            return False
+        self._n["quarantines"] += 1
+        self._note(
+            SpoolEvent(
+                SpoolEventKind.QUARANTINED,
+                now_wall,
+                f"spool file corrupt at open ({exc}); quarantined as {target.name}; "
+                "its unacknowledged records are lost",
+            )
+        )
+        return True
+
+    def _max_pages(self) -> int:
+        return max(64, self._file_limit // 4096)
+
+    def _load(self, now_wall: float, carry: int | None) -> None:
+        conn = self._conn
+        assert conn is not None
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        count, size, first, last = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(seq), MAX(seq) FROM records"
+        ).fetchone()
+        reservation = files.read_reservation(self.path)
+        st = _State(
+            count=count,
+            bytes=size + count * RECORD_OVERHEAD,
+            first=first,
+            last=last,
+            next_seq=max(int(meta.get("next_seq", 0)), (last or 0) + 1, 1),
+            stopped_from=None if meta.get("stopped_from", -1) < 0 else meta["stopped_from"],
+            stop_lost=int(meta.get("stop_lost", 0)),
+        )
+        fresh = "next_seq" not in meta and last is None
+        if fresh:
+            if carry is not None:
+                st.next_seq, why = carry, "continuing the previous file"
+            elif reservation is not None:
+                st.next_seq, why = reservation, "above the seq reservation"
+            else:
+                st.next_seq, why = files.time_floor(now_wall), "from the wall-clock floor"
+            self._note(
+                SpoolEvent(
+                    SpoolEventKind.SEQ_FLOOR,
+                    now_wall,
+                    f"new spool file; seqs start at {st.next_seq} ({why})",
+                    first=st.next_seq,
+                )
+            )
+        self._st = st
+        self._loaded = True
+        self._reserved = reservation or 0
+        self._reserve(st.next_seq)
+        if fresh:
+            conn.execute("BEGIN IMMEDIATE")
+            self._write_meta(st)
+            conn.execute("COMMIT")
+
+    def _reserve(self, upto: int) -> None:
+        """Make sure the sidecar reservation is above ``upto`` before seqs up to it are used."""
+        if upto >= self._reserved:
+            value = upto + files.SEQ_BLOCK
+            if files.write_reservation(self.path, value):
+                self._reserved = value
+
+    # ------------------------------------------------------------------ events
+    def _note(self, event: SpoolEvent) -> None:
+        """Tell the caller now and store the event as a record at the next write."""
+        log.warning("spool: %s", event.text)
+        for queue, cap in ((self._events, 1024), (self._unstored, MAX_UNSTORED_EVENTS)):
+            prev = queue[-1] if queue else None
+            if (
+                prev is not None
+                and prev.kind is event.kind
+                and event.kind in (SpoolEventKind.DISK_FULL, SpoolEventKind.NOT_RECORDED)
+            ):
+                total = prev.count + event.count
+                queue[-1] = dataclasses.replace(
+                    event, count=total, text=f"{total} records not recorded: {event.text}"
+                )
+            elif len(queue) < cap:
+                queue.append(event)
+
+    def note(self, event: SpoolEvent) -> None:
+        """Report ``event`` and store it as an EVENT record with the next append.
+
+        For losses that happen before the spool (e.g. the writer's queue was full), so that
+        they reach the twin too. At most ``MAX_UNSTORED_EVENTS`` wait; repeated NOT_RECORDED
+        or DISK_FULL events are merged into one with the summed count.
+        """
+        with self._lock:
+            self._note(event)
+
+    def drain_events(self) -> list[SpoolEvent]:
+        """Events since the last call, oldest first (gaps, stops, quarantines, failures)."""
+        with self._lock:
+            out, self._events = self._events, []
+        return out
+
+    # ------------------------------------------------------------------ append
+    def append(self, records: Sequence[bytes], now_wall: float) -> AppendResult:
+        """Store ``records`` (opaque bytes) as one durable batch with consecutive seqs.
+
+        Never raises for storage problems: see the module docstring and ``AppendStatus``.
+        """
+        n = len(records)
+        with self._lock:
+            self._check_open()
+            if self._conn is None and abs(now_wall - self._last_open_try) >= REOPEN_INTERVAL_S:
+                self._open_file(now_wall, carry=self._st.next_seq if self._loaded else None)
+            if self._conn is None:
+                self._lost(n, now_wall, "no spool file could be opened", Failure.OTHER)
+                return AppendResult(AppendStatus.FAILED, None, None, dropped=n)
+            if n == 0 and not self._unstored:
+                return AppendResult(AppendStatus.STORED, None, None)
+            try:
+                return self._append_txn(self._conn, records, now_wall)
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback()
+                self._failed(exc, n, now_wall)
+                return AppendResult(AppendStatus.FAILED, None, None, dropped=n)
+
+    def _append_txn(
+        self, conn: sqlite3.Connection, records: Sequence[bytes], now_wall: float
+    ) -> AppendResult:
+        n = len(records)
+        size = sum(len(r) for r in records) + n * RECORD_OVERHEAD
+        st = dataclasses.replace(self._st)
+        stored_events = list(self._unstored)
+        new_events: list[SpoolEvent] = []
+        rows: list[_Row] = []
+        conn.execute("BEGIN IMMEDIATE")
+        for ev in stored_events:
+            self._event_row(st, rows, ev)
+        data_records = self.max_records - EVENT_RESERVE_RECORDS
+        data_bytes = self.max_bytes - EVENT_RESERVE_BYTES
+        if self.overflow is Overflow.STOP and n:
+            fits = st.count + n <= data_records and st.bytes + size <= data_bytes
+            if fits and st.stopped_from is not None:
+                ev = SpoolEvent(
+                    SpoolEventKind.RESUMED,
+                    now_wall,
+                    f"recording resumed at seq {st.next_seq}; {st.stop_lost} records not "
+                    f"recorded since seq {st.stopped_from}",
+                    first=st.next_seq,
+                    count=st.stop_lost,
+                )
+                st.stopped_from, st.stop_lost = None, 0
+                self._event_row(st, rows, ev)
+                new_events.append(ev)
+            elif not fits:
+                if st.stopped_from is None:
+                    st.stopped_from = st.next_seq
+                    ev = SpoolEvent(
+                        SpoolEventKind.STOPPED,
+                        now_wall,
+                        f"recording stopped from seq {st.next_seq}: spool full",
+                        first=st.next_seq,
+                    )
+                    self._event_row(st, rows, ev)
+                    new_events.append(ev)
+                st.stop_lost += n
+                self._insert(conn, rows)
+                self._finish(conn, st, stored_events, new_events)
+                self._n["not_recorded"] += n
+                return AppendResult(AppendStatus.REJECTED_FULL, None, None, dropped=n)
+        first = st.next_seq
+        for payload in records:
+            rows.append((st.next_seq, now_wall, int(RecordKind.DATA), bytes(payload), None))
+            st.next_seq += 1
+        st.count += n
+        st.bytes += size
+        st.last = st.next_seq - 1 if n else st.last
+        if st.first is None and rows:
+            st.first = rows[0][0]
+        self._insert(conn, rows)
+        dropped = 0
+        if self.overflow is Overflow.DROP_OLDEST and (
+            st.count > data_records or st.bytes > data_bytes
+        ):
+            ev, dropped = self._drop_oldest(conn, st, data_records, data_bytes, now_wall)
+            rows = []
+            self._event_row(st, rows, ev)
+            self._insert(conn, rows)
+            new_events.append(ev)
+        self._finish(conn, st, stored_events, new_events)
+        self._n["appended"] += n
+        status = AppendStatus.STORED_WITH_DROP if dropped else AppendStatus.STORED
+        return AppendResult(status, first if n else None, st.last if n else None, dropped)
+
+    def _drop_oldest(
+        self, conn: sqlite3.Connection, st: _State, max_r: int, max_b: int, now_wall: float
+    ) -> tuple[SpoolEvent, int]:
+        """Delete the oldest rows until data fits; the GAP range absorbs dropped GAP events."""
+        need_r, need_b = st.count - max_r, st.bytes - max_b
+        freed_r = freed_b = 0
+        gap_first: int | None = None
+        cut = 0
+        cur = conn.execute(
+            "SELECT seq, kind, gap_first, length(payload) FROM records ORDER BY seq"
+        )
+        while freed_r < need_r or freed_b < need_b:
+            row = cur.fetchone()
+            if row is None:
+                break
+            seq, kind, g_first, length = row
+            start = g_first if kind == RecordKind.EVENT and g_first is not None else seq
+            gap_first = start if gap_first is None else min(gap_first, start)
+            cut = seq
+            freed_r += 1
+            freed_b += length + RECORD_OVERHEAD
+        cur.close()
+        conn.execute("DELETE FROM records WHERE seq <= ?", (cut,))
+        st.count -= freed_r
+        st.bytes -= freed_b
+        st.first = conn.execute("SELECT MIN(seq) FROM records").fetchone()[0]
+        assert gap_first is not None
+        self._n["dropped"] += freed_r
+        self._n["gaps"] += 1
+        ev = SpoolEvent(
+            SpoolEventKind.GAP,
+            now_wall,
+            f"records {gap_first}..{cut} dropped: spool full",
+            first=gap_first,
+            last=cut,
+            count=freed_r,
+        )
+        log.warning("spool: %s", ev.text)
+        return ev, freed_r
+
+    def _event_row(self, st: _State, rows: list[_Row], ev: SpoolEvent) -> None:
+        payload = event_payload(ev)
+        gap_first = ev.first if ev.kind is SpoolEventKind.GAP else None
+        rows.append((st.next_seq, ev.t_wall, int(RecordKind.EVENT), payload, gap_first))
+        st.first = st.next_seq if st.first is None else st.first
+        st.last = st.next_seq
+        st.next_seq += 1
+        st.count += 1
+        st.bytes += len(payload) + RECORD_OVERHEAD
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
+        if rows:
+            conn.executemany(
+                "INSERT INTO records (seq, t_wall, kind, payload, gap_first) VALUES (?,?,?,?,?)",
+                rows,
+            )
+            rows.clear()
+
+    def _finish(
+        self,
+        conn: sqlite3.Connection,
+        st: _State,
+        stored: list[SpoolEvent],
+        new: list[SpoolEvent],
+    ) -> None:
+        """Reserve seqs, write meta, COMMIT, then publish the new state (only after commit)."""
+        self._reserve(st.next_seq)
+        self._write_meta(st)
+        conn.execute("COMMIT")
+        self._st = st
+        del self._unstored[: len(stored)]
+        self._events.extend(new)
+
+    @staticmethod
+    def _write_meta_rows(st: _State) -> list[tuple[str, int]]:
+        stopped = -1 if st.stopped_from is None else st.stopped_from
+        return [("next_seq", st.next_seq), ("stopped_from", stopped), ("stop_lost", st.stop_lost)]
+
+    def _write_meta(self, st: _State) -> None:
+        assert self._conn is not None
+        self._conn.executemany(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", self._write_meta_rows(st)
+        )
+
+    # ------------------------------------------------------------------ failures
+    def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                log.warning("spool rollback failed: %s", exc)
+
+    def _failed(self, exc: BaseException, lost: int, now_wall: float) -> None:
+        """A write failed: count it, degrade as ``classify`` says. Never raises."""
+        self._n["errors"] += 1
+        failure = files.classify(exc)
+        if failure is Failure.CORRUPT:
+            self._quarantine_running(exc, lost, now_wall)
+        else:
+            self._lost(lost, now_wall, str(exc), failure)
+
+    def _lost(self, n: int, now_wall: float, why: str, failure: Failure) -> None:
+        self._n["not_recorded"] += n
+        if failure is Failure.FULL:
+            self._n["disk_full"] += 1
+            kind = SpoolEventKind.DISK_FULL
+        else:
+            kind = SpoolEventKind.NOT_RECORDED
+        if n:
+            self._note(SpoolEvent(kind, now_wall, f"{n} records not recorded: {why}", count=n))
+
+    def _quarantine_running(self, exc: BaseException, lost: int, now_wall: float) -> None:
+        old = self._st
+        self._close_conns()
+        self._n["not_recorded"] += lost
+        try:
+            target = files.quarantine(self.path, now_wall)
+        except OSError as qexc:
+            log.error("spool %s corrupt and cannot be quarantined: %s", self.path, qexc)
+            self._last_open_try = now_wall
+            return
+        self._n["quarantines"] += 1
+        self._note(
+            SpoolEvent(
+                SpoolEventKind.QUARANTINED,
+                now_wall,
+                f"spool file corrupt ({exc}); quarantined as {target.name}; unacknowledged "
+                f"records {old.first}..{old.last} ({old.count}) lost; {lost} records of the "
+                "failed batch not recorded",
+                first=old.first,
+                last=old.last,
+                count=old.count + lost,
+            )
+        )
+        self._open_file(now_wall, carry=old.next_seq)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"spool {self.path} used after close()")
+
+    # ------------------------------------------------------------------ read / ack
+    def _reader(self) -> tuple[int, sqlite3.Connection | None]:
+        """This thread's read connection to the current file (reopened after quarantine)."""
+        with self._lock:
+            self._check_open()
+            gen = self._generation
+            if self._conn is None:
+                return gen, None
+            held: tuple[int, sqlite3.Connection] | None = getattr(self._local, "conn", None)
+            if held is not None and held[0] == gen:
+                return held
+            conn = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            conn.execute("PRAGMA query_only = 1")
+            self._readers.append(conn)
+            self._local.conn = (gen, conn)
+            return gen, conn
+
+    def pending(
+        self, after_seq: int, limit: int, upto_seq: int | None = None
+    ) -> list[SpooledRecord]:
+        """Up to ``limit`` stored records with ``after_seq < seq <= upto_seq``, in seq order.
+
+        Returns [] (error counted, corrupt file quarantined) if the file cannot be read.
+        """
+        gen, conn = self._reader()
+        if conn is None or limit <= 0:
+            return []
+        upper = upto_seq if upto_seq is not None else (1 << 62)
+        try:
+            rows = conn.execute(
+                "SELECT seq, t_wall, kind, payload FROM records "
+                "WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (after_seq, upper, limit),
+            ).fetchall()
+        except sqlite3.Error as exc:
+            with self._lock:
+                self._n["errors"] += 1
+                log.error("spool read failed: %s", exc)
+                corrupt = files.classify(exc) is Failure.CORRUPT
+                if corrupt and self._conn is not None and self._generation == gen:
+                    self._quarantine_running(exc, 0, time.time())
+            return []
+        return [SpooledRecord(s, t, bytes(p), RecordKind(k)) for s, t, k, p in rows]
+
+    def ack(self, upto_seq: int) -> int:
+        """Delete every record with seq <= ``upto_seq`` (cumulative ack); the count deleted.
+
+        An ack beyond the last seq handed out is bad input from the peer: refused (returns
+        0), counted as ``bad_acks`` and logged, nothing deleted.
+        """
+        with self._lock:
+            self._check_open()
+            st = self._st
+            if upto_seq >= st.next_seq:
+                self._n["bad_acks"] += 1
+                log.warning("spool: ack %d beyond last seq %d refused", upto_seq, st.next_seq - 1)
+                return 0
+            conn = self._conn
+            if conn is None or st.first is None or upto_seq < st.first:
+                return 0
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                count, size = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM records "
+                    "WHERE seq <= ?",
+                    (upto_seq,),
+                ).fetchone()
+                conn.execute("DELETE FROM records WHERE seq <= ?", (upto_seq,))
+                first = conn.execute("SELECT MIN(seq) FROM records").fetchone()[0]
+                conn.execute("COMMIT")
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback()
+                self._failed(exc, 0, time.time())
+                return 0
+            new = dataclasses.replace(
+                st, count=st.count - count, bytes=st.bytes - size - count * RECORD_OVERHEAD,
+                first=first, last=st.last if first is not None else None,
+            )
+            self._st = new
+            self._n["acked"] += count
+            return int(count)
+
+    # ------------------------------------------------------------------ status
+    def backlog(self) -> Backlog:
+        """Unacknowledged records as last committed (no I/O)."""
+        st = self._st
+        return Backlog(st.count, st.first, st.last, st.bytes)
+
+    @property
+    def next_seq(self) -> int:
+        return self._st.next_seq
+
+    @property
+    def degraded(self) -> bool:
+        """True while no spool file is open (appends fail and are counted)."""
+        return self._conn is None
+
+    def stats(self) -> SpoolStats:
+        with self._lock:
+            n = dict(self._n)
+            st = self._st
+        return SpoolStats(
+            appended=n["appended"],
+            acked=n["acked"],
+            dropped=n["dropped"],
+            not_recorded=n["not_recorded"],
+            gaps=n["gaps"],
+            quarantines=n["quarantines"],
+            disk_full=n["disk_full"],
+            errors=n["errors"],
+            bad_acks=n["bad_acks"],
+            backlog=Backlog(st.count, st.first, st.last, st.bytes),
+            stopped=st.stopped_from is not None,
+            next_seq=st.next_seq,
+            path=str(self.path),
+        )

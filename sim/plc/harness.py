@@ -1,0 +1,230 @@
+"""Run the simulated PLC (and a socat pty pair) as real processes, for tests and benchmarks.
+
+    with SimPlcProcess() as plc:                   # python -m sim plc on a free loopback port
+        client = ModbusTcpClient("127.0.0.1", port=plc.port)
+        plc.control.fault("stuck", signal="temp_a")
+        plc.write_log()                            # parsed JSON lines of --write-log
+
+    with SocatPair() as pair, SimPlcProcess(rtu=pair.a) as plc:
+        client = ModbusSerialClient(pair.b, baudrate=19200, parity="E")
+
+Every wait has a timeout; a process that does not become ready raises ``HarnessError``
+with the tail of its stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from sim.plc.control import ControlClient
+
+READY_TIMEOUT_S = 15.0
+
+
+class HarnessError(RuntimeError):
+    """A simulated process did not start or stop as expected."""
+
+
+def _tail(path: Path, n: int = 2000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+class SimPlcProcess:
+    """``python -m sim plc`` as a subprocess. Starts in ``__init__``; ``stop()`` on exit.
+
+    ``port`` is the TCP port (chosen free at first start, kept across ``restart``), ``rtu``
+    the serial device when given. Files (control socket, write log, stderr) live in
+    ``workdir`` (a fresh temporary directory unless given).
+    """
+
+    def __init__(
+        self,
+        profile: str = "sim-tank",
+        *,
+        rtu: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        watchdog_ms: int | None = None,
+        workdir: str | Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.profile = profile
+        self.rtu = rtu
+        self.host = host
+        self.port = port
+        self.seed = seed
+        self.watchdog_ms = watchdog_ms
+        self.extra_args = extra_args
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="simplc-")
+        self.workdir = Path(workdir) if workdir else Path(self._tmp.name)  # type: ignore[union-attr]
+        self.control_path = self.workdir / "control.sock"
+        self.write_log_path = self.workdir / "writes.jsonl"
+        self.stderr_path = self.workdir / "stderr.log"
+        self.ready_line = ""
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.control = ControlClient(self.control_path)
+        self.start()
+
+    def _argv(self) -> list[str]:
+        argv = [sys.executable, "-m", "sim", "plc", "--profile", self.profile]
+        argv += ["--rtu", self.rtu] if self.rtu else ["--tcp", f"{self.host}:{self.port}"]
+        argv += ["--control", str(self.control_path), "--write-log", str(self.write_log_path)]
+        argv += ["--seed", str(self.seed)]
+        if self.watchdog_ms is not None:
+            argv += ["--watchdog-ms", str(self.watchdog_ms)]
+        return argv + list(self.extra_args)
+
+    def start(self) -> None:
+        """Start the process and wait for its ready line; HarnessError if it never comes."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise HarnessError("already running")
+        with self.stderr_path.open("ab") as err:
+            argv = self._argv()  # our own interpreter and arguments, no shell
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)  # noqa: S603
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, left))
+            if not ready:
+                self.kill()
+                raise HarnessError(f"sim plc not ready in time: {_tail(self.stderr_path)}")
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise HarnessError(f"sim plc exited: {_tail(self.stderr_path)}")
+            line += chunk
+        self.ready_line = line.decode().strip()
+        if not self.ready_line.startswith("ready"):
+            self.kill()
+            raise HarnessError(f"unexpected first line {self.ready_line!r}")
+        for word in self.ready_line.split():
+            if word.startswith("tcp="):
+                self.port = int(word.rpartition(":")[2])
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def write_log(self) -> list[dict[str, Any]]:
+        """Every record of the write log file, parsed (all runs since the workdir was made)."""
+        if not self.write_log_path.exists():
+            return []
+        lines = self.write_log_path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def stop(self, timeout_s: float = 5.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout_s``); returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout_s)
+        self._close_pipe()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5.0)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def restart(self) -> None:
+        """Stop and start again on the same port / device (the write log file is kept)."""
+        self.stop()
+        self.start()
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SocatPair:
+    """Two linked pseudo-terminals (``socat -d -d pty,raw,echo=0,link=A pty,...,link=B``).
+
+    ``a`` and ``b`` are the link paths (open either with pyserial); HarnessError if socat is
+    missing or the links do not appear in time.
+    """
+
+    def __init__(self, workdir: str | Path | None = None, timeout_s: float = 5.0) -> None:
+        exe = shutil.which("socat")
+        if exe is None:
+            raise HarnessError("socat is not installed")
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="socat-")
+        d = Path(workdir) if workdir else Path(self._tmp.name)  # type: ignore[union-attr]
+        self.a = str(d / "ptyA")
+        self.b = str(d / "ptyB")
+        self._err = d / "socat.log"
+        with self._err.open("ab") as err:
+            self.proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+                [exe, "-d", "-d", f"pty,raw,echo=0,link={self.a}", f"pty,raw,echo=0,link={self.b}"],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        deadline = time.monotonic() + timeout_s
+        while not (os.path.exists(self.a) and os.path.exists(self.b)):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise HarnessError(f"socat links did not appear: {_tail(self._err)}")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5.0)
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.cleanup()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

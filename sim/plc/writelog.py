@@ -1,0 +1,103 @@
+"""The PLC's write log: every write request received, in memory and as JSON lines on disk.
+
+One record per line (``--write-log PATH``, flushed per record)::
+
+    {"seq": 0, "t": 12345.678901, "unit": 1, "fc": 6, "table": "holding", "address": 100,
+     "values": [400], "names": ["heater_power"], "accepted": true, "error": null,
+     "source": "modbus"}
+
+``t`` is ``time.monotonic()`` (CLOCK_MONOTONIC, comparable across processes on one machine)
+taken when the request was decoded by the server. ``fc`` 0 marks a pseudo-entry made by the
+PLC itself (``"source": "plc watchdog"`` for the fallback, ``"control"`` for set_output).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    seq: int
+    t: float
+    unit: int
+    fc: int
+    table: str
+    address: int
+    values: tuple[int, ...]
+    names: tuple[str, ...]
+    accepted: bool
+    error: str | None
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["values"] = list(self.values)
+        d["names"] = list(self.names)
+        return d
+
+
+class WriteLog:
+    """Append-only; ``since(n)`` returns records with ``seq >= n``. A failing file is logged
+    once and the in-memory log goes on (losing the disk copy is not a reason to stop the PLC).
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self._records: list[WriteRecord] = []
+        self._file: TextIO | None = None
+        if path is not None:
+            self._file = Path(path).open("a", encoding="utf-8")  # noqa: SIM115
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(
+        self,
+        *,
+        t: float,
+        unit: int,
+        fc: int,
+        table: str,
+        address: int,
+        values: tuple[int, ...],
+        names: tuple[str, ...],
+        accepted: bool,
+        error: str | None = None,
+        source: str = "modbus",
+    ) -> WriteRecord:
+        rec = WriteRecord(
+            len(self._records),
+            t,
+            unit,
+            fc,
+            table,
+            address,
+            values,
+            names,
+            accepted,
+            error,
+            source,
+        )
+        self._records.append(rec)
+        if self._file is not None:
+            try:
+                self._file.write(json.dumps(rec.to_json()) + "\n")
+                self._file.flush()
+            except OSError:
+                log.exception("write log file failed; keeping the log in memory only")
+                self._file = None
+        return rec
+
+    def since(self, seq: int = 0) -> list[WriteRecord]:
+        return self._records[max(0, seq) :]
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

@@ -1,0 +1,208 @@
+"""Control channel of the simulated twin: a Unix socket, one JSON request per line.
+
+Each request line is a JSON object with a ``"cmd"``; each gets exactly one JSON line back:
+``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. A bad request (not JSON, an
+unknown command, a missing or wrong argument) gets an error reply; the connection stays
+open and the twin goes on. The socket file is made 0600: file permissions are the access
+control. Commands are listed in ``COMMANDS`` and in sim/twin/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sim.twin.server import SimTwin
+
+log = logging.getLogger(__name__)
+
+MAX_LINE = 64 * 1024
+
+
+def _num(req: dict[str, Any], key: str) -> float:
+    value = req.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key!r} must be a number")
+    return float(value)
+
+
+def _stop(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.stop_heartbeats()
+    return {}
+
+
+def _resume(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.resume()
+    return {}
+
+
+def _delay(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.set_delay(_num(req, "ms"))
+    return {}
+
+
+def _jitter(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.set_jitter(_num(req, "ms"))
+    return {}
+
+
+def _pause(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.pause(_num(req, "s"))
+    return {}
+
+
+def _restart(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    return {"epoch": twin.restart()}
+
+
+def _replay(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    count = req.get("count", 3)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValueError("'count' must be an integer")
+    return {"replayed": twin.replay(count)}
+
+
+def _garbage(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    kind = req.get("kind")
+    if not isinstance(kind, str):
+        raise ValueError("'kind' must be a string")
+    twin.garbage(kind)
+    return {}
+
+
+def _healthy(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    value = req.get("value", True)
+    if not isinstance(value, bool):
+        raise ValueError("'value' must be true or false")
+    twin.set_healthy(value)
+    return {}
+
+
+def _unhealthy(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.set_healthy(False)
+    return {}
+
+
+def _bye(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    reason = req.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValueError("'reason' must be a string")
+    return {"epoch": twin.bye(reason or None)}
+
+
+def _half_open(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    return {"connections": twin.half_open()}
+
+
+def _stats(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    last = req.get("last", 100)
+    if isinstance(last, bool) or not isinstance(last, int):
+        raise ValueError("'last' must be an integer")
+    return twin.stats(last)
+
+
+def _ping(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    return {"epoch": twin.epoch, "port": twin.port}
+
+
+COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
+    "ping": _ping,
+    "stats": _stats,
+    "stop": _stop,
+    "resume": _resume,
+    "delay": _delay,
+    "jitter": _jitter,
+    "pause": _pause,
+    "restart": _restart,
+    "replay": _replay,
+    "garbage": _garbage,
+    "healthy": _healthy,
+    "unhealthy": _unhealthy,
+    "bye": _bye,
+    "half_open": _half_open,
+}
+
+
+def handle(twin: SimTwin, line: bytes) -> dict[str, Any]:
+    """The reply to one request line (never raises for a bad request)."""
+    try:
+        req = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return {"ok": False, "error": f"not JSON: {exc}"}
+    if not isinstance(req, dict):
+        return {"ok": False, "error": "request must be a JSON object"}
+    cmd = req.get("cmd")
+    fn = COMMANDS.get(cmd) if isinstance(cmd, str) else None
+    if fn is None:
+        return {"ok": False, "error": f"unknown cmd {cmd!r}; one of {', '.join(COMMANDS)}"}
+    try:
+        reply = fn(twin, req)
+    except ValueError as exc:
+        return {"ok": False, "error": str(exc)}
+    log.info("sim twin control: %s", cmd)
+    return {"ok": True, **reply}
+
+
+class ControlServer:
+    """Serves ``handle`` on a Unix socket at ``path`` (an existing socket file is replaced)."""
+
+    def __init__(self, twin: SimTwin, path: Path) -> None:
+        self.twin = twin
+        self.path = Path(path)
+        self._server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> None:
+        if self.path.is_socket():
+            self.path.unlink()
+        old = os.umask(0o177)
+        try:
+            self._server = await asyncio.start_unix_server(
+                self._client, str(self.path), limit=MAX_LINE
+            )
+        finally:
+            os.umask(old)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:  # line over MAX_LINE
+                    writer.write(b'{"ok": false, "error": "request line too long"}\n')
+                    break
+                if not line:
+                    break
+                if not line.strip():
+                    continue
+                writer.write(json.dumps(handle(self.twin, line)).encode() + b"\n")
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            log.info("sim twin control client gone: %s", exc)
+        finally:
+            writer.close()
+
+
+async def request(path: Path, req: dict[str, Any]) -> dict[str, Any]:
+    """Client helper: send one request, return the reply (for tests and benchmarks)."""
+    reader, writer = await asyncio.open_unix_connection(str(path))
+    try:
+        writer.write(json.dumps(req).encode() + b"\n")
+        await writer.drain()
+        reply: dict[str, Any] = json.loads(await reader.readline())
+        return reply
+    finally:
+        writer.close()

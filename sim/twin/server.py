@@ -1,0 +1,438 @@
+"""The simulated twin: a TLS server speaking agent/twin/PROTOCOL.md, misbehaving on demand.
+
+Per accepted connection: TLS handshake (client certificate from the CA required, TLS >= 1.2
+unless a test narrows it), then ``hello`` (protocol 1, twin id, epoch), then a ``heartbeat``
+every ``1/rate_hz`` seconds (+ delay + uniform jitter). ``seq`` strictly increases within an
+epoch across all connections; the epoch starts at wall-clock milliseconds and only grows.
+Agent messages (``hello``, ``status``) are decoded strictly and recorded; a malformed one is
+counted and its connection closed, as the agent does.
+
+Faults (methods, also reachable through ``sim.twin.control``) apply to every connection:
+
+====================  ================================================================
+``stop_heartbeats``   no more heartbeats, connections stay open (``resume`` undoes)
+``set_delay(ms)``     each heartbeat interval is ``ms`` longer
+``set_jitter(ms)``    each interval varies uniformly by +-``ms``
+``pause(s)``          no heartbeats for ``s`` seconds, then on again by themselves
+``restart``           new session: higher epoch, seq from 1, every connection dropped
+``replay(count)``     resend the ``count`` oldest remembered heartbeat frames, byte for byte
+``garbage(kind)``     one bad frame (``GARBAGE`` kinds) to every connection
+``set_healthy(b)``    heartbeats say ``healthy=b``
+``bye(reason)``       ``bye`` for the current epoch, drop connections, next epoch for new ones
+``half_open``         current connections go silent both ways; the sockets stay open
+====================  ================================================================
+
+Every fresh heartbeat sent is recorded with ``time.monotonic()`` (``heartbeats``), so a
+benchmark in another process on the same host can compute "last heartbeat + timeout".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import ssl
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ProtocolError
+from agent.pki import PkiPaths
+from agent.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, FrameError, encode
+from agent.twin.messages import (
+    PROTOCOL_VERSION,
+    AgentHello,
+    Bye,
+    Heartbeat,
+    Status,
+    TwinHello,
+    decode_agent,
+    to_wire,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORY = 256  # heartbeat frames remembered for replay
+RECORD_MAX = 10_000  # heartbeats / statuses kept for stats
+
+GARBAGE: dict[str, bytes] = {
+    "zero_length": HEADER.pack(0),
+    "bad_msgpack": HEADER.pack(1) + b"\xc1",  # 0xc1 is "never used" in msgpack
+    "oversize": HEADER.pack(0xFFFFFFFF) + b"\x00" * 16,
+    "not_map": HEADER.pack(4) + b"\x93\x01\x02\x03",  # [1, 2, 3]
+    "unknown_type": encode({"t": "nonsense", "x": 1}),
+    "wrong_types": encode({"t": "heartbeat", "epoch": 1, "seq": "one", "healthy": 1}),
+    "trailing": HEADER.pack(2) + b"\x80\x80",  # two empty maps in one frame
+}
+
+
+@dataclass(frozen=True)
+class SentHeartbeat:
+    t: float  # time.monotonic() just before the write
+    conn: int
+    epoch: int
+    seq: int
+    healthy: bool
+
+
+@dataclass(frozen=True)
+class ReceivedStatus:
+    t: float
+    conn: int
+    state: str
+    mode: str
+    seq: int
+
+
+def make_server_context(
+    ca_file: Path,
+    cert_file: Path,
+    key_file: Path,
+    *,
+    min_version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+    max_version: ssl.TLSVersion | None = None,
+) -> ssl.SSLContext:
+    """TLS server context requiring a client certificate issued by ``ca_file``."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if min_version < ssl.TLSVersion.TLSv1_2:
+        # only to prove the agent refuses old TLS; OpenSSL 3 needs a lower security level
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    ctx.minimum_version = min_version
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cafile=str(ca_file))
+    ctx.load_cert_chain(str(cert_file), str(key_file))
+    return ctx
+
+
+@dataclass
+class _Conn:
+    id: int
+    writer: asyncio.StreamWriter
+    peer: str
+    half_open: bool = False
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def send(self, data: bytes) -> None:
+        if not self.half_open and not self.writer.is_closing():
+            self.writer.write(data)
+
+    def abort(self) -> None:
+        self.writer.transport.abort()
+        self.closed.set()
+
+
+class _Accept(asyncio.Protocol):
+    """Holds a new TCP connection still (reading paused, so the ClientHello stays in the
+    socket) until the twin layers TLS on it; counting handshake failures needs that."""
+
+    def __init__(self, twin: SimTwin) -> None:
+        self._twin = twin
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()
+        self._twin._spawn(self._twin._handshake(transport))
+
+
+class SimTwin:
+    """The simulated twin server. ``await start()``, faults, ``stats()``, ``await stop()``."""
+
+    def __init__(
+        self,
+        ca_file: Path,
+        cert_file: Path,
+        key_file: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate_hz: float = 10.0,
+        twin_id: str = "sim-twin",
+        epoch: int | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        min_tls: ssl.TLSVersion = ssl.TLSVersion.TLSv1_2,
+        max_tls: ssl.TLSVersion | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not rate_hz > 0:
+            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        self.host = host
+        self.port = port
+        self.rate_hz = rate_hz
+        self.twin_id = twin_id
+        self.max_frame = max_frame
+        self._ctx = make_server_context(
+            ca_file, cert_file, key_file, min_version=min_tls, max_version=max_tls
+        )
+        self.epoch = epoch if epoch is not None else time.time_ns() // 1_000_000
+        self._seq = 0
+        self._rng = rng or random.Random()
+        self._server: asyncio.Server | None = None
+        self._conns: dict[int, _Conn] = {}
+        self._ids = itertools.count(1)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # fault state
+        self.sending = True
+        self.healthy = True
+        self.delay_ms = 0.0
+        self.jitter_ms = 0.0
+        self._pause_until = 0.0
+        self._history: deque[tuple[int, int, bytes]] = deque(maxlen=HISTORY)
+        # records
+        self.heartbeats: deque[SentHeartbeat] = deque(maxlen=RECORD_MAX)
+        self.statuses: deque[ReceivedStatus] = deque(maxlen=RECORD_MAX)
+        self.agent_hellos: list[tuple[float, int, str, str]] = []
+        self.connections_total = 0
+        self.tls_failures = 0
+        self.malformed_in = 0
+        self.replayed = 0
+        self.garbage_sent = 0
+
+    @classmethod
+    def from_pki(cls, paths: PkiPaths, **kwargs: Any) -> SimTwin:
+        """A twin using ``paths``' CA and twin certificate."""
+        return cls(paths.ca_cert, paths.twin_cert, paths.twin_key, **kwargs)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on host:port (port 0 picks a free one; ``self.port`` is then set)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _Accept(self), self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("sim twin listening on %s:%d, epoch %d", self.host, self.port, self.epoch)
+
+    async def stop(self) -> None:
+        """Close the listener and every connection."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self._conns.values()):
+            conn.abort()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # --- faults -----------------------------------------------------------------------
+
+    def stop_heartbeats(self) -> None:
+        self.sending = False
+
+    def resume(self) -> None:
+        """Heartbeats on again (undoes stop_heartbeats and a pause in progress)."""
+        self.sending = True
+        self._pause_until = 0.0
+
+    def set_delay(self, ms: float) -> None:
+        if ms < 0:
+            raise ValueError("delay must be >= 0 ms")
+        self.delay_ms = ms
+
+    def set_jitter(self, ms: float) -> None:
+        if ms < 0:
+            raise ValueError("jitter must be >= 0 ms")
+        self.jitter_ms = ms
+
+    def pause(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("pause must be >= 0 s")
+        self._pause_until = time.monotonic() + seconds
+
+    def set_healthy(self, healthy: bool) -> None:
+        self.healthy = healthy
+
+    def restart(self) -> int:
+        """New session: a higher epoch, seq restarts, every connection dropped."""
+        self._new_epoch()
+        for conn in list(self._conns.values()):
+            conn.abort()
+        log.info("sim twin restarted: epoch %d", self.epoch)
+        return self.epoch
+
+    def bye(self, reason: str | None = None) -> int:
+        """Say bye for the current epoch, drop connections; returns the new epoch."""
+        frame = encode(to_wire(Bye(self.epoch, reason)))
+        for conn in list(self._conns.values()):
+            conn.send(frame)
+            conn.writer.close()
+            conn.closed.set()
+        self._new_epoch()
+        return self.epoch
+
+    def replay(self, count: int = 3) -> int:
+        """Resend the ``count`` oldest remembered heartbeat frames; returns how many."""
+        frames = list(self._history)[: max(0, count)]
+        for _, _, data in frames:
+            for conn in self._conns.values():
+                conn.send(data)
+        self.replayed += len(frames)
+        return len(frames)
+
+    def garbage(self, kind: str) -> None:
+        """Send one bad frame of ``kind`` (a key of GARBAGE) to every connection."""
+        data = GARBAGE.get(kind)
+        if data is None:
+            raise ValueError(f"unknown garbage kind {kind!r}; one of {', '.join(GARBAGE)}")
+        for conn in self._conns.values():
+            conn.send(data)
+        self.garbage_sent += 1
+
+    def half_open(self) -> int:
+        """Current connections stop reading and writing, without closing; returns how many."""
+        for conn in self._conns.values():
+            conn.half_open = True
+            transport = conn.writer.transport
+            if isinstance(transport, asyncio.ReadTransport):
+                transport.pause_reading()
+        return len(self._conns)
+
+    # --- records ----------------------------------------------------------------------
+
+    def stats(self, last: int = 100) -> dict[str, Any]:
+        """A JSON-able summary; ``heartbeats``/``statuses`` are the last ``last`` records."""
+        hbs = list(self.heartbeats)[-last:] if last > 0 else []
+        sts = list(self.statuses)[-last:] if last > 0 else []
+        return {
+            "epoch": self.epoch,
+            "seq": self._seq,
+            "rate_hz": self.rate_hz,
+            "sending": self.sending,
+            "paused": time.monotonic() < self._pause_until,
+            "healthy": self.healthy,
+            "delay_ms": self.delay_ms,
+            "jitter_ms": self.jitter_ms,
+            "connections": len(self._conns),
+            "connections_total": self.connections_total,
+            "tls_failures": self.tls_failures,
+            "malformed_in": self.malformed_in,
+            "replayed": self.replayed,
+            "garbage_sent": self.garbage_sent,
+            "heartbeats_sent": len(self.heartbeats),
+            "last_heartbeat_t": self.heartbeats[-1].t if self.heartbeats else None,
+            "heartbeats": [[h.t, h.conn, h.epoch, h.seq, h.healthy] for h in hbs],
+            "statuses_received": len(self.statuses),
+            "statuses": [[s.t, s.conn, s.state, s.mode, s.seq] for s in sts],
+            "agent_hellos": [list(h) for h in self.agent_hellos[-last:]],
+        }
+
+    # --- internals --------------------------------------------------------------------
+
+    def _new_epoch(self) -> None:
+        self.epoch = max(self.epoch + 1, time.time_ns() // 1_000_000)
+        self._seq = 0
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        peer = str(transport.get_extra_info("peername"))
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=65536)
+        protocol = asyncio.StreamReaderProtocol(reader)
+        try:
+            tls = await loop.start_tls(
+                transport, protocol, self._ctx, server_side=True, ssl_handshake_timeout=5.0
+            )
+        except (OSError, TimeoutError) as exc:
+            tls = None
+            log.info("sim twin: TLS handshake with %s failed: %r", peer, exc)
+        if tls is None:
+            self.tls_failures += 1
+            transport.abort()
+            return
+        protocol.connection_made(tls)
+        await self._serve(reader, asyncio.StreamWriter(tls, protocol, reader, loop), peer)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        conn = _Conn(next(self._ids), writer, peer)
+        self._conns[conn.id] = conn
+        self.connections_total += 1
+        log.info("sim twin: connection %d from %s", conn.id, peer)
+        reading = self._spawn(self._read(conn, reader))
+        try:
+            conn.send(encode(to_wire(TwinHello(PROTOCOL_VERSION, self.twin_id, self.epoch))))
+            await self._beat(conn)
+        finally:
+            reading.cancel()
+            self._conns.pop(conn.id, None)
+            if not conn.half_open and not writer.is_closing():
+                conn.abort()
+
+    async def _beat(self, conn: _Conn) -> None:
+        epoch = self.epoch
+        while not conn.closed.is_set():
+            interval = 1.0 / self.rate_hz + self.delay_ms / 1000.0
+            if self.jitter_ms:
+                interval += self._rng.uniform(-self.jitter_ms, self.jitter_ms) / 1000.0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.closed.wait(), max(0.0, interval))
+            if conn.closed.is_set() or self.epoch != epoch:
+                return
+            if conn.half_open or not self.sending or time.monotonic() < self._pause_until:
+                continue
+            self._seq += 1
+            hb = Heartbeat(self.epoch, self._seq, self.healthy, time.time_ns() // 1_000_000)
+            frame = encode(to_wire(hb))
+            self.heartbeats.append(
+                SentHeartbeat(time.monotonic(), conn.id, hb.epoch, hb.seq, hb.healthy)
+            )
+            self._history.append((hb.epoch, hb.seq, frame))
+            conn.send(frame)
+            if conn.writer.is_closing():
+                return
+
+    async def _read(self, conn: _Conn, reader: asyncio.StreamReader) -> None:
+        decoder = FrameDecoder(self.max_frame)
+        greeted = False
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                now = time.monotonic()
+                try:
+                    frames = decoder.feed(data)
+                except FrameError as exc:
+                    frames = exc.decoded
+                    self._record(conn, frames, now, greeted)
+                    raise
+                greeted = self._record(conn, frames, now, greeted)
+        except ProtocolError as exc:
+            self.malformed_in += 1
+            log.warning("sim twin: connection %d: protocol error: %s", conn.id, exc)
+        except OSError as exc:
+            log.info("sim twin: connection %d read failed: %s", conn.id, exc)
+        if not conn.half_open and not conn.writer.is_closing():
+            conn.abort()
+        conn.closed.set()
+
+    def _record(self, conn: _Conn, frames: list[dict[str, Any]], now: float, greeted: bool) -> bool:
+        for frame in frames:
+            msg = decode_agent(frame)
+            if not greeted:
+                if not isinstance(msg, AgentHello):
+                    raise ProtocolError(f"first agent message must be hello, got {msg.T!r}")
+                self.agent_hellos.append((now, conn.id, msg.device_id, msg.agent_version))
+                greeted = True
+            elif isinstance(msg, Status):
+                self.statuses.append(ReceivedStatus(now, conn.id, msg.state, msg.mode, msg.seq))
+            else:
+                raise ProtocolError("hello: a second hello on one connection")
+        return greeted
