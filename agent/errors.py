@@ -1,9 +1,9 @@
 """Exceptions raised by the agent.
 
     TwinguardError
-     ├── ProfileError(TwinguardError, ValueError)      a hardware profile is invalid
+     ├── ProfileError(TwinguardError, ValueError)       a hardware profile is invalid
      ├── ConfigError(TwinguardError, ValueError)       an agent configuration is invalid
-     ├── WriteRefused(TwinguardError, PermissionError) a write to something the profile does not declare
+     ├── WriteRefused(TwinguardError, PermissionError) an undeclared or out-of-limit write
      └── ProtocolError(TwinguardError, ValueError)     a peer sent a malformed frame or message
 
 Adapters translate foreign exceptions (pymodbus, ssl, sqlite3) with ``raise ... from``.

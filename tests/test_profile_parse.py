@@ -428,3 +428,8 @@ def test_any_damage_is_a_profile_error_never_a_crash(changes: dict[str, object])
         assert all(p.path and p.reason for p in error.problems)
     else:
         assert isinstance(profile, Profile)
+
+
+def test_a_broken_array_does_not_cascade_into_its_references() -> None:
+    problems = problems_of(edited({"signals": {"name": "x"}}))
+    assert [path for path, _ in problems] == ["signals"]

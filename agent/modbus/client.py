@@ -15,7 +15,11 @@ What it owns, and why:
   BAD ``unit N backed off`` until a probe is due. Within one poll, a unit that timed out is
   not asked again. So one dead RTU slave never stalls the others on the bus.
 - **Isolation.** A Modbus exception reply to a coalesced read is retried once per member, so
-  one bad channel does not blind its healthy neighbours.
+  one bad channel does not blind its healthy neighbours. A strict PLC that answers
+  "illegal data address" to a block read *through* undeclared addresses (the plan's small
+  gaps) is learned: that block is read as its contiguous runs from then on.
+
+Make a :class:`PlcClient` inside a running event loop (pymodbus's async clients need one).
 
 Contract:
 

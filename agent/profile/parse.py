@@ -151,6 +151,7 @@ class _Parser:
         self.signal_names: dict[str, str] = {}  # declared name -> path (even if invalid)
         self.output_names: dict[str, str] = {}
         self.group_names: dict[str, str] = {}
+        self.broken: set[str] = set()  # arrays missing or malformed: skip references to them
         self.trip_names: dict[str, str] = {}
         self.signals: dict[str, Signal] = {}  # fully valid ones only
         self.groups: dict[str, Group] = {}
@@ -206,10 +207,12 @@ class _Parser:
         """The items of an array of tables with their paths (``signals[0]``)."""
         if key not in top.data:
             if required:
+                self.broken.add(key)
                 top.fail(key, f"missing required array of tables [[{key}]]")
             return []
         value = top.data[key]
         if not isinstance(value, list):
+            self.broken.add(key)
             top.fail(key, f"expected an array of tables ([[{key}]]), got a single value or table")
             return []
         if required and not value:
@@ -432,7 +435,7 @@ class _Parser:
         seen: set[str] = set()
         for i, member in enumerate(members):
             where = f"{path}.signals[{i}]"
-            if member not in self.signal_names:
+            if member not in self.signal_names and "signals" not in self.broken:
                 self.out.add(where, f"unknown signal {member!r}")
             elif member in seen:
                 self.out.add(where, f"{member!r} is listed twice")
@@ -472,7 +475,7 @@ class _Parser:
         f = Fields(self.out, path, raw, TRIP_KEYS)
         name = self._declare(self.trip_names, f, "trip")
         group = f.text("group")
-        if f.ok("group") and group not in self.group_names:
+        if f.ok("group") and group not in self.group_names and "groups" not in self.broken:
             f.fail("group", f"unknown group {group!r}")
         condition = f.enum("condition", TripCondition)
         limit: float | None = None
@@ -563,11 +566,11 @@ class _Parser:
         lists = {key: f.names(key) for key in ("temperature", "pressure")}
         for key, names in lists.items():
             for i, name in enumerate(names):
-                if name not in self.signal_names:
+                if name not in self.signal_names and "signals" not in self.broken:
                     self.out.add(f"sim.{key}[{i}]", f"unknown signal {name!r}")
         outs = {key: f.text(key) for key in ("heater", "cooling")}
         for key, name in outs.items():
-            if f.ok(key) and name not in self.output_names:
+            if f.ok(key) and name not in self.output_names and "outputs" not in self.broken:
                 f.fail(key, f"unknown output {name!r}")
         if len(self.out) > mark:
             return None

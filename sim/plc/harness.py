@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from pathlib import Path
 from types import TracebackType
@@ -175,6 +176,22 @@ class SimPlcProcess:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def pty_accepts_parity(pty: str) -> bool:
+    """Whether the kernel lets a pty be set to even parity (some kernels refuse PARENB on
+    ptys with EINVAL; real serial ports accept it). RTU tests of the 8E1 default skip then."""
+    fd = os.open(pty, os.O_RDWR | os.O_NOCTTY)
+    try:
+        attrs = termios.tcgetattr(fd)
+        attrs[2] |= termios.PARENB
+        try:
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        except termios.error:
+            return False
+        return True
+    finally:
+        os.close(fd)
 
 
 class SocatPair:

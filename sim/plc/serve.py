@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import termios
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -74,7 +75,10 @@ async def run(
             bytesize=rtu.bytesize,
             trace_pdu=trace,
         )
-    await server.serve_forever(background=True)
+    try:
+        await server.serve_forever(background=True)
+    except termios.error as exc:  # e.g. a kernel whose ptys refuse PARENB (parity E/O)
+        raise OSError(f"cannot configure serial device {rtu.device if rtu else ''}: {exc}") from exc
     plc.drop_hook = _dropper(server)
     if tcp is not None:
         port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]

@@ -1,0 +1,244 @@
+"""The whole simulated plant as real processes: sim PLC, sim twin, and the agent under test.
+
+    with Stack() as stack:                     # PKI, config, three processes on loopback
+        stack.wait_state("normal")             # as the twin sees the agent's status
+        stack.twin.request({"cmd": "stop"})    # make the fault happen ...
+        stack.plc.write_log()                  # ... and read what the PLC saw
+
+Everything lives in one temporary directory (``stack.workdir``): the demo PKI (generated
+on the fly, never committed), the agent configuration, the agent's state directory and
+every process's stderr. Used by the end-to-end tests, the benchmarks and the demo.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from agent.pki import PkiPaths, init_pki
+from sim.plc.control import ControlClient
+from sim.plc.harness import HarnessError, SimPlcProcess
+
+READY_TIMEOUT_S = 15.0
+DEVICE_ID = "sim-tank-01"
+
+
+def sim_tank_text() -> str:
+    """The shipped sim-tank profile's TOML text (to copy and tighten in tests)."""
+    return importlib.resources.files("hw_profiles").joinpath("sim-tank.toml").read_text()
+
+
+def _tail(path: Path, n: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-n:]
+    except OSError:
+        return ""
+
+
+def wait_for(cond: Callable[[], Any], timeout: float, what: str, period: float = 0.01) -> Any:
+    """Poll ``cond`` until it returns something truthy (returned); TimeoutError otherwise."""
+    end = time.monotonic() + timeout
+    while True:
+        got = cond()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise TimeoutError(f"not within {timeout} s: {what}")
+        time.sleep(period)
+
+
+class Proc:
+    """A child process with its stderr in a file; optionally waits for a ``ready`` line."""
+
+    def __init__(self, argv: Sequence[str], stderr_path: Path, *, ready: bool,
+                 env: dict[str, str] | None = None) -> None:
+        self.argv = list(argv)
+        self.stderr_path = stderr_path
+        with stderr_path.open("ab") as err:
+            self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                self.argv, stdout=subprocess.PIPE if ready else subprocess.DEVNULL, stderr=err,
+                env={**os.environ, **(env or {})},
+            )
+        self.ready_line = self._wait_ready() if ready else ""
+
+    def _wait_ready(self) -> str:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ok, _, _ = select.select([self.proc.stdout], [], [], max(0.0, left))
+            if not ok:
+                self.kill()
+                raise HarnessError(f"{self.argv[2:4]} not ready: {_tail(self.stderr_path)}")
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                raise HarnessError(f"{self.argv[2:4]} exited: {_tail(self.stderr_path)}")
+            line += chunk
+        return line.decode().strip()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def stop(self, timeout_s: float = 10.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout_s``); the exit status."""
+        self.signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait(5)
+
+    def stderr(self) -> str:
+        return _tail(self.stderr_path, 20000)
+
+
+class SimTwinProcess:
+    """``python -m sim twin`` on a free loopback port with a control channel."""
+
+    def __init__(self, workdir: Path, pki_dir: Path, *, rate_hz: float = 10.0) -> None:
+        self.control_path = workdir / "twin.sock"
+        self.proc = Proc(
+            [sys.executable, "-m", "sim", "twin", "--listen", "127.0.0.1:0", "--pki",
+             str(pki_dir), "--rate", str(rate_hz), "--control", str(self.control_path),
+             "--device-id", DEVICE_ID],
+            workdir / "twin.stderr", ready=True)
+        listen = next(w for w in self.proc.ready_line.split() if w.startswith("listen="))
+        self.port = int(listen.rpartition(":")[2])
+        self.control = ControlClient(self.control_path)
+
+    def request(self, req: dict[str, Any]) -> dict[str, Any]:
+        return self.control.request(req)
+
+    def stats(self, last: int = 100) -> dict[str, Any]:
+        return self.control.request({"cmd": "stats", "last": last})
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+class Stack:
+    """Sim PLC + sim twin + agent, each a real process; see the module docstring.
+
+    ``profile_text`` replaces the sim-tank profile (written to the workdir) so tests can
+    tighten timings; ``mode`` is the agent configuration's control authority.
+    """
+
+    def __init__(self, *, profile_text: str | None = None, mode: str = "shadow",
+                 twin_rate_hz: float = 10.0, agent_env: dict[str, str] | None = None,
+                 start_agent: bool = True, workdir: Path | None = None,
+                 plc_args: tuple[str, ...] = ()) -> None:
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="twinguard-stack-")
+        self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pki = init_pki(self.workdir / "pki", device_id=DEVICE_ID)
+        self.profile_path = self.workdir / "profile.toml"
+        if profile_text is None:
+            profile_text = sim_tank_text()
+        self.profile_path.write_text(profile_text)
+        self.state_dir = self.workdir / "state"
+        self.agent_env = agent_env or {}
+        self.mode = mode
+        self.plc = SimPlcProcess(str(self.profile_path), workdir=self.workdir / "plc",
+                                 extra_args=plc_args) if self._mkdir("plc") else None
+        assert self.plc is not None
+        self.twin = SimTwinProcess(self.workdir, self.workdir / "pki", rate_hz=twin_rate_hz)
+        self.config_path = self.workdir / "agent.toml"
+        self.write_config()
+        self.agent: Proc | None = None
+        if start_agent:
+            self.start_agent()
+
+    def _mkdir(self, name: str) -> bool:
+        (self.workdir / name).mkdir(exist_ok=True)
+        return True
+
+    def write_config(self, **twin_overrides: Any) -> None:
+        p: PkiPaths = self.pki
+        twin = {
+            "host": "127.0.0.1", "port": self.twin.port, "server_name": "localhost",
+            "ca": str(p.ca_cert), "cert": str(p.device_cert), "key": str(p.device_key),
+            "backoff_min_s": 0.05, "backoff_max_s": 0.5, "idle_timeout_s": 1.0,
+            **twin_overrides,
+        }
+        lines = [f'device_id = "{DEVICE_ID}"', f'mode = "{self.mode}"', "", "[twin]"]
+        lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}"
+                  for k, v in twin.items()]
+        self.config_path.write_text("\n".join(lines).replace("'", '"') + "\n")
+
+    def start_agent(self) -> Proc:
+        """Start ``python -m agent run`` against the sim PLC and sim twin."""
+        assert self.plc is not None
+        self.agent = Proc(
+            [sys.executable, "-m", "agent", "-v", "run", "--profile", str(self.profile_path),
+             "--tcp", f"127.0.0.1:{self.plc.port}", "--config", str(self.config_path),
+             "--state-dir", str(self.state_dir)],
+            self.workdir / "agent.stderr", ready=False, env=self.agent_env)
+        return self.agent
+
+    def agent_state(self) -> str | None:
+        """The agent's safety state as its last status message to the twin said."""
+        statuses = self.twin.stats(last=1)["statuses"]
+        return str(statuses[-1][2]) if statuses else None
+
+    def wait_state(self, state: str, timeout: float = 20.0, *, since: float = 0.0) -> float:
+        """Wait until the twin hears the agent report ``state`` (sent after ``since``)."""
+
+        def seen() -> float | None:
+            for t, _conn, st, _mode, _seq in reversed(self.twin.stats(last=5)["statuses"]):
+                if st == state and t >= since:
+                    return float(t)
+            return None
+
+        try:
+            return float(wait_for(seen, timeout, f"agent reports {state}", period=0.05))
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n--- agent stderr ---\n{self.agent_stderr()}") from exc
+
+    def agent_stderr(self) -> str:
+        return self.agent.stderr() if self.agent else ""
+
+    def close(self) -> None:
+        if self.agent is not None and self.agent.alive():
+            self.agent.stop()
+        self.twin.stop()
+        if self.plc is not None:
+            self.plc.close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def output_writes(log: list[dict[str, Any]], output: str, since: float = 0.0,
+                  source: str = "modbus") -> list[dict[str, Any]]:
+    """Write-log records that wrote ``output`` at or after ``since``."""
+    return [r for r in log if output in r.get("names", ()) and r["t"] >= since
+            and r.get("source") == source and r.get("accepted", True)]

@@ -1,0 +1,126 @@
+"""Layering: the sans-IO cores import no I/O, no clock, no thread, no adapter.
+
+Their imports are read with ``ast`` (no import side effects), following every ``agent.*``
+module they pull in, package ``__init__`` files included. Each must be on the allow-list;
+anything on the deny-list gets a message that names it. A subprocess then imports the cores
+for real and checks that no I/O library came along.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.timeout(30)
+
+ROOT = Path(__file__).resolve().parent.parent
+CORES = ("agent.heartbeat", "agent.voting", "agent.trips", "agent.safety", "agent.outputs")
+
+FORBIDDEN = {
+    "pymodbus", "gpiozero", "serial", "socket", "ssl", "sqlite3", "threading", "asyncio",
+    "time", "select", "selectors", "subprocess", "os", "io", "pathlib", "random", "datetime",
+    "signal", "msgpack", "cryptography", "firmware_bridge", "sim",
+}  # fmt: skip
+ALLOWED_STDLIB = {
+    "__future__", "abc", "bisect", "collections", "dataclasses", "enum", "functools",
+    "itertools", "logging", "math", "operator", "statistics", "typing",
+}  # fmt: skip
+# agent modules the cores may use: pure data and other cores, never an adapter
+ALLOWED_AGENT = {
+    "agent", "agent.errors", "agent.readings", "agent.profile", "agent.profile.model",
+    "agent.twin", "agent.twin.messages", *CORES,
+}  # fmt: skip
+
+
+def _file(module: str) -> Path:
+    base = ROOT.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _imports(module: str) -> set[str]:
+    """Absolute names imported by ``module``, including the packages they live in."""
+    tree = ast.parse(_file(module).read_text(), filename=str(_file(module)))
+    package = module if _file(module).name == "__init__.py" else module.rpartition(".")[0]
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1])
+                mod = f"{base}.{node.module}" if node.module else base
+            else:
+                mod = node.module or ""
+            names.add(mod)
+            for alias in node.names:  # `from agent import heartbeat` imports a module
+                if mod.startswith("agent") and _file(f"{mod}.{alias.name}").exists():
+                    names.add(f"{mod}.{alias.name}")
+    closed = set(names)
+    for name in names:  # importing a.b.c runs a/__init__ and a/b/__init__ too
+        parts = name.split(".")
+        closed.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return closed
+
+
+def _closure(start: str) -> dict[str, set[str]]:
+    """Every agent module reachable from ``start``, with its own imports."""
+    seen: dict[str, set[str]] = {}
+    todo = [start]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen[module] = _imports(module)
+        todo.extend(m for m in seen[module] if m.split(".")[0] == "agent")
+    return seen
+
+
+@pytest.mark.parametrize("core", CORES)
+def test_core_imports_only_pure_modules(core: str) -> None:
+    problems = []
+    for module, imports in sorted(_closure(core).items()):
+        for name in sorted(imports):
+            top = name.split(".")[0]
+            if top in FORBIDDEN or name in FORBIDDEN:
+                problems.append(f"{module} imports {name} (forbidden in a sans-IO core)")
+            elif top == "agent":
+                if name not in ALLOWED_AGENT:
+                    problems.append(f"{module} imports {name} (not a pure agent module)")
+            elif top not in ALLOWED_STDLIB:
+                problems.append(f"{module} imports {name} (not on the allow-list)")
+    assert problems == []
+
+
+def test_the_checker_catches_a_forbidden_import(tmp_path: Path) -> None:
+    """The import reader itself must see plain, from- and relative imports."""
+    src = "import time\nfrom socket import socket\nfrom . import readings\nfrom .x import y\n"
+    tree_names = set()
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Import):
+            tree_names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            tree_names.add(node.module or "")
+    assert {"time", "socket"} <= tree_names
+    assert {"agent.readings", "agent.profile.model", "agent.profile"} <= _imports("agent.voting")
+    assert "agent" in _imports("agent.voting")
+
+
+def test_importing_the_cores_loads_no_io_library() -> None:
+    code = (
+        "import json, sys\n"
+        f"for m in {list(CORES)!r}: __import__(m)\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    loaded = set(json.loads(out.stdout))
+    io_libs = {"pymodbus", "gpiozero", "serial", "socket", "ssl", "sqlite3", "asyncio"}
+    assert loaded & io_libs == set()
+    assert not any(m.startswith(("agent.modbus", "sim", "firmware_bridge")) for m in loaded)
