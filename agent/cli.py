@@ -110,6 +110,19 @@ def read(args: argparse.Namespace) -> int:
     return result
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run the agent beside the PLC until SIGTERM (writes the safe state on the way out)."""
+    from agent import runcmd  # noqa: PLC0415 - lazy: the full runtime only when running
+
+    return runcmd.main(args)
+
+
+def run_options(parser: argparse.ArgumentParser) -> None:
+    from agent import runcmd  # noqa: PLC0415
+
+    runcmd.add_options(parser)
+
+
 # --- registry ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -129,6 +142,7 @@ class Command:
 COMMANDS: tuple[Command, ...] = (
     Command("check", check, (profile_options,)),
     Command("read", read, (profile_options, json_option)),
+    Command("run", run, (profile_options, run_options)),
 )
 
 

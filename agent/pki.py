@@ -7,6 +7,7 @@
       device.crt  device.key (0600)  CN=<device id>, EKU clientAuth   (the agent)
       twin.crt    twin.key (0600)    CN=<twin name>, EKU serverAuth,
                                      SAN DNS:<twin name>, DNS:localhost, IP:127.0.0.1
+                                     (an IP address as twin name goes in as IP SAN)
 
 Existing files are never overwritten unless ``overwrite=True`` (FileExistsError naming
 the first one found, before anything is written). Private keys are PKCS#8 PEM, not
@@ -265,7 +266,11 @@ def init_pki(
         days=days,
         overwrite=overwrite,
     )
-    dns = [twin_name] if twin_name == "localhost" else [twin_name, "localhost"]
+    try:
+        ipaddress.ip_address(twin_name)
+        dns, ips = ["localhost"], sorted({twin_name, "127.0.0.1"})
+    except ValueError:
+        dns, ips = sorted({twin_name, "localhost"}), ["127.0.0.1"]
     issue_cert(
         paths.ca_cert,
         paths.ca_key,
@@ -274,7 +279,7 @@ def init_pki(
         common_name=twin_name,
         role=Role.SERVER,
         dns_names=dns,
-        ip_addresses=["127.0.0.1"],
+        ip_addresses=ips,
         days=days,
         overwrite=overwrite,
     )

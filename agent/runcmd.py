@@ -40,4 +40,9 @@ def main(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir or os.environ.get("STATE_DIRECTORY") or DEFAULT_STATE_DIR)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
-    return asyncio.run(Runtime(profile, config, state_dir).run())
+
+    async def serve() -> int:
+        # pymodbus clients bind to the running loop: build the runtime inside it
+        return await Runtime(profile, config, state_dir).run()
+
+    return asyncio.run(serve())

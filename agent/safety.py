@@ -20,6 +20,11 @@ States::
 PLC_WATCHDOG_FAULT, STOP and FAULT. In STARTING the plant faults only keep the machine
 waiting (its outputs are already safe); STOP and FAULT drive FAILSAFE from every state.
 
+An ACK is honoured only in RECOVERING (under either policy: a deliberate act may cut an
+auto hold-off short) and only while no fault is present; anywhere else it is refused.
+HOLDOFF_ELAPSED is honoured only under the auto policy once the hold-off really elapsed;
+otherwise it is unexpected (a caller bug) and drives FAILSAFE.
+
 Outputs are safe (:attr:`SafetyMachine.outputs_safe`) in STARTING, FAILSAFE and
 RECOVERING. The control authority :class:`Mode` (SHADOW by default, ACTIVE) is kept beside
 the state and changes nothing about it: FAILSAFE is the same in both modes.

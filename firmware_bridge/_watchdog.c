@@ -535,8 +535,8 @@ closed_error(void)
 }
 
 PyDoc_STRVAR(arm_doc,
-"arm(deadline_s, *, fd_writes=(), reply_timeout_s=0.05, file_writes=(), hw_watchdog_fd=-1,\n"
-"    hw_feed_interval_s=1.0, exit_code=None)\n--\n\n"
+"arm($self, /, deadline_s, *, fd_writes=(), reply_timeout_s=0.05, file_writes=(),\n"
+"    hw_watchdog_fd=-1, hw_feed_interval_s=1.0, exit_code=None)\n--\n\n"
 "Fire unless kick() comes within deadline_s. Replaces any previous actions atomically and\n"
 "clears the fired latch. fds are dup()'d and payloads copied now; ValueError/TypeError on bad\n"
 "arguments, OSError if an fd cannot be dup()'d; nothing changes on error.");
@@ -628,7 +628,7 @@ fail:
 }
 
 PyDoc_STRVAR(kick_doc,
-"kick()\n--\n\nPush the deadline to now + deadline_s. O(1), never waits on the thread. No\n"
+"kick($self, /)\n--\n\nPush the deadline to now + deadline_s. O(1), never waits on the thread. No\n"
 "effect when disarmed; after a fire it is counted but does not un-fire (re-arm does).\n"
 "ValueError after close().");
 
@@ -684,7 +684,7 @@ detach(wd_core *c, int stop)
 }
 
 PyDoc_STRVAR(disarm_doc,
-"disarm()\n--\n\nStop watching and release the actions' fds. A held hw watchdog fd gets the\n"
+"disarm($self, /)\n--\n\nStop watching and release the actions' fds. A held hw watchdog fd gets the\n"
 "magic close 'V' first, unless the watchdog fired (the board is then left to reboot).");
 
 static PyObject *
@@ -720,7 +720,7 @@ core_close(WatchdogObject *self)
 }
 
 PyDoc_STRVAR(close_doc,
-"close()\n--\n\ndisarm(), then stop and join the thread. Idempotent; arm() and kick() raise\n"
+"close($self, /)\n--\n\ndisarm(), then stop and join the thread. Idempotent; arm() and kick() raise\n"
 "ValueError afterwards.");
 
 static PyObject *
@@ -731,7 +731,7 @@ wd_close(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyDoc_STRVAR(stats_doc,
-"stats()\n--\n\nCounters and the last fire's results, as a new dict (see the .pyi stub).");
+"stats($self, /)\n--\n\nCounters and the last fire's results, as a new dict (see the .pyi stub).");
 
 static PyObject *
 wd_stats(WatchdogObject *self, PyObject *Py_UNUSED(ignored))

@@ -31,9 +31,11 @@ thread is in the middle of a fire or a feed. A fork()ed child has no watchdog th
 
 import os
 from collections.abc import Sequence
+from typing import final
 
 from firmware_bridge.results import WatchdogStats
 
+@final
 class Watchdog:
     def __init__(self) -> None: ...
     def arm(

@@ -359,6 +359,15 @@ class Watchdog:
         lateness = self._last_lateness_ns
         try:
             results = _fire(plan)
+        except Exception:  # a bug here must not leave busy set and wedge arm/stats
+            log.exception("watchdog fire failed")
+            eio = -errno.EIO
+            results = FireResults(
+                fd_writes=[eio] * len(plan.fds),
+                replies=[eio] * len(plan.fds),
+                file_writes=[eio] * len(plan.files),
+            )
+        try:
             log.warning("watchdog fired %d ns late: %s", lateness, results)
             if plan.exit_code is not None:
                 os._exit(plan.exit_code)

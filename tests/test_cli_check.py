@@ -12,7 +12,7 @@ import pytest
 
 import agent
 from agent.cli import COMMANDS, build_parser, main
-from agent.profile import list_profiles, load_profile
+from agent.profile import TcpLink, list_profiles, load_profile
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -37,12 +37,16 @@ def test_check_ok_prints_one_summary_line(name: str,
     assert main(["check", "--profile", name]) == 0
     out, err = capsys.readouterr()
     p = load_profile(name)
+    link = p.plc.link
+    if isinstance(link, TcpLink):
+        where = f"tcp {link.host}:{link.port}"
+    else:
+        where = (f"rtu {link.device} {link.baudrate} "
+                 f"{link.bytesize}{link.parity.value}{link.stopbits}")
     assert err == ""
-    assert out == (f"{p.source}: ok \N{EM DASH} {len(p.signals)} signals, {len(p.groups)} groups, "
-                   f"{len(p.outputs)} outputs, {len(p.trips)} trips, "
-                   f"{'tcp' if name != 'pi4-rs485-rtu' else 'rtu'} "
-                   f"{out.split(', ')[-1].split(' ', 1)[1]}")
-    assert out.endswith(f" unit {p.plc.unit_id}\n")
+    assert out == (f"{p.source}: ok \N{EM DASH} {len(p.signals)} signals, "
+                   f"{len(p.groups)} groups, {len(p.outputs)} outputs, {len(p.trips)} trips, "
+                   f"{where} unit {p.plc.unit_id}\n")
 
 
 def test_check_default_profile_and_tcp_override(capsys: pytest.CaptureFixture[str]) -> None:

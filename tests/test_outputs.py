@@ -47,7 +47,7 @@ MIXER = output("mixer", FailsafePolicy.HOLD_LAST, safe=10.0)
 COOLING = output("cooling_valve", FailsafePolicy.RAMP, safe=100.0, max_rate=50.0)
 
 
-@pytest.mark.parametrize("state", sorted(SAFE_STATES, key=lambda s: s.name))
+@pytest.mark.parametrize("state", [s for s in State if s in SAFE_STATES])
 def test_safe_states_plan_every_output(state: State) -> None:
     p = OutputPlanner([HEATER, MIXER, COOLING])
     p.plan(state, {}, 0.0)

@@ -91,8 +91,14 @@ def test_one_existing_file_blocks_everything(tmp_path: Path) -> None:
 def test_expired_cert_helper(pki: PkiPaths, tmp_path: Path) -> None:
     past = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
     issue_cert(
-        pki.ca_cert, pki.ca_key, tmp_path / "old.crt", tmp_path / "old.key",
-        common_name="tank-07", role=Role.CLIENT, not_before=past, days=1,
+        pki.ca_cert,
+        pki.ca_key,
+        tmp_path / "old.crt",
+        tmp_path / "old.key",
+        common_name="tank-07",
+        role=Role.CLIENT,
+        not_before=past,
+        days=1,
     )
     old = _cert(tmp_path / "old.crt")
     assert old.not_valid_after_utc < dt.datetime.now(dt.UTC)
@@ -102,3 +108,19 @@ def test_expired_cert_helper(pki: PkiPaths, tmp_path: Path) -> None:
 def test_empty_device_id_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="device_id"):
         init_pki(tmp_path, device_id="")
+
+
+@pytest.mark.parametrize(
+    ("twin_name", "dns", "ips"),
+    [
+        ("twin.plant.example", {"twin.plant.example", "localhost"}, {"127.0.0.1"}),
+        ("10.0.0.5", {"localhost"}, {"10.0.0.5", "127.0.0.1"}),
+    ],
+)
+def test_twin_name_goes_into_the_san(
+    tmp_path: Path, twin_name: str, dns: set[str], ips: set[str]
+) -> None:
+    paths = init_pki(tmp_path, device_id="a", twin_name=twin_name)
+    san = _cert(paths.twin_cert).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert set(san.value.get_values_for_type(x509.DNSName)) == dns
+    assert {str(a) for a in san.value.get_values_for_type(x509.IPAddress)} == ips

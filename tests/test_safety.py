@@ -43,6 +43,15 @@ PATHS: dict[State, list[EventKind]] = {
 }
 
 
+def state_of(m: SafetyMachine) -> State:
+    """Read the state through a call, so mypy does not pin it after an assert."""
+    return m.state
+
+
+def mode_of(m: SafetyMachine) -> Mode:
+    return m.mode
+
+
 def ev(kind: EventKind, cause: str = "") -> SafetyEvent:
     return SafetyEvent(kind, cause)
 
@@ -51,7 +60,7 @@ def machine_in(state: State, recovery: Recovery = AUTO) -> SafetyMachine:
     m = SafetyMachine(recovery)
     for i, kind in enumerate(PATHS[state]):
         m.handle(ev(kind), float(i))
-    assert m.state is state
+    assert state_of(m) is state
     return m
 
 
@@ -84,22 +93,23 @@ def test_every_cell(state: State, kind: EventKind) -> None:
         assert isinstance(result, Transition)
         assert (result.old, result.event, result.new) == (state, kind, State.FAILSAFE)
         assert result.cause == f"unexpected {kind.name} in {state.name}"
-        assert m.state is State.FAILSAFE
+        assert state_of(m) is State.FAILSAFE
     elif kind is EventKind.ACK and expected is state:
         assert isinstance(result, Refusal)
         assert result.reason
-        assert m.state is state
+        assert state_of(m) is state
     elif expected is state:
         assert result is None
-        assert m.state is state
+        assert state_of(m) is state
     else:
-        assert result == Transition(state, kind, expected, result.cause if result else "", now)
-        assert m.state is expected
+        assert isinstance(result, Transition)
+        assert result == Transition(state, kind, expected, result.cause, now)
+        assert state_of(m) is expected
         if kind is not EventKind.HOLDOFF_ELAPSED:
             assert "the cause" in m.cause
 
 
-@pytest.mark.parametrize("kind", sorted(FAULT_EVENTS, key=lambda k: k.name))
+@pytest.mark.parametrize("kind", [k for k in EventKind if k in FAULT_EVENTS])
 @pytest.mark.parametrize("state", [State.NORMAL, State.DEGRADED, State.RECOVERING])
 def test_every_fault_drives_failsafe_from_running_states(state: State, kind: EventKind) -> None:
     m = machine_in(state)
@@ -116,7 +126,7 @@ def test_starting_waits_safely_for_readiness() -> None:
     assert m.assess(health(plc=False), 0.1) == []
     assert m.assess(health(watchdog=False), 0.2) == []
     assert m.assess(health(trips=(HIT,)), 0.3) == []
-    assert m.state is State.STARTING
+    assert state_of(m) is State.STARTING
     [t] = m.assess(health(), 0.4)
     assert (t.old, t.new) == (State.STARTING, State.NORMAL)
     assert not m.outputs_safe
@@ -134,7 +144,7 @@ def test_manual_start_waits_for_an_ack() -> None:
     assert (t.old, t.new) == (State.STARTING, State.RECOVERING)
     assert "ack" in t.cause
     assert m.assess(health(), 1000.0) == []  # no hold-off under manual
-    assert m.state is State.RECOVERING and m.outputs_safe
+    assert state_of(m) is State.RECOVERING and m.outputs_safe
     result = m.handle(ev(EventKind.ACK, "reset button"), 1001.0)
     assert isinstance(result, Transition) and result.new is State.NORMAL
 
@@ -156,14 +166,14 @@ def test_manual_ack_refused_while_unhealthy() -> None:
     m = SafetyMachine(MANUAL)
     m.assess(health(), 0.0)
     m.handle(ev(EventKind.ACK), 0.1)
-    assert m.state is State.NORMAL
+    assert state_of(m) is State.NORMAL
     [t] = m.assess(health(twin=LinkState.LOST), 1.0)
     assert t.new is State.FAILSAFE
     refusal = m.handle(ev(EventKind.ACK), 2.0)
     assert isinstance(refusal, Refusal)
     assert refusal.reason == "plant not healthy: twin LOST"
     assert refusal.state is State.FAILSAFE
-    assert m.state is State.FAILSAFE
+    assert state_of(m) is State.FAILSAFE
     # healthy again: RECOVERING, and now the ack is honoured
     [t] = m.assess(health(), 3.0)
     assert t.new is State.RECOVERING
@@ -175,7 +185,7 @@ def test_failsafe_is_latched_until_recovery() -> None:
     m = SafetyMachine(AUTO)
     m.assess(health(), 0.0)
     m.assess(health(trips=(HIT,)), 1.0)
-    assert m.state is State.FAILSAFE
+    assert state_of(m) is State.FAILSAFE
     assert "overtemperature" in m.cause
     [t] = m.assess(health(), 1.05)
     assert t.new is State.RECOVERING
@@ -190,10 +200,10 @@ def test_auto_holdoff_needs_continuous_health() -> None:
     assert m.holdoff_deadline() == 2.0 + HOLDOFF
     m.assess(health(), 4.0)
     m.assess(health(plc=False), 4.5)  # a blip
-    assert m.state is State.FAILSAFE
+    assert state_of(m) is State.FAILSAFE
     m.assess(health(), 4.6)  # RECOVERING again: the clock restarts at 4.6
     assert m.assess(health(), 2.0 + HOLDOFF + 0.5) == []
-    assert m.state is State.RECOVERING
+    assert state_of(m) is State.RECOVERING
     assert m.assess(health(), 4.6 + HOLDOFF - 0.01) == []
     [t] = m.assess(health(), 4.6 + HOLDOFF)
     assert (t.old, t.event, t.new) == (State.RECOVERING, EventKind.HOLDOFF_ELAPSED, State.NORMAL)
@@ -215,7 +225,7 @@ def test_ack_in_a_running_state_is_refused_without_effect() -> None:
     refusal = m.handle(ev(EventKind.ACK), 5.0)
     assert isinstance(refusal, Refusal)
     assert "nothing to acknowledge" in refusal.reason
-    assert m.state is State.NORMAL
+    assert state_of(m) is State.NORMAL
 
 
 @pytest.mark.parametrize(
@@ -261,7 +271,7 @@ def test_mode_is_beside_the_state_and_failsafe_is_the_same_in_both() -> None:
     m = SafetyMachine(AUTO)
     assert m.mode is Mode.SHADOW
     m.set_mode(Mode.ACTIVE)
-    assert m.mode is Mode.ACTIVE and m.state is State.STARTING
+    assert mode_of(m) is Mode.ACTIVE and state_of(m) is State.STARTING
 
 
 @settings(max_examples=200, deadline=None)

@@ -175,9 +175,7 @@ def test_fault_noise_spreads_the_channel(sim_plc: SimPlcProcess, client: ModbusT
     assert max(seen) - min(seen) > 0.5
 
 
-def test_fault_dropout_answers_exception_4(
-    sim_plc: SimPlcProcess, client: ModbusTcpClient
-) -> None:
+def test_fault_dropout_answers_exception_4(sim_plc: SimPlcProcess, client: ModbusTcpClient) -> None:
     sim_plc.control.fault("dropout", signal="pressure_a")
     for address, count in ((4, 2), (5, 1)):
         rr = client.read_input_registers(address, count=count)
@@ -241,7 +239,7 @@ def test_control_channel_rejects_bad_requests_and_goes_on(sim_plc: SimPlcProcess
             ctl.request(bad)
     with socket.socket(socket.AF_UNIX) as s:
         s.connect(str(sim_plc.control_path))
-        s.sendall(b"this is not json\n{\"cmd\": \"ping\"}\n")
+        s.sendall(b'this is not json\n{"cmd": "ping"}\n')
         replies = b""
         while replies.count(b"\n") < 2:
             replies += s.recv(4096)

@@ -376,3 +376,68 @@ def test_native_thread_blocks_all_signals() -> None:
             assert sigblk & (1 << (signum - 1)), sig
     finally:
         w.close()
+
+
+@pytest.mark.timeout(60)
+def test_concurrent_kicks_while_rearming(
+    wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """Kicks from several threads race arm/disarm/stats: no crash, no deadlock, sane counts."""
+    import threading
+
+    ours, _peer = pair
+    stop = threading.Event()
+    done: list[int] = []
+
+    def kicker() -> None:
+        n = 0
+        while not stop.is_set():
+            wd.kick()
+            n += 1
+        done.append(n)
+
+    threads = [threading.Thread(target=kicker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(2000):
+            wd.arm(30.0, fd_writes=[(ours.fileno(), b"f")])
+            if i % 10 == 0:
+                wd.stats()
+            wd.disarm()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    st = wd.stats()
+    assert len(done) == 3
+    assert 0 <= st["kicks"] <= sum(done)
+    assert st["fires"] == 0 and not st["armed"]
+
+
+@pytest.mark.timeout(10)
+def test_a_full_peer_times_out_and_the_file_action_still_runs(
+    wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket], tmp_path: Path
+) -> None:
+    """A peer that stops reading must not wedge the watchdog thread on a blocking write."""
+    ours, _peer = pair
+    ours.setblocking(False)
+    with pytest.raises(BlockingIOError):  # fill the socket buffers until the kernel refuses
+        while True:
+            ours.send(b"\0" * 65536)
+    ours.setblocking(True)  # the watchdog must not rely on the caller's O_NONBLOCK
+    led = tmp_path / "led"
+    led.write_bytes(b"0")
+    wd.arm(
+        0.02,
+        fd_writes=[(ours.fileno(), b"safe")],
+        reply_timeout_s=0.1,
+        file_writes=[(str(led), b"1")],
+    )
+    assert wait_for(lambda: wd.stats()["last_fire_results"] is not None)
+    assert wd.stats()["last_fire_results"] == {
+        "fd_writes": [-errno.ETIMEDOUT],
+        "replies": [-errno.ECANCELED],
+        "file_writes": [0],
+    }
+    assert led.read_bytes() == b"1"

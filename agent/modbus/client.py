@@ -203,6 +203,8 @@ class PlcClient:
     async def connect(self) -> bool:
         """Try to connect now (ignoring the backoff); True if connected."""
         self._closed = False
+        if self.connected:
+            return True
         return await self._try_connect(self._clock())
 
     async def ensure_connected(self, now: float | None = None) -> bool:

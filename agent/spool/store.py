@@ -52,6 +52,9 @@ from agent.spool.records import (
     SpoolEventKind,
     SpoolStats,
     event_payload,
+    event_ranges,
+    merge_ranges,
+    ranges_text,
 )
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,7 @@ EVENT_RESERVE_RECORDS = 8  # rows kept free for the spool's own event records
 EVENT_RESERVE_BYTES = 4096
 REOPEN_INTERVAL_S = 5.0  # while no file can be opened, retry at most this often
 MAX_UNSTORED_EVENTS = 16
+MAX_GAP_RANGES = 64  # ranges one GAP event may carry (see records.merge_ranges)
 
 _Row = tuple[int, float, int, bytes, int | None]
 
@@ -393,46 +397,57 @@ class Spool:
     def _drop_oldest(
         self, conn: sqlite3.Connection, st: _State, max_r: int, max_b: int, now_wall: float
     ) -> tuple[SpoolEvent, int]:
-        """Delete the oldest rows until data fits; the GAP range absorbs dropped GAP events."""
+        """Delete the oldest rows until data fits; return the GAP event and the rows deleted.
+
+        The dropped rows are a prefix ``first..cut`` of the stored seqs, and every seq in it
+        was stored (acks and drops only ever delete prefixes), so that range is exact. A GAP
+        event row dropped with them hands its own ranges on to the new event.
+        """
         need_r, need_b = st.count - max_r, st.bytes - max_b
         freed_r = freed_b = 0
-        gap_first: int | None = None
+        ranges: list[tuple[int, int]] = []
+        first: int | None = None
         cut = 0
         cur = conn.execute(
-            "SELECT seq, kind, gap_first, length(payload) FROM records ORDER BY seq"
+            "SELECT seq, length(payload), CASE WHEN gap_first IS NULL THEN NULL ELSE payload END"
+            " FROM records ORDER BY seq"
         )
         while freed_r < need_r or freed_b < need_b:
             row = cur.fetchone()
             if row is None:
                 break
-            seq, kind, g_first, length = row
-            start = g_first if kind == RecordKind.EVENT and g_first is not None else seq
-            gap_first = start if gap_first is None else min(gap_first, start)
+            seq, length, gap_payload = row
+            if gap_payload is not None:
+                ranges.extend(event_ranges(gap_payload))
+            first = seq if first is None else first
             cut = seq
             freed_r += 1
             freed_b += length + RECORD_OVERHEAD
         cur.close()
+        assert first is not None
+        ranges.append((first, cut))
+        merged = merge_ranges(ranges, MAX_GAP_RANGES)
         conn.execute("DELETE FROM records WHERE seq <= ?", (cut,))
         st.count -= freed_r
         st.bytes -= freed_b
         st.first = conn.execute("SELECT MIN(seq) FROM records").fetchone()[0]
-        assert gap_first is not None
         self._n["dropped"] += freed_r
         self._n["gaps"] += 1
         ev = SpoolEvent(
             SpoolEventKind.GAP,
             now_wall,
-            f"records {gap_first}..{cut} dropped: spool full",
-            first=gap_first,
-            last=cut,
+            f"records {ranges_text(merged)} dropped: spool full",
+            first=merged[0][0],
+            last=merged[-1][1],
             count=freed_r,
+            ranges=merged,
         )
         log.warning("spool: %s", ev.text)
         return ev, freed_r
 
     def _event_row(self, st: _State, rows: list[_Row], ev: SpoolEvent) -> None:
         payload = event_payload(ev)
-        gap_first = ev.first if ev.kind is SpoolEventKind.GAP else None
+        gap_first = ev.first if ev.kind is SpoolEventKind.GAP else None  # marks GAP rows
         rows.append((st.next_seq, ev.t_wall, int(RecordKind.EVENT), payload, gap_first))
         st.first = st.next_seq if st.first is None else st.first
         st.last = st.next_seq

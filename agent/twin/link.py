@@ -13,8 +13,8 @@ One connection attempt::
       → read frames; the first twin message must be TwinHello(protocol == 1)
           → session UP: on_connection(True, ...), on_message(hello, t)
       → every later twin message: on_message(msg, t)
-    until: the twin closes, a read fails, no bytes at all for idle_timeout_s (half-open
-    twin), a malformed frame or message (counted in ``malformed``), or ``close()``.
+    until: the twin closes, a read fails, no complete frame for idle_timeout_s (half-open
+    or trickling twin), a malformed frame or message (counted in ``malformed``), or ``close()``.
     If the session was UP: on_connection(False, reason, t).
     Then wait a capped exponential backoff with full jitter (reset after a session that
     came UP) and dial again, until ``close()``.
@@ -235,12 +235,16 @@ class TwinLink:
         writer.write(encode(to_wire(hello), s.max_frame))
         self.counters.frames_out += 1
         decoder = FrameDecoder(s.max_frame)
+        # Idle means no complete frame: bytes trickling in without ever finishing a frame
+        # do not keep a connection alive.
+        idle_deadline = self._clock() + s.idle_timeout_s
         while True:
             try:
-                data = await asyncio.wait_for(reader.read(READ_CHUNK), s.idle_timeout_s)
+                wait = max(0.0, idle_deadline - self._clock())
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), wait)
             except TimeoutError:
                 self.counters.idle_timeouts += 1
-                raise _SessionEnd(f"idle timeout: no data for {s.idle_timeout_s} s") from None
+                raise _SessionEnd(f"idle timeout: no frame for {s.idle_timeout_s} s") from None
             if not data:
                 raise _SessionEnd("closed by twin")
             now = self._clock()
@@ -250,6 +254,8 @@ class TwinLink:
                 for frame in exc.decoded:
                     self._deliver(frame, now)
                 self._malformed(exc)
+            if frames:
+                idle_deadline = now + s.idle_timeout_s
             for frame in frames:
                 self._deliver(frame, now)
 

@@ -35,7 +35,7 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
-from agent.profile.model import Profile, Signal, Table
+from agent.profile.model import DataType, Profile, Signal, Table
 from sim.plc import faults as flt
 from sim.plc.codec import decode_for, encode_for
 from sim.plc.process import PRESSURE_NOISE_SIGMA, TEMP_NOISE_SIGMA, ChannelNoise, TankModel
@@ -115,9 +115,13 @@ class SimPlc:
 
     # ------------------------------------------------------------------ pymodbus wiring
     def devices(self) -> list[SimDevice]:
-        """One SimDevice per unit id of the profile, its action bound to this PLC."""
+        """One SimDevice per unit id of the profile, its action bound to this PLC (plus, on
+        TCP, a catch-all device 0 with nothing in it, so unknown unit ids get exception 2)."""
         out = []
-        for unit in self.map.units:
+        units = list(self.map.units)
+        if self._answer_foreign and 0 not in units:
+            units.append(0)  # pymodbus' catch-all id: other unit ids answer exception 2
+        for unit in units:
             blocks: list[list[SimData]] = []
             for table in (Table.COIL, Table.DISCRETE, Table.HOLDING, Table.INPUT):
                 addrs = self.map.addresses(unit, table)
@@ -294,7 +298,9 @@ class SimPlc:
             return temperature + self._noise.sample(sig.name, TEMP_NOISE_SIGMA)
         if b is not None and sig.name in b.pressure:
             return pressure + self._noise.sample(sig.name, PRESSURE_NOISE_SIGMA)
-        return 0.0 if sig.table.is_bit else (sig.low + sig.high) / 2.0
+        if sig.dtype is DataType.BOOL:
+            return 1.0  # a constant healthy contact (e.g. "estop_ok")
+        return (sig.low + sig.high) / 2.0
 
     def _fallback(self, now: float) -> None:
         wd = self.profile.plc_watchdog

@@ -41,12 +41,12 @@ class Recorder:
         return [reason for up, reason, _ in self.connection if not up]
 
 
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``cond`` every 5 ms; TimeoutError naming ``what`` if still false after timeout."""
-    end = time.monotonic() + timeout
+async def wait_until(cond: Callable[[], bool], within_s: float = 5.0, what: str = "") -> None:
+    """Poll ``cond`` every 5 ms; TimeoutError naming ``what`` if still false after within_s."""
+    end = time.monotonic() + within_s
     while not cond():
         if time.monotonic() > end:
-            raise TimeoutError(f"condition not met within {timeout} s: {what or cond}")
+            raise TimeoutError(f"condition not met within {within_s} s: {what or cond}")
         await asyncio.sleep(0.005)
 
 

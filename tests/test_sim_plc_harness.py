@@ -1,0 +1,71 @@
+"""The harness itself: restart on the same port, kill, clean stop, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from sim.plc.harness import SimPlcProcess
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _write_heater(port: int, raw: int) -> None:
+    c = ModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
+    assert c.connect()
+    assert not c.write_register(100, raw).isError()
+    c.close()
+
+
+def test_restart_keeps_port_and_appends_to_the_write_log() -> None:
+    with SimPlcProcess() as plc:
+        port, pid = plc.port, plc.pid
+        _write_heater(port, 100)
+        plc.restart()
+        assert plc.port == port and plc.pid != pid
+        assert plc.control.state()["outputs"]["heater_power"] == 0.0  # powered up safe again
+        _write_heater(port, 200)
+        assert [r["values"] for r in plc.write_log()] == [[100], [200]]
+        assert plc.stop() == 0  # SIGTERM: clean exit
+        assert not plc.control_path.exists()
+
+
+def test_kill_is_a_power_cut() -> None:
+    with SimPlcProcess() as plc:
+        plc.kill()
+        assert plc.proc is not None and plc.proc.returncode == -9
+        with pytest.raises(OSError):
+            plc.control.state()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--profile", "no-such-profile", "--tcp", "127.0.0.1:0"],
+        ["--tcp", "127.0.0.1:99999"],
+        ["--tcp", "127.0.0.1:0", "--watchdog-ms", "-5"],
+        ["--rtu", "relative/path"],
+        [],
+    ],
+)
+def test_cli_rejects_bad_arguments(args: list[str]) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "sim", "plc", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.strip()
+
+
+def test_sim_main_lists_subcommands() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "sim"], check=False, capture_output=True, text=True, timeout=20
+    )
+    assert run.returncode == 2 and "plc" in run.stderr and "twin" in run.stderr
