@@ -121,7 +121,8 @@ def test_reconnects_after_twin_restart_with_higher_epoch(pki: PkiPaths) -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", ["zero_length", "bad_msgpack", "oversize", "not_map", "unknown_type", "wrong_types"]
+    "kind",
+    ["zero_length", "bad_msgpack", "oversize", "not_map", "unknown_type", "wrong_types", "trailing"],
 )
 def test_garbage_frame_closes_and_reconnects(pki: PkiPaths, kind: str) -> None:
     async def scenario(twin: SimTwin, link: TwinLink, rec: Recorder) -> None:

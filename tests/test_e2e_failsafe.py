@@ -1,0 +1,145 @@
+"""End to end, with real processes: sim PLC + sim twin + `twinguard run`.
+
+Each test makes a fault happen for real (stop the twin, break a sensor, send garbage,
+SIGTERM the agent) and asserts what the simulated PLC saw in its write log, with the agent's
+state taken from the status messages it sends the twin - never from inside the agent.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import time
+from typing import Any
+
+import pytest
+
+from sim.stack import Stack, output_writes, sim_tank_text, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
+
+HEATER_SAFE_RAW = 0  # heater_power safe value 0 %, scale 0.1
+COOLING_SAFE_RAW = 1000  # cooling_valve safe value 100 %, scale 0.1
+TIMEOUT_S = 0.5  # sim-tank heartbeat_timeout_s
+
+
+def profile(policy: str = "auto", holdoff_s: float = 0.5) -> str:
+    text = re.sub(r"(?m)^policy = .*$", f'policy = "{policy}"', sim_tank_text())
+    return re.sub(r"(?m)^holdoff_s = .*$", f"holdoff_s = {holdoff_s}", text)
+
+
+def safe_writes(stack: Stack, since: float) -> list[dict[str, Any]]:
+    return output_writes(stack.plc.write_log(), "heater_power", since=since)
+
+
+def states_since(stack: Stack, since: float) -> list[str]:
+    return [s[2] for s in stack.twin.stats(last=200)["statuses"] if s[0] >= since]
+
+
+def test_twin_silence_drives_the_safe_state_at_the_plc() -> None:
+    with Stack(profile_text=profile()) as stack:
+        t_normal = stack.wait_state("normal")
+        assert safe_writes(stack, since=t_normal) == [], "shadow mode writes nothing"
+        stack.twin.request({"cmd": "stop"})
+        deadline = float(stack.twin.stats(last=1)["last_heartbeat_t"]) + TIMEOUT_S
+        writes = wait_for(lambda: safe_writes(stack, since=t_normal), 5.0, "safe write")
+        first = writes[0]
+        assert first["t"] >= deadline, "the safe state was written before the deadline"
+        assert first["t"] - deadline < 0.25, "written at the deadline, not a poll later"
+        assert first["values"][:2] == [HEATER_SAFE_RAW, COOLING_SAFE_RAW]
+        assert first["fc"] == 16, "the safe set goes out as one write-multiple-registers"
+        stack.wait_state("failsafe", since=deadline)
+        assert stack.plc.control.state()["outputs"]["heater_power"] == 0
+
+
+def test_twin_returns_auto_recovery_after_holdoff() -> None:
+    with Stack(profile_text=profile("auto", holdoff_s=1.0)) as stack:
+        stack.wait_state("normal")
+        stack.twin.request({"cmd": "stop"})
+        t_fail = stack.wait_state("failsafe")
+        stack.twin.request({"cmd": "resume"})
+        resumed = time.monotonic()
+        t_back = stack.wait_state("normal", since=t_fail)
+        assert t_back - resumed >= 1.0, "hold-off of continuous health respected"
+
+
+def test_manual_policy_stays_latched_until_acknowledged() -> None:
+    with Stack(profile_text=profile("manual", holdoff_s=0.2)) as stack:
+        t0 = stack.wait_state("recovering")  # a start is not resumed silently
+        time.sleep(2.5)
+        assert "normal" not in states_since(stack, t0)
+        assert stack.agent is not None and stack.agent.alive()
+
+
+def test_one_sensor_of_three_masked_two_trip() -> None:
+    with Stack(profile_text=profile()) as stack:
+        t_normal = stack.wait_state("normal")
+        stack.plc.control.fault("out_of_range", signal="temp_a")
+        t_deg = stack.wait_state("degraded", since=t_normal)
+        time.sleep(1.5)
+        assert "failsafe" not in states_since(stack, t_deg), "one bad channel is masked"
+        assert safe_writes(stack, since=t_normal) == [], "the plant keeps running"
+        stack.plc.control.fault("stuck", signal="temp_b")
+        stack.plc.control.fault("drift", signal="temp_b", value=50.0)
+        stack.wait_state("failsafe", since=t_deg)
+        writes = safe_writes(stack, since=t_normal)
+        assert writes and writes[0]["values"][0] == HEATER_SAFE_RAW
+
+
+def test_overtemperature_trip_fires() -> None:
+    with Stack(profile_text=profile()) as stack:
+        t_normal = stack.wait_state("normal")
+        for ch in ("temp_a", "temp_b", "temp_c"):
+            stack.plc.control.fault("offset", signal=ch, value=120.0)
+        stack.wait_state("failsafe", since=t_normal)
+        assert safe_writes(stack, since=t_normal)
+        assert "overtemperature" in stack.agent_stderr()
+
+
+@pytest.mark.parametrize("kind", ["bad_msgpack", "oversize", "wrong_types", "zero_length"])
+def test_garbage_frame_ends_the_connection_never_the_agent(kind: str) -> None:
+    with Stack(profile_text=profile(holdoff_s=0.2)) as stack:
+        t_normal = stack.wait_state("normal")
+        before = stack.twin.stats(last=0)["connections_total"]
+        stack.twin.request({"cmd": "garbage", "kind": kind})
+        wait_for(lambda: stack.twin.stats(last=0)["connections_total"] > before, 10,
+                 "the agent reconnects")
+        stack.wait_state("normal", since=time.monotonic())
+        assert stack.agent is not None and stack.agent.alive()
+        assert "malformed" in stack.agent_stderr().lower()
+        del t_normal
+
+
+def test_half_open_twin_is_lost_then_reconnected() -> None:
+    with Stack(profile_text=profile(holdoff_s=0.2)) as stack:
+        t_normal = stack.wait_state("normal")
+        before = stack.twin.stats(last=0)["connections_total"]
+        stack.twin.request({"cmd": "half_open"})
+        writes = wait_for(lambda: safe_writes(stack, since=t_normal), 5, "safe write")
+        assert writes[0]["values"][0] == HEATER_SAFE_RAW
+        wait_for(lambda: stack.twin.stats(last=0)["connections_total"] > before, 10,
+                 "a new connection after the idle timeout")
+        stack.wait_state("normal", since=time.monotonic())
+        assert stack.agent is not None and stack.agent.alive()
+
+
+def test_jitter_up_to_half_the_timeout_never_trips() -> None:
+    with Stack(profile_text=profile()) as stack:
+        t_normal = stack.wait_state("normal")
+        stack.twin.request({"cmd": "jitter", "ms": TIMEOUT_S * 1000 / 2})
+        time.sleep(6.0)
+        assert safe_writes(stack, since=t_normal) == []
+        assert "failsafe" not in states_since(stack, t_normal)
+
+
+def test_sigterm_leaves_the_plant_safe() -> None:
+    with Stack(profile_text=profile()) as stack:
+        stack.wait_state("normal")
+        stack.plc.control.set_output("heater_power", 55.0)  # the operator's HMI, say
+        assert stack.agent is not None
+        t_term = time.monotonic()
+        stack.agent.signal(signal.SIGTERM)
+        assert stack.agent.proc.wait(10) == 0
+        writes = safe_writes(stack, since=t_term)
+        assert writes and writes[-1]["values"][0] == HEATER_SAFE_RAW
+        assert stack.plc.control.state()["outputs"]["heater_power"] == 0
