@@ -13,14 +13,7 @@ floats (``nan``, ``inf``) are rejected. The schema is described key by key in
 
 - GPIO pins are distinct; RTU unit ids are not 0 (broadcast never answers).
 - No two registers/bits overlap in the same table and unit: signals, outputs and the PLC
-  watchdog registers; a 32-bit value spans two addresses::
-
-      address:      n         n+1
-                +---------+---------+
-      big:      | high w. | low w.  |   ("ABCD", Modicon)
-      little:   | low w.  | high w. |   ("CDAB")
-                +---------+---------+   bytes within a register are big-endian
-
+  watchdog registers; a 32-bit value spans two addresses (``agent.profile.registers``).
 - outputs are on writable tables, their min/max fit the raw type after scaling
   (``raw = (value - offset) / scale``), safe values lie within [min, max].
 - groups reference existing signals, each signal in at most one group, ``MooN`` with
@@ -37,7 +30,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import ProfileError
@@ -63,25 +55,22 @@ from agent.profile.model import (
     Timing,
     Trip,
     TripCondition,
-    WordOrder,
+)
+from agent.profile.registers import (
+    ADDRESS_MAX,
+    Claims,
+    Span,
+    check_raw_limits,
+    read_layout,
+    read_scaling,
 )
 
-__all__ = ["DEFAULT_TCP_PORT", "RAW_LIMITS", "STANDARD_BAUDRATES", "parse_profile"]
+__all__ = ["DEFAULT_TCP_PORT", "STANDARD_BAUDRATES", "parse_profile"]
 
 GPIO_MAX = 27
 UNIT_ID_MAX = 247
-ADDRESS_MAX = 65535
 DEFAULT_TCP_PORT = 502
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
-_F32_MAX = 3.4028234663852886e38
-RAW_LIMITS: dict[DataType, tuple[float, float]] = {
-    DataType.BOOL: (0, 1),
-    DataType.INT16: (-(2**15), 2**15 - 1),
-    DataType.UINT16: (0, 2**16 - 1),
-    DataType.INT32: (-(2**31), 2**31 - 1),
-    DataType.UINT32: (0, 2**32 - 1),
-    DataType.FLOAT32: (-_F32_MAX, _F32_MAX),
-}
 
 TOP_KEYS = ("require_native_watchdog", "board", "plc", "signals", "groups", "outputs",
             "trips", "plc_watchdog", "timing", "recovery", "sim")
@@ -114,22 +103,6 @@ class _Transport(enum.Enum):
     RTU = "rtu"
 
 
-@dataclass(frozen=True)
-class _Span:
-    """Registers (or bits) one item occupies: ``table`` ``start..end`` on ``unit``."""
-
-    table: Table
-    unit: int
-    start: int
-    end: int
-    label: str  # who holds it, for messages: "signals[3]"
-    path: str  # the key a clash is reported at: "signals[3].address"
-
-    def __str__(self) -> str:
-        where = f"{self.start}" if self.start == self.end else f"{self.start}..{self.end}"
-        return f"{self.table.value} {where}, unit {self.unit}"
-
-
 def parse_profile(data: Mapping[str, Any], source: str) -> Profile:
     """Validate ``data`` (a parsed TOML document) and build the ``Profile``.
 
@@ -156,7 +129,7 @@ class _Parser:
         self.signals: dict[str, Signal] = {}  # fully valid ones only
         self.groups: dict[str, Group] = {}
         self.grouped: dict[str, str] = {}  # signal name -> path of the group holding it
-        self.spans: list[_Span] = []
+        self.claims = Claims()
 
     # --- top level -----------------------------------------------------------------------
 
@@ -236,13 +209,6 @@ class _Parser:
         if f.has("unit_id") and f.ok("unit_id") and unit == 0 and self.transport is _Transport.RTU:
             f.fail("unit_id", "0 is the RTU broadcast address, which never answers")
         return unit
-
-    def _claim(self, span: _Span) -> None:
-        for other in self.spans:
-            if (other.table is span.table and other.unit == span.unit
-                    and span.start <= other.end and other.start <= span.end):
-                self.out.add(span.path, f"overlaps {other.label} ({other})")
-        self.spans.append(span)
 
     # --- board, plc ----------------------------------------------------------------------
 
@@ -330,47 +296,18 @@ class _Parser:
 
     # --- register map --------------------------------------------------------------------
 
-    def _layout(self, f: Fields, table: Table) -> tuple[DataType, WordOrder, int]:
-        """type, word_order and address, shared by signals and outputs."""
-        if not f.ok("table"):
-            dtype = f.enum("type", DataType, DataType.BOOL)
-        elif table.is_bit:
-            dtype = f.enum("type", DataType, DataType.BOOL)
-            if f.ok("type") and dtype is not DataType.BOOL:
-                f.fail("type", f"a {table.value} holds one bit: type must be 'bool'")
-        else:
-            dtype = f.enum("type", DataType)
-            if f.ok("type") and dtype is DataType.BOOL:
-                f.fail("type", "bool is only for coil and discrete tables")
-        word_order = f.enum("word_order", WordOrder, WordOrder.BIG)
-        if f.has("word_order") and f.ok("type", "word_order") and dtype.words != 2:
-            f.fail("word_order", f"only applies to 32-bit types, not {dtype.value}")
-        address = f.integer("address", 0, ADDRESS_MAX)
-        if f.ok("address", "type") and address + dtype.words - 1 > ADDRESS_MAX:
-            f.fail("address", f"a {dtype.value} at {address} runs past address {ADDRESS_MAX}")
-        if f.ok("type") and dtype is DataType.BOOL:
-            for key in ("scale", "offset"):
-                f.forbid(key, "does not apply to a bool")
-        return dtype, word_order, address
-
-    def _scaling(self, f: Fields) -> tuple[float, float, str]:
-        scale = f.number("scale", 1.0)
-        if f.ok("scale") and scale == 0:
-            f.fail("scale", "must not be 0")
-        return scale, f.number("offset", 0.0), f.text("unit", "", allow_empty=True)
-
     def _signal(self, path: str, raw: Any) -> Signal | None:
         mark = len(self.out)
         f = Fields(self.out, path, raw, SIGNAL_KEYS)
         name = self._declare(self.signal_names, f, "signal")
         table = f.enum("table", Table)
-        dtype, word_order, address = self._layout(f, table)
-        scale, offset, unit = self._scaling(f)
+        dtype, word_order, address = read_layout(f, table)
+        scale, offset, unit = read_scaling(f)
         is_bool = f.ok("type", "table") and dtype is DataType.BOOL
         low, high = f.span("range", (0.0, 1.0) if is_bool else None)
         unit_id = self._unit(f)
         if f.ok("table", "type", "address", "unit_id"):
-            self._claim(_Span(table, unit_id, address, address + dtype.words - 1, path,
+            self.claims.claim(f, Span(table, unit_id, address, address + dtype.words - 1, path,
                               f"{path}.address"))
         if len(self.out) > mark:
             return None
@@ -387,22 +324,16 @@ class _Parser:
         table = f.enum("table", Table)
         if f.ok("table") and not table.writable:
             f.fail("table", _READ_ONLY[table])
-        dtype, word_order, address = self._layout(f, table)
-        scale, offset, unit = self._scaling(f)
+        dtype, word_order, address = read_layout(f, table)
+        scale, offset, unit = read_scaling(f)
         is_bool = f.ok("type", "table") and dtype is DataType.BOOL
         minimum = f.number("min", 0.0 if is_bool else None)
         maximum = f.number("max", 1.0 if is_bool else None)
         if f.ok("min", "max") and minimum >= maximum:
             f.fail("max", f"{maximum:g} must be greater than min ({minimum:g})")
         elif f.ok("min", "max", "type", "scale", "offset"):
-            lo, hi = RAW_LIMITS[dtype]
-            for key, value in (("min", minimum), ("max", maximum)):
-                rawv = (value - offset) / scale
-                if dtype is not DataType.FLOAT32:
-                    rawv = round(rawv)  # what would be written
-                if not lo <= rawv <= hi:
-                    f.fail(key, f"{value:g} {unit} is raw {rawv:g} after scaling, outside "
-                                f"{dtype.value} {lo:g}..{hi:g}")
+            check_raw_limits(f, dtype, scale=scale, offset=offset, unit=unit,
+                             limits={"min": minimum, "max": maximum})
         max_rate = f.opt_number("max_rate", gt=0)
         safe_value = f.number("safe_value", allow_bool=is_bool)
         if f.ok("safe_value", "min", "max") and not minimum <= safe_value <= maximum:
@@ -416,7 +347,7 @@ class _Parser:
                 f.fail("failsafe", "ramp needs max_rate (the rate to ramp at)")
         unit_id = self._unit(f)
         if f.ok("table", "type", "address", "unit_id"):
-            self._claim(_Span(table, unit_id, address, address + dtype.words - 1, path,
+            self.claims.claim(f, Span(table, unit_id, address, address + dtype.words - 1, path,
                               f"{path}.address"))
         if len(self.out) > mark:
             return None
@@ -516,7 +447,7 @@ class _Parser:
                                      ("fault_address", Table.DISCRETE, fault),
                                      ("reset_address", Table.COIL, reset)):
                 if addr is not None and f.ok(key) and f.has(key):
-                    self._claim(_Span(table, unit, addr, addr, f"{p}.{key}", f"{p}.{key}"))
+                    self.claims.claim(f, Span(table, unit, addr, addr, f"{p}.{key}", f"{p}.{key}"))
         if len(self.out) > mark:
             return None
         return PlcWatchdog(heartbeat_address=heartbeat, timeout_address=timeout,

@@ -84,7 +84,7 @@ class Forwarder:
         self.acked = start
         self.connected = True
         self.boundary = self.committed
-        self.hist_sent = start + 1 if start < self.committed else start
+        self.hist_sent = start
         self.live_sent = self.committed
         self._tokens = float(self.history_burst)
         self._t_tokens = now

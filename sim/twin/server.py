@@ -304,6 +304,7 @@ class SimTwin:
         """A JSON-able summary; ``heartbeats``/``statuses`` are the last ``last`` records."""
         hbs = list(self.heartbeats)[-last:] if last > 0 else []
         sts = list(self.statuses)[-last:] if last > 0 else []
+        hellos = self.agent_hellos[-last:] if last > 0 else []
         return {
             "epoch": self.epoch,
             "seq": self._seq,
@@ -324,7 +325,7 @@ class SimTwin:
             "heartbeats": [[h.t, h.conn, h.epoch, h.seq, h.healthy] for h in hbs],
             "statuses_received": len(self.statuses),
             "statuses": [[s.t, s.conn, s.state, s.mode, s.seq] for s in sts],
-            "agent_hellos": [list(h) for h in self.agent_hellos[-last:]],
+            "agent_hellos": [list(h) for h in hellos],
         }
 
     # --- internals --------------------------------------------------------------------
