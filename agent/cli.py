@@ -118,9 +118,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_options(parser: argparse.ArgumentParser) -> None:
-    from agent import runcmd  # noqa: PLC0415
-
-    runcmd.add_options(parser)
+    """``--config C`` and ``--state-dir D`` (see agent.runcmd)."""
+    parser.add_argument("--config", "-c", metavar="C", default=None,
+                        help="agent configuration (TOML); without it: shadow mode, no twin")
+    parser.add_argument("--state-dir", metavar="D", default=None,
+                        help="where the agent keeps its state (default /var/lib/twinguard, "
+                             "or $STATE_DIRECTORY under systemd)")
 
 
 # --- registry ----------------------------------------------------------------------------

@@ -15,8 +15,8 @@ encrypted (the demo PKI protects them with file permissions only); they are crea
 mode 0600 from the start, never chmod-ed afterwards.
 
 ``issue_cert`` and ``make_ca`` exist for tests and for the later ``twinguard certs`` CLI:
-an expired certificate is ``issue_cert(..., not_before=past, days=1)``, a certificate
-from another CA is ``init_pki(other_dir, ...)``.
+an expired certificate is ``issue_expired_cert(paths, ...)`` (``issue_cert`` with a
+``not_before`` in the past), a certificate from another CA is ``init_pki(other_dir, ...)``.
 """
 
 from __future__ import annotations
@@ -285,3 +285,33 @@ def init_pki(
     )
     log.info("demo PKI written to %s (device %s, twin %s)", d, device_id, twin_name)
     return paths
+
+
+def issue_expired_cert(
+    paths: PkiPaths,
+    cert_out: Path,
+    key_out: Path,
+    *,
+    role: Role = Role.CLIENT,
+    common_name: str = "expired",
+    expired_days_ago: int = 1,
+) -> None:
+    """For tests: a cert from ``paths``' CA whose validity ended ``expired_days_ago`` ago.
+
+    A server cert gets the same SAN as the demo twin (localhost, 127.0.0.1), so the
+    expiry is the only thing wrong with it. FileExistsError if an output exists.
+    """
+    start = _now() - dt.timedelta(days=expired_days_ago + 1)
+    server = role is Role.SERVER
+    issue_cert(
+        paths.ca_cert,
+        paths.ca_key,
+        cert_out,
+        key_out,
+        common_name=common_name,
+        role=role,
+        dns_names=["localhost"] if server else [],
+        ip_addresses=["127.0.0.1"] if server else [],
+        days=1,
+        not_before=start,
+    )

@@ -17,14 +17,6 @@ log = logging.getLogger(__name__)
 DEFAULT_STATE_DIR = "/var/lib/twinguard"
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", metavar="C", default=None,
-                        help="agent configuration (TOML); without it: shadow mode, no twin")
-    parser.add_argument("--state-dir", metavar="D", default=None,
-                        help=f"where the agent keeps its state (default {DEFAULT_STATE_DIR}, "
-                             "or $STATE_DIRECTORY under systemd)")
-
-
 def main(args: argparse.Namespace) -> int:
     """Run the agent: returns 0 after a clean stop, 2 on a bad profile or configuration."""
     from agent.cli import profile_from_args  # noqa: PLC0415 - cli imports this module lazily

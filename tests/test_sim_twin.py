@@ -158,6 +158,9 @@ def test_heartbeats_are_recorded_with_monotonic_time(pki: PkiPaths) -> None:
     assert ts == sorted(ts)
     s = twin.stats(2)
     assert s["last_heartbeat_t"] == ts[-1] and len(s["heartbeats"]) == 2
+    none = twin.stats(0)
+    assert none["heartbeats"] == none["statuses"] == none["agent_hellos"] == []
+    assert none["heartbeats_sent"] == len(ts)
 
 
 async def _raw_session(pki: PkiPaths, twin: SimTwin, payload: bytes) -> list[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -12,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from agent.pki import PkiPaths, Role, init_pki, issue_cert
+from agent.pki import PkiPaths, Role, init_pki, issue_expired_cert
 from agent.twin.link import TwinLink, TwinLinkSettings, make_client_context
 from agent.twin.messages import Bye, Heartbeat, Status, TwinHello
 from sim.twin.harness import Recorder, settings_for, wait_until
@@ -35,16 +34,7 @@ def other(tmp_path_factory: pytest.TempPathFactory) -> PkiPaths:
 @pytest.fixture(scope="module")
 def expired(pki: PkiPaths, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("expired")
-    issue_cert(
-        pki.ca_cert,
-        pki.ca_key,
-        d / "dev.crt",
-        d / "dev.key",
-        common_name="dev-1",
-        role=Role.CLIENT,
-        not_before=dt.datetime.now(dt.UTC) - dt.timedelta(days=3),
-        days=1,
-    )
+    issue_expired_cert(pki, d / "dev.crt", d / "dev.key", common_name="dev-1")
     return d / "dev.crt", d / "dev.key"
 
 
@@ -215,6 +205,13 @@ def test_twin_cert_from_another_ca_refused_by_agent(pki: PkiPaths, other: PkiPat
     link, _ = refused(twin, lambda p: settings_for(pki, p))
     assert "CERTIFICATE_VERIFY_FAILED" in str(link.counters.last_error)
     assert link.counters.failures >= 1
+
+
+def test_expired_twin_cert_refused_by_agent(pki: PkiPaths, tmp_path: Path) -> None:
+    issue_expired_cert(pki, tmp_path / "t.crt", tmp_path / "t.key", role=Role.SERVER)
+    twin = SimTwin(pki.ca_cert, tmp_path / "t.crt", tmp_path / "t.key", rate_hz=100)
+    link, _ = refused(twin, lambda p: settings_for(pki, p))
+    assert "expired" in str(link.counters.last_error)
 
 
 def test_twin_name_mismatch_refused_by_agent(pki: PkiPaths) -> None:

@@ -186,7 +186,7 @@ class SimTwin:
         # records
         self.heartbeats: deque[SentHeartbeat] = deque(maxlen=RECORD_MAX)
         self.statuses: deque[ReceivedStatus] = deque(maxlen=RECORD_MAX)
-        self.agent_hellos: list[tuple[float, int, str, str]] = []
+        self.agent_hellos: deque[tuple[float, int, str, str]] = deque(maxlen=RECORD_MAX)
         self.connections_total = 0
         self.tls_failures = 0
         self.malformed_in = 0
@@ -304,7 +304,7 @@ class SimTwin:
         """A JSON-able summary; ``heartbeats``/``statuses`` are the last ``last`` records."""
         hbs = list(self.heartbeats)[-last:] if last > 0 else []
         sts = list(self.statuses)[-last:] if last > 0 else []
-        hellos = self.agent_hellos[-last:] if last > 0 else []
+        hellos = list(self.agent_hellos)[-last:] if last > 0 else []
         return {
             "epoch": self.epoch,
             "seq": self._seq,
