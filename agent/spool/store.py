@@ -636,6 +636,16 @@ class Spool:
         st = self._st
         return Backlog(st.count, st.first, st.last, st.bytes)
 
+    def durability(self) -> dict[str, str]:
+        """The journal mode and sync level in force on the write connection (for checks)."""
+        with self._lock:
+            if self._conn is None:
+                return {"journal_mode": "none", "synchronous": "none"}
+            mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = self._conn.execute("PRAGMA synchronous").fetchone()[0]
+        levels = {0: "off", 1: "normal", 2: "full", 3: "extra"}
+        return {"journal_mode": str(mode), "synchronous": levels.get(int(sync), str(sync))}
+
     @property
     def next_seq(self) -> int:
         return self._st.next_seq
