@@ -1,4 +1,4 @@
-"""Build the one C extension (``firmware_bridge._watchdog``); everything else is in pyproject.toml."""
+"""Build the one C extension (``firmware_bridge._watchdog``); the rest is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
@@ -7,10 +7,13 @@ setup(
         Extension(
             "firmware_bridge._watchdog",
             sources=["firmware_bridge/_watchdog.c"],
-            extra_compile_args=["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"],
+            extra_compile_args=[
+                "-std=c11", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration",
+            ],
             libraries=["pthread"],
-            optional=True,  # without a compiler: the pure-Python twin (refused where the profile
-            #                  says require_native_watchdog = true)
+            # Without a compiler the package still installs, with the pure-Python twin; the
+            # agent refuses to start on it where the profile says require_native_watchdog.
+            optional=True,
         )
     ]
 )

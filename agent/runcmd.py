@@ -29,12 +29,23 @@ def main(args: argparse.Namespace) -> int:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return 2
+    try:  # native guard (agent.guard): refuse to start without the watchdog the profile needs
+        from agent.faultinject import settings_from_env  # noqa: PLC0415
+        from agent.guard import exit_code_from_env  # noqa: PLC0415
+        from firmware_bridge import load_watchdog  # noqa: PLC0415 - may raise on a bad env
+
+        watchdog = load_watchdog(profile.require_native_watchdog)
+        exit_code_from_env(os.environ)
+        settings_from_env(os.environ)
+    except (RuntimeError, ValueError, ImportError) as error:
+        print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
+        return 2
     state_dir = Path(args.state_dir or os.environ.get("STATE_DIRECTORY") or DEFAULT_STATE_DIR)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
 
     async def serve() -> int:
         # pymodbus clients bind to the running loop: build the runtime inside it
-        return await Runtime(profile, config, state_dir).run()
+        return await Runtime(profile, config, state_dir, watchdog).run()
 
     return asyncio.run(serve())

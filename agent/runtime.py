@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Coroutine, Mapping
@@ -32,14 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent import faultinject
 from agent.config import AgentConfig
 from agent.controller import Controller, Decision
 from agent.errors import WriteRefused
+from agent.guard import NativeGuard, exit_code_from_env
 from agent.modbus.client import PlcClient
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
 from agent.twin.link import TwinLink, TwinLinkSettings
 from agent.twin.messages import Bye, Heartbeat, Message, Status
+from firmware_bridge import WatchdogAPI, load_watchdog
 
 log = logging.getLogger(__name__)
 
@@ -60,13 +64,18 @@ class RuntimeStats:
 class Runtime:
     """Runs one agent until stopped; see the module docstring."""
 
-    def __init__(self, profile: Profile, config: AgentConfig, state_dir: Path) -> None:
+    def __init__(self, profile: Profile, config: AgentConfig, state_dir: Path,
+                 watchdog: type[WatchdogAPI] | None = None) -> None:
         self.profile = profile
         self.config = config
         self.state_dir = state_dir
         self.controller = Controller(profile, config.mode)
         self.plc = PlcClient(profile)
         self.stats = RuntimeStats()
+        # native guard (agent.guard): armed at start, kicked at the end of every complete tick
+        self.guard = NativeGuard(
+            profile, watchdog or load_watchdog(profile.require_native_watchdog),
+            exit_code=exit_code_from_env(os.environ))
         self.link: TwinLink | None = None
         if config.twin is not None:
             t = config.twin
@@ -101,6 +110,7 @@ class Runtime:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        faultinject.install_from_env()  # test-only; a no-op unless TWINGUARD_FAULT_INJECTION=1
         log.info("twinguard starting: profile %s, mode %s", self.profile.source,
                  self.controller.machine.mode.value)
         await self.plc.connect()
@@ -110,6 +120,7 @@ class Runtime:
             self._spawn(self.link.run(), "twin link")
             self._spawn(self._status_loop(), "status to twin")
         try:
+            await self.guard.start(loop.time(), self.plc.connected, self.controller.last_written)
             await self._loop()
         finally:
             await self._shutdown()
@@ -145,6 +156,7 @@ class Runtime:
         if self._timer is not None:
             self._timer.cancel()
         await self._apply(self.controller.stop(loop.time()))
+        self.guard.close()  # disarm only once the safe set is out
         if self.link is not None:
             self.link.close()
         for task in list(self._tasks):
@@ -170,6 +182,10 @@ class Runtime:
         )
         await self._apply(decision)
         await self._plc_heartbeat()
+        # the complete tick ends here: kick right after the heartbeat write, then guard upkeep
+        if await self.guard.after_tick(now, self.plc.connected, self.controller.last_written):
+            await self._apply(self.controller.fault(
+                asyncio.get_running_loop().time(), "native watchdog fired: the loop hung"))
         self._schedule()
 
     def _all_bad(self, why: str, now: float) -> dict[str, Reading]:

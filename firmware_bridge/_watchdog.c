@@ -334,6 +334,7 @@ start_thread(wd_core *c)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (err == 0) {
         c->thread_started = 1;
+        (void)pthread_setname_np(c->thread, "tg-watchdog"); /* visible in ps -L, top -H */
     }
     return err;
 }

@@ -161,19 +161,15 @@ class Stack:
         self.state_dir = self.workdir / "state"
         self.agent_env = agent_env or {}
         self.mode = mode
+        (self.workdir / "plc").mkdir(exist_ok=True)
         self.plc = SimPlcProcess(str(self.profile_path), workdir=self.workdir / "plc",
-                                 extra_args=plc_args) if self._mkdir("plc") else None
-        assert self.plc is not None
+                                 extra_args=plc_args)
         self.twin = SimTwinProcess(self.workdir, self.workdir / "pki", rate_hz=twin_rate_hz)
         self.config_path = self.workdir / "agent.toml"
         self.write_config()
         self.agent: Proc | None = None
         if start_agent:
             self.start_agent()
-
-    def _mkdir(self, name: str) -> bool:
-        (self.workdir / name).mkdir(exist_ok=True)
-        return True
 
     def write_config(self, **twin_overrides: Any) -> None:
         p: PkiPaths = self.pki
@@ -190,7 +186,6 @@ class Stack:
 
     def start_agent(self) -> Proc:
         """Start ``python -m agent run`` against the sim PLC and sim twin."""
-        assert self.plc is not None
         self.agent = Proc(
             [sys.executable, "-m", "agent", "-v", "run", "--profile", str(self.profile_path),
              "--tcp", f"127.0.0.1:{self.plc.port}", "--config", str(self.config_path),
@@ -224,8 +219,7 @@ class Stack:
         if self.agent is not None and self.agent.alive():
             self.agent.stop()
         self.twin.stop()
-        if self.plc is not None:
-            self.plc.close()
+        self.plc.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -70,23 +70,34 @@ def test_values_match_the_plant(sim_plc: SimPlcProcess) -> None:
         assert r.value == pytest.approx(state["pressure"], abs=0.05)
 
 
-def test_requests_per_poll_are_coalesced(sim_plc: SimPlcProcess) -> None:
-    """sim-tank's signals are one planned block; the strict sim refuses reading through
-    its undeclared addresses (3, 6, 7) once, and the client learns to read the 3 runs."""
-    profile = profile_for(sim_plc)
-
+def _requests_per_poll(profile: Profile, polls: int = 4) -> list[int]:
     async def body(c: PlcClient) -> list[int]:
         assert len(c.signal_blocks) == 1
         per_poll = []
-        for _ in range(4):
+        for _ in range(polls):
             before = c.requests
             assert all_good(await c.read_signals())
             per_poll.append(c.requests - before)
         return per_poll
 
-    per_poll = run(with_client(profile, body))
+    return run(with_client(profile, body))
+
+
+def test_requests_per_poll_are_coalesced(sim_plc: SimPlcProcess) -> None:
+    """sim-tank's signals are one planned block; the default sim serves its undeclared
+    addresses (3, 6, 7) as 0, like a real PLC, so every poll reads it in one request."""
+    per_poll = _requests_per_poll(profile_for(sim_plc))
+    assert all(n <= 2 for n in per_poll), per_poll  # never one request per signal (5)
+
+
+def test_strict_map_is_learned_and_split() -> None:
+    """The strict sim refuses reading through its undeclared addresses (3, 6, 7) once, and
+    the client learns to read the 3 runs."""
+    with SimPlcProcess(extra_args=("--strict-map",)) as plc:
+        per_poll = _requests_per_poll(profile_for(plc))
     assert per_poll[1:] == [per_poll[1]] * 3  # steady after the first poll
     assert per_poll[1] <= 3  # never one request per signal (5)
+    assert per_poll[0] > per_poll[1] > 1  # the refused block was split, once
 
 
 def test_contiguous_map_reads_in_one_request(tmp_path: Path) -> None:

@@ -134,7 +134,21 @@ def test_register_map_of_sim_tank() -> None:
     assert rm.cells[(1, Table.HOLDING, 200)].kind is Kind.HEARTBEAT
     assert rm.check_write(1, Table.HOLDING, 100, 2)
     assert not rm.check_write(1, Table.HOLDING, 201, 1)  # the watchdog timeout is read-only
-    assert not rm.check_read(1, Table.INPUT, 3, 1)
+    assert not rm.check_write(1, Table.HOLDING, 150, 1)  # a gap is read-only
+    assert rm.span(1, Table.INPUT) == (0, 9)
+    assert rm.span(1, Table.HOLDING) == (100, 201)
+    assert rm.span(2, Table.INPUT) is None
+    # contiguous (default): the whole span reads, nothing outside it
+    assert rm.check_read(1, Table.INPUT, 3, 1)
+    assert rm.check_read(1, Table.INPUT, 0, 10)
+    assert not rm.check_read(1, Table.INPUT, 0, 11)
+    assert not rm.check_read(1, Table.INPUT, 0, 0)
+    assert not rm.check_read(1, Table.HOLDING, 99, 2)
+    assert not rm.check_read(2, Table.INPUT, 0, 1)
+    strict = RegisterMap(profile, strict=True)
+    assert not strict.check_read(1, Table.INPUT, 3, 1)
+    assert not strict.check_read(1, Table.INPUT, 0, 10)
+    assert strict.check_read(1, Table.INPUT, 0, 3)
 
 
 def test_simplc_in_process_tick_follows_outputs() -> None:

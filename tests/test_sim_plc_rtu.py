@@ -75,7 +75,9 @@ def test_rtu_read_write_and_log(rtu_plc: SimPlcProcess, serial_client: ModbusSer
     assert serial_client.read_holding_registers(100, count=2, device_id=1).registers == [250, 1000]
     rec = rtu_plc.write_log()[-1]
     assert (rec["fc"], rec["address"], rec["values"], rec["accepted"]) == (6, 100, [250], True)
-    bad = serial_client.read_input_registers(3, device_id=1)
+    gap = serial_client.read_input_registers(3, device_id=1)  # inside the declared span
+    assert not gap.isError() and gap.registers == [0]
+    bad = serial_client.read_input_registers(10, device_id=1)  # past it
     assert bad.isError() and bad.exception_code == 2
 
 

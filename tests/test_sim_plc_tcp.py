@@ -70,34 +70,88 @@ def test_reads_match_state_per_type_and_word_order(
     assert client.read_discrete_inputs(0).bits[0] is False
 
 
-@pytest.mark.parametrize(
-    ("kind", "address", "count"),
-    [
-        ("input", 3, 1),  # gap between temp_c and pressure_a
-        ("input", 0, 4),  # runs into the gap
-        ("input", 10, 1),
-        ("holding", 102, 1),
-        ("holding", 0, 1),
-        ("coil", 1, 1),  # only coil 0 (watchdog reset) exists
-        ("discrete", 5, 1),
-    ],
-)
-def test_unknown_addresses_answer_exception_2(
-    client: ModbusTcpClient, kind: str, address: int, count: int
-) -> None:
+@pytest.fixture
+def strict_client() -> Iterator[ModbusTcpClient]:
+    """A plain client on ``python -m sim plc --strict-map`` (only declared addresses exist)."""
+    with SimPlcProcess("sim-tank", extra_args=("--strict-map",)) as plc:
+        c = ModbusTcpClient("127.0.0.1", port=plc.port, timeout=1, retries=0)
+        assert c.connect()
+        yield c
+        c.close()
+
+
+def _read(c: ModbusTcpClient, kind: str, address: int, count: int) -> list[int] | int:
+    """Registers (bits as 0/1, cut to ``count``) or the exception code of the reply."""
     read = {
-        "input": client.read_input_registers,
-        "holding": client.read_holding_registers,
-        "coil": client.read_coils,
-        "discrete": client.read_discrete_inputs,
+        "input": c.read_input_registers,
+        "holding": c.read_holding_registers,
+        "coil": c.read_coils,
+        "discrete": c.read_discrete_inputs,
     }[kind]
     rr = read(address, count=count)
-    assert rr.isError() and rr.exception_code == 2
+    if rr.isError():
+        return int(rr.exception_code)
+    if kind in ("coil", "discrete"):
+        return [int(b) for b in rr.bits[:count]]
+    return list(rr.registers)
+
+
+# sim-tank's declared spans: input 0..9 (gaps 3, 6, 7), holding 100..201 (gap 102..199),
+# coil 0..0, discrete 0..0
+OUTSIDE_SPAN = [
+    ("input", 10, 1),
+    ("input", 0, 11),  # runs past the last declared input register
+    ("holding", 99, 1),
+    ("holding", 201, 2),
+    ("holding", 0, 1),
+    ("coil", 1, 1),  # only coil 0 (watchdog reset) exists
+    ("coil", 0, 2),  # starts on coil 0, runs past it (same 16-bit word)
+    ("discrete", 5, 1),
+    ("discrete", 0, 2),
+]
+INSIDE_SPAN = [
+    ("input", 3, 1),  # gap between temp_c and pressure_a
+    ("input", 0, 4),  # runs into the gap
+    ("input", 6, 2),
+    ("holding", 102, 1),
+    ("holding", 150, 50),
+]
+
+
+@pytest.mark.parametrize(("kind", "address", "count"), OUTSIDE_SPAN)
+def test_addresses_outside_the_span_answer_exception_2(
+    client: ModbusTcpClient, kind: str, address: int, count: int
+) -> None:
+    assert _read(client, kind, address, count) == 2
+
+
+@pytest.mark.parametrize(("kind", "address", "count"), OUTSIDE_SPAN + INSIDE_SPAN)
+def test_strict_map_refuses_every_undeclared_address(
+    strict_client: ModbusTcpClient, kind: str, address: int, count: int
+) -> None:
+    assert _read(strict_client, kind, address, count) == 2
+
+
+def test_undeclared_addresses_inside_the_span_read_as_zero(
+    sim_plc: SimPlcProcess, client: ModbusTcpClient
+) -> None:
+    for name in ("temp_a", "temp_b", "temp_c", "pressure_a", "pressure_b"):
+        sim_plc.control.fault("stuck", signal=name)
+    regs = _read(client, "input", 0, 10)
+    assert isinstance(regs, list) and len(regs) == 10
+    assert [regs[3], regs[6], regs[7]] == [0, 0, 0]
+    temps = [struct.unpack(">h", struct.pack(">H", r))[0] * 0.1 for r in regs[0:3]]
+    pa = client.convert_from_registers(regs[4:6], F32)
+    pb = client.convert_from_registers(regs[8:10], F32, word_order="little")
+    state = sim_plc.control.state()["signals"]
+    assert temps == pytest.approx([state[n] for n in ("temp_a", "temp_b", "temp_c")], abs=0.051)
+    assert [pa, pb] == pytest.approx([state["pressure_a"], state["pressure_b"]], rel=1e-6)
+    assert _read(client, "holding", 100, 102) == [0, 1000] + [0] * 98 + [0, 1000]
 
 
 @pytest.mark.parametrize(
     ("address", "value"),
-    [(5, 1), (201, 0), (300, 1)],  # undeclared, read-only watchdog timeout, undeclared
+    [(5, 1), (201, 0), (300, 1), (150, 1)],  # undeclared, read-only timeout, undeclared, gap
 )
 def test_bad_writes_answer_exception_2_and_are_logged(
     sim_plc: SimPlcProcess, client: ModbusTcpClient, address: int, value: int
@@ -108,6 +162,21 @@ def test_bad_writes_answer_exception_2_and_are_logged(
     rec = sim_plc.write_log()[0]
     assert (rec["address"], rec["accepted"], rec["error"]) == (address, False, "exception 2")
     assert client.read_holding_registers(201).registers == [1000]
+    assert client.read_holding_registers(150).registers == [0]  # a gap stays 0
+    assert "refused write fc 6 unit 1 holding" in sim_plc.stderr_path.read_text()
+
+
+def test_writes_touching_a_gap_change_nothing(
+    sim_plc: SimPlcProcess, client: ModbusTcpClient
+) -> None:
+    rr = client.write_registers(101, [500, 7])  # cooling_valve, then the gap at 102
+    assert rr.isError() and rr.exception_code == 2
+    rr = client.write_coils(0, [True, True])  # the reset coil, then past the coil span
+    assert rr.isError() and rr.exception_code == 2
+    assert _read(client, "holding", 100, 3) == [0, 1000, 0]
+    _wait(lambda: len(sim_plc.write_log()) == 2)
+    assert [(r["fc"], r["accepted"]) for r in sim_plc.write_log()] == [(16, False), (15, False)]
+    assert sim_plc.control.state()["outputs"]["cooling_valve"] == 100.0
 
 
 def test_writes_are_logged_with_time_in_memory_and_on_disk(

@@ -76,8 +76,7 @@ def test_kill_9_never_loses_a_reported_batch_nor_reuses_a_seq(tmp_path: Path) ->
             assert first_of_run >= next_seq
 
         # Reopen as the agent does after a restart; then look at the file itself.
-        spool = Spool.open(path, max_bytes=64 << 20, max_records=1_000_000,
-                           overflow=Overflow.STOP)
+        spool = Spool.open(path, max_bytes=64 << 20, max_records=1_000_000, overflow=Overflow.STOP)
         try:
             assert spool.stats().quarantines == 0
             assert spool.next_seq > max_seq_seen

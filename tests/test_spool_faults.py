@@ -18,15 +18,20 @@ from agent.spool import AppendStatus, Overflow, RecordKind, Spool, SpoolEventKin
 
 def _open(path: Path, **kw: object) -> Spool:
     args: dict[str, object] = {
-        "max_bytes": 1 << 30, "max_records": 10_000_000, "overflow": Overflow.DROP_OLDEST,
+        "max_bytes": 1 << 30,
+        "max_records": 10_000_000,
+        "overflow": Overflow.DROP_OLDEST,
     }
     args.update(kw)
     return Spool.open(path, **args)  # type: ignore[arg-type]
 
 
 def _quarantined(path: Path) -> list[Path]:
-    return sorted(p for p in path.parent.iterdir() if ".corrupt-" in p.name
-                  and not p.name.endswith(("-wal", "-shm")))
+    return sorted(
+        p
+        for p in path.parent.iterdir()
+        if ".corrupt-" in p.name and not p.name.endswith(("-wal", "-shm"))
+    )
 
 
 def _fill(spool: Spool, batches: int, size: int) -> int:
@@ -60,8 +65,7 @@ def test_corrupt_file_at_open_is_quarantined_and_replaced(tmp_path: Path, damage
         result = spool.append([b"after"], 99.0)
         assert result.status is AppendStatus.STORED
         stored = spool.pending(0, 10)
-        events = [msgpack.unpackb(r.payload)["event"] for r in stored
-                  if r.kind is RecordKind.EVENT]
+        events = [msgpack.unpackb(r.payload)["event"] for r in stored if r.kind is RecordKind.EVENT]
         assert "quarantined" in events and "seq_floor" in events
         assert stored[-1].payload == b"after"
 
@@ -141,4 +145,27 @@ def test_unopenable_location_degrades_and_counts(tmp_path: Path) -> None:
     assert spool.stats().not_recorded == 2
     assert spool.pending(0, 10) == []
     assert spool.ack(0) == 0
+    spool.close()
+
+
+@pytest.mark.timeout(30)
+def test_corruption_found_by_ack_on_the_write_connection(tmp_path: Path) -> None:
+    path = tmp_path / "spool.db"
+    spool = _open(path)
+    last = _fill(spool, 400, 500)
+    with path.open("r+b") as f:
+        f.seek(4096)
+        f.write(b"\x33" * (path.stat().st_size - 4096))
+    deleted = spool.ack(last - 100)  # walks pages the page cache no longer holds
+    assert deleted == 0
+    assert spool.stats().quarantines == 1 and spool.stats().errors >= 1
+    result = spool.append([b"still recording"], 2.0)
+    assert result.status is AppendStatus.STORED
+    assert result.first_seq is not None and result.first_seq > last
+    kinds = [
+        msgpack.unpackb(r.payload)["event"]
+        for r in spool.pending(0, 10)
+        if r.kind is RecordKind.EVENT
+    ]
+    assert "quarantined" in kinds
     spool.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import pytest
@@ -124,8 +125,9 @@ class Model:
 
 
 OPS = st.lists(
-    st.tuples(st.sampled_from(["commit", "tick", "deliver", "ack", "drop", "connect"]),
-              st.integers(1, 40)),
+    st.tuples(
+        st.sampled_from(["commit", "tick", "deliver", "ack", "drop", "connect"]), st.integers(1, 40)
+    ),
     max_size=80,
 )
 
@@ -142,7 +144,7 @@ def test_every_committed_record_is_sent_at_least_once_and_in_order(
         m.op(kind, arg)
     # the link comes back for good: everything must get through
     m.op("connect", 0)
-    for _ in range(10_000):
+    for _ in range(3_000):
         if fw.acked == m.committed:
             break
         m.op("tick", 40)
@@ -157,8 +159,8 @@ def test_every_committed_record_is_sent_at_least_once_and_in_order(
         hist = [s for s in sends if s.historical]
         live = [s for s in sends if not s.historical]
         for run in (hist, live):
-            for a, b in zip(run, run[1:], strict=False):
-                assert b.first == a.last + 1 or b.first > a.last  # ascending, no resend within
+            for a, b in itertools.pairwise(run):
+                assert b.first > a.last  # ascending, nothing resent within one connection
         if hist and live:
             assert max(s.last for s in hist) < min(s.first for s in live)
         if hist:

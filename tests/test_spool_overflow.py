@@ -15,7 +15,7 @@ import msgpack
 import pytest
 
 from agent.spool import AppendStatus, Overflow, RecordKind, Spool, SpoolEventKind
-from agent.spool.store import RECORD_OVERHEAD
+from agent.spool.batch import RECORD_OVERHEAD
 
 
 class Twin:
@@ -39,9 +39,7 @@ class Twin:
             spool.ack(self.last)
 
 
-def _outage(
-    spool: Spool, twin: Twin, rng: random.Random, steps: int
-) -> tuple[int, int, int]:
+def _outage(spool: Spool, twin: Twin, rng: random.Random, steps: int) -> tuple[int, int, int]:
     """Append poll-sized batches, twin on- and offline; (first seq, last seq, refused)."""
     online = True
     first_seq = spool.next_seq
@@ -68,8 +66,11 @@ def _outage(
 def test_drop_oldest_bound_holds_and_every_seq_is_delivered_or_in_a_gap(
     tmp_path: Path, bound: str
 ) -> None:
-    kw = {"max_records": 300, "max_bytes": 1 << 30} if bound == "records" else {
-        "max_records": 1_000_000, "max_bytes": 40_000}
+    kw = (
+        {"max_records": 300, "max_bytes": 1 << 30}
+        if bound == "records"
+        else {"max_records": 1_000_000, "max_bytes": 40_000}
+    )
     path = tmp_path / "s.db"
     spool = Spool.open(path, overflow=Overflow.DROP_OLDEST, **kw)  # type: ignore[arg-type]
     twin = Twin()
@@ -96,8 +97,9 @@ def test_drop_oldest_bound_holds_and_every_seq_is_delivered_or_in_a_gap(
 
 @pytest.mark.timeout(60)
 def test_stop_refuses_new_records_counts_them_and_resumes(tmp_path: Path) -> None:
-    spool = Spool.open(tmp_path / "s.db", max_records=300, max_bytes=1 << 30,
-                       overflow=Overflow.STOP)
+    spool = Spool.open(
+        tmp_path / "s.db", max_records=300, max_bytes=1 << 30, overflow=Overflow.STOP
+    )
     twin = Twin()
     first, last, refused = _outage(spool, twin, random.Random(2), 2000)
     assert refused > 0
@@ -117,8 +119,9 @@ def test_stop_refuses_new_records_counts_them_and_resumes(tmp_path: Path) -> Non
 
 @pytest.mark.timeout(10)
 def test_drop_oldest_exact_gap_range(tmp_path: Path) -> None:
-    spool = Spool.open(tmp_path / "s.db", max_records=20, max_bytes=1 << 30,
-                       overflow=Overflow.DROP_OLDEST)
+    spool = Spool.open(
+        tmp_path / "s.db", max_records=20, max_bytes=1 << 30, overflow=Overflow.DROP_OLDEST
+    )
     floor = spool.append([], 1.0)  # stores the SEQ_FLOOR event record
     assert floor.status is AppendStatus.STORED
     spool.ack(spool.next_seq - 1)
@@ -139,6 +142,7 @@ def test_drop_oldest_exact_gap_range(tmp_path: Path) -> None:
     spool.append([b"p"] * 12, 4.0)
     gaps = [e for e in spool.drain_events() if e.kind is SpoolEventKind.GAP]
     assert (gaps[-1].first, gaps[-1].last) == (s, s + 15)
-    assert spool.backlog().bytes == sum(len(r.payload) + RECORD_OVERHEAD
-                                        for r in spool.pending(0, 100))
+    assert spool.backlog().bytes == sum(
+        len(r.payload) + RECORD_OVERHEAD for r in spool.pending(0, 100)
+    )
     spool.close()

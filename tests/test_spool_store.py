@@ -15,7 +15,9 @@ from agent.spool.files import read_reservation, seq_path
 
 def _open(path: Path, **kw: object) -> Spool:
     args: dict[str, object] = {
-        "max_bytes": 1 << 20, "max_records": 10_000, "overflow": Overflow.DROP_OLDEST,
+        "max_bytes": 1 << 20,
+        "max_records": 10_000,
+        "overflow": Overflow.DROP_OLDEST,
     }
     args.update(kw)
     return Spool.open(path, **args)  # type: ignore[arg-type]
@@ -38,8 +40,11 @@ def test_append_pending_ack_in_order(tmp_path: Path) -> None:
         records = spool.pending(first.first_seq, 2)
         assert [r.payload for r in records] == [b"b", b"c"]
         assert records[0].t_wall == 1000.0
-        assert [r.payload for r in spool.pending(0, 10, upto_seq=first.last_seq)
-                if r.kind is RecordKind.DATA] == [b"a", b"b", b"c"]
+        assert [
+            r.payload
+            for r in spool.pending(0, 10, upto_seq=first.last_seq)
+            if r.kind is RecordKind.DATA
+        ] == [b"a", b"b", b"c"]
         assert spool.ack(first.first_seq + 1) >= 2
         assert [p for _, p in _data(spool)] == [b"c", b"d", b"e"]
         backlog = spool.backlog()

@@ -6,9 +6,11 @@ disarm, the hw watchdog feed / magic close, error reporting and resource hygiene
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -318,7 +320,15 @@ def test_close_is_idempotent_and_final(impl: type[WatchdogAPI]) -> None:
 
 
 def _threads() -> int:
-    return len(os.listdir("/proc/self/task"))
+    """Watchdog threads of this process: the native one by its OS name, the Python one by
+    its thread name (other tests leave unrelated threads that may come and go)."""
+    native = 0
+    for task in os.listdir("/proc/self/task"):
+        with contextlib.suppress(OSError):
+            comm = Path(f"/proc/self/task/{task}/comm").read_text().strip()
+            native += comm == "tg-watchdog"
+    python = sum(t.name == "twinguard-pywatchdog" and t.is_alive() for t in threading.enumerate())
+    return native + python
 
 
 def _fds() -> int:

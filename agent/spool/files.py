@@ -74,9 +74,7 @@ def connect(path: Path, *, max_page_count: int | None) -> sqlite3.Connection:
     Raises sqlite3.Error (e.g. NOTADB for a garbage file); the caller classifies it.
     The connection is in autocommit mode: the caller issues BEGIN IMMEDIATE / COMMIT.
     """
-    conn = sqlite3.connect(
-        str(path), isolation_level=None, check_same_thread=False, timeout=5.0
-    )
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=5.0)
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()

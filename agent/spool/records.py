@@ -126,9 +126,9 @@ class SpoolStats:
 def event_payload(event: SpoolEvent) -> bytes:
     """The msgpack map stored for an EVENT record::
 
-        {"type": "spool_event", "event": <kind value>, "text": str,
-         "first": int|None, "last": int|None, "count": int, "t_wall": float,
-         "ranges": [[first, last], ...]}     # GAP: the exact dropped ranges
+    {"type": "spool_event", "event": <kind value>, "text": str,
+     "first": int|None, "last": int|None, "count": int, "t_wall": float,
+     "ranges": [[first, last], ...]}     # GAP: the exact dropped ranges
     """
     packed: bytes = msgpack.packb(
         {

@@ -39,7 +39,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.spool import files
+from agent.spool import batch, files
+from agent.spool.batch import (
+    EVENT_RESERVE_BYTES,
+    EVENT_RESERVE_RECORDS,
+    RECORD_OVERHEAD,
+    SpoolState,
+)
 from agent.spool.files import Failure
 from agent.spool.records import (
     AppendResult,
@@ -51,35 +57,12 @@ from agent.spool.records import (
     SpoolEvent,
     SpoolEventKind,
     SpoolStats,
-    event_payload,
-    event_ranges,
-    merge_ranges,
-    ranges_text,
 )
 
 log = logging.getLogger(__name__)
 
-RECORD_OVERHEAD = 32  # accounted bytes per row on top of the payload (row header, key, index)
-EVENT_RESERVE_RECORDS = 8  # rows kept free for the spool's own event records
-EVENT_RESERVE_BYTES = 4096
 REOPEN_INTERVAL_S = 5.0  # while no file can be opened, retry at most this often
 MAX_UNSTORED_EVENTS = 16
-MAX_GAP_RANGES = 64  # ranges one GAP event may carry (see records.merge_ranges)
-
-_Row = tuple[int, float, int, bytes, int | None]
-
-
-@dataclasses.dataclass
-class _State:
-    """In-memory mirror of the file. Published objects are never mutated (copy, then swap)."""
-
-    count: int = 0
-    bytes: int = 0
-    first: int | None = None
-    last: int | None = None
-    next_seq: int = 1
-    stopped_from: int | None = None
-    stop_lost: int = 0
 
 
 class Spool:
@@ -102,13 +85,14 @@ class Spool:
         self.max_bytes = max_bytes
         self.max_records = max_records
         self.overflow = overflow
+        self._limits = batch.Limits(max_records, max_bytes, overflow)
         self._file_limit = file_limit_bytes if file_limit_bytes else 4 * max_bytes + (8 << 20)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._readers: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._generation = 0
-        self._st = _State()
+        self._st = SpoolState()
         self._reserved = 0
         self._events: list[SpoolEvent] = []
         self._unstored: list[SpoolEvent] = []
@@ -116,8 +100,17 @@ class Spool:
         self._loaded = False  # True once a file's state was read (its next seq is known)
         self._last_open_try = 0.0
         self._n = dict.fromkeys(
-            ("appended", "acked", "dropped", "not_recorded", "gaps", "quarantines",
-             "disk_full", "errors", "bad_acks"),
+            (
+                "appended",
+                "acked",
+                "dropped",
+                "not_recorded",
+                "gaps",
+                "quarantines",
+                "disk_full",
+                "errors",
+                "bad_acks",
+            ),
             0,
         )
 
@@ -223,21 +216,8 @@ class Spool:
     def _load(self, now_wall: float, carry: int | None) -> None:
         conn = self._conn
         assert conn is not None
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        count, size, first, last = conn.execute(
-            "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0), MIN(seq), MAX(seq) FROM records"
-        ).fetchone()
+        st, fresh = batch.read_state(conn)
         reservation = files.read_reservation(self.path)
-        st = _State(
-            count=count,
-            bytes=size + count * RECORD_OVERHEAD,
-            first=first,
-            last=last,
-            next_seq=max(int(meta.get("next_seq", 0)), (last or 0) + 1, 1),
-            stopped_from=None if meta.get("stopped_from", -1) < 0 else meta["stopped_from"],
-            stop_lost=int(meta.get("stop_lost", 0)),
-        )
-        fresh = "next_seq" not in meta and last is None
         if fresh:
             if carry is not None:
                 st.next_seq, why = carry, "continuing the previous file"
@@ -245,13 +225,15 @@ class Spool:
                 st.next_seq, why = reservation, "above the seq reservation"
             else:
                 st.next_seq, why = files.time_floor(now_wall), "from the wall-clock floor"
+            first_start = carry is None and reservation is None and not self._n["quarantines"]
             self._note(
                 SpoolEvent(
                     SpoolEventKind.SEQ_FLOOR,
                     now_wall,
                     f"new spool file; seqs start at {st.next_seq} ({why})",
                     first=st.next_seq,
-                )
+                ),
+                logging.INFO if first_start else logging.WARNING,
             )
         self._st = st
         self._loaded = True
@@ -259,7 +241,7 @@ class Spool:
         self._reserve(st.next_seq)
         if fresh:
             conn.execute("BEGIN IMMEDIATE")
-            self._write_meta(st)
+            batch.write_meta(conn, st)
             conn.execute("COMMIT")
 
     def _reserve(self, upto: int) -> None:
@@ -270,9 +252,9 @@ class Spool:
                 self._reserved = value
 
     # ------------------------------------------------------------------ events
-    def _note(self, event: SpoolEvent) -> None:
+    def _note(self, event: SpoolEvent, level: int = logging.WARNING) -> None:
         """Tell the caller now and store the event as a record at the next write."""
-        log.warning("spool: %s", event.text)
+        log.log(level, "spool: %s", event.text)
         for queue, cap in ((self._events, 1024), (self._unstored, MAX_UNSTORED_EVENTS)):
             prev = queue[-1] if queue else None
             if (
@@ -281,8 +263,9 @@ class Spool:
                 and event.kind in (SpoolEventKind.DISK_FULL, SpoolEventKind.NOT_RECORDED)
             ):
                 total = prev.count + event.count
+                reason = event.text.partition(": ")[2] or event.text
                 queue[-1] = dataclasses.replace(
-                    event, count=total, text=f"{total} records not recorded: {event.text}"
+                    event, count=total, text=f"{total} records not recorded: {reason}"
                 )
             elif len(queue) < cap:
                 queue.append(event)
@@ -329,166 +312,21 @@ class Spool:
     def _append_txn(
         self, conn: sqlite3.Connection, records: Sequence[bytes], now_wall: float
     ) -> AppendResult:
-        n = len(records)
-        size = sum(len(r) for r in records) + n * RECORD_OVERHEAD
-        st = dataclasses.replace(self._st)
-        stored_events = list(self._unstored)
-        new_events: list[SpoolEvent] = []
-        rows: list[_Row] = []
+        carried = list(self._unstored)
         conn.execute("BEGIN IMMEDIATE")
-        for ev in stored_events:
-            self._event_row(st, rows, ev)
-        data_records = self.max_records - EVENT_RESERVE_RECORDS
-        data_bytes = self.max_bytes - EVENT_RESERVE_BYTES
-        if self.overflow is Overflow.STOP and n:
-            fits = st.count + n <= data_records and st.bytes + size <= data_bytes
-            if fits and st.stopped_from is not None:
-                ev = SpoolEvent(
-                    SpoolEventKind.RESUMED,
-                    now_wall,
-                    f"recording resumed at seq {st.next_seq}; {st.stop_lost} records not "
-                    f"recorded since seq {st.stopped_from}",
-                    first=st.next_seq,
-                    count=st.stop_lost,
-                )
-                st.stopped_from, st.stop_lost = None, 0
-                self._event_row(st, rows, ev)
-                new_events.append(ev)
-            elif not fits:
-                if st.stopped_from is None:
-                    st.stopped_from = st.next_seq
-                    ev = SpoolEvent(
-                        SpoolEventKind.STOPPED,
-                        now_wall,
-                        f"recording stopped from seq {st.next_seq}: spool full",
-                        first=st.next_seq,
-                    )
-                    self._event_row(st, rows, ev)
-                    new_events.append(ev)
-                st.stop_lost += n
-                self._insert(conn, rows)
-                self._finish(conn, st, stored_events, new_events)
-                self._n["not_recorded"] += n
-                return AppendResult(AppendStatus.REJECTED_FULL, None, None, dropped=n)
-        first = st.next_seq
-        for payload in records:
-            rows.append((st.next_seq, now_wall, int(RecordKind.DATA), bytes(payload), None))
-            st.next_seq += 1
-        st.count += n
-        st.bytes += size
-        st.last = st.next_seq - 1 if n else st.last
-        if st.first is None and rows:
-            st.first = rows[0][0]
-        self._insert(conn, rows)
-        dropped = 0
-        if self.overflow is Overflow.DROP_OLDEST and (
-            st.count > data_records or st.bytes > data_bytes
-        ):
-            ev, dropped = self._drop_oldest(conn, st, data_records, data_bytes, now_wall)
-            rows = []
-            self._event_row(st, rows, ev)
-            self._insert(conn, rows)
-            new_events.append(ev)
-        self._finish(conn, st, stored_events, new_events)
-        self._n["appended"] += n
-        status = AppendStatus.STORED_WITH_DROP if dropped else AppendStatus.STORED
-        return AppendResult(status, first if n else None, st.last if n else None, dropped)
-
-    def _drop_oldest(
-        self, conn: sqlite3.Connection, st: _State, max_r: int, max_b: int, now_wall: float
-    ) -> tuple[SpoolEvent, int]:
-        """Delete the oldest rows until data fits; return the GAP event and the rows deleted.
-
-        The dropped rows are a prefix ``first..cut`` of the stored seqs, and every seq in it
-        was stored (acks and drops only ever delete prefixes), so that range is exact. A GAP
-        event row dropped with them hands its own ranges on to the new event.
-        """
-        need_r, need_b = st.count - max_r, st.bytes - max_b
-        freed_r = freed_b = 0
-        ranges: list[tuple[int, int]] = []
-        first: int | None = None
-        cut = 0
-        cur = conn.execute(
-            "SELECT seq, length(payload), CASE WHEN gap_first IS NULL THEN NULL ELSE payload END"
-            " FROM records ORDER BY seq"
+        out = batch.write_batch(
+            conn, self._st, records, now_wall, limits=self._limits, carried=carried
         )
-        while freed_r < need_r or freed_b < need_b:
-            row = cur.fetchone()
-            if row is None:
-                break
-            seq, length, gap_payload = row
-            if gap_payload is not None:
-                ranges.extend(event_ranges(gap_payload))
-            first = seq if first is None else first
-            cut = seq
-            freed_r += 1
-            freed_b += length + RECORD_OVERHEAD
-        cur.close()
-        assert first is not None
-        ranges.append((first, cut))
-        merged = merge_ranges(ranges, MAX_GAP_RANGES)
-        conn.execute("DELETE FROM records WHERE seq <= ?", (cut,))
-        st.count -= freed_r
-        st.bytes -= freed_b
-        st.first = conn.execute("SELECT MIN(seq) FROM records").fetchone()[0]
-        self._n["dropped"] += freed_r
-        self._n["gaps"] += 1
-        ev = SpoolEvent(
-            SpoolEventKind.GAP,
-            now_wall,
-            f"records {ranges_text(merged)} dropped: spool full",
-            first=merged[0][0],
-            last=merged[-1][1],
-            count=freed_r,
-            ranges=merged,
-        )
-        log.warning("spool: %s", ev.text)
-        return ev, freed_r
-
-    def _event_row(self, st: _State, rows: list[_Row], ev: SpoolEvent) -> None:
-        payload = event_payload(ev)
-        gap_first = ev.first if ev.kind is SpoolEventKind.GAP else None  # marks GAP rows
-        rows.append((st.next_seq, ev.t_wall, int(RecordKind.EVENT), payload, gap_first))
-        st.first = st.next_seq if st.first is None else st.first
-        st.last = st.next_seq
-        st.next_seq += 1
-        st.count += 1
-        st.bytes += len(payload) + RECORD_OVERHEAD
-
-    @staticmethod
-    def _insert(conn: sqlite3.Connection, rows: list[_Row]) -> None:
-        if rows:
-            conn.executemany(
-                "INSERT INTO records (seq, t_wall, kind, payload, gap_first) VALUES (?,?,?,?,?)",
-                rows,
-            )
-            rows.clear()
-
-    def _finish(
-        self,
-        conn: sqlite3.Connection,
-        st: _State,
-        stored: list[SpoolEvent],
-        new: list[SpoolEvent],
-    ) -> None:
-        """Reserve seqs, write meta, COMMIT, then publish the new state (only after commit)."""
-        self._reserve(st.next_seq)
-        self._write_meta(st)
+        self._reserve(out.state.next_seq)  # before the seqs become durable
         conn.execute("COMMIT")
-        self._st = st
-        del self._unstored[: len(stored)]
-        self._events.extend(new)
-
-    @staticmethod
-    def _write_meta_rows(st: _State) -> list[tuple[str, int]]:
-        stopped = -1 if st.stopped_from is None else st.stopped_from
-        return [("next_seq", st.next_seq), ("stopped_from", stopped), ("stop_lost", st.stop_lost)]
-
-    def _write_meta(self, st: _State) -> None:
-        assert self._conn is not None
-        self._conn.executemany(
-            "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", self._write_meta_rows(st)
-        )
+        self._st = out.state
+        del self._unstored[: len(carried)]
+        self._events.extend(out.events)
+        self._n["appended"] += out.appended
+        self._n["dropped"] += out.dropped
+        self._n["gaps"] += out.gaps
+        self._n["not_recorded"] += out.refused
+        return out.result
 
     # ------------------------------------------------------------------ failures
     def _rollback(self) -> None:
@@ -623,8 +461,11 @@ class Spool:
                 self._failed(exc, 0, time.time())
                 return 0
             new = dataclasses.replace(
-                st, count=st.count - count, bytes=st.bytes - size - count * RECORD_OVERHEAD,
-                first=first, last=st.last if first is not None else None,
+                st,
+                count=st.count - count,
+                bytes=st.bytes - size - count * RECORD_OVERHEAD,
+                first=first,
+                last=st.last if first is not None else None,
             )
             self._st = new
             self._n["acked"] += count

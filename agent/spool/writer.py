@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.spool.records import AppendResult, SpoolEvent, SpoolEventKind
+from agent.spool.records import AppendResult, AppendStatus, SpoolEvent, SpoolEventKind
 from agent.spool.store import Spool
 
 log = logging.getLogger(__name__)
@@ -99,11 +99,16 @@ class SpoolWriter:
         return self.spool.drain_events()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Commit what is queued, stop the thread. Does not close the spool."""
+        """Commit what is queued, stop the thread. Does not close the spool.
+
+        Waits at most ``timeout`` for the thread (one append); submits after close are refused.
+        """
         with self._cond:
             self._stop = True
             self._cond.notify_all()
-        if self._thread.is_alive():
+        if self._thread.ident is None:
+            self._run()  # never started: commit the queue here, at shutdown
+        elif self._thread.is_alive():
             self._thread.join(timeout)
 
     # ------------------------------------------------------------------ writer thread
@@ -118,9 +123,7 @@ class SpoolWriter:
                 ):
                     batch = self._queue[: self.max_batch]
                     del self._queue[: self.max_batch]
-                    if self._queue:
-                        self._oldest = time.monotonic()
-                    return batch
+                    return batch  # leftovers keep the older ``_oldest``: flushed early, safe
                 self._flushing = False
                 if self._stop:
                     return None
@@ -135,7 +138,11 @@ class SpoolWriter:
             if batch is None:
                 return
             now_wall = self._wall()
-            result = self.spool.append(batch, now_wall)
+            try:
+                result = self.spool.append(batch, now_wall)
+            except Exception:  # a bug (e.g. the spool closed under us): keep the thread alive
+                log.exception("spool writer: append of %d records failed", len(batch))
+                result = AppendResult(AppendStatus.FAILED, None, None, dropped=len(batch))
             with self._cond:
                 if result.durable and result.last_seq is not None:
                     self._committed_seq = result.last_seq

@@ -144,8 +144,7 @@ def main(argv: list[str]) -> int:
             "dir": str(directory),
         }
         result.update(
-            bench_append_drain(directory, args.records, args.batch, args.payload,
-                               args.drain_chunk)
+            bench_append_drain(directory, args.records, args.batch, args.payload, args.drain_chunk)
         )
         if not args.no_writer:
             result.update(bench_writer(directory, args.records, args.payload))

@@ -2,11 +2,14 @@
 
     python -m sim plc --profile sim-tank (--tcp HOST:PORT | --rtu DEVICE)
                       [--control PATH] [--write-log PATH] [--seed N] [--watchdog-ms N]
+                      [--strict-map]
 
 ``--tcp`` port 0 picks a free port (the "ready" line says which). ``--rtu`` uses the profile's
 serial settings, or 19200 8E1 for a TCP profile (``agent.profile.load.with_connection``, the
 same rule as the agent's). Prints one line starting with ``ready`` to stdout when serving;
-SIGTERM/SIGINT stop it cleanly. Exit status 2 for bad arguments or profile.
+SIGTERM/SIGINT stop it cleanly. Exit status 2 for bad arguments or profile. ``--strict-map``
+makes every undeclared address answer exception 2 (default: undeclared addresses between a
+table's lowest and highest declared one read as 0, like a real PLC's process image).
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="noise seed (default 0)")
     p.add_argument("--watchdog-ms", type=int, default=None, metavar="N",
                    help="PLC watchdog timeout (default: the profile's; 0 disables)")  # fmt: skip
+    p.add_argument("--strict-map", action="store_true",
+                   help="every undeclared address answers exception 2 (default: undeclared "
+                        "addresses inside a table's declared span read as 0)")  # fmt: skip
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -85,6 +91,7 @@ async def _main(args: argparse.Namespace, profile: Profile, rtu: RtuLink | None)
         watchdog_ms=args.watchdog_ms,
         write_log=WriteLog(args.write_log),
         answer_foreign_units=rtu is None,
+        strict_map=args.strict_map,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

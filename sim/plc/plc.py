@@ -1,15 +1,22 @@
 """The simulated PLC: register map + process model + faults + write log + comm watchdog.
 
 ``SimPlc`` is the Python API (tests may drive it in-process); ``sim.plc.serve`` puts it behind
-pymodbus servers, ``sim.plc.control`` behind a Unix-socket control channel.
+pymodbus servers (through ``sim.plc.datastore.PlcDatastore``), ``sim.plc.control`` behind a
+Unix-socket control channel.
+
+Address rule (``RegisterMap``): by default (``strict_map=False``) each (unit, table) serves
+every address from its lowest to its highest declared one, undeclared ones reading as 0 and
+refusing writes, like a real PLC's contiguous process image; with ``strict_map=True`` only
+declared addresses exist. Anything else answers exception 2 (illegal data address).
 
 How it hooks into pymodbus 3.16's simulator (``pymodbus.simulator``):
 
 * ``devices()`` builds one ``SimDevice`` per unit id with four separate blocks (coils,
-  discrete inputs, holding, input registers) holding exactly the declared addresses, so any
-  other address answers exception 2 (illegal address). Bit tables are valid in whole 16-bit
-  words in pymodbus; the action additionally refuses reads starting on and writes touching
-  an undeclared bit. Read-only registers (signals, watchdog timeout) refuse writes with 2.
+  discrete inputs, holding, input registers) holding the declared addresses (strict) or the
+  whole declared span with read-only zero registers in the gaps (contiguous). Bit tables are
+  valid in whole 16-bit words in pymodbus, so ``PlcDatastore`` applies the address rule with
+  the request's exact count before pymodbus sees it; the action checks again (registers are
+  exact there). Read-only registers (signals, watchdog timeout, gaps) refuse writes with 2.
 * The device ``action`` hook runs on every access: it applies the slow-reply delay and
   dropout faults, refreshes the touched words from the register image before a read, and
   takes writes into the image (heartbeat -> watchdog, reset coil -> latch).
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import random
 import time
@@ -75,8 +83,22 @@ class _Pending:
     values: tuple[int, ...]
 
 
+def _gaps(addrs: list[int]) -> list[SimData]:
+    """Read-only zero registers filling the holes between the sorted declared ``addrs``."""
+    return [
+        SimData(a + 1, count=b - a - 1, values=0, datatype=SimType.REGISTERS, readonly=True)
+        for a, b in itertools.pairwise(addrs)
+        if b - a > 1
+    ]
+
+
 class SimPlc:
-    """A PLC built from ``profile``. ``clock`` is read only by the adapter methods."""
+    """A PLC built from ``profile``. ``clock`` is read only by the adapter methods.
+
+    ``strict_map`` False (default): undeclared addresses inside a table's declared span read
+    as 0 (writes to them answer exception 2); True: every undeclared address answers 2.
+    Raises RegisterMapError if the profile's items overlap.
+    """
 
     def __init__(
         self,
@@ -87,9 +109,10 @@ class SimPlc:
         write_log: WriteLog | None = None,
         clock: Callable[[], float] = time.monotonic,
         answer_foreign_units: bool = True,
+        strict_map: bool = False,
     ) -> None:
         self.profile = profile
-        self.map = RegisterMap(profile)
+        self.map = RegisterMap(profile, strict=strict_map)
         self.log = write_log if write_log is not None else WriteLog()
         self._clock = clock
         self._answer_foreign = answer_foreign_units
@@ -116,7 +139,8 @@ class SimPlc:
     # ------------------------------------------------------------------ pymodbus wiring
     def devices(self) -> list[SimDevice]:
         """One SimDevice per unit id of the profile, its action bound to this PLC (plus, on
-        TCP, a catch-all device 0 with nothing in it, so unknown unit ids get exception 2)."""
+        TCP, a catch-all device 0 with nothing in it, so unknown unit ids get exception 2).
+        Serve them through ``PlcDatastore``, which applies the address rule to bit tables."""
         out = []
         units = list(self.map.units)
         if self._answer_foreign and 0 not in units:
@@ -138,6 +162,8 @@ class SimPlc:
                         )
                         for a in addrs
                     ]
+                    if not self.map.strict:
+                        data += _gaps(addrs)
                     blocks.append(data or [SimData(0, datatype=SimType.INVALID)])
             action = functools.partial(self._action, unit)
             out.append(SimDevice(unit, (blocks[0], blocks[1], blocks[2], blocks[3]), action=action))
@@ -260,6 +286,10 @@ class SimPlc:
         if not queue:
             del self._pending[key]
         if isinstance(pdu, ExceptionResponse):
+            log.warning(
+                "refused write fc %d unit %d %s %d x%d: exception %d",
+                p.fc, p.unit, p.table.value, p.address, len(p.values), pdu.exception_code,
+            )  # fmt: skip
             self._record(p, False, f"exception {pdu.exception_code}")
         else:
             self._record(p, True, None)

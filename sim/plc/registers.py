@@ -1,8 +1,20 @@
 """The simulated PLC's register map: what lives at which (unit id, table, address).
 
 Built from a profile: every signal, output and plc_watchdog register is declared at its
-address; nothing else exists. The ``RegisterMap`` also holds the register image (the values
-the PLC serves); the pymodbus simulator blocks are refreshed from it on every access.
+address. The ``RegisterMap`` also holds the register image (the values the PLC serves); the
+pymodbus simulator blocks are refreshed from it on every access.
+
+What a master may read, per (unit id, table):
+
+    contiguous (default, like a real PLC's process image)   strict (``strict=True``)
+
+       lo            hi                                         lo            hi
+    ...|D D . D D . . D|...                                  ...|D D . D D . . D|...
+     2  <-- readable -->  2                                   2  ok  2  ok   2  ok 2
+
+    D declared, . undeclared, lo/hi the lowest/highest declared address of that table,
+    2 = exception 2 (illegal data address). In contiguous mode undeclared addresses inside
+    [lo, hi] read as 0; in both modes only declared writable cells accept writes.
 
     kind        table              writable by a master
     signal      any (declared)     no  (a write answers exception 2)
@@ -51,7 +63,13 @@ class RegisterMapError(ValueError):
 
 
 class RegisterMap:
-    def __init__(self, profile: Profile) -> None:
+    """The declared cells of ``profile`` and their image; ``strict`` picks the read rule.
+
+    Raises RegisterMapError when two declared items overlap.
+    """
+
+    def __init__(self, profile: Profile, *, strict: bool = False) -> None:
+        self.strict = strict
         self.cells: dict[Key, Cell] = {}
         self.image: dict[Key, int] = {}
         for s in profile.signals:
@@ -77,6 +95,10 @@ class RegisterMap:
             self._declare(
                 wd.unit_id, Table.COIL, wd.reset_address, words=1, kind=Kind.RESET, name=""
             )
+        self._spans: dict[tuple[int, Table], tuple[int, int]] = {}
+        for unit, table, address in self.cells:
+            lo, hi = self._spans.get((unit, table), (address, address))
+            self._spans[(unit, table)] = (min(lo, address), max(hi, address))
 
     def _declare(
         self, unit: int, table: Table, address: int, *, words: int, kind: Kind, name: str
@@ -98,6 +120,10 @@ class RegisterMap:
 
     def addresses(self, unit: int, table: Table) -> list[int]:
         return sorted(a for (u, t, a) in self.cells if u == unit and t == table)
+
+    def span(self, unit: int, table: Table) -> tuple[int, int] | None:
+        """Lowest and highest declared address of (unit, table); None if it has none."""
+        return self._spans.get((unit, table))
 
     def put(self, unit: int, table: Table, address: int, words: tuple[int, ...]) -> None:
         """Store ``words`` from ``address`` on; KeyError for an undeclared address (a bug)."""
@@ -135,4 +161,11 @@ class RegisterMap:
         return True
 
     def check_read(self, unit: int, table: Table, address: int, count: int) -> bool:
-        return all((unit, table, address + i) in self.cells for i in range(count))
+        """True if a master may read ``count`` registers/bits from ``address``: every one
+        declared (strict), or all inside the table's declared span (contiguous)."""
+        if count < 1:
+            return False
+        if self.strict:
+            return all((unit, table, address + i) in self.cells for i in range(count))
+        span = self._spans.get((unit, table))
+        return span is not None and span[0] <= address and address + count - 1 <= span[1]

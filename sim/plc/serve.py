@@ -20,6 +20,7 @@ from pymodbus.server.base import ModbusBaseServer
 
 from agent.profile.model import RtuLink
 from sim.plc.control import serve_control
+from sim.plc.datastore import PlcDatastore
 from sim.plc.plc import SimPlc
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,9 @@ async def run(
             bytesize=rtu.bytesize,
             trace_pdu=trace,
         )
+    # pymodbus builds a plain SimCore from the devices; ours applies the address rule with
+    # each request's exact count (pymodbus checks bit tables in whole 16-bit words only)
+    server.context = PlcDatastore(plc)
     try:
         await server.serve_forever(background=True)
     except termios.error as exc:  # e.g. a kernel whose ptys refuse PARENB (parity E/O)
