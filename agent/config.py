@@ -20,15 +20,49 @@ the key path and the reason)::
     backoff_max_s = 5.0            # ... up to here
     idle_timeout_s = 2.0           # no frame at all this long: the connection is dead
 
+    [telemetry]                    # role: operator
+    enabled = true
+    every_n_polls = 1              # one telemetry record per this many polls
+    history_rate = 500             # records/s at most when sending a backlog
+    window = 2000                  # unacknowledged historical records in flight at most
+
+    [spool]                        # role: operator
+    max_bytes = 67108864           # the spool file never grows past this (64 MiB)
+    max_records = 1000000
+    overflow = "drop_oldest"       # drop_oldest (records the gap) | stop (records the stop)
+
+    [recommendations]              # role: engineer
+    max_validity_s = 60.0          # a recommendation valid longer than this is rejected
+
+    [confirm]                      # role: safety
+    window_s = 30.0                # a pushed config must see the twin ALIVE within this
+
+    [overrides.timing]             # poll_period_s: engineer; the timeouts: safety
+    [overrides.outputs.NAME]       # minimum/maximum/max_rate: engineer; safe_value: safety
+    [overrides.trips.NAME]         # limit: safety
+    [overrides.groups.NAME]        # discrepancy/max_age_s/max_rate/stuck_after_s: safety
+
+    [[trust]]                      # role: safety; who may sign configuration bundles
+    id = "alice"
+    role = "engineer"              # operator | engineer | safety | approver
+    public_key = "base64 of the raw 32-byte Ed25519 public key"
+
+``overrides`` tighten or retune the hardware profile from a signed configuration; they are
+kept here as parsed data and applied (and cross-checked against the profile) by the
+configuration layer, never silently: unknown names are errors.
+
 Without ``--config`` the agent runs with ``AgentConfig.default()``: shadow mode, no twin,
 which keeps the plant in its safe state (the twin is never ALIVE).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import enum
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +70,38 @@ from agent.errors import ConfigError, Problem
 from agent.profile.fields import Fields, Problems, is_identifier
 from agent.safety import Mode
 
-__all__ = ["AgentConfig", "TwinConfig", "load_config", "parse_config"]
+__all__ = [
+    "AgentConfig", "Overflow", "Overrides", "Role", "SpoolConfig", "TelemetryConfig",
+    "TrustedKey", "TwinConfig", "load_config", "parse_config",
+]
 
-_TOP_KEYS = ("device_id", "mode", "twin")
+_TOP_KEYS = ("device_id", "mode", "twin", "telemetry", "spool", "recommendations", "confirm",
+             "overrides", "trust")
+_TELEMETRY_KEYS = ("enabled", "every_n_polls", "history_rate", "window")
+_SPOOL_KEYS = ("max_bytes", "max_records", "overflow")
+_RECOMMENDATION_KEYS = ("max_validity_s",)
+_CONFIRM_KEYS = ("window_s",)
+_OVERRIDE_KEYS = ("timing", "outputs", "trips", "groups")
+_TIMING_OVERRIDES = ("poll_period_s", "heartbeat_timeout_s", "heartbeat_late_s",
+                     "watchdog_deadline_s")
+_OUTPUT_OVERRIDES = ("minimum", "maximum", "max_rate", "safe_value")
+_TRIP_OVERRIDES = ("limit",)
+_GROUP_OVERRIDES = ("discrepancy", "max_age_s", "max_rate", "stuck_after_s")
+_TRUST_KEYS = ("id", "role", "public_key")
+
+
+class Role(enum.Enum):
+    """Who signed a configuration bundle; what each may change is ``agent.roles``' table."""
+
+    OPERATOR = "operator"
+    ENGINEER = "engineer"
+    SAFETY = "safety"
+    APPROVER = "approver"
+
+
+class Overflow(enum.Enum):
+    DROP_OLDEST = "drop_oldest"
+    STOP = "stop"
 _TWIN_KEYS = (
     "host", "port", "server_name", "ca", "cert", "key", "max_frame", "connect_timeout_s",
     "backoff_min_s", "backoff_max_s", "idle_timeout_s",
@@ -61,11 +124,49 @@ class TwinConfig:
 
 
 @dataclass(frozen=True)
+class TelemetryConfig:
+    enabled: bool = True
+    every_n_polls: int = 1
+    history_rate: float = 500.0
+    window: int = 2000
+
+
+@dataclass(frozen=True)
+class SpoolConfig:
+    max_bytes: int = 64 * 1024 * 1024
+    max_records: int = 1_000_000
+    overflow: Overflow = Overflow.DROP_OLDEST
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key_id: str
+    role: Role
+    public_key: bytes  # raw 32-byte Ed25519 public key
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Parsed ``[overrides.*]``: name -> {key: value}; applied by the configuration layer."""
+
+    timing: Mapping[str, float] = field(default_factory=dict)
+    outputs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    trips: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    groups: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     source: str
     device_id: str
     mode: Mode
     twin: TwinConfig | None
+    telemetry: TelemetryConfig = TelemetryConfig()
+    spool: SpoolConfig = SpoolConfig()
+    max_validity_s: float = 60.0
+    confirm_window_s: float = 30.0
+    overrides: Overrides = Overrides()
+    trust: tuple[TrustedKey, ...] = ()
 
     @classmethod
     def default(cls) -> AgentConfig:
@@ -85,9 +186,84 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> AgentConfi
         top.fail("device_id", "letters, digits, '-' and '_' only (at most 64)")
     mode = top.enum("mode", Mode, Mode.SHADOW)
     twin = _twin(out, data["twin"], base) if "twin" in data else None
+    tel = Fields(out, "telemetry", data.get("telemetry", {}), _TELEMETRY_KEYS)
+    telemetry = TelemetryConfig(
+        enabled=tel.flag("enabled", True),
+        every_n_polls=tel.integer("every_n_polls", 1, 10_000, 1),
+        history_rate=tel.number("history_rate", 500.0, gt=0),
+        window=tel.integer("window", 1, 1_000_000, 2000),
+    )
+    sp = Fields(out, "spool", data.get("spool", {}), _SPOOL_KEYS)
+    spool = SpoolConfig(
+        max_bytes=sp.integer("max_bytes", 64 * 1024, 2**40, 64 * 1024 * 1024),
+        max_records=sp.integer("max_records", 100, 2**40, 1_000_000),
+        overflow=sp.enum("overflow", Overflow, Overflow.DROP_OLDEST),
+    )
+    rec = Fields(out, "recommendations", data.get("recommendations", {}), _RECOMMENDATION_KEYS)
+    max_validity = rec.number("max_validity_s", 60.0, gt=0)
+    conf = Fields(out, "confirm", data.get("confirm", {}), _CONFIRM_KEYS)
+    confirm_window = conf.number("window_s", 30.0, gt=0)
+    overrides = _overrides(out, data.get("overrides", {}))
+    trust = _trust(out, data.get("trust", []))
     if out.items:
         raise ConfigError(out.items)
-    return AgentConfig(source=source, device_id=device_id, mode=mode, twin=twin)
+    return AgentConfig(
+        source=source, device_id=device_id, mode=mode, twin=twin, telemetry=telemetry,
+        spool=spool, max_validity_s=max_validity, confirm_window_s=confirm_window,
+        overrides=overrides, trust=trust,
+    )
+
+
+def _numbers(out: Problems, path: str, data: object, allowed: tuple[str, ...]) -> dict[str, float]:
+    f = Fields(out, path, data, allowed)
+    return {key: f.number(key) for key in allowed if f.has(key)}
+
+
+def _named(out: Problems, path: str, data: object,
+           allowed: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``[path.NAME]`` tables of numbers; the names are checked against the profile later."""
+    if not isinstance(data, Mapping):
+        out.add(path, "expected a table of tables")
+        return {}
+    return {str(name): _numbers(out, f"{path}.{name}", table, allowed)
+            for name, table in data.items()}
+
+
+def _overrides(out: Problems, data: object) -> Overrides:
+    f = Fields(out, "overrides", data, _OVERRIDE_KEYS)
+    return Overrides(
+        timing=_numbers(out, "overrides.timing", f.data.get("timing", {}), _TIMING_OVERRIDES),
+        outputs=_named(out, "overrides.outputs", f.data.get("outputs", {}), _OUTPUT_OVERRIDES),
+        trips=_named(out, "overrides.trips", f.data.get("trips", {}), _TRIP_OVERRIDES),
+        groups=_named(out, "overrides.groups", f.data.get("groups", {}), _GROUP_OVERRIDES),
+    )
+
+
+def _trust(out: Problems, data: object) -> tuple[TrustedKey, ...]:
+    if not isinstance(data, list):
+        out.add("trust", "expected an array of tables ([[trust]])")
+        return ()
+    keys: list[TrustedKey] = []
+    seen: set[str] = set()
+    for i, entry in enumerate(data):
+        f = Fields(out, f"trust[{i}]", entry, _TRUST_KEYS)
+        key_id = f.text("id")
+        role = f.enum("role", Role)
+        text = f.text("public_key")
+        raw = b""
+        if f.ok("public_key"):
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except binascii.Error:
+                f.fail("public_key", "not valid base64")
+            else:
+                if len(raw) != 32:
+                    f.fail("public_key", f"an Ed25519 public key is 32 bytes, got {len(raw)}")
+        if f.ok("id") and key_id in seen:
+            f.fail("id", f"duplicate key id {key_id!r}")
+        seen.add(key_id)
+        keys.append(TrustedKey(key_id, role, raw))
+    return tuple(keys)
 
 
 def _twin(out: Problems, data: object, base: Path) -> TwinConfig:

@@ -68,7 +68,7 @@ READS = [
 
 @pytest.mark.parametrize("strict", [False, True], ids=["contiguous", "strict"])
 @pytest.mark.parametrize(("unit", "fc", "address", "count", "contiguous", "strict_result"), READS)
-def test_reads(  # noqa: PLR0913, PLR0917 (one table row)
+def test_reads(  # noqa: PLR0917 (one table row)
     strict: bool,
     unit: int,
     fc: int,
@@ -96,7 +96,7 @@ WRITES = [
 
 @pytest.mark.parametrize("strict", [False, True], ids=["contiguous", "strict"])
 @pytest.mark.parametrize(("unit", "fc", "address", "values", "accepted"), WRITES)
-def test_writes(  # noqa: PLR0913, PLR0917 (one table row)
+def test_writes(  # noqa: PLR0917 (one table row)
     strict: bool, unit: int, fc: int, address: int, values: list[int], accepted: bool
 ) -> None:
     plc, ds = store(strict)
@@ -113,7 +113,9 @@ def test_writes(  # noqa: PLR0913, PLR0917 (one table row)
 
 @given(st.sampled_from([(u, t) for (u, t, _a) in SimPlc(PROFILE).map.cells]),
        st.integers(0, 120), st.integers(1, 20))  # fmt: skip
-def test_contiguous_reads_exactly_the_span(key: tuple[int, Table], address: int, count: int) -> None:
+def test_contiguous_reads_exactly_the_span(
+    key: tuple[int, Table], address: int, count: int
+) -> None:
     unit, table = key
     plc, ds = store(False)
     span = plc.map.span(unit, table)

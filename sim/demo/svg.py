@@ -55,8 +55,8 @@ class Svg:
         self._parts.append(f"<title>{escape(text)}</title>")
 
     def rect(self, x: float, y: float, w: float, h: float, **attrs: Attr) -> None:
-        self._parts.append(f"<rect{_attrs({'x': x, 'y': y, 'width': max(w, 0.0), 'height': h,
-                                           **attrs})}/>")
+        geometry: dict[str, Attr] = {"x": x, "y": y, "width": max(w, 0.0), "height": h}
+        self._parts.append(f"<rect{_attrs({**geometry, **attrs})}/>")
 
     def line(self, x1: float, y1: float, x2: float, y2: float, **attrs: Attr) -> None:
         self._parts.append(f"<line{_attrs({'x1': x1, 'y1': y1, 'x2': x2, 'y2': y2, **attrs})}/>")

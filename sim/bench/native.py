@@ -1,0 +1,100 @@
+"""Reaction benchmark, native path: how late does the native watchdog's safe-state write land?
+
+``python -m sim.bench reaction --path native [--trials N] [--json]``
+
+The sim PLC, the sim twin and the agent run as separate processes (``sim.stack.Stack``), the
+agent with test-only fault injection (``TWINGUARD_FAULT_INJECTION=1``), the native watchdog
+forced (``TWINGUARD_WATCHDOG=native``: an ImportError, not a silent Python fallback, if it is
+not built) and ``TWINGUARD_WATCHDOG_EXIT=3`` (a fire ``_exit``\\ s the agent, as systemd would
+then restart it). Per trial: a fresh agent, wait until it reports NORMAL, wait a random
+fraction of a poll period, SIGUSR2 it (its main thread then holds the GIL in a catastrophic
+regex for seconds), and read the sim PLC's write log, not the agent:
+
+    deadline  = t(last PLC-watchdog heartbeat write before the hang) + watchdog_deadline_s
+    lateness  = t(the watchdog's safe-state write) - deadline
+
+Both times are the sim PLC's CLOCK_MONOTONIC stamps when it decoded the request. The agent
+kicks the watchdog right after the heartbeat write's reply has come back, so the true
+deadline is later than the one above by the reply's trip and the agent's wake-up (tens to
+hundreds of microseconds on loopback): the measured lateness **overstates** the watchdog's
+own by that much (a conservative bias). If the hang lands in the few microseconds between
+the heartbeat reply and the kick, the last kick was one poll period earlier and the trial
+shows about ``-poll_period_s`` (not seen in practice; it would show as an outlier below 0).
+
+The watchdog's write is told apart from the agent's by time: it is the first safe-state write
+after the signal, and the agent's loop cannot write while its main thread holds the GIL (no
+heartbeat write appears between the signal and the watchdog's write, which is checked).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import Any
+
+from agent.profile import load_profile
+from sim.bench.reaction import SAFE_OUTPUT, bench_profile
+from sim.stack import Stack, output_writes, wait_for
+
+EXIT_CODE = 3
+AGENT_ENV = {
+    "TWINGUARD_FAULT_INJECTION": "1",
+    "TWINGUARD_WATCHDOG": "native",
+    "TWINGUARD_WATCHDOG_EXIT": str(EXIT_CODE),
+    "TWINGUARD_HANG_S": "3",
+}
+
+
+def heartbeat_writes(log: list[dict[str, Any]], address: int, unit: int) -> list[dict[str, Any]]:
+    """Accepted writes of the PLC watchdog heartbeat register, in log order."""
+    return [r for r in log if r.get("source") == "modbus" and r["table"] == "holding"
+            and r["address"] == address and r["unit"] == unit and r.get("accepted", True)]
+
+
+def measure(log: list[dict[str, Any]], t_signal: float, address: int, unit: int,
+            deadline_s: float) -> tuple[float, float]:
+    """(lateness_s, t of the watchdog's write) from a write log; ValueError if not there."""
+    safe = output_writes(log, SAFE_OUTPUT, since=t_signal)
+    if not safe:
+        raise ValueError("no safe-state write after the signal")
+    t_safe = float(safe[0]["t"])
+    beats = [float(r["t"]) for r in heartbeat_writes(log, address, unit)]
+    before = [t for t in beats if t < t_safe]
+    if not before:
+        raise ValueError("no heartbeat write before the watchdog's write")
+    if any(t_signal + deadline_s < t < t_safe for t in beats):
+        raise ValueError("the agent's loop kept writing heartbeats: it was not hung")
+    return t_safe - (before[-1] + deadline_s), t_safe
+
+
+def native_trials(trials: int, rng: Any, log: Any) -> tuple[list[float], float]:
+    """Run ``trials`` GIL hangs; lateness of each watchdog write (s) and the deadline (s)."""
+    text = bench_profile()
+    lateness: list[float] = []
+    with Stack(profile_text=text, agent_env=AGENT_ENV, start_agent=False) as stack:
+        profile = load_profile(str(stack.profile_path))
+        deadline_s = profile.timing.watchdog_deadline_s
+        hb = profile.plc_watchdog
+        period = profile.timing.poll_period_s
+        for i in range(trials):
+            started = time.monotonic()
+            agent = stack.start_agent()
+            stack.wait_state("normal", timeout=30, since=started)
+            time.sleep(rng.uniform(0.0, 2 * period))
+            t_signal = time.monotonic()
+            agent.signal(signal.SIGUSR2)
+
+            def landed(t_signal: float = t_signal) -> list[dict[str, Any]]:
+                return output_writes(stack.plc.write_log(), SAFE_OUTPUT, since=t_signal)
+
+            wait_for(landed, deadline_s + 10.0, "the watchdog's safe-state write at the PLC")
+            code = agent.proc.wait(15)
+            late, _ = measure(stack.plc.write_log(), t_signal, hb.heartbeat_address,
+                              hb.unit_id, deadline_s)
+            lateness.append(late)
+            print(f"trial {i + 1}/{trials}: {late * 1000:+.3f} ms (agent exit {code})",
+                  file=log, flush=True)
+            if code != EXIT_CODE:
+                raise RuntimeError(f"agent exited {code}, expected the watchdog's {EXIT_CODE}:"
+                                   f"\n{stack.agent_stderr()[-3000:]}")
+    return lateness, deadline_s

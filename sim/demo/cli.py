@@ -1,0 +1,46 @@
+"""``twinguard demo``: run the scenarios against the simulated plant and show the figures.
+
+Registered in ``agent/cli.py`` as ``Command("demo", demo, (demo_options,))`` where the
+handler imports this module lazily. This module imports only argparse at the top, so
+adding the options costs nothing for the other commands.
+
+Output: the live view (or plain lines with ``--no-live`` / when stdout is not a TTY), then a
+table of the scenarios with their reaction measured at the sim PLC, and the path of the
+timeline picture. With ``--json`` stdout carries exactly one JSON object::
+
+    {"passed": true, "scenarios": [{"name": "twin-outage", "passed": true,
+     "reaction_ms": 3.2}, ...], "skipped": [{"name": "promote-active", "reason": "..."}],
+     "timeline": "/abs/path/timeline.svg"}
+
+and everything for humans goes to stderr. Exit 0 iff at least one scenario ran and every
+scenario that ran passed; 1 otherwise (also when the simulated plant cannot be started);
+2 for an unknown scenario name.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_OUT = "twinguard-demo"
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The ``demo`` options (see the module docstring)."""
+    parser.add_argument("--scenario", action="append", metavar="NAME", default=None,
+                        help="run only this scenario (repeatable; default: all, in order)")
+    parser.add_argument("--json", action="store_true",
+                        help="print only a JSON summary on stdout (human output to stderr)")
+    parser.add_argument("--workdir", metavar="DIR", default=None,
+                        help="where the simulated plant keeps its files (default: a fresh "
+                             "temporary directory, removed afterwards)")
+    parser.add_argument("--out", metavar="DIR", default=DEFAULT_OUT,
+                        help=f"where the timeline picture goes (default: ./{DEFAULT_OUT})")
+    parser.add_argument("--no-live", action="store_true",
+                        help="plain log lines instead of the live view")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the demo as ``args`` (from :func:`add_options`) say; returns the exit code."""
+    from sim.demo import run  # noqa: PLC0415 - lazy: the sim stack only when demoing
+
+    return run.main(args)
