@@ -69,6 +69,7 @@ from typing import Any
 from agent.errors import ConfigError, Problem
 from agent.profile.fields import Fields, Problems, is_identifier
 from agent.safety import Mode
+from agent.spool.records import Overflow
 
 __all__ = [
     "AgentConfig", "Overflow", "Overrides", "Role", "SpoolConfig", "TelemetryConfig",
@@ -98,10 +99,6 @@ class Role(enum.Enum):
     SAFETY = "safety"
     APPROVER = "approver"
 
-
-class Overflow(enum.Enum):
-    DROP_OLDEST = "drop_oldest"
-    STOP = "stop"
 _TWIN_KEYS = (
     "host", "port", "server_name", "ca", "cert", "key", "max_frame", "connect_timeout_s",
     "backoff_min_s", "backoff_max_s", "idle_timeout_s",
