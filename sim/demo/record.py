@@ -73,6 +73,7 @@ class Recording:
     heartbeats: list[float] = field(default_factory=list)  # twin send times
     statuses: list[StatusSeen] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
+    agent_alive: list[tuple[float, bool]] = field(default_factory=list)  # process running?
     twin_sending: bool = True
     last_heartbeat_t: float | None = None
     errors: int = 0
@@ -81,7 +82,8 @@ class Recording:
         return Recording(
             t0=self.t0, samples=list(self.samples), writes=list(self.writes),
             heartbeats=list(self.heartbeats), statuses=list(self.statuses),
-            marks=list(self.marks), twin_sending=self.twin_sending,
+            marks=list(self.marks), agent_alive=list(self.agent_alive),
+            twin_sending=self.twin_sending,
             last_heartbeat_t=self.last_heartbeat_t, errors=self.errors,
         )
 
@@ -115,7 +117,8 @@ class Recorder:
     (``sim.plc.control.ControlClient.request`` and ``SimTwinProcess.request``); they may
     raise anything on failure. ``on_new`` is called on the sampling thread with the new
     write records and status messages of each round (for the live view's event list); it
-    must not block.
+    must not block. ``agent_alive`` tells whether the agent process exists (from outside:
+    the process table), recorded each round.
     """
 
     def __init__(
@@ -125,7 +128,9 @@ class Recorder:
         *,
         period_s: float = 0.1,
         on_new: Callable[[list[dict[str, Any]], list[StatusSeen]], None] | None = None,
+        agent_alive: Callable[[], bool] | None = None,
     ) -> None:
+        self._agent_alive = agent_alive
         self._plc = plc_request
         self._twin = twin_request
         self.period_s = period_s
@@ -184,6 +189,10 @@ class Recorder:
         """One round of requests; failures are counted and logged, never raised."""
         new_writes: list[dict[str, Any]] = []
         new_statuses: list[StatusSeen] = []
+        if self._agent_alive is not None:
+            alive = (time.monotonic(), self._agent_alive())
+            with self._lock:
+                self._rec.agent_alive.append(alive)
         try:
             sample = plc_sample(self._plc({"cmd": "state"})["state"])
             reply = self._plc({"cmd": "writes", "since": self._next_write})

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.profile.model import Profile
-from sim.demo.record import Recording
+from sim.demo.record import Mark, Recording
 from sim.demo.scenarios import ScenarioResult, Skipped, is_output_write, is_safe_write, \
     output_names
 from sim.demo.svg import Svg
@@ -40,6 +40,7 @@ SAMPLE_GAP_S = 0.6  # break a line where samples are missing
 STATE_COLOR = {"starting": "#9e9e9e", "normal": "#43a047", "degraded": "#fbc02d",
                "failsafe": "#e53935", "recovering": "#29b6f6"}
 NO_STATUS = "#eeeeee"
+DOWN_COLOR = "#263238"
 CHANNEL_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 OUTPUT_COLORS = ("#d62728", "#17becf", "#bcbd22", "#7f7f7f")
 SAFE_COLOR = "#d50000"
@@ -96,6 +97,27 @@ def state_intervals(rec: Recording, t_end: float) -> list[tuple[float, float, st
         out.append((st.t, min(nxt, stale), st.state))
         if nxt > stale:
             out.append((stale, nxt, None))
+    merged: list[tuple[float, float, str | None]] = []
+    for t_b, t_e, state in out:
+        if merged and merged[-1][2] == state and abs(merged[-1][1] - t_b) < 1e-6:
+            merged[-1] = (merged[-1][0], t_e, state)
+        else:
+            merged.append((t_b, t_e, state))
+    return merged
+
+
+def down_intervals(rec: Recording, t_end: float) -> list[tuple[float, float]]:
+    """Periods when the agent process was not running (as sampled from outside)."""
+    out: list[tuple[float, float]] = []
+    start: float | None = None
+    for t, alive in rec.agent_alive:
+        if not alive and start is None:
+            start = t
+        elif alive and start is not None:
+            out.append((start, t))
+            start = None
+    if start is not None:
+        out.append((start, t_end))
     return out
 
 
@@ -104,8 +126,8 @@ def render(rec: Recording, profile: Profile,
     """The timeline of ``rec`` as SVG text (see the module docstring)."""
     t_end = max([rec.t0 + 1.0] + [s.t for s in rec.samples] + [m.t for m in rec.marks])
     ax = _Axis(rec.t0, t_end)
-    heights = {"scenarios": 40.0, "state": 26.0, "temperature": 250.0, "pressure": 120.0,
-               "outputs": 100.0, "twin": 28.0, "writes": 54.0}
+    heights = {"scenarios": 54.0, "state": 26.0, "temperature": 250.0, "pressure": 120.0,
+               "outputs": 70.0, "twin": 28.0, "writes": 54.0}
     lanes: dict[str, _Lane] = {}
     y = 70.0
     for name in LANES:
@@ -123,7 +145,7 @@ def render(rec: Recording, profile: Profile,
     intervals = state_intervals(rec, t_end)
     _grid(svg, ax, lanes, y)
     _scenarios(svg, ax, lanes["scenarios"], rec, results, steps)
-    _states(svg, ax, lanes, intervals)
+    _states(svg, ax, lanes, intervals, down_intervals(rec, t_end))
     _signals(svg, ax, lanes["temperature"], rec, profile, "temperature")
     _signals(svg, ax, lanes["pressure"], rec, profile, "pressure")
     _outputs(svg, ax, lanes["outputs"], rec, profile)
@@ -182,42 +204,41 @@ def _grid(svg: Svg, ax: _Axis, lanes: dict[str, _Lane], bottom: float) -> None:
 
 
 def _scenarios(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording,
-               results: Sequence[ScenarioResult | Skipped], steps: Sequence[object]) -> None:
+               results: Sequence[ScenarioResult | Skipped], steps: Sequence[Mark]) -> None:
     svg.open_group(id="lane-scenarios")
     _label(svg, lane, "scenario")
-    by_name = {r.name: r for r in results}
-    begins = {m.scenario: m.t for m in rec.marks if m.kind == "begin"}
+    ran = {r.name: r for r in results if isinstance(r, ScenarioResult)}
+    begins = {m.scenario: m.t for m in rec.marks if m.kind == "begin" and m.scenario in ran}
     ends = {m.scenario: m.t for m in rec.marks if m.kind == "end"}
-    for i, (name, t_b) in enumerate(sorted(begins.items(), key=lambda kv: kv[1])):
-        t_e = ends.get(name, ax.t1)
-        x0, x1 = ax.x(t_b), ax.x(t_e)
-        r = by_name.get(name)
-        if isinstance(r, ScenarioResult):
-            mark = "\u2714" if r.passed else "\u2718"
-            color = "#e8f5e9" if r.passed else "#ffebee"
-            react = "" if r.reaction_ms is None else f" {r.reaction_ms:+.1f} ms"
-        else:
-            mark, color, react = "-", "#f5f5f5", " skipped"
-        svg.rect(x0, lane.y, x1 - x0, 22, fill=color, stroke="#757575", stroke_width=1, rx=3)
-        label = f"{mark} {name}{react}"
-        if len(label) * 7 > x1 - x0:
-            label = f"{mark} {name}"
-        svg.text((x0 + x1) / 2, lane.y + 15, label, text_anchor="middle", font_size=12,
-                 font_weight="bold")
+    for name, t_b in sorted(begins.items(), key=lambda kv: kv[1]):
+        x0, x1 = ax.x(t_b), ax.x(ends.get(name, ax.t1))
+        r = ran[name]
+        mark = "\u2714" if r.passed else "\u2718"
+        react = "" if r.reaction_ms is None else f" {r.reaction_ms:+.1f} ms"
+        svg.rect(x0, lane.y, x1 - x0, 22, fill="#e8f5e9" if r.passed else "#ffcdd2",
+                 stroke="#757575", stroke_width=1, rx=3)
+        for label in (f"{mark} {name}{react}", f"{mark} {name}", mark):
+            if len(label) * 7.2 <= x1 - x0 - 4:
+                svg.text((x0 + x1) / 2, lane.y + 15, label, text_anchor="middle",
+                         font_size=12, font_weight="bold",
+                         fill="#1b5e20" if r.passed else "#b71c1c")
+                break
         svg.line(x0, lane.y, x0, lane.y + lane.h, stroke="#424242", stroke_width=1.5)
-        del i
+    last_x = [-100.0, -100.0]  # per row: x of the last circle drawn there
     for n, m in enumerate(steps, start=1):
-        t = getattr(m, "t", ax.t0)
-        x = ax.x(t)
-        cy = lane.y + 31 + (0 if n % 2 else 0)
-        svg.circle(x, cy, 7, fill="#37474f")
+        x = ax.x(m.t)
+        row = 0 if x - last_x[0] >= 15 else (1 if x - last_x[1] >= 15 else 0)
+        last_x[row] = x
+        cy = lane.y + 31 + 14 * row
+        svg.circle(x, cy, 7, fill="#37474f", stroke="white", stroke_width=0.8)
         svg.text(x, cy + 3.5, str(n), text_anchor="middle", font_size=9, fill="white",
                  font_weight="bold")
     svg.close_group()
 
 
 def _states(svg: Svg, ax: _Axis, lanes: dict[str, _Lane],
-            intervals: Sequence[tuple[float, float, str | None]]) -> None:
+            intervals: Sequence[tuple[float, float, str | None]],
+            down: Sequence[tuple[float, float]]) -> None:
     lane = lanes["state"]
     svg.open_group(id="lane-state")
     _label(svg, lane, "agent state")
@@ -234,6 +255,13 @@ def _states(svg: Svg, ax: _Axis, lanes: dict[str, _Lane],
             svg.text((x0 + x1) / 2, lane.y + 17, label, text_anchor="middle", font_size=11,
                      fill="white" if state in ("failsafe", "normal") else "#212121",
                      font_weight="bold")
+    for t_b, t_e in down:
+        x0, x1 = ax.x(t_b), ax.x(t_e)
+        svg.rect(x0, lane.y, x1 - x0, lane.h, fill=DOWN_COLOR)
+        label = "AGENT DOWN" if (x1 - x0) > 80 else "down"
+        if len(label) * 7 < x1 - x0:
+            svg.text((x0 + x1) / 2, lane.y + 17, label, text_anchor="middle", font_size=11,
+                     fill="white", font_weight="bold")
     svg.close_group()
 
 
@@ -335,6 +363,7 @@ def _outputs(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, profile: Profile)
 def _twin(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording) -> None:
     svg.open_group(id="lane-twin")
     _label(svg, lane, "twin heartbeats")
+    svg.text(12, lane.y + 29, "(sent)", font_size=11, fill="#666")
     for t in rec.heartbeats:
         x = ax.x(t)
         svg.line(x, lane.y + 4, x, lane.y + lane.h - 4, stroke=HB_COLOR, stroke_width=1)
@@ -343,11 +372,12 @@ def _twin(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording) -> None:
 
 def _writes(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, profile: Profile) -> None:
     svg.open_group(id="lane-writes")
-    _label(svg, lane, "PLC writes")
+    svg.text(12, lane.y + 16, "PLC writes", font_weight="bold", font_size=13)
     hb = profile.plc_watchdog.heartbeat_address
     row1, row2 = lane.y + 4, lane.y + lane.h / 2 + 2
-    svg.text(LEFT + 4, row1 + 10, "heartbeat reg.", font_size=9, fill="#757575")
-    svg.text(LEFT + 4, row2 + 10, "outputs", font_size=9, fill="#757575")
+    svg.text(LEFT - 7, row1 + 12, "heartbeat register", font_size=10, fill="#616161",
+             text_anchor="end")
+    svg.text(LEFT - 7, row2 + 14, "outputs", font_size=10, fill="#616161", text_anchor="end")
     outs = output_names(profile)
     fallback_t: float | None = None
     for r in rec.writes:
@@ -370,11 +400,11 @@ def _writes(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, profile: Profile) 
     svg.close_group()
 
 
-def _step_lines(svg: Svg, ax: _Axis, lanes: dict[str, _Lane], steps: Sequence[object]) -> None:
-    top = lanes["scenarios"].y + 38
+def _step_lines(svg: Svg, ax: _Axis, lanes: dict[str, _Lane], steps: Sequence[Mark]) -> None:
+    top = lanes["scenarios"].y + 24
     bottom = lanes["writes"].y + lanes["writes"].h
     for m in steps:
-        x = ax.x(getattr(m, "t", ax.t0))
+        x = ax.x(m.t)
         svg.line(x, top, x, bottom, stroke="#37474f", stroke_width=0.8, stroke_dasharray="3 3",
                  stroke_opacity=0.7)
 
@@ -410,7 +440,8 @@ def _legend(svg: Svg, y: float, profile: Profile) -> float:
               ("tick", "#1565c0", "output write"), ("tri", SAFE_COLOR, "safe-state write"),
               ("dia", FALLBACK_COLOR, "PLC watchdog fallback"),
               ("tri", "#757575", "value off scale")]
-    items += [("box", c, s) for s, c in STATE_COLOR.items()] + [("box", NO_STATUS, "no status")]
+    items += [("box", c, s) for s, c in STATE_COLOR.items()]
+    items += [("box", NO_STATUS, "no status message"), ("box", DOWN_COLOR, "agent not running")]
     x, row_h = LEFT, 20.0
     svg.open_group(id="legend")
     svg.text(12, y + 12, "legend", font_weight="bold", font_size=13)
@@ -437,7 +468,7 @@ def _legend(svg: Svg, y: float, profile: Profile) -> float:
     return y + row_h + 4
 
 
-def _step_list(svg: Svg, y: float, rec: Recording, steps: Sequence[object]) -> None:
+def _step_list(svg: Svg, y: float, rec: Recording, steps: Sequence[Mark]) -> None:
     svg.open_group(id="steps")
     svg.text(12, y + 12, "steps", font_weight="bold", font_size=13)
     half = math.ceil(len(steps) / 2)
@@ -445,7 +476,7 @@ def _step_list(svg: Svg, y: float, rec: Recording, steps: Sequence[object]) -> N
     for n, m in enumerate(steps, start=1):
         col, row = divmod(n - 1, half) if half else (0, 0)
         x, yy = LEFT + col * col_w, y + 12 + row * 17
-        t = getattr(m, "t", rec.t0) - rec.t0
+        t = m.t - rec.t0
         svg.circle(x + 7, yy - 4, 7, fill="#37474f")
         svg.text(x + 7, yy - 0.5, str(n), text_anchor="middle", font_size=9, fill="white",
                  font_weight="bold")
