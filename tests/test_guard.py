@@ -281,3 +281,34 @@ def test_missing_hw_watchdog_refuses(tmp_path: Path, guard_cls: type) -> None:
     with pytest.raises(FileNotFoundError):
         asyncio.run(guard.start(0.0, False, {}))
     guard.close()
+
+
+def test_fault_injection_is_off_unless_asked() -> None:
+    from agent.faultinject import settings_from_env
+
+    assert settings_from_env({}) is None
+    assert settings_from_env({"TWINGUARD_FAULT_INJECTION": "0"}) is None
+    on = settings_from_env({"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "21",
+                            "TWINGUARD_BLOCK_S": "0.5"})
+    assert on is not None and on.hang_n == 21 and on.block_s == 0.5
+
+
+@pytest.mark.parametrize("env", [
+    {"TWINGUARD_FAULT_INJECTION": "yes"},
+    {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "many"},
+    {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "99"},
+    {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "20", "TWINGUARD_BLOCK_S": "-1"},
+    {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_S": "nan"},
+])
+def test_fault_injection_rejects_bad_settings(env: dict[str, str]) -> None:
+    from agent.faultinject import settings_from_env
+
+    with pytest.raises(ValueError, match="TWINGUARD_"):
+        settings_from_env(env)
+
+
+def test_hang_calibration_grows_with_the_duration() -> None:
+    from agent.faultinject import hang_n_for
+
+    short, long = hang_n_for(0.05), hang_n_for(3.2)
+    assert long - short >= 4, "about log2(64) = 6 doublings apart (load may blur one or two)"

@@ -13,12 +13,19 @@ twin→agent ``heartbeat``   Heartbeat(epoch, seq, healthy, [sent_ms])
 twin→agent ``bye``         Bye(epoch, [reason])
 agent→twin ``hello``       AgentHello(device_id, agent_version, protocol)
 agent→twin ``status``      Status(state, mode, seq, [sent_ms])
+twin→agent ``recommend``   Recommend(id, output, value, valid_s)
+twin→agent ``ack``         Ack(upto)
+agent→twin ``recommend_result``  RecommendResult(id, accepted, reason, [detail])
+agent→twin ``resume``      Resume(after)
+agent→twin ``telemetry``   Telemetry(seq, prev, t_ms, historical, body)
 =========  ==============  ==================================================
 
 Decoding is strict: an unknown type, an unknown or missing field, or a value of the wrong
 type or out of range raises ``ProtocolError`` naming the type and the field. Integers are
-never booleans (``True`` is not a seq). Later issues add rows (recommendation, telemetry,
-ack, config push) to the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN``.
+never booleans (``True`` is not a seq). A ``float`` field takes a msgpack float or int
+(never a bool) and lets NaN/inf through: *values* are judged by the receiver's validation
+(``agent.recommend``), which answers with a reason instead of closing the connection.
+Later issues add rows (config push) to the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN``.
 """
 
 from __future__ import annotations
@@ -40,7 +47,9 @@ class Kind(enum.Enum):
 
     U64 = "uint64"  # msgpack int, 0 <= v <= 2**64-1, never a bool
     BOOL = "bool"  # msgpack true/false only
-    TEXT = "text"  # msgpack str, 1..128 chars, no control characters
+    TEXT = "text"  # msgpack str, 1..max_len (default 128) chars, no control characters
+    FLOAT = "float"  # msgpack float or int (never a bool); NaN/inf pass (validated later)
+    BIN = "bin"  # msgpack bin (bytes), length 1..max_len
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class Field:
     kind: Kind
     optional: bool = False
     choices: tuple[str, ...] = ()
+    max_len: int = TEXT_MAX  # TEXT: characters; BIN: bytes
 
 
 # --- twin -> agent ----------------------------------------------------------------------
@@ -116,8 +126,73 @@ class Status:
     sent_ms: int | None = None
 
 
-TwinMessage = TwinHello | Heartbeat | Bye
-AgentMessage = AgentHello | Status
+# --- recommendations and telemetry (issue 5; PROTOCOL.md sections 7.1 and 7.2) ----------
+
+RECOMMEND_ID_MAX = 64
+BODY_MAX = 60 * 1024  # one telemetry body; a frame around it stays under the default max_frame
+RECOMMEND_REASONS = ("ok", "unknown_output", "out_of_limits", "not_a_number", "expired",
+                     "too_long")
+
+
+@dataclass(frozen=True)
+class Recommend:
+    """Twin -> agent: "set ``output`` to ``value`` (engineering units) for ``valid_s`` s".
+
+    Validated by the agent the moment it arrives (``agent.recommend``); always answered
+    with a :class:`RecommendResult` carrying the same ``id``.
+    """
+
+    T: ClassVar[str] = "recommend"
+    id: str
+    output: str
+    value: float
+    valid_s: float
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Twin -> agent: "I hold every telemetry record up to seq ``upto``" (cumulative)."""
+
+    T: ClassVar[str] = "ack"
+    upto: int
+
+
+@dataclass(frozen=True)
+class RecommendResult:
+    """Agent -> twin: the verdict on recommendation ``id`` (``reason`` "ok" when accepted)."""
+
+    T: ClassVar[str] = "recommend_result"
+    id: str
+    accepted: bool
+    reason: str
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Agent -> twin, once per connection before any telemetry: the agent's records up to
+    ``after`` are acknowledged (or gone); what it sends on this connection comes after it."""
+
+    T: ClassVar[str] = "resume"
+    after: int
+
+
+@dataclass(frozen=True)
+class Telemetry:
+    """Agent -> twin: one spooled record. ``prev`` is the seq of the record before it in
+    the agent's spool (nothing exists between ``prev`` and ``seq``); ``body`` is the record's
+    msgpack bytes (``agent.telemetry``)."""
+
+    T: ClassVar[str] = "telemetry"
+    seq: int
+    prev: int
+    t_ms: int
+    historical: bool
+    body: bytes
+
+
+TwinMessage = TwinHello | Heartbeat | Bye | Recommend | Ack
+AgentMessage = AgentHello | Status | RecommendResult | Resume | Telemetry
 Message = TwinMessage | AgentMessage
 
 MODES = ("shadow", "active")
@@ -142,10 +217,35 @@ SCHEMAS: dict[type[Any], tuple[Field, ...]] = {
         Field("seq", Kind.U64),
         Field("sent_ms", Kind.U64, optional=True),
     ),
+    Recommend: (
+        Field("id", Kind.TEXT, max_len=RECOMMEND_ID_MAX),
+        Field("output", Kind.TEXT),
+        Field("value", Kind.FLOAT),
+        Field("valid_s", Kind.FLOAT),
+    ),
+    Ack: (Field("upto", Kind.U64),),
+    RecommendResult: (
+        Field("id", Kind.TEXT, max_len=RECOMMEND_ID_MAX),
+        Field("accepted", Kind.BOOL),
+        Field("reason", Kind.TEXT, choices=RECOMMEND_REASONS),
+        Field("detail", Kind.TEXT, optional=True),
+    ),
+    Resume: (Field("after", Kind.U64),),
+    Telemetry: (
+        Field("seq", Kind.U64),
+        Field("prev", Kind.U64),
+        Field("t_ms", Kind.U64),
+        Field("historical", Kind.BOOL),
+        Field("body", Kind.BIN, max_len=BODY_MAX),
+    ),
 }
 
-TWIN_TO_AGENT: dict[str, type[Any]] = {c.T: c for c in (TwinHello, Heartbeat, Bye)}
-AGENT_TO_TWIN: dict[str, type[Any]] = {c.T: c for c in (AgentHello, Status)}
+TWIN_TO_AGENT: dict[str, type[Any]] = {
+    c.T: c for c in (TwinHello, Heartbeat, Bye, Recommend, Ack)
+}
+AGENT_TO_TWIN: dict[str, type[Any]] = {
+    c.T: c for c in (AgentHello, Status, RecommendResult, Resume, Telemetry)
+}
 
 
 def _check(mtype: str, spec: Field, value: Any) -> Any:
@@ -158,11 +258,23 @@ def _check(mtype: str, spec: Field, value: Any) -> Any:
     elif spec.kind is Kind.BOOL:
         if not isinstance(value, bool):
             raise ProtocolError(f"{where}: expected bool, got {type(value).__name__}")
+    elif spec.kind is Kind.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProtocolError(f"{where}: expected float, got {type(value).__name__}")
+        if isinstance(value, int):
+            if abs(value) > 2**53:
+                raise ProtocolError(f"{where}: integer {value} not exactly a float")
+            value = float(value)
+    elif spec.kind is Kind.BIN:
+        if not isinstance(value, bytes):
+            raise ProtocolError(f"{where}: expected bin, got {type(value).__name__}")
+        if not 1 <= len(value) <= spec.max_len:
+            raise ProtocolError(f"{where}: bin length {len(value)} not in 1..{spec.max_len}")
     else:
         if not isinstance(value, str):
             raise ProtocolError(f"{where}: expected text, got {type(value).__name__}")
-        if not 1 <= len(value) <= TEXT_MAX:
-            raise ProtocolError(f"{where}: text length {len(value)} not in 1..{TEXT_MAX}")
+        if not 1 <= len(value) <= spec.max_len:
+            raise ProtocolError(f"{where}: text length {len(value)} not in 1..{spec.max_len}")
         if not value.isprintable():
             raise ProtocolError(f"{where}: text has control characters")
         if spec.choices and value not in spec.choices:

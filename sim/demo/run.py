@@ -124,9 +124,12 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
             if view_box:
                 view_box[0].on_new(writes, statuses)
 
-        recorder = Recorder(stack.plc.control.request, stack.twin.request, on_new=on_new)
-        view: View = (LiveView(profile, recorder, console,
-                               lambda: stack.agent is not None and stack.agent.alive())
+        def agent_alive() -> bool:
+            return stack.agent is not None and stack.agent.alive()
+
+        recorder = Recorder(stack.plc.control.request, stack.twin.request, on_new=on_new,
+                            agent_alive=agent_alive)
+        view: View = (LiveView(profile, recorder, console, agent_alive)
                       if live else PlainView(profile, recorder, console.file))
         view_box.append(view)
         recorder.start()
@@ -155,7 +158,7 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
                     view.step(f"skipped: {result.reason}")
                 else:
                     view.step(f"{'PASS' if result.passed else 'FAIL'}: {result.detail}")
-            time.sleep(0.3)  # let the last writes and statuses reach the recording
+            time.sleep(1.0)  # a little normal running after the last scenario, recorded
         finally:
             recorder.stop()
             view.stop()

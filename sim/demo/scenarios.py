@@ -49,7 +49,7 @@ NATIVE_BUDGET_MS = 50.0  # "watchdog deadline + < 5 ms", with room for a busy ho
 FAULT_INJECTION_ENV = "TWINGUARD_FAULT_INJECTION"
 
 
-class Unavailable(Exception):  # noqa: N818 - reads as "raise Unavailable(reason)"
+class Unavailable(Exception):
     """The scenario cannot run here (missing hook, later issue): skipped, with a reason."""
 
 

@@ -26,12 +26,17 @@ from pathlib import Path
 
 from agent.profile.model import Profile
 from sim.demo.record import Mark, Recording
-from sim.demo.scenarios import ScenarioResult, Skipped, is_output_write, is_safe_write, \
-    output_names
+from sim.demo.scenarios import (
+    ScenarioResult,
+    Skipped,
+    is_output_write,
+    is_safe_write,
+    output_names,
+)
 from sim.demo.svg import Svg
 
 WIDTH = 1500.0
-LEFT = 175.0
+LEFT = 190.0
 RIGHT = 40.0
 GAP = 16.0
 STATUS_STALE_S = 2.5  # status messages come every second; a longer silence is "no status"
@@ -83,8 +88,13 @@ def _range(values: Sequence[float], pad_min: float) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def state_intervals(rec: Recording, t_end: float) -> list[tuple[float, float, str | None]]:
-    """(start, end, state) from the status messages; None where no status came in time."""
+def state_intervals(rec: Recording, t_end: float, down: Sequence[tuple[float, float]] = ()
+                    ) -> list[tuple[float, float, str | None]]:
+    """(start, end, state) from the status messages; None where no status came in time.
+
+    A status holds until the next one, for at most ``STATUS_STALE_S``, and never past the
+    start of a period in ``down`` (the agent process was not running).
+    """
     out: list[tuple[float, float, str | None]] = []
     sts = sorted(rec.statuses, key=lambda s: s.t)
     if not sts:
@@ -94,6 +104,7 @@ def state_intervals(rec: Recording, t_end: float) -> list[tuple[float, float, st
     for i, st in enumerate(sts):
         nxt = sts[i + 1].t if i + 1 < len(sts) else t_end
         stale = st.t + STATUS_STALE_S
+        stale = min([stale] + [d0 for d0, _d1 in down if d0 > st.t])
         out.append((st.t, min(nxt, stale), st.state))
         if nxt > stale:
             out.append((stale, nxt, None))
@@ -126,10 +137,10 @@ def render(rec: Recording, profile: Profile,
     """The timeline of ``rec`` as SVG text (see the module docstring)."""
     t_end = max([rec.t0 + 1.0] + [s.t for s in rec.samples] + [m.t for m in rec.marks])
     ax = _Axis(rec.t0, t_end)
-    heights = {"scenarios": 54.0, "state": 26.0, "temperature": 250.0, "pressure": 120.0,
+    heights = {"scenarios": 66.0, "state": 26.0, "temperature": 250.0, "pressure": 120.0,
                "outputs": 70.0, "twin": 28.0, "writes": 54.0}
     lanes: dict[str, _Lane] = {}
-    y = 70.0
+    y = 76.0
     for name in LANES:
         lanes[name] = _Lane(name, y, heights[name])
         y += heights[name] + GAP
@@ -142,12 +153,13 @@ def render(rec: Recording, profile: Profile,
         f'<clipPath id="clip-{n}"><rect x="{LEFT}" y="{lanes[n].y}" '
         f'width="{WIDTH - LEFT - RIGHT}" height="{lanes[n].h}"/></clipPath>'
         for n in ("temperature", "pressure", "outputs")) + "</defs>")
-    intervals = state_intervals(rec, t_end)
+    down = down_intervals(rec, t_end)
+    intervals = state_intervals(rec, t_end, down)
     _grid(svg, ax, lanes, y)
-    _scenarios(svg, ax, lanes["scenarios"], rec, results, steps)
-    _states(svg, ax, lanes, intervals, down_intervals(rec, t_end))
-    _signals(svg, ax, lanes["temperature"], rec, profile, "temperature")
-    _signals(svg, ax, lanes["pressure"], rec, profile, "pressure")
+    _scenarios(svg, ax, lanes["scenarios"], rec, results=results, steps=steps)
+    _states(svg, ax, lanes, intervals, down)
+    _signals(svg, ax, lanes["temperature"], rec, profile=profile, quantity="temperature")
+    _signals(svg, ax, lanes["pressure"], rec, profile=profile, quantity="pressure")
     _outputs(svg, ax, lanes["outputs"], rec, profile)
     _twin(svg, ax, lanes["twin"], rec)
     _writes(svg, ax, lanes["writes"], rec, profile)
@@ -173,11 +185,16 @@ def _header(svg: Svg, rec: Recording, profile: Profile,
     ran = [r for r in results if isinstance(r, ScenarioResult)]
     verdict = ("PASSED" if ran and all(r.passed for r in ran) else "FAILED") if ran else ""
     svg.text(LEFT, 28, "twinguard demo - incident timeline", font_size=20, font_weight="bold")
-    sub = (f"profile {Path(profile.source).name}  |  {t_end - rec.t0:.1f} s  |  "
-           f"{len(ran)} scenario(s) run, {len(results) - len(ran)} skipped  |  "
-           "every value observed outside the agent: sim PLC (true values, write log) and "
-           "sim twin (heartbeats sent, agent status received)")
-    svg.text(LEFT, 48, sub, font_size=12, fill="#555")
+    tm = profile.timing
+    sub = (f"{len(ran)} scenario(s) run, {len(results) - len(ran)} skipped, "
+           f"{t_end - rec.t0:.1f} s  |  twin heartbeat timeout {tm.heartbeat_timeout_s:g} s, "
+           f"native watchdog {tm.watchdog_deadline_s:g} s, PLC watchdog "
+           f"{profile.plc_watchdog.expected_timeout_ms} ms, recovery "
+           f"{profile.recovery.policy.value} after {profile.recovery.holdoff_s:g} s")
+    svg.text(LEFT, 46, sub, font_size=12, fill="#555")
+    svg.text(LEFT, 61, "everything observed from outside the agent: the sim PLC (true values, "
+             "write log) and the sim twin (heartbeats sent, the agent's status messages)",
+             font_size=11, fill="#777")
     if verdict:
         svg.text(WIDTH - RIGHT, 28, verdict, font_size=20, font_weight="bold",
                  text_anchor="end", fill="#2e7d32" if verdict == "PASSED" else SAFE_COLOR)
@@ -203,7 +220,7 @@ def _grid(svg: Svg, ax: _Axis, lanes: dict[str, _Lane], bottom: float) -> None:
                  stroke_width=1)
 
 
-def _scenarios(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording,
+def _scenarios(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, *,
                results: Sequence[ScenarioResult | Skipped], steps: Sequence[Mark]) -> None:
     svg.open_group(id="lane-scenarios")
     _label(svg, lane, "scenario")
@@ -224,10 +241,11 @@ def _scenarios(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording,
                          fill="#1b5e20" if r.passed else "#b71c1c")
                 break
         svg.line(x0, lane.y, x0, lane.y + lane.h, stroke="#424242", stroke_width=1.5)
-    last_x = [-100.0, -100.0]  # per row: x of the last circle drawn there
+    last_x = [-100.0, -100.0, -100.0]  # per row: x of the last circle drawn there
     for n, m in enumerate(steps, start=1):
         x = ax.x(m.t)
-        row = 0 if x - last_x[0] >= 15 else (1 if x - last_x[1] >= 15 else 0)
+        free = [r for r, lx in enumerate(last_x) if x - lx >= 15]
+        row = free[0] if free else min(range(len(last_x)), key=lambda r: last_x[r])
         last_x[row] = x
         cy = lane.y + 31 + 14 * row
         svg.circle(x, cy, 7, fill="#37474f", stroke="white", stroke_width=0.8)
@@ -244,7 +262,9 @@ def _states(svg: Svg, ax: _Axis, lanes: dict[str, _Lane],
     _label(svg, lane, "agent state")
     tint_top = lanes["temperature"].y
     tint_h = lanes["outputs"].y + lanes["outputs"].h - tint_top
-    for t_b, t_e, state in intervals:
+    pieces = [(a, b, state) for t_b, t_e, state in intervals
+              for a, b in (_subtract(t_b, t_e, down) if state is None else [(t_b, t_e)])]
+    for t_b, t_e, state in pieces:
         x0, x1 = ax.x(t_b), ax.x(t_e)
         color = STATE_COLOR.get(state or "", NO_STATUS)
         svg.rect(x0, lane.y, x1 - x0, lane.h, fill=color)
@@ -265,6 +285,21 @@ def _states(svg: Svg, ax: _Axis, lanes: dict[str, _Lane],
     svg.close_group()
 
 
+def _subtract(t_b: float, t_e: float, cuts: Sequence[tuple[float, float]]
+              ) -> list[tuple[float, float]]:
+    """[t_b, t_e] without the periods in ``cuts`` (sorted, non-overlapping)."""
+    out, start = [], t_b
+    for c0, c1 in cuts:
+        if c1 <= start or c0 >= t_e:
+            continue
+        if c0 > start:
+            out.append((start, c0))
+        start = max(start, c1)
+    if start < t_e:
+        out.append((start, t_e))
+    return out
+
+
 def _poly_segments(points: Sequence[tuple[float, float, float]], sx: Callable[[float], float],
                    sy: Callable[[float], float]) -> list[list[tuple[float, float]]]:
     segs: list[list[tuple[float, float]]] = []
@@ -277,7 +312,7 @@ def _poly_segments(points: Sequence[tuple[float, float, float]], sx: Callable[[f
     return segs
 
 
-def _signals(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, profile: Profile,
+def _signals(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, *, profile: Profile,
              quantity: str) -> None:
     names = _bound_signals(profile, quantity)
     unit = profile.signal(names[0]).unit if names else ""
@@ -294,16 +329,24 @@ def _signals(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, profile: Profile,
 
     _y_ticks(svg, lane, lo, hi, sy)
     svg.open_group(clip_path=f"url(#clip-{quantity})")
+    first = len(_bound_signals(profile, "temperature")) if quantity == "pressure" else 0
     for i, name in enumerate(names):
-        color = CHANNEL_COLORS[i % len(CHANNEL_COLORS)]
+        color = CHANNEL_COLORS[(first + i) % len(CHANNEL_COLORS)]
         pts = [(s.t, 0.0, s.signals[name]) for s in rec.samples if name in s.signals]
         for seg in _poly_segments(pts, ax.x, sy):
             svg.polyline(seg, stroke=color, stroke_width=1.6)
-        off = [(ax.x(t), v) for t, _r, v in pts if v > hi or v < lo]
-        for x, v in off[:: max(1, len(off) // 40)]:
+        off = [(t, ax.x(t), v) for t, _r, v in pts if v > hi or v < lo]
+        for _t, x, v in off[:: max(1, len(off) // 40)]:
             yy = lane.y + 5 if v > hi else lane.y + lane.h - 5
             d = 5 if v > hi else -5
             svg.polygon([(x - 4, yy + d), (x + 4, yy + d), (x, yy - d)], fill=color)
+        labelled: list[float] = []
+        for t, x, v in off:  # label the first point of each off-scale run
+            if not labelled or t - labelled[-1] > SAMPLE_GAP_S:
+                yy = lane.y + 24 + 14 * i if v > hi else lane.y + lane.h - 12 - 14 * i
+                svg.text(x + 4, yy, f"{name} {v:.4g} {unit}", font_size=10, fill=color,
+                         font_weight="bold")
+            labelled.append(t)
     pts_true = [(t, 0.0, v) for t, v in true]
     for seg in _poly_segments(pts_true, ax.x, sy):
         svg.polyline(seg, stroke="#000", stroke_width=1.4, stroke_dasharray="6 3")
@@ -375,7 +418,7 @@ def _writes(svg: Svg, ax: _Axis, lane: _Lane, rec: Recording, profile: Profile) 
     svg.text(12, lane.y + 16, "PLC writes", font_weight="bold", font_size=13)
     hb = profile.plc_watchdog.heartbeat_address
     row1, row2 = lane.y + 4, lane.y + lane.h / 2 + 2
-    svg.text(LEFT - 7, row1 + 12, "heartbeat register", font_size=10, fill="#616161",
+    svg.text(LEFT - 7, row1 + 12, "heartbeat", font_size=10, fill="#616161",
              text_anchor="end")
     svg.text(LEFT - 7, row2 + 14, "outputs", font_size=10, fill="#616161", text_anchor="end")
     outs = output_names(profile)
@@ -430,8 +473,9 @@ def _legend(svg: Svg, y: float, profile: Profile) -> float:
     for name in _bound_signals(profile, "temperature"):
         items.append(("line", CHANNEL_COLORS[names.index(name) % len(CHANNEL_COLORS)],
                       f"{name} (served)"))
-    for i, name in enumerate(_bound_signals(profile, "pressure")):
-        items.append(("line", CHANNEL_COLORS[i % len(CHANNEL_COLORS)], f"{name} (served)"))
+    for name in _bound_signals(profile, "pressure"):
+        items.append(("line", CHANNEL_COLORS[names.index(name) % len(CHANNEL_COLORS)],
+                      f"{name} (served)"))
     items.append(("dash", "#000", "true process value"))
     for i, out in enumerate(profile.outputs):
         items.append(("line", OUTPUT_COLORS[i % len(OUTPUT_COLORS)], out.name))
@@ -480,6 +524,5 @@ def _step_list(svg: Svg, y: float, rec: Recording, steps: Sequence[Mark]) -> Non
         svg.circle(x + 7, yy - 4, 7, fill="#37474f")
         svg.text(x + 7, yy - 0.5, str(n), text_anchor="middle", font_size=9, fill="white",
                  font_weight="bold")
-        svg.text(x + 20, yy, f"{t:6.2f} s  [{getattr(m, 'scenario', '')}] "
-                 f"{getattr(m, 'text', '')}", font_size=11)
+        svg.text(x + 20, yy, f"{t:6.2f} s  [{m.scenario}] {m.text}", font_size=11)
     svg.close_group()

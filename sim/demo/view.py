@@ -14,11 +14,11 @@ scenario and step, and the recent events. The plain view prints one line per eve
 
 from __future__ import annotations
 
-import collections
+import bisect
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, TextIO
+from typing import IO, Any, Protocol
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -61,7 +61,8 @@ def describe_write(rec: dict[str, Any], profile: Profile) -> str | None:
 class _Events:
     """Turns new records and statuses into event lines; shared by both views."""
 
-    def __init__(self, profile: Profile, t0: float, emit: Callable[[str], None]) -> None:
+    def __init__(self, profile: Profile, t0: float,
+                 emit: Callable[[float, str], None]) -> None:
         self.profile = profile
         self.t0 = t0
         self.emit = emit
@@ -84,17 +85,18 @@ class _Events:
                               + (f", was {self.state}" if self.state else "")))
                 self.state = st.state
         for t, line in sorted(items):
-            self.emit(f"{t - self.t0:7.2f} s  {line}")
+            self.emit(t - self.t0, line)
 
 
 class PlainView:
     """One line per event on ``stream`` (used with ``--no-live`` and when not a TTY)."""
 
-    def __init__(self, profile: Profile, recorder: Recorder, stream: TextIO) -> None:
+    def __init__(self, profile: Profile, recorder: Recorder, stream: IO[str]) -> None:
         self._stream = stream
         self._t0 = recorder.snapshot().t0
         self._lock = threading.Lock()
-        self._events = _Events(profile, self._t0, self._line)
+        self._events = _Events(profile, self._t0,
+                               lambda t, line: self._line(f"{t:7.2f} s  {line}"))
         self._scenario = "start-up"
 
     def _line(self, text: str) -> None:
@@ -157,8 +159,9 @@ class LiveView:
         self.console = console
         self.agent_alive = agent_alive
         self._t0 = recorder.snapshot().t0
-        self._recent: collections.deque[str] = collections.deque(maxlen=EVENTS_SHOWN)
-        self._events = _Events(profile, self._t0, self._recent.append)
+        self._recent: list[tuple[float, str]] = []  # (seconds since t0, line), time order
+        self._lock = threading.Lock()
+        self._events = _Events(profile, self._t0, self._event)
         self._scenario = "start-up"
         self._step = "starting the sim PLC, the sim twin and the agent"
         self._live = Live(console=console, refresh_per_second=4, get_renderable=self.render,
@@ -171,13 +174,19 @@ class LiveView:
         self._live.refresh()
         self._live.stop()
 
+    def _event(self, t: float, text: str) -> None:
+        """Keep the last events in time order (status messages arrive after the fact)."""
+        with self._lock:
+            bisect.insort(self._recent, (t, f"{t:7.2f} s  {text}"))
+            del self._recent[:-EVENTS_SHOWN]
+
     def scenario(self, name: str, index: int, total: int) -> None:
         self._scenario = f"{index}/{total} {name}"
-        self._recent.append(f"{time.monotonic() - self._t0:7.2f} s  == scenario {name}")
+        self._event(time.monotonic() - self._t0, f"== scenario {name}")
 
     def step(self, text: str) -> None:
         self._step = text
-        self._recent.append(f"{time.monotonic() - self._t0:7.2f} s  [{self._scenario}] {text}")
+        self._event(time.monotonic() - self._t0, f"[{self._scenario}] {text}")
 
     def on_new(self, writes: list[dict[str, Any]], statuses: list[StatusSeen]) -> None:
         self._events.feed(writes, statuses)
@@ -192,7 +201,9 @@ class LiveView:
         grid.add_row(self._plc_table(sample),
                      self._agent_table(status, rec.last_heartbeat_t, rec.twin_sending,
                                        len(rec.heartbeats), now))
-        events = Text("\n".join(self._recent) or "(none yet)")
+        with self._lock:
+            lines = [line for _t, line in self._recent]
+        events = Text("\n".join(lines) or "(none yet)")
         return Group(Panel(head), grid, Panel(events, title="recent events", title_align="left"))
 
     def _plc_table(self, s: PlcSample | None) -> Table:

@@ -1,4 +1,5 @@
-"""``python -m sim twin --listen HOST:PORT --pki DIR [--rate HZ] [--control PATH]``.
+"""``python -m sim twin --listen HOST:PORT --pki DIR [--rate HZ] [--control PATH]
+[--script FILE.json] [--ack-every N] [--no-ack]``.
 
 Prints one line ``ready twin listen=HOST:PORT epoch=N control=PATH`` once serving, then
 runs until SIGINT/SIGTERM. If ``--pki DIR`` holds none of the demo PKI files they are
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -36,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--control", type=Path, default=None, help="Unix socket for faults/stats")
     p.add_argument("--twin-id", default="sim-twin")
     p.add_argument("--device-id", default="sim-tank-01", help="CN if a PKI is created")
+    p.add_argument("--script", type=Path, default=None,
+                   help="JSON file: a list of {at_s, output, value, valid_s[, id]}")
+    p.add_argument("--ack-every", type=int, default=1, help="ack telemetry every N records")
+    p.add_argument("--no-ack", action="store_true", help="never acknowledge telemetry")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -56,7 +62,10 @@ async def _serve(args: argparse.Namespace) -> None:
     paths = _pki(args.pki, args.device_id)
     host, port = args.listen
     twin = SimTwin.from_pki(paths, host=host, port=port, rate_hz=args.rate, twin_id=args.twin_id)
+    twin.set_ack(max(1, args.ack_every), not args.no_ack)
     await twin.start()
+    if args.script is not None:
+        twin.script(json.loads(args.script.read_text()))
     control = ControlServer(twin, args.control) if args.control else None
     if control is not None:
         await control.start()

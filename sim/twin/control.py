@@ -111,6 +111,44 @@ def _ping(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": twin.epoch, "port": twin.port}
 
 
+def _vanish(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    return {"connections": twin.vanish(_num(req, "s"))}
+
+
+def _ack(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    every = req.get("every", 1)
+    on = req.get("on", True)
+    if isinstance(every, bool) or not isinstance(every, int) or not isinstance(on, bool):
+        raise ValueError("'every' must be an integer and 'on' true or false")
+    twin.set_ack(every, on)
+    return {}
+
+
+def _recommend(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    output = req.get("output")
+    rid = req.get("id")
+    if not isinstance(output, str) or (rid is not None and not isinstance(rid, str)):
+        raise ValueError("'output' (and 'id' if given) must be strings")
+    return twin.recommend(output, _num(req, "value"), _num(req, "valid_s"), rid)
+
+
+def _script(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    items = req.get("items")
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ValueError("'items' must be a list of objects")
+    return {"scheduled": twin.script(items)}
+
+
+def _model(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.model(_num(req, "setpoint"), float(req.get("kp", 5.0)),
+               float(req.get("period_s", 0.5)))
+    return {}
+
+
+def _telemetry(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    return twin.telemetry(bool(req.get("seqs", False)), bool(req.get("events", False)))
+
+
 COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
     "ping": _ping,
     "stats": _stats,
@@ -126,6 +164,12 @@ COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
     "unhealthy": _unhealthy,
     "bye": _bye,
     "half_open": _half_open,
+    "vanish": _vanish,
+    "ack": _ack,
+    "recommend": _recommend,
+    "script": _script,
+    "model": _model,
+    "telemetry": _telemetry,
 }
 
 

@@ -20,7 +20,14 @@ Faults (methods, also reachable through ``sim.twin.control``) apply to every con
 ``set_healthy(b)``    heartbeats say ``healthy=b``
 ``bye(reason)``       ``bye`` for the current epoch, drop connections, next epoch for new ones
 ``half_open``         current connections go silent both ways; the sockets stay open
+``vanish(s)``         drop every connection and refuse new ones for ``s`` seconds
+``set_ack(every, on)`` ack telemetry every ``every`` records (``on=False``: never ack)
+``recommend(...)``    send one recommendation now; ``script(items)`` sends them on a timeline
+``model(...)``        a simple model: a P controller of the heater from the telemetry
 ====================  ================================================================
+
+Telemetry (``resume``/``telemetry``) goes to a :class:`sim.twin.sink.Sink` (dedup, contiguous
+frontier, acks); ``recommend_result`` replies are kept in ``results``.
 
 Every fresh heartbeat sent is recorded with ``time.monotonic()`` (``heartbeats``), so a
 benchmark in another process on the same host can compute "last heartbeat + timeout".
@@ -40,19 +47,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from agent.errors import ProtocolError
 from agent.pki import PkiPaths
 from agent.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, FrameError, encode
 from agent.twin.messages import (
     PROTOCOL_VERSION,
+    Ack,
     AgentHello,
     Bye,
     Heartbeat,
+    Recommend,
+    RecommendResult,
+    Resume,
     Status,
+    Telemetry,
     TwinHello,
     decode_agent,
     to_wire,
 )
+from sim.twin.sink import Sink
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +151,10 @@ class _Accept(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if time.monotonic() < self._twin.gone_until:
+            self._twin.refused += 1
+            transport.abort()
+            return
         transport.pause_reading()
         self._twin._spawn(self._twin._handshake(transport))
 
@@ -192,6 +211,16 @@ class SimTwin:
         self.malformed_in = 0
         self.replayed = 0
         self.garbage_sent = 0
+        # telemetry and recommendations (issue 5)
+        self.sink = Sink()
+        self.ack_every = 1
+        self.acking = True
+        self.gone_until = 0.0
+        self.refused = 0
+        self.vanished = 0
+        self.results: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
+        self.recommended: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
+        self._rec_ids = itertools.count(1)
 
     @classmethod
     def from_pki(cls, paths: PkiPaths, **kwargs: Any) -> SimTwin:
@@ -298,6 +327,85 @@ class SimTwin:
                 transport.pause_reading()
         return len(self._conns)
 
+    def vanish(self, seconds: float) -> int:
+        """Disappear: drop every connection, refuse new ones for ``seconds``; how many."""
+        if seconds < 0:
+            raise ValueError("vanish needs s >= 0")
+        self.gone_until = time.monotonic() + seconds
+        self.vanished += 1
+        n = len(self._conns)
+        for conn in list(self._conns.values()):
+            conn.abort()
+        return n
+
+    def set_ack(self, every: int = 1, on: bool = True) -> None:
+        """Ack telemetry when ``every`` records advanced the frontier; ``on=False`` never."""
+        if every < 1:
+            raise ValueError("ack every must be >= 1")
+        self.ack_every = every
+        self.acking = on
+
+    def recommend(self, output: str, value: float, valid_s: float,
+                  rec_id: str | None = None) -> dict[str, Any]:
+        """Send one recommendation to every connection now; returns what was sent."""
+        rid = rec_id or f"r{next(self._rec_ids)}"
+        frame = encode(to_wire(Recommend(rid, output, value, valid_s)), self.max_frame)
+        for conn in self._conns.values():
+            conn.send(frame)
+        sent = {"t": time.monotonic(), "id": rid, "output": output, "value": value,
+                "valid_s": valid_s, "connections": len(self._conns)}
+        self.recommended.append(sent)
+        return sent
+
+    def script(self, items: list[dict[str, Any]]) -> int:
+        """Send recommendations at ``at_s`` seconds from now; ValueError on a bad item."""
+        plan = []
+        for i, item in enumerate(items):
+            try:
+                at = float(item["at_s"])
+                args = (str(item["output"]), float(item["value"]), float(item["valid_s"]))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ValueError(f"script item {i}: needs at_s, output, value, valid_s") from exc
+            rid = item.get("id")
+            plan.append((at, args, str(rid) if rid is not None else None))
+        self._spawn(self._run_script(sorted(plan, key=lambda p: p[0])))
+        return len(plan)
+
+    async def _run_script(self, plan: list[tuple[float, tuple[str, float, float], str | None]]
+                          ) -> None:
+        t0 = time.monotonic()
+        for at, (output, value, valid_s), rid in plan:
+            await asyncio.sleep(max(0.0, t0 + at - time.monotonic()))
+            self.recommend(output, value, valid_s, rid)
+
+    def model(self, setpoint: float, kp: float = 5.0, period_s: float = 0.5,
+              output: str = "heater_power", group: str = "temperature") -> None:
+        """A P controller: every ``period_s`` recommend ``output = kp * (setpoint - T)``
+        (0..100) with T the voted ``group`` value of the latest poll telemetry."""
+        if not period_s > 0:
+            raise ValueError("period_s must be > 0")
+        self._spawn(self._run_model(setpoint, kp, period_s, output, group))
+
+    async def _run_model(self, setpoint: float, kp: float, period_s: float, output: str,
+                         group: str) -> None:
+        while True:
+            await asyncio.sleep(period_s)
+            poll = self.sink.last_poll
+            vote = (poll or {}).get("votes", {}).get(group, {})
+            value = vote.get("value")
+            if isinstance(value, int | float):
+                target = min(100.0, max(0.0, kp * (setpoint - float(value))))
+                self.recommend(output, round(target, 1), 2 * period_s)
+
+    def telemetry(self, seqs: bool = False, events: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = self.sink.stats()
+        if seqs:
+            out["order"] = list(self.sink.order)
+        if events:
+            out["event_records"] = list(self.sink.events)
+        out["last_poll"] = self.sink.last_poll
+        return out
+
     # --- records ----------------------------------------------------------------------
 
     def stats(self, last: int = 100) -> dict[str, Any]:
@@ -326,6 +434,14 @@ class SimTwin:
             "statuses_received": len(self.statuses),
             "statuses": [[s.t, s.conn, s.state, s.mode, s.seq] for s in sts],
             "agent_hellos": [list(h) for h in hellos],
+            "telemetry": self.sink.stats(),
+            "ack_every": self.ack_every,
+            "acking": self.acking,
+            "gone": time.monotonic() < self.gone_until,
+            "refused": self.refused,
+            "vanished": self.vanished,
+            "recommended": list(self.recommended)[-last:] if last > 0 else [],
+            "results": list(self.results)[-last:] if last > 0 else [],
         }
 
     # --- internals --------------------------------------------------------------------
@@ -386,6 +502,7 @@ class SimTwin:
                 await asyncio.wait_for(conn.closed.wait(), max(0.0, interval))
             if conn.closed.is_set() or self.epoch != epoch:
                 return
+            self._flush_ack(conn)
             if conn.half_open or not self.sending or time.monotonic() < self._pause_until:
                 continue
             self._seq += 1
@@ -434,6 +551,31 @@ class SimTwin:
                 greeted = True
             elif isinstance(msg, Status):
                 self.statuses.append(ReceivedStatus(now, conn.id, msg.state, msg.mode, msg.seq))
+            elif isinstance(msg, Telemetry):
+                if self.sink.receive(conn.id, msg.seq, msg.prev, msg.historical):
+                    self.sink.note_body(msg.seq, _body(msg.body))
+                due = self.sink.ack_due(self.ack_every) if self.acking else None
+                if due is not None:
+                    conn.send(encode(to_wire(Ack(due)), self.max_frame))
+            elif isinstance(msg, Resume):
+                self.sink.resume(conn.id, msg.after)
+                self._flush_ack(conn)
+            elif isinstance(msg, RecommendResult):
+                self.results.append({"t": now, "id": msg.id, "accepted": msg.accepted,
+                                     "reason": msg.reason, "detail": msg.detail})
             else:
                 raise ProtocolError("hello: a second hello on one connection")
         return greeted
+
+    def _flush_ack(self, conn: _Conn) -> None:
+        """Ack a frontier that moved since the last ack (the tail of an ``every`` batch)."""
+        if self.acking and self.sink.frontier is not None and self.sink.frontier != self.sink.acked:
+            conn.send(encode(to_wire(Ack(self.sink.mark_acked())), self.max_frame))
+
+
+def _body(data: bytes) -> dict[str, Any] | None:
+    try:
+        body = msgpack.unpackb(data, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):
+        return None
+    return body if isinstance(body, dict) else None

@@ -1,0 +1,303 @@
+"""`twinguard demo`: the chain of defence against the simulated plant, with figures.
+
+The end-to-end test runs the real demo (sim PLC + sim twin + agent as processes) with two
+scenarios and checks its JSON and its timeline picture. A second test makes the `shadow`
+scenario fail for real (another Modbus master writes an output during the window). The rest
+feed the pure judgement and drawing functions fabricated data and watch them decide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pymodbus.client import ModbusTcpClient
+
+from agent.leds import LedMode
+from agent.profile.load import load_profile
+from sim.demo import cli, run, timeline
+from sim.demo.record import Mark, PlcSample, Recording, StatusSeen, plc_sample
+from sim.demo.scenarios import (
+    SCENARIOS,
+    DemoContext,
+    ScenarioResult,
+    Skipped,
+    catches_signal,
+    demo_profile_text,
+    first_fallback,
+    is_safe_write,
+    judge_shadow,
+    last_heartbeat_write,
+    run_scenario,
+)
+from sim.demo.svg import Svg
+from sim.demo.view import describe_write, led_lit, leds_for, link_state
+from sim.stack import Stack
+
+SVG_NS = "{http://www.w3.org/2000/svg}"
+OUTPUTS = frozenset({"heater_power", "cooling_valve"})
+
+
+@pytest.fixture(scope="module")
+def profile() -> Any:
+    return load_profile("sim-tank")
+
+
+def rec_(seq: int, t: float, address: int, values: list[int], *, names: list[str],
+         source: str = "modbus", accepted: bool = True) -> dict[str, Any]:
+    return {"seq": seq, "t": t, "unit": 1, "fc": 16 if source == "modbus" else 0,
+            "table": "holding", "address": address, "values": values, "names": names,
+            "accepted": accepted, "error": None, "source": source}
+
+
+def heartbeats(t0: float, t1: float, period: float = 0.05) -> list[dict[str, Any]]:
+    n = int((t1 - t0) / period)
+    return [rec_(i, t0 + i * period, 200, [i + 1], names=["heartbeat"]) for i in range(n)]
+
+
+# --- the real thing ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_demo_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_options(parser)
+    args = parser.parse_args(["--scenario", "twin-outage", "--scenario", "shadow", "--json",
+                              "--no-live", "--out", str(tmp_path / "out"),
+                              "--workdir", str(tmp_path / "work")])
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    doc = json.loads(out)  # stdout holds exactly one JSON document
+    assert code == 0, err
+    assert set(doc) == {"passed", "scenarios", "skipped", "timeline"}
+    assert doc["passed"] is True
+    assert [s["name"] for s in doc["scenarios"]] == ["shadow", "twin-outage"], "table order"
+    assert all(set(s) == {"name", "passed", "reaction_ms"} for s in doc["scenarios"])
+    by = {s["name"]: s for s in doc["scenarios"]}
+    assert by["shadow"]["reaction_ms"] is None
+    react = by["twin-outage"]["reaction_ms"]
+    assert isinstance(react, float) and math.isfinite(react) and react > 0
+    assert doc["skipped"] == []
+    assert "scenario" in err and "twin-outage" in err, "human output goes to stderr"
+
+    path = Path(doc["timeline"])
+    assert path == tmp_path / "out" / "timeline.svg" and path.is_file()
+    root = ET.parse(path).getroot()
+    lanes = {g.get("id") for g in root.iter(f"{SVG_NS}g") if g.get("id")}
+    assert {f"lane-{n}" for n in timeline.LANES} <= lanes
+    writes = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-writes")
+    safe_marks = [p for p in writes.iter(f"{SVG_NS}polygon")
+                  if p.get("fill") == timeline.SAFE_COLOR]
+    assert safe_marks, "the twin-outage safe-state write is drawn"
+    state = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-state")
+    fills = {r.get("fill") for r in state.iter(f"{SVG_NS}rect")}
+    assert timeline.STATE_COLOR["failsafe"] in fills and timeline.STATE_COLOR["normal"] in fills
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_shadow_fails_when_an_output_is_written(profile: Any, tmp_path: Path) -> None:
+    with Stack(profile_text=demo_profile_text(), workdir=tmp_path) as stack:
+        port = stack.plc.port
+
+        def step(text: str) -> None:
+            if text.startswith("watch"):  # inside the scenario's window: an intruder writes
+                client = ModbusTcpClient("127.0.0.1", port=port)
+                assert client.connect()  # type: ignore[no-untyped-call]
+                assert not client.write_register(100, 400).isError()
+                client.close()  # type: ignore[no-untyped-call]
+
+        result = run_scenario("shadow", DemoContext(stack, profile, step))
+    assert isinstance(result, ScenarioResult)
+    assert result.passed is False
+    assert "heater_power" in result.detail
+
+
+# --- judgement on fabricated write logs --------------------------------------------------------
+
+def test_shadow_judgement(profile: Any) -> None:
+    log = heartbeats(10.0, 14.0)
+    ok, detail = judge_shadow(log, OUTPUTS, 200, 10.0, 14.0)
+    assert ok, detail
+    bad = [*log, rec_(99, 12.0, 100, [400], names=["heater_power"])]
+    assert judge_shadow(bad, OUTPUTS, 200, 10.0, 14.0)[0] is False
+    assert judge_shadow(bad, OUTPUTS, 200, 12.5, 14.0)[0] is True, "outside the window"
+    assert judge_shadow([], OUTPUTS, 200, 10.0, 14.0) == (
+        False, "no heartbeat-register writes: the agent was not running")
+
+
+@pytest.mark.parametrize(("write", "accepted", "safe"), [
+    ((100, [0, 1000], ["heater_power", "cooling_valve"]), True, True),
+    ((100, [0], ["heater_power"]), True, True),
+    ((100, [400, 1000], ["heater_power", "cooling_valve"]), True, False),
+    ((100, [0, 1000], ["heater_power", "cooling_valve"]), False, False),
+    ((200, [7], ["heartbeat"]), True, False),
+    ((101, [1000], ["cooling_valve"]), True, True),
+])
+def test_safe_write_classification(profile: Any, write: tuple[int, list[int], list[str]],
+                                   accepted: bool, safe: bool) -> None:
+    address, values, names = write
+    assert is_safe_write(rec_(0, 1.0, address, values, names=names, accepted=accepted),
+                         profile) is safe
+
+
+def test_fallback_and_last_heartbeat() -> None:
+    fallback = rec_(50, 3.0, 100, [0], names=["heater_power"], source="plc watchdog")
+    log = [*heartbeats(1.0, 2.0), fallback]
+    assert first_fallback(log, since=0.0) is log[-1]
+    assert first_fallback(log, since=3.1) is None
+    last = last_heartbeat_write(log, 200, before=3.0)
+    assert last is not None and last["t"] == pytest.approx(1.95)
+    assert last_heartbeat_write(log, 200, before=1.0) is None
+
+
+def test_summary_counts_only_scenarios_that_ran(tmp_path: Path) -> None:
+    ok = ScenarioResult("shadow", True, None, "")
+    bad = ScenarioResult("kill-9", False, 3.0, "late")
+    skip = Skipped("forged-config", "later")
+    doc = run.summary([ok, skip], tmp_path / "t.svg")
+    assert doc["passed"] is True
+    assert doc["skipped"] == [{"name": "forged-config", "reason": "later"}]
+    assert [s["name"] for s in doc["scenarios"]] == ["shadow"]
+    assert run.summary([ok, bad, skip], tmp_path / "t.svg")["passed"] is False
+    assert run.summary([skip], tmp_path / "t.svg")["passed"] is False, "nothing demonstrated"
+
+
+def test_selection_keeps_table_order_and_refuses_unknown_names() -> None:
+    assert run.select(None) == list(SCENARIOS)
+    assert run.select(["kill-9", "shadow"]) == ["shadow", "kill-9"]
+    with pytest.raises(ValueError, match="unknown scenario nope"):
+        run.select(["shadow", "nope"])
+
+
+def test_unknown_scenario_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    cli.add_options(parser)
+    assert cli.main(parser.parse_args(["--scenario", "nope", "--json"])) == 2
+    assert "unknown scenario" in capsys.readouterr().err
+
+
+def test_config_push_scenarios_are_skipped_not_passed(profile: Any) -> None:
+    ctx = DemoContext(stack=None, profile=profile, step=lambda _t: None)  # type: ignore[arg-type]
+    for name in ("promote-active", "forged-config"):
+        got = run_scenario(name, ctx)
+        assert isinstance(got, Skipped) and "later issue" in got.reason
+
+
+def test_catches_signal_reads_the_process_table() -> None:
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        assert catches_signal(os.getpid(), signal.SIGUSR1)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert not catches_signal(os.getpid(), signal.SIGUSR1)
+    assert not catches_signal(2**22 + 12345, signal.SIGUSR1), "no such process"
+
+
+# --- view helpers ------------------------------------------------------------------------------
+
+def test_leds_follow_the_table_and_go_dark_without_an_agent() -> None:
+    failsafe = leds_for(StatusSeen(1.0, "failsafe", "shadow"), "lost", agent_alive=True)
+    assert failsafe is not None and failsafe.red is LedMode.BLINK_FAST
+    assert leds_for(StatusSeen(1.0, "failsafe", "shadow"), "lost", agent_alive=False) is None
+    normal = leds_for(StatusSeen(1.0, "normal", "shadow"), "alive", agent_alive=True)
+    assert normal is not None and normal.green is LedMode.BLINK_SLOW
+    assert led_lit(LedMode.BLINK_FAST, 0.1) and not led_lit(LedMode.BLINK_FAST, 0.2)
+    assert led_lit(LedMode.ON, 0.7) and not led_lit(LedMode.OFF, 0.7)
+
+
+def test_link_state_uses_the_profile_thresholds(profile: Any) -> None:
+    assert link_state(10.0, 10.1, profile) == "alive"
+    assert link_state(10.0, 10.4, profile) == "late"
+    assert link_state(10.0, 10.6, profile) == "lost"
+    assert link_state(None, 10.0, profile) == "lost"
+
+
+def test_event_lines(profile: Any) -> None:
+    assert describe_write(rec_(0, 1.0, 200, [3], names=["heartbeat"]), profile) is None
+    line = describe_write(rec_(0, 1.0, 100, [0, 1000], names=["heater_power", "cooling_valve"]),
+                          profile)
+    assert line is not None and line.startswith("SAFE STATE")
+    fallback = rec_(0, 1.0, 100, [0], names=["heater_power"], source="plc watchdog")
+    fb = describe_write(fallback, profile)
+    assert fb is not None and "PLC watchdog" in fb
+
+
+def test_plc_sample_rejects_a_wrong_shape() -> None:
+    with pytest.raises(KeyError):
+        plc_sample({"t": 1.0})
+
+
+# --- drawing -----------------------------------------------------------------------------------
+
+def fabricated_recording() -> Recording:
+    rec = Recording(t0=100.0)
+    for i in range(100):
+        t = 100.0 + i * 0.1
+        faults = {"temp_a": "out_of_range"} if 103 <= t < 106 else {}
+        served_a = 277.0 if faults else 25.0 - i * 0.01
+        rec.samples.append(PlcSample(
+            t=t, temperature=25.0 - i * 0.01, pressure=1.2,
+            signals={"temp_a": served_a, "temp_b": 25.0, "temp_c": 25.1,
+                     "pressure_a": 1.2, "pressure_b": 1.21},
+            outputs={"heater_power": 0.0, "cooling_valve": 100.0}, faults=faults,
+            watchdog_armed=True, watchdog_latched=False))
+    rec.heartbeats = [100.0 + i * 0.1 for i in range(50)]
+    rec.writes = [*heartbeats(100.0, 110.0),
+                  rec_(500, 105.5, 100, [0, 1000], names=["heater_power", "cooling_valve"]),
+                  rec_(501, 108.0, 100, [0], names=["heater_power"], source="plc watchdog")]
+    rec.statuses = [StatusSeen(100.0 + s, st, "shadow") for s, st in
+                    [(1, "normal"), (2, "normal"), (3, "degraded"), (5, "failsafe"),
+                     (6, "recovering"), (7, "normal")]]
+    rec.agent_alive = [(100.0 + i * 0.1, not 107.5 <= 100.0 + i * 0.1 < 108.5)
+                       for i in range(100)]
+    rec.marks = [Mark(101.0, "begin", "sensor-fail", "sensor-fail"),
+                 Mark(103.0, "step", "sensor-fail", "temp_a <out of range> & co"),
+                 Mark(109.0, "end", "sensor-fail", "sensor-fail")]
+    return rec
+
+
+def test_timeline_renders_every_lane_as_valid_svg(profile: Any) -> None:
+    text = timeline.render(fabricated_recording(), profile,
+                           [ScenarioResult("sensor-fail", True, 42.0, "ok")])
+    root = ET.fromstring(text.encode())
+    ids = {g.get("id") for g in root.iter(f"{SVG_NS}g")}
+    assert {f"lane-{n}" for n in timeline.LANES} <= ids
+    texts = "".join(t.text or "" for t in root.iter(f"{SVG_NS}text"))
+    assert "temp_a <out of range> & co" in texts, "escaped text survives"
+    assert "temp_a 277 degC" in texts, "the off-scale value is labelled"
+    assert "AGENT DOWN" in texts
+    assert "+42.0 ms" in texts
+    fallback = [p for p in root.iter(f"{SVG_NS}polygon")
+                if p.get("fill") == timeline.FALLBACK_COLOR]
+    assert fallback
+
+
+def test_state_intervals_merge_and_stop_at_a_dead_agent() -> None:
+    rec = fabricated_recording()
+    got = timeline.state_intervals(rec, 110.0, timeline.down_intervals(rec, 110.0))
+    states = [s for _b, _e, s in got]
+    assert states == [None, "normal", "degraded", "failsafe", "recovering", "normal", None]
+    assert got[-2][1] == pytest.approx(107.5), "a status never outlives its agent"
+
+
+def test_svg_writer_escapes_and_formats() -> None:
+    svg = Svg(100, 50)
+    svg.text(1.005, 2, 'a "<b>" & c', class_="x", font_size=3.0)
+    root = ET.fromstring(svg.to_string().encode())
+    t = next(root.iter(f"{SVG_NS}text"))
+    assert t.text == 'a "<b>" & c' and t.get("class") == "x" and t.get("font-size") == "3"
+
+
+def test_recording_copy_is_independent() -> None:
+    rec = fabricated_recording()
+    cp = rec.copy()
+    cp.samples.clear()
+    assert rec.samples and not cp.samples
