@@ -14,6 +14,7 @@ the key path and the reason)::
     ca = "pki/ca.pem"              # paths are relative to this file
     cert = "pki/device.pem"
     key = "pki/device.key"
+    crl = "pki/crl.pem"            # optional: the twin's certificate must not be revoked
     max_frame = 65536              # bytes; larger frames end the connection
     connect_timeout_s = 3.0
     backoff_min_s = 0.2            # reconnect delay doubles from here, with jitter ...
@@ -101,7 +102,7 @@ class Role(enum.Enum):
 
 _TWIN_KEYS = (
     "host", "port", "server_name", "ca", "cert", "key", "max_frame", "connect_timeout_s",
-    "backoff_min_s", "backoff_max_s", "idle_timeout_s",
+    "backoff_min_s", "backoff_max_s", "idle_timeout_s", "crl",
 )
 
 
@@ -118,6 +119,7 @@ class TwinConfig:
     backoff_min_s: float
     backoff_max_s: float
     idle_timeout_s: float
+    crl_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +289,7 @@ def _twin(out: Problems, data: object, base: Path) -> TwinConfig:
         backoff_min_s=backoff_min,
         backoff_max_s=backoff_max,
         idle_timeout_s=f.number("idle_timeout_s", 2.0, gt=0),
+        crl_file=path("crl") if f.has("crl") else None,
     )
 
 

@@ -15,7 +15,16 @@ output values to write now.
 Writes: entering a safe state always writes the full safe set (whatever the PLC holds
 now); while safe, outputs are written again when the plan changes them (a ramp) and every
 ``refresh_s`` (someone else may have written the PLC). Outside the safe states nothing is
-written in shadow mode; active-mode recommendations are a later layer.
+written in shadow mode.
+
+Recommendations (``agent.recommend``): :meth:`Controller.on_recommend` validates one the
+moment it arrives. Every decision first drops the expired ones (``Decision.expired``). In
+ACTIVE mode, NORMAL state, twin ALIVE and no group vote BAD (:meth:`Controller.may_write`),
+each live one is written, clamped to its output's limits and max rate from the value last
+written (``Decision.reason`` "recommendation"); otherwise none is (the rate limiter restarts
+from dt = 0 when writing is allowed again). In a safe state the safe-state output policy
+writes, as always. SHADOW mode never writes a recommendation: the runtime compares them
+with what the PLC holds (``recommendations.shadow``).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from agent.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
 from agent.outputs import OutputPlanner
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
+from agent.recommend import Recommendation, Recommendations, Verdict
 from agent.safety import (
     EventKind,
     Health,
@@ -39,7 +49,7 @@ from agent.safety import (
     Transition,
 )
 from agent.trips import TripHit, evaluate
-from agent.twin.messages import Bye, Heartbeat
+from agent.twin.messages import Bye, Heartbeat, Recommend
 from agent.voting import GroupVoter, Vote
 
 log = logging.getLogger(__name__)
@@ -55,12 +65,14 @@ class Decision:
     link_events: tuple[LinkEvent, ...] = ()
     writes: Mapping[str, float] = field(default_factory=dict)
     reason: str = ""  # why these writes (for the log)
+    expired: tuple[Recommendation, ...] = ()  # recommendations whose validity just ended
 
 
 class Controller:
     """Decides the safety state and the outputs of one plant; see the module docstring."""
 
-    def __init__(self, profile: Profile, mode: Mode = Mode.SHADOW, refresh_s: float = 5.0) -> None:
+    def __init__(self, profile: Profile, mode: Mode = Mode.SHADOW, refresh_s: float = 5.0,
+                 max_validity_s: float = 60.0) -> None:
         self.profile = profile
         self.voters = {g.name: GroupVoter(g, (profile.signal(s) for s in g.signals))
                        for g in profile.groups}
@@ -68,6 +80,7 @@ class Controller:
         self.machine = SafetyMachine(profile.recovery, mode)
         self.planner = OutputPlanner(profile.outputs)
         self.refresh_s = refresh_s
+        self.recommendations = Recommendations(profile.outputs, max_validity_s)
         self.votes: dict[str, Vote] = {}
         self.trips: tuple[TripHit, ...] = ()
         self.readings: dict[str, Reading] = {}
@@ -100,6 +113,24 @@ class Controller:
 
     def on_disconnect(self, now: float) -> Decision:
         return self._link_changed(self.monitor.on_disconnect(now), now)
+
+    def on_recommend(self, msg: Recommend, now: float) -> Verdict:
+        """Validate a twin recommendation now; the verdict is for the twin (and telemetry).
+        An accepted one is written from the next decision on, if and while allowed."""
+        return self.recommendations.offer(msg, now)
+
+    def set_mode(self, mode: Mode) -> None:
+        """Change control authority (authorising a promotion is the config layer's job)."""
+        if mode is not self.machine.mode:
+            log.info("control authority %s -> %s", self.machine.mode.value, mode.value)
+        self.machine.set_mode(mode)
+        self.recommendations.pause()
+
+    def may_write(self) -> bool:
+        """Recommendations may be written: ACTIVE + NORMAL, twin ALIVE, no group vote BAD."""
+        return (self.machine.writes_allowed and self.monitor.state is LinkState.ALIVE
+                and bool(self.votes)
+                and all(v.quality is not Quality.BAD for v in self.votes.values()))
 
     def on_timer(self, now: float) -> Decision:
         """The heartbeat deadline (or the hold-off) passed: re-evaluate now, not next poll."""
@@ -183,10 +214,16 @@ class Controller:
         entering = self.machine.outputs_safe and (not was_safe or self._last_safe_write is None)
         writes = self._safe_writes(now, force=entering) if self.machine.outputs_safe else {}
         reason = "enter safe state" if entering else ("hold safe state" if writes else "")
+        expired = tuple(self.recommendations.expire(now))
         if not self.machine.outputs_safe:
             self.planner.plan(self.machine.state, self.last_written, now)  # keeps dt one tick
             self._last_safe_write = None
-        return Decision(transitions, link_events, writes, reason)
+        if self.may_write():
+            writes = self.recommendations.targets(now, self.last_written)
+            reason = "recommendation" if writes else ""
+        else:
+            self.recommendations.pause()
+        return Decision(transitions, link_events, writes, reason, expired)
 
     def _safe_writes(self, now: float, *, force: bool) -> dict[str, float]:
         plan = self.planner.plan(State.FAILSAFE, self.last_written, now)

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -315,3 +316,82 @@ def issue_expired_cert(
         days=1,
         not_before=start,
     )
+
+
+# --- revocation and expiry (twinguard certs; the twin link's optional CRL) ------------------
+
+
+def make_crl(
+    ca_cert: Path,
+    ca_key: Path,
+    revoked: Sequence[Path],
+    crl_out: Path,
+    *,
+    days: int = 30,
+) -> int:
+    """Write a PEM CRL signed by the CA listing the serials of the ``revoked`` certificates
+    (plus those already in ``crl_out`` if it exists); returns how many it lists.
+
+    ValueError if a certificate was not issued by this CA or the CA key is not EC.
+    """
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    if not isinstance(signer, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{ca_key}: not an EC private key")
+    serials: set[int] = set()
+    if crl_out.exists():
+        serials |= {r.serial_number for r in x509.load_pem_x509_crl(crl_out.read_bytes())}
+    for path in revoked:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        if cert.issuer != ca.subject:
+            raise ValueError(f"{path}: not issued by {ca_cert}")
+        serials.add(cert.serial_number)
+    now = _now()
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.subject)
+        .last_update(now - dt.timedelta(minutes=5))
+        .next_update(now + dt.timedelta(days=days))
+    )
+    for serial in sorted(serials):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(now).build()
+        )
+    crl = builder.sign(signer, hashes.SHA256())
+    data = crl.public_bytes(serialization.Encoding.PEM)
+    tmp = crl_out.with_name(crl_out.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, crl_out)
+    return len(serials)
+
+
+def check_cert(
+    cert_path: Path,
+    ca_cert: Path,
+    crl_path: Path | None = None,
+    now: dt.datetime | None = None,
+) -> list[str]:
+    """Problems with a certificate: not yet valid, expired, not signed by the CA, revoked
+    by the CRL (whose own signature is checked). An empty list means fine.
+
+    OSError / ValueError if a file cannot be read or parsed.
+    """
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    at = now or _now()
+    problems: list[str] = []
+    if at < cert.not_valid_before_utc:
+        problems.append(f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    if at > cert.not_valid_after_utc:
+        problems.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        problems.append(f"not issued by {ca_cert}")
+    if crl_path is not None:
+        crl = x509.load_pem_x509_crl(crl_path.read_bytes())
+        if not crl.is_signature_valid(ca.public_key()):  # type: ignore[arg-type]
+            problems.append(f"{crl_path}: CRL not signed by {ca_cert}")
+        elif crl.get_revoked_certificate_by_serial_number(cert.serial_number) is not None:
+            problems.append("revoked")
+    return problems

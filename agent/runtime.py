@@ -31,7 +31,7 @@ import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent import faultinject
 from agent.config import AgentConfig
@@ -42,10 +42,14 @@ from agent.modbus.client import PlcClient
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
 from agent.twin.link import TwinLink, TwinLinkSettings
-from agent.twin.messages import Bye, Heartbeat, Message, Status
+from agent.safety import Mode
+from agent.telemetry_feed import TelemetryFeed
+from agent.twin.messages import Ack, Bye, Heartbeat, Message, Recommend, RecommendResult, Status
 from firmware_bridge import WatchdogAPI, load_watchdog
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 WATCHDOG_CHECK_S = 2.0  # how often the PLC watchdog configuration and latch are read back
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
@@ -59,6 +63,7 @@ class RuntimeStats:
     worst_tick_s: float = 0.0
     safe_writes: int = 0
     write_failures: int = 0
+    io_budget_overruns: int = 0
 
 
 class Runtime:
@@ -69,7 +74,7 @@ class Runtime:
         self.profile = profile
         self.config = config
         self.state_dir = state_dir
-        self.controller = Controller(profile, config.mode)
+        self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s)
         self.plc = PlcClient(profile)
         self.stats = RuntimeStats()
         # native guard (agent.guard): armed at start, kicked at the end of every complete tick
@@ -90,6 +95,7 @@ class Runtime:
                 self._on_message,
                 self._on_connection,
             )
+        self._io_budget = profile.timing.io_budget_s
         self._io = asyncio.Lock()
         self._stop = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -98,6 +104,7 @@ class Runtime:
         self._watchdog_ok = False
         self._watchdog_checked: float | None = None
         self._status_seq = 0
+        self.telemetry = TelemetryFeed(None)  # opened in run(), once the loop runs
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -117,6 +124,8 @@ class Runtime:
         await self._apply(self.controller.start(loop.time()))
         await self._check_plc_watchdog(loop.time())
         if self.link is not None:
+            self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self.link.send)
+            self._spawn(self.telemetry.run(), "telemetry pump")
             self._spawn(self.link.run(), "twin link")
             self._spawn(self._status_loop(), "status to twin")
         try:
@@ -162,31 +171,62 @@ class Runtime:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.telemetry.close()
         await self.plc.close()
         log.info("twinguard stopped")
 
     # --- one tick ------------------------------------------------------------------------
 
     async def _tick(self, now: float) -> None:
+        # All PLC I/O of one tick shares one budget, so a slow or dead PLC makes a complete
+        # tick with BAD readings (and FAILSAFE) instead of a tick that outlasts the native
+        # watchdog's deadline: the watchdog is for a hung agent, not a slow PLC.
+        until = now + self._io_budget
+        readings = self._all_bad("PLC disconnected", now)
         if await self.plc.ensure_connected(now):
-            async with self._io:
-                readings = await self.plc.read_signals()
-        else:
-            readings = self._all_bad("PLC disconnected", now)
+            read = await self._within(until, self._read())
+            readings = read if read is not None else self._all_bad(
+                f"PLC I/O exceeded the tick budget ({self._io_budget * 1000:.0f} ms)", now)
         if self._watchdog_checked is None or now - self._watchdog_checked >= WATCHDOG_CHECK_S:
-            await self._check_plc_watchdog(now)
+            await self._within(until, self._check_plc_watchdog(now))
         decision = self.controller.tick(
             readings, now,
             plc_reachable=self.plc.connected and _answered(readings),
             plc_watchdog_ok=self._watchdog_ok,
         )
-        await self._apply(decision)
-        await self._plc_heartbeat()
+        self.telemetry.poll(self.controller, now)
+        await self._within(until, self._apply(decision))
+        await self._within(until, self._plc_heartbeat())
         # the complete tick ends here: kick right after the heartbeat write, then guard upkeep
         if await self.guard.after_tick(now, self.plc.connected, self.controller.last_written):
             await self._apply(self.controller.fault(
                 asyncio.get_running_loop().time(), "native watchdog fired: the loop hung"))
+        await self._shadow(now)
         self._schedule()
+
+    async def _shadow(self, now: float) -> None:
+        """Shadow mode: compare live recommendations with what the PLC holds (after the
+        complete tick; only while some are live). Never writes anything."""
+        book = self.controller.recommendations
+        if (self.controller.machine.mode is not Mode.SHADOW or not book.wanted
+                or not self.plc.connected):
+            return
+        async with self._io:
+            actual = await self.plc.read_outputs()
+        self.telemetry.shadow(book.shadow(actual, now))
+
+    async def _read(self) -> dict[str, Reading]:
+        async with self._io:
+            return await self.plc.read_signals()
+
+    async def _within(self, until: float, coro: Coroutine[Any, Any, T]) -> T | None:
+        """``coro``'s result, or None (counted) if the tick's I/O budget ran out first."""
+        try:
+            async with asyncio.timeout_at(until):
+                return await coro
+        except TimeoutError:
+            self.stats.io_budget_overruns += 1
+            return None
 
     def _all_bad(self, why: str, now: float) -> dict[str, Reading]:
         return {s.name: Reading(s.name, None, None, Quality.BAD, now, why)
@@ -224,6 +264,7 @@ class Runtime:
 
     async def _apply(self, decision: Decision) -> None:
         """Write what the controller decided (under the I/O lock); report what landed."""
+        self.telemetry.decision(decision)
         if not decision.writes:
             return
         values: Mapping[str, float] = decision.writes
@@ -249,6 +290,8 @@ class Runtime:
         """Apply a decision taken outside a tick (twin message, timer) as soon as possible."""
         if decision.writes:
             self._spawn(self._apply(decision), "safe-state write")
+        else:
+            self.telemetry.decision(decision)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -270,9 +313,21 @@ class Runtime:
             self._act(self.controller.on_heartbeat(msg, t))
         elif isinstance(msg, Bye):
             self._act(self.controller.on_bye(msg, t))
+        elif isinstance(msg, Recommend):
+            verdict = self.controller.on_recommend(msg, t)
+            self.telemetry.verdict(verdict, t)
+            if self.link is not None:
+                self._spawn(self._reply(verdict.to_message()), "recommend result")
+        elif isinstance(msg, Ack):
+            self.telemetry.on_ack(msg.upto)
+
+    async def _reply(self, msg: RecommendResult) -> None:
+        if self.link is not None:
+            await self.link.send(msg)
 
     def _on_connection(self, up: bool, reason: str, t: float) -> None:
         log.info("twin link %s: %s", "up" if up else "down", reason)
+        self.telemetry.on_connection(up, t)
         if not up:
             self._act(self.controller.on_disconnect(t))
 

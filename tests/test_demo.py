@@ -9,6 +9,7 @@ feed the pure judgement and drawing functions fabricated data and watch them dec
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import math
 import os
@@ -19,11 +20,12 @@ from typing import Any
 
 import pytest
 from pymodbus.client import ModbusTcpClient
+from rich.console import Console
 
 from agent.leds import LedMode
 from agent.profile.load import load_profile
 from sim.demo import cli, run, timeline
-from sim.demo.record import Mark, PlcSample, Recording, StatusSeen, plc_sample
+from sim.demo.record import Mark, PlcSample, Recorder, Recording, StatusSeen, plc_sample
 from sim.demo.scenarios import (
     SCENARIOS,
     DemoContext,
@@ -38,7 +40,7 @@ from sim.demo.scenarios import (
     run_scenario,
 )
 from sim.demo.svg import Svg
-from sim.demo.view import describe_write, led_lit, leds_for, link_state
+from sim.demo.view import LiveView, PlainView, describe_write, led_lit, leds_for, link_state
 from sim.stack import Stack
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
@@ -301,3 +303,72 @@ def test_recording_copy_is_independent() -> None:
     cp = rec.copy()
     cp.samples.clear()
     assert rec.samples and not cp.samples
+
+
+# --- recorder and views over fabricated control replies -----------------------------------------
+
+class FakePlant:
+    """Control-channel replies of the documented shape (sim/plc/README.md, sim/twin/README.md)."""
+
+    def __init__(self) -> None:
+        self.t = 50.0
+        self.fail = False
+        self.writes = [rec_(0, 49.0, 100, [0, 1000], names=["heater_power", "cooling_valve"]),
+                       rec_(1, 49.5, 200, [1], names=["heartbeat"])]
+
+    def plc(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.fail:
+            raise ConnectionRefusedError("sim PLC gone")
+        if req["cmd"] == "state":
+            return {"ok": True, "state": {
+                "t": self.t, "temperature": 60.0, "pressure": 3.0,
+                "signals": {"temp_a": 277.0, "temp_b": 60.1, "temp_c": 59.9},
+                "outputs": {"heater_power": 0.0, "cooling_valve": 100.0},
+                "faults": {"temp_a": {"kind": "out_of_range", "value": None}},
+                "watchdog": {"armed": True, "latched": False}}}
+        since = req["since"]
+        return {"ok": True, "writes": self.writes[since:], "next": len(self.writes)}
+
+    def twin(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "sending": True, "paused": False, "last_heartbeat_t": self.t - 0.05,
+                "heartbeats": [[self.t - 0.15, 1, 7, 1, True], [self.t - 0.05, 1, 7, 2, True]],
+                "statuses": [[self.t - 0.5, 1, "failsafe", "shadow", 3]]}
+
+
+def test_recorder_dedupes_and_survives_a_dead_plant() -> None:
+    plant = FakePlant()
+    seen: list[tuple[int, int]] = []
+    recorder = Recorder(plant.plc, plant.twin,
+                        on_new=lambda w, s: seen.append((len(w), len(s))),
+                        agent_alive=lambda: True)
+    recorder.sample_once()
+    recorder.sample_once()  # the same heartbeats, statuses and writes again: not duplicated
+    rec = recorder.snapshot()
+    assert len(rec.samples) == 2 and len(rec.heartbeats) == 2 and len(rec.statuses) == 1
+    assert len(rec.writes) == 2 and seen == [(2, 1)]
+    assert rec.samples[-1].faults == {"temp_a": "out_of_range"}
+    plant.fail = True
+    recorder.sample_once()
+    assert recorder.snapshot().errors == 1 and len(recorder.snapshot().samples) == 2
+
+
+def test_views_show_plant_agent_and_events(profile: Any) -> None:
+    plant = FakePlant()
+    recorder = Recorder(plant.plc, plant.twin)
+    buf = io.StringIO()
+    console = Console(file=buf, width=140, color_system=None)
+    live = LiveView(profile, recorder, console, agent_alive=lambda: True)
+    recorder._on_new = live.on_new  # the runner wires it the same way
+    recorder.sample_once()
+    live.step("temp_a out of range")
+    console.print(live.render())
+    text = buf.getvalue()
+    assert "FAILSAFE" in text and "out_of_range" in text and "277.00 degC" in text
+    assert "red (fast blink)" in text and "SAFE STATE written" in text
+
+    lines = io.StringIO()
+    plain = PlainView(profile, Recorder(plant.plc, plant.twin), lines)
+    plain.on_new(plant.writes, [StatusSeen(50.0, "failsafe", "shadow")])
+    out = lines.getvalue()
+    assert "SAFE STATE written" in out and "agent reports FAILSAFE" in out
+    assert "heartbeat" not in out, "heartbeat-register writes are not events"

@@ -134,6 +134,7 @@ def test_defaults_are_the_documented_ones() -> None:
         "groups[0].required": DELETE, "timing.heartbeat_late_s": DELETE,
         "recovery.holdoff_s": DELETE, "outputs[0].failsafe": DELETE,
         "signals[3].word_order": DELETE, "signals[0].scale": DELETE,
+        "timing.watchdog_deadline_s": 0.9,  # room for the default 0.5 s request timeout
     })
     p = parse_profile(data, "t.toml")
     assert p.require_native_watchdog is True  # safety first
@@ -153,11 +154,12 @@ def test_defaults_are_the_documented_ones() -> None:
 
 def test_rtu_defaults_and_device_from_board() -> None:
     data = edited({"plc": {"transport": "rtu", "unit_id": 3},
-                   "board.serial_device": "/dev/ttyAMA0"})
+                   "board.serial_device": "/dev/ttyAMA0", "timing.watchdog_deadline_s": 0.9})
     p = parse_profile(data, "t.toml")
     assert p.plc.link == RtuLink("/dev/ttyAMA0", 19200, Parity.EVEN, 1, 8)
     assert p.signals[0].unit_id == 3  # signals inherit plc.unit_id
-    data = edited({"plc": {"transport": "rtu", "device": "/dev/ttyUSB0", "parity": "N"}})
+    data = edited({"plc": {"transport": "rtu", "device": "/dev/ttyUSB0", "parity": "N"},
+                   "timing.watchdog_deadline_s": 0.9})
     link = parse_profile(data, "t.toml").plc.link
     assert isinstance(link, RtuLink) and link.stopbits == 2  # no parity: two stop bits
 
@@ -307,6 +309,8 @@ BAD: list[tuple[str, dict[str, object], str, str]] = [
      "plc_watchdog.expected_timeout_ms", "between 1 and 65535"),
     ("deadline-vs-plc", {"plc_watchdog.expected_timeout_ms": 150},
      "timing.watchdog_deadline_s", "must be less than the PLC watchdog timeout"),
+    ("timeout-vs-tick", {"plc.timeout_s": 0.3}, "plc.timeout_s",
+     "leaves 0.12 s for PLC I/O"),
     ("poll-vs-deadline", {"timing.poll_period_s": 0.3}, "timing.poll_period_s",
      "must be less than watchdog_deadline_s (0.2 s)"),
     ("late-vs-timeout", {"timing.heartbeat_late_s": 0.5}, "timing.heartbeat_late_s",

@@ -236,6 +236,12 @@ class Timing:
     heartbeat_late_s: float  # silent this long: LATE (warning only)
     watchdog_deadline_s: float  # native watchdog fires if a complete tick is this late
 
+    @property
+    def io_budget_s(self) -> float:
+        """PLC I/O time one tick may spend so that complete ticks stay within the watchdog
+        deadline: deadline >= poll period + I/O + computing, with 80 % of the slack for I/O."""
+        return max(0.0, self.watchdog_deadline_s - self.poll_period_s) * 0.8
+
 
 @dataclass(frozen=True)
 class Recovery:

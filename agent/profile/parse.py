@@ -154,6 +154,12 @@ class _Parser:
                              f"watchdog timeout (plc_watchdog.expected_timeout_ms = "
                              f"{watchdog.expected_timeout_ms} ms), or the PLC falls back "
                              "before the agent's own watchdog notices")
+        if timing is not None and plc is not None and plc.timeout_s > timing.io_budget_s:
+            self.out.add("plc.timeout_s",
+                         f"{plc.timeout_s:g} s does not fit in one tick: watchdog_deadline_s "
+                         f"({timing.watchdog_deadline_s:g} s) minus poll_period_s "
+                         f"({timing.poll_period_s:g} s) leaves {timing.io_budget_s:g} s for "
+                         "PLC I/O; a slow PLC would look like a hung agent")
         if self.out.items:
             raise ProfileError(self.out.items)
         # No problems means every part parsed: the asserts document it for mypy.

@@ -73,8 +73,8 @@ class SpoolWriter:
                 self._oldest = time.monotonic()
             self._queue.append(record)
             self._submitted += 1
-            if len(self._queue) >= self.max_batch:
-                self._cond.notify()
+            if len(self._queue) == 1 or len(self._queue) >= self.max_batch:
+                self._cond.notify()  # the first record starts the flush interval's timer
             return True
 
     @property

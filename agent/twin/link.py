@@ -74,6 +74,7 @@ class TwinLinkSettings:
     backoff_max_s: float = 30.0
     idle_timeout_s: float = 3.0
     agent_version: str = __version__
+    crl_file: Path | None = None  # PEM CRL of ca_file's CA: a revoked twin cert is refused
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -107,13 +108,19 @@ class LinkCounters:
 def make_client_context(settings: TwinLinkSettings) -> ssl.SSLContext:
     """TLS >= 1.2 client context: our cert + key, the twin verified against ca_file only.
 
-    Raises OSError / ssl.SSLError if a file is missing or not a valid cert/key.
+    With ``crl_file`` the twin's certificate is also checked against that CRL
+    (``VERIFY_CRL_CHECK_LEAF``; a CRL that is missing, expired or from another CA makes every
+    handshake fail: fail closed). Expiry is checked by ``ssl`` itself.
+    Raises OSError / ssl.SSLError if a file is missing or not a valid cert/key/CRL.
     """
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED
     ctx.check_hostname = True
     ctx.load_verify_locations(cafile=str(settings.ca_file))  # pinned: no system roots
+    if settings.crl_file is not None:
+        ctx.load_verify_locations(cafile=str(settings.crl_file))
+        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
     ctx.load_cert_chain(str(settings.cert_file), str(settings.key_file))
     return ctx
 

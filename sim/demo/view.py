@@ -35,6 +35,7 @@ STATE_STYLE = {"starting": "grey62", "normal": "green", "degraded": "yellow",
                "failsafe": "bold red", "recovering": "cyan"}
 LED_COLOR = {"green": "green", "amber": "dark_orange", "red": "red"}
 EVENTS_SHOWN = 10
+STATUS_STALE_S = 2.5  # the agent reports every second
 
 
 class View(Protocol):
@@ -243,8 +244,9 @@ class LiveView:
         if status is None:
             t.add_row("state", "(no status yet)")
         else:
-            t.add_row("state", Text(status.state.upper(), style=STATE_STYLE.get(status.state,
-                                                                                 "")))
+            stale = not alive or now - status.t > STATUS_STALE_S
+            t.add_row("state", Text(status.state.upper(), style=STATE_STYLE.get(status.state, ""))
+                      + Text(" (last report)" if stale else "", style="dim"))
             t.add_row("mode", status.mode)
             t.add_row("last status", f"{now - status.t:.1f} s ago")
         t.add_row("process", "running" if alive else Text("NOT RUNNING", style="bold red"))
