@@ -143,3 +143,16 @@ def test_sigterm_leaves_the_plant_safe() -> None:
         writes = safe_writes(stack, since=t_term)
         assert writes and writes[-1]["values"][0] == HEATER_SAFE_RAW
         assert stack.plc.control.state()["outputs"]["heater_power"] == 0
+
+
+def test_a_plc_whose_watchdog_is_misconfigured_keeps_the_plant_safe() -> None:
+    # the PLC's communication watchdog is set to 500 ms, the profile expects 1000 ms
+    with Stack(profile_text=profile(), plc_args=("--watchdog-ms", "500")) as stack:
+        t0 = stack.wait_state("starting")
+        time.sleep(3.0)
+        assert set(states_since(stack, t0)) == {"starting"}
+        assert "watchdog timeout is 500 ms, profile expects 1000 ms" in stack.agent_stderr()
+        writes = safe_writes(stack, since=0.0)
+        assert writes, "the safe start is written"
+        assert all(w["values"][:2] == [HEATER_SAFE_RAW, COOLING_SAFE_RAW] for w in writes), \
+            "nothing but the safe values"
