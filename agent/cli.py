@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import agent
+from agent import auditcmd, certscmd, configcmd, keyscmd
 from agent.errors import ProfileError
 from agent.profile.load import load_profile, with_connection
 from agent.profile.model import Profile, RtuLink, TcpLink
@@ -126,6 +127,19 @@ def run_options(parser: argparse.ArgumentParser) -> None:
                              "or $STATE_DIRECTORY under systemd)")
 
 
+def demo(args: argparse.Namespace) -> int:
+    """Run the whole chain of defence against the simulated plant, with figures (no hardware)."""
+    from sim.demo import cli as demo_cli  # noqa: PLC0415 - lazy: the sim only when demoing
+
+    return demo_cli.main(args)
+
+
+def demo_options(parser: argparse.ArgumentParser) -> None:
+    from sim.demo import cli as demo_cli  # noqa: PLC0415
+
+    demo_cli.add_options(parser)
+
+
 # --- registry ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -146,6 +160,11 @@ COMMANDS: tuple[Command, ...] = (
     Command("check", check, (profile_options,)),
     Command("read", read, (profile_options, json_option)),
     Command("run", run, (profile_options, run_options)),
+    Command("demo", demo, (demo_options,)),
+    Command("keys", keyscmd.main, (keyscmd.options,)),
+    Command("config", configcmd.main, (configcmd.options,)),
+    Command("audit", auditcmd.main, (auditcmd.options,)),
+    Command("certs", certscmd.main, (certscmd.options,)),
 )
 
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -191,6 +192,12 @@ def test_config_push_scenarios_are_skipped_not_passed(profile: Any) -> None:
     for name in ("promote-active", "forged-config"):
         got = run_scenario(name, ctx)
         assert isinstance(got, Skipped) and "later issue" in got.reason
+
+
+def test_python_hang_is_skipped_without_the_fault_injection_hook(profile: Any) -> None:
+    stack = types.SimpleNamespace(agent_env={})  # the agent was started without the hook
+    got = run_scenario("python-hang", DemoContext(stack, profile, lambda _t: None))  # type: ignore[arg-type]
+    assert isinstance(got, Skipped) and "TWINGUARD_FAULT_INJECTION" in got.reason
 
 
 def test_catches_signal_reads_the_process_table() -> None:

@@ -1,8 +1,10 @@
 """``twinguard demo``: run the scenarios against the simulated plant and show the figures.
 
-Registered in ``agent/cli.py`` as ``Command("demo", demo, (demo_options,))`` where the
-handler imports this module lazily. This module imports only argparse at the top, so
-adding the options costs nothing for the other commands.
+Registered in ``agent/cli.py`` as ``Command("demo", demo, (demo_options,))``, with a
+handler ``demo(args)`` that calls :func:`main` and an option adder ``demo_options(parser)``
+that calls :func:`add_options`. This module imports only argparse at the top (the
+simulated plant is imported inside :func:`main`), so the options cost the other commands
+nothing.
 
 Output: the live view (or plain lines with ``--no-live`` / when stdout is not a TTY), then a
 table of the scenarios with their reaction measured at the sim PLC, and the path of the
