@@ -18,6 +18,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import agent
 from agent import auditcmd, certscmd, configcmd, keyscmd
@@ -140,6 +141,26 @@ def demo_options(parser: argparse.ArgumentParser) -> None:
     demo_cli.add_options(parser)
 
 
+def status(args: argparse.Namespace) -> int:
+    """Show the running agent's state, votes, counters and recent events."""
+    from agent import statuscmd  # noqa: PLC0415 - lazy: rich only when showing status
+
+    return statuscmd.status_main(args)
+
+
+def ack(args: argparse.Namespace) -> int:
+    """Acknowledge a latched FAILSAFE (the console equivalent of the reset button)."""
+    from agent import statuscmd  # noqa: PLC0415 - lazy, as status
+
+    return statuscmd.ack_main(args)
+
+
+def state_dir_option(parser: argparse.ArgumentParser) -> None:
+    """``--state-dir D``: where the running agent's status socket is (see agent.statuscmd)."""
+    parser.add_argument("--state-dir", type=Path, default=None, metavar="D",
+                        help="the agent's state directory (default as `twinguard run`)")
+
+
 # --- registry ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -165,6 +186,8 @@ COMMANDS: tuple[Command, ...] = (
     Command("config", configcmd.main, (configcmd.options,)),
     Command("audit", auditcmd.main, (auditcmd.options,)),
     Command("certs", certscmd.main, (certscmd.options,)),
+    Command("status", status, (state_dir_option, json_option)),
+    Command("ack", ack, (state_dir_option,)),
 )
 
 

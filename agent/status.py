@@ -1,0 +1,648 @@
+"""The local status socket: what ``twinguard status`` shows and where ``twinguard ack`` lands.
+
+The agent listens on nothing but this Unix socket, ``<state_dir>/twinguard.sock``. File
+permissions are the access control: the state directory is 0750 and the socket 0660, so
+only the agent's user and members of its group can connect; anyone else's ``connect()``
+fails with EACCES before the agent reads a byte. The socket is bound inside a private
+0700 directory, chmod-ed to 0660 and then renamed into place, so it is never reachable
+with wider permissions (no process-wide umask change, no window).
+
+Wire: one request per connection, each message one line of UTF-8 JSON ending in ``\\n``::
+
+    client                                        agent
+      {"cmd": "status"}                      ──▶
+                                             ◀──  StatusSnapshot.to_dict()
+      {"cmd": "ack", "source": "console"}    ──▶
+                                             ◀──  {"accepted": true|false, "reason": "..."}
+      anything else (bad JSON, unknown cmd,  ──▶
+      unknown key, too long, too slow)       ◀──  {"error": "..."}
+    then the agent closes the connection.
+
+Limits: a request line of at most :data:`MAX_REQUEST_BYTES`, sent within
+:data:`REQUEST_TIMEOUT_S`; at most :data:`MAX_CLIENTS` connections at once (more are told
+"busy"). Every bad request is answered with an error, counted (:class:`SocketStatus`) and
+logged; nothing a client sends can raise out of the server or stop the agent's loop.
+
+Ack audit: the peer's credentials (SO_PEERCRED: pid, uid, gid) are read for every
+connection; an ack is logged at WARNING with them and passed to the ``ack`` callable as
+``who`` (``"pid=123 uid=0(root) gid=0(root)"``) for the audit log.
+
+The ``snapshot`` callable runs on the agent's loop and must be cheap (no I/O);
+:func:`build_snapshot` makes one from the controller and the adapters' counters. The
+snapshot model is frozen data; :meth:`StatusSnapshot.to_dict` and :func:`snapshot_from_dict`
+are exact inverses (non-finite floats travel as null: JSON has no NaN).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import grp
+import json
+import logging
+import math
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import struct
+import tempfile
+import types
+import typing
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import agent
+from agent.errors import ProtocolError, TwinguardError
+from agent.profile.model import RecoveryPolicy
+from agent.safety import State
+
+if TYPE_CHECKING:
+    from agent.controller import Controller, Decision
+    from agent.heartbeat import LinkEvent
+    from agent.modbus.client import ClientStats
+    from agent.safety import Transition
+    from agent.spool.records import Backlog
+    from firmware_bridge.results import WatchdogStats
+
+log = logging.getLogger(__name__)
+
+SOCKET_NAME = "twinguard.sock"
+SCHEMA = 1  # bumped when a field changes meaning or goes away (adding one does not)
+EVENTS_KEPT = 50
+MAX_REQUEST_BYTES = 1024
+REQUEST_TIMEOUT_S = 2.0
+MAX_CLIENTS = 8
+MAX_PATH_BYTES = 107  # sun_path is 108 bytes on Linux, with its NUL
+DIR_MODE = 0o750
+SOCKET_MODE = 0o660
+_SOURCE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+AckHandler = Callable[[str, str], Awaitable[tuple[bool, str]]]
+
+
+def socket_path(state_dir: Path) -> Path:
+    """Where the agent with state directory ``state_dir`` listens."""
+    return state_dir / SOCKET_NAME
+
+
+class StatusSocketError(TwinguardError, OSError):
+    """The status socket cannot be set up (path too long, permissions, a file in the way)."""
+
+
+class StatusSocketInUse(StatusSocketError):
+    """Another agent answers on the socket: two agents must never share one state dir."""
+
+
+# --- the snapshot model --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExcludedChannel:
+    channel: str
+    reason: str  # ExclusionReason.value, e.g. "out of range"
+    detail: str
+
+
+@dataclass(frozen=True)
+class VoteStatus:
+    group: str
+    value: float | None
+    quality: str  # Quality.value
+    used: tuple[str, ...]
+    excluded: tuple[ExcludedChannel, ...]
+    reason: str  # why DEGRADED or BAD; empty when GOOD
+    age_s: float  # since the vote was taken
+
+
+@dataclass(frozen=True)
+class TripStatus:
+    name: str
+    group: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class OutputStatus:
+    name: str
+    value: float | None  # last value the PLC acknowledged; None: never written
+
+
+@dataclass(frozen=True)
+class TwinStatus:
+    state: str  # LinkState.value
+    cause: str
+    connected: bool | None  # TLS link up; None when no twin is configured
+    epoch: int | None
+    last_seen_age_s: float | None
+    accepted: int
+    duplicates: int
+    out_of_order: int
+    stale_epoch: int
+    unhealthy: int
+
+
+@dataclass(frozen=True)
+class PlcStatus:
+    reachable: bool  # answered this tick
+    watchdog_ok: bool  # PLC communication watchdog read back as configured
+    connected: bool
+    requests: int
+    errors: int
+    timeouts: int
+    exception_replies: int
+    reconnects: int
+    disconnects: int
+    skipped: int
+    backed_off_units: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LoopStatus:
+    ticks: int
+    overruns: int
+    faults: int
+    worst_tick_s: float
+    safe_writes: int
+    write_failures: int
+    io_budget_overruns: int
+
+
+@dataclass(frozen=True)
+class WatchdogStatus:
+    kind: str  # "native" or "python"
+    armed: bool
+    fired: bool
+    kicks: int
+    fires: int
+    feeds: int
+    feed_errors: int
+    worst_lateness_ms: float
+    last_lateness_ms: float
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    bytes: int
+
+
+@dataclass(frozen=True)
+class SocketStatus:
+    """The status server's own counters (filled in by :class:`StatusServer`)."""
+
+    connections: int = 0
+    status_requests: int = 0
+    acks: int = 0
+    bad_requests: int = 0
+    busy: int = 0
+    errors: int = 0  # the snapshot or ack callable raised (a bug; logged)
+
+
+@dataclass(frozen=True)
+class EventEntry:
+    wall: float  # Unix time
+    kind: str  # "transition", "link", "ack", ... (free text, short)
+    text: str
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """Everything ``twinguard status`` shows, as of ``wall`` (Unix time)."""
+
+    schema: int
+    version: str
+    pid: int
+    wall: float
+    uptime_s: float
+    profile: str
+    state: str  # State.value
+    mode: str  # Mode.value
+    cause: str
+    waiting_for_ack: bool
+    holdoff_left_s: float | None
+    twin: TwinStatus
+    votes: tuple[VoteStatus, ...]
+    trips: tuple[TripStatus, ...]
+    outputs: tuple[OutputStatus, ...]
+    plc: PlcStatus
+    loop: LoopStatus
+    watchdog: WatchdogStatus | None  # None: no watchdog armed
+    spool: SpoolStatus | None  # None: no telemetry spool (no twin configured)
+    config_version: int
+    events: tuple[EventEntry, ...]
+    socket: SocketStatus = field(default_factory=SocketStatus)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (lists for tuples, null for non-finite floats)."""
+        result: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return result
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+
+
+def snapshot_from_dict(data: object) -> StatusSnapshot:
+    """The inverse of :meth:`StatusSnapshot.to_dict`; unknown keys are ignored.
+
+    Raises ``ProtocolError`` naming the first bad key for a reply that is not a snapshot of
+    this :data:`SCHEMA`.
+    """
+    if not isinstance(data, dict):
+        raise ProtocolError("status reply: not a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise ProtocolError(f"status reply: schema {data.get('schema')!r}, this client "
+                            f"reads schema {SCHEMA} (agent and client versions differ)")
+    snap: StatusSnapshot = _decode(StatusSnapshot, data, "status")
+    return snap
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _decode(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _decode(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
+        item = typing.get_args(tp)[0]
+        return tuple(_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{where}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ProtocolError(f"{where}.{f.name}: missing")
+        return tp(**kwargs)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        raise TypeError(f"{where}: no decoder for {tp!r} (a bug in the snapshot model)")
+    if not ok:
+        raise ProtocolError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
+    return float(value) if tp is float else value
+
+
+# --- building a snapshot ---------------------------------------------------------------------
+
+class EventRing:
+    """The last ``size`` transitions and events, with wall time, for ``twinguard status``."""
+
+    def __init__(self, size: int = EVENTS_KEPT) -> None:
+        self._ring: deque[EventEntry] = deque(maxlen=size)
+
+    def add(self, wall: float, kind: str, text: str) -> None:
+        self._ring.append(EventEntry(wall, kind, text))
+
+    def transition(self, tr: Transition, wall: float) -> None:
+        self.add(wall, "transition",
+                 f"{tr.old.name} -> {tr.new.name} on {tr.event.name}: {tr.cause}")
+
+    def link(self, ev: LinkEvent, wall: float) -> None:
+        self.add(wall, "link", f"twin {ev.old.name} -> {ev.new.name}: {ev.cause}")
+
+    def decision(self, decision: Decision, wall: float) -> None:
+        """Record a controller decision's link events and transitions, in that order."""
+        for ev in decision.link_events:
+            self.link(ev, wall)
+        for tr in decision.transitions:
+            self.transition(tr, wall)
+
+    def entries(self) -> tuple[EventEntry, ...]:
+        return tuple(self._ring)
+
+
+class LoopCounters(Protocol):
+    """What the runtime counts about its loop (``agent.runtime.RuntimeStats`` has these)."""
+
+    @property
+    def ticks(self) -> int: ...
+    @property
+    def overruns(self) -> int: ...
+    @property
+    def faults(self) -> int: ...
+    @property
+    def worst_tick_s(self) -> float: ...
+    @property
+    def safe_writes(self) -> int: ...
+    @property
+    def write_failures(self) -> int: ...
+    @property
+    def io_budget_overruns(self) -> int: ...
+
+
+def build_snapshot(
+    controller: Controller, *, now: float, wall: float, started: float,
+    plc: ClientStats, loop: LoopCounters, watchdog: WatchdogStats | None,
+    watchdog_kind: str, backlog: Backlog | None, config_version: int, events: EventRing,
+    twin_connected: bool | None,
+) -> StatusSnapshot:
+    """A snapshot from the controller and the adapters' counters (pure: no I/O, no clock).
+
+    ``now`` and ``started`` are monotonic seconds (the loop's clock), ``wall`` Unix time.
+    """
+    machine, monitor = controller.machine, controller.monitor
+    deadline = machine.holdoff_deadline()
+    counters = monitor.counters
+    last_seen = monitor.last_seen
+    votes = tuple(
+        VoteStatus(v.group, v.value, v.quality.value, v.used,
+                   tuple(ExcludedChannel(e.channel, e.reason.value, e.detail)
+                         for e in v.excluded),
+                   v.reason, max(0.0, now - v.t))
+        for v in controller.votes.values())
+    wd = None
+    if watchdog is not None:
+        wd = WatchdogStatus(
+            watchdog_kind, watchdog["armed"], watchdog["fired"], watchdog["kicks"],
+            watchdog["fires"], watchdog["feeds"], watchdog["feed_errors"],
+            watchdog["worst_lateness_ns"] / 1e6, watchdog["last_lateness_ns"] / 1e6)
+    return StatusSnapshot(
+        schema=SCHEMA, version=agent.__version__, pid=os.getpid(), wall=wall,
+        uptime_s=max(0.0, now - started), profile=controller.profile.source,
+        state=machine.state.value, mode=machine.mode.value, cause=machine.cause,
+        waiting_for_ack=(machine.state is State.RECOVERING
+                         and controller.profile.recovery.policy is RecoveryPolicy.MANUAL),
+        holdoff_left_s=None if deadline is None else max(0.0, deadline - now),
+        twin=TwinStatus(
+            monitor.state.value, controller.health().twin_cause, twin_connected,
+            monitor.epoch, None if last_seen is None else max(0.0, now - last_seen),
+            counters.accepted, counters.duplicates, counters.out_of_order,
+            counters.stale_epoch, counters.unhealthy),
+        votes=votes,
+        trips=tuple(TripStatus(t.name, t.group, t.cause) for t in controller.trips),
+        outputs=tuple(OutputStatus(o.name, controller.last_written.get(o.name))
+                      for o in controller.profile.outputs),
+        plc=PlcStatus(
+            controller.plc_reachable, controller.plc_watchdog_ok, plc.connected, plc.requests,
+            plc.errors, plc.timeouts, plc.exception_replies, plc.reconnects,
+            plc.disconnects, plc.skipped, plc.backed_off_units),
+        loop=LoopStatus(loop.ticks, loop.overruns, loop.faults, loop.worst_tick_s,
+                        loop.safe_writes, loop.write_failures, loop.io_budget_overruns),
+        watchdog=wd,
+        spool=None if backlog is None else SpoolStatus(
+            backlog.count, backlog.first_seq, backlog.last_seq, backlog.bytes),
+        config_version=config_version,
+        events=events.entries(),
+    )
+
+
+# --- the server ------------------------------------------------------------------------------
+
+def peer_credentials(sock: Any) -> tuple[int, int, int] | None:
+    """(pid, uid, gid) of the process at the other end of a Unix socket, or None."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    pid, uid, gid = struct.unpack("3i", raw)
+    return pid, uid, gid
+
+
+def describe_peer(creds: tuple[int, int, int] | None) -> str:
+    """``pid=123 uid=0(root) gid=0(root)`` (names where the system knows them)."""
+    if creds is None:
+        return "peer unknown"
+    pid, uid, gid = creds
+    try:
+        user = f"({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        user = ""
+    try:
+        group = f"({grp.getgrgid(gid).gr_name})"
+    except KeyError:
+        group = ""
+    return f"pid={pid} uid={uid}{user} gid={gid}{group}"
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class StatusServer:
+    """The asyncio Unix-socket server; see the module docstring for the protocol.
+
+    ``snapshot()`` returns the current :class:`StatusSnapshot` (cheap, no I/O);
+    ``ack(source, who)`` performs an operator reset and returns ``(accepted, reason)``;
+    it must finish promptly (it runs while the client waits). Exceptions from either are
+    a bug: logged, counted in ``errors`` and answered with an error, never propagated.
+    """
+
+    def __init__(self, path: Path, snapshot: Callable[[], StatusSnapshot], ack: AckHandler,
+                 *, max_clients: int = MAX_CLIENTS,
+                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+        self.path = Path(path)
+        self._snapshot = snapshot
+        self._ack = ack
+        self._max_clients = max_clients
+        self._timeout = request_timeout_s
+        self._server: asyncio.Server | None = None
+        self._inode: int | None = None
+        self._active = 0
+        self._counts = dict.fromkeys(
+            (f.name for f in dataclasses.fields(SocketStatus)), 0)
+
+    @property
+    def stats(self) -> SocketStatus:
+        return SocketStatus(**self._counts)
+
+    async def __aenter__(self) -> StatusServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Create the directory (0750) and the socket (0660) and start serving.
+
+        Raises :class:`StatusSocketInUse` if another agent answers on the socket, and
+        :class:`StatusSocketError` if the path exists and is not a socket or the OS refuses
+        (path too long, permissions). A stale socket (nothing listening) is replaced.
+        """
+        if len(os.fsencode(self.path)) > MAX_PATH_BYTES:
+            raise StatusSocketError(
+                f"{self.path}: socket path too long (max {MAX_PATH_BYTES} bytes)")
+        try:
+            _prepare_dir(self.path.parent)
+            await self._refuse_if_live()
+            sock = _bind_private(self.path)
+            self._inode = os.stat(self.path).st_ino
+            self._server = await asyncio.start_unix_server(
+                self._serve, sock=sock, limit=MAX_REQUEST_BYTES)
+        except StatusSocketError:
+            raise
+        except OSError as exc:
+            raise StatusSocketError(f"{self.path}: cannot serve status: {exc}") from exc
+        log.info("status socket listening on %s", self.path)
+
+    async def close(self) -> None:
+        """Stop serving and remove the socket file (only if it is still ours)."""
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        with contextlib.suppress(OSError):
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+        self._inode = None
+
+    async def _refuse_if_live(self) -> None:
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISSOCK(st.st_mode):
+            raise StatusSocketError(f"{self.path}: exists and is not a socket; not touching it")
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_unix_connection(self.path), 1.0)
+        except (OSError, TimeoutError):
+            log.info("removing stale status socket %s", self.path)
+            return
+        writer.close()
+        raise StatusSocketInUse(f"{self.path}: another agent is serving status here")
+
+    def _count(self, name: str) -> None:
+        self._counts[name] += 1
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._count("connections")
+        self._active += 1
+        who = describe_peer(peer_credentials(writer.get_extra_info("socket")))
+        try:
+            if self._active > self._max_clients:
+                self._count("busy")
+                log.warning("status socket: busy, refusing %s", who)
+                reply: Mapping[str, Any] = {"error": "busy: too many status clients"}
+            else:
+                reply = await self._answer(reader, who)
+            try:
+                data = json.dumps(reply, allow_nan=False).encode() + b"\n"
+            except (TypeError, ValueError):  # a provider bug: a value JSON cannot carry
+                self._count("errors")
+                log.exception("status socket: reply for %s is not JSON", who)
+                data = b'{"error": "internal error in the agent (see its log)"}\n'
+            writer.write(data)
+            await asyncio.wait_for(writer.drain(), self._timeout)
+        except (ConnectionError, TimeoutError) as exc:
+            log.info("status socket: client %s went away: %r", who, exc)
+        finally:
+            self._active -= 1
+            writer.close()
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.wait_for(writer.wait_closed(), self._timeout)
+
+    async def _answer(self, reader: asyncio.StreamReader, who: str) -> Mapping[str, Any]:
+        try:
+            request = await self._read_request(reader)
+        except _BadRequest as exc:
+            self._count("bad_requests")
+            log.warning("status socket: bad request from %s: %s", who, exc)
+            return {"error": str(exc)}
+        try:
+            if request.get("cmd") == "status":
+                self._count("status_requests")
+                snap = dataclasses.replace(self._snapshot(), socket=self.stats)
+                return snap.to_dict()
+            self._count("acks")
+            source = str(request["source"])
+            log.info("ack from %s by %s: asking the agent", source, who)
+            accepted, reason = await self._ack(source, who)
+        except Exception:  # a bug in a callable must not take the agent down
+            self._count("errors")
+            log.exception("status socket: %s request from %s failed", request.get("cmd"), who)
+            return {"error": "internal error in the agent (see its log)"}
+        log.warning("ack from %s by %s: %s (%s)", source, who,
+                    "accepted" if accepted else "refused", reason)
+        return {"accepted": bool(accepted), "reason": str(reason)}
+
+    async def _read_request(self, reader: asyncio.StreamReader) -> dict[str, Any]:
+        """One request line, checked; raises _BadRequest with the reply's text."""
+        try:
+            line = await asyncio.wait_for(reader.readline(), self._timeout)
+        except TimeoutError:
+            raise _BadRequest(f"no request within {self._timeout:g} s") from None
+        except ValueError:  # asyncio's LimitOverrunError, re-raised by readline
+            raise _BadRequest(f"request longer than {MAX_REQUEST_BYTES} bytes") from None
+        if not line.strip():
+            raise _BadRequest("empty request")
+        try:
+            request = json.loads(line)
+        except (ValueError, RecursionError):
+            raise _BadRequest("request is not UTF-8 JSON") from None
+        if not isinstance(request, dict):
+            raise _BadRequest("request must be a JSON object")
+        cmd = request.get("cmd")
+        allowed = {"status": {"cmd"}, "ack": {"cmd", "source"}}.get(cmd) if isinstance(
+            cmd, str) else None
+        if allowed is None:
+            raise _BadRequest(f"unknown cmd {cmd!r}: expected 'status' or 'ack'")
+        extra = sorted(set(request) - allowed)
+        if extra:
+            raise _BadRequest(f"unknown key(s) for {cmd}: {', '.join(extra)}")
+        if cmd == "ack":
+            source = request.get("source")
+            if not isinstance(source, str) or not _SOURCE.fullmatch(source):
+                raise _BadRequest("ack needs 'source': lower-case name, up to 32 characters")
+        return request
+
+
+def _prepare_dir(directory: Path) -> None:
+    """Make the state directory 0750 if it is ours (and not a shared sticky directory)."""
+    directory.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+    st = directory.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if st.st_uid == os.geteuid() and not mode & stat.S_ISVTX:
+        if mode & 0o027:
+            os.chmod(directory, mode & ~0o027)
+            log.warning("state directory %s was %03o, now %03o", directory, mode, mode & ~0o027)
+    elif mode & 0o007:
+        log.warning("state directory %s is open to others (%03o); the socket's 0660 is the "
+                    "only guard", directory, mode)
+
+
+def _bind_private(path: Path) -> socket.socket:
+    """A socket bound at ``path`` with mode 0660, never reachable with wider permissions:
+    bound in a fresh 0700 directory, chmod-ed, then renamed into place."""
+    private = tempfile.mkdtemp(prefix=".s", dir=path.parent)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            tmp = os.path.join(private, "s")
+            sock.bind(tmp)
+            os.chmod(tmp, SOCKET_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            sock.close()
+            raise
+    finally:
+        shutil.rmtree(private, ignore_errors=True)
+    return sock
