@@ -39,7 +39,8 @@ from typing import Any
 
 from agent.configstore import atomic_write
 
-__all__ = ["GENESIS", "AuditKind", "AuditLog", "AuditRecord", "Verification", "format_record"]
+__all__ = ["GENESIS", "AuditKind", "AuditLog", "AuditRecord", "Verification", "format_record",
+           "transition_record"]
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ class AuditLog:
         for row in cur:
             yield AuditRecord(*row)
 
-    def _head(self) -> tuple[int, str] | None | str:
+    def _head(self) -> tuple[int, str] | str | None:
         try:
             text = self.head_path.read_text(encoding="ascii").split()
         except FileNotFoundError:
@@ -203,3 +204,13 @@ class AuditLog:
             elif hashes[seq] != digest:
                 problems.append(f"record {seq}: hash differs from the head anchor")
         return Verification(not problems, count, tuple(problems))
+
+
+def transition_record(old: str, new: str, event: str,
+                      cause: str) -> tuple[AuditKind, dict[str, Any]]:
+    """The audit record for a safety state transition (states as their enum values):
+    entering ``failsafe`` and leaving it are records of their own, with the cause."""
+    kind = (AuditKind.FAILSAFE_ENTER if new == "failsafe" and old != "failsafe"
+            else AuditKind.FAILSAFE_EXIT if old == "failsafe" and new != "failsafe"
+            else AuditKind.TRANSITION)
+    return kind, {"old": old, "new": new, "event": event, "cause": cause}

@@ -15,6 +15,11 @@ ahead (no burst of catch-up ticks). An exception inside a tick is a FAULT: logge
 set is written, the loop goes on. SIGTERM/SIGINT stop cleanly: the safe set is written, the
 twin link and the PLC connection closed.
 
+Twin recommendations are validated on arrival (``Controller.on_recommend``) and answered;
+in shadow mode the outputs are read after a complete tick while some are live, to log what
+would have been written. Telemetry (``agent.telemetry_feed``) only queues records on the
+loop; committing and sending run in a writer thread and the pump task.
+
 At start, before anything else: connect, write the safe set, read the PLC's communication
 watchdog configuration back; the state machine does not leave STARTING until the PLC is
 reachable, its watchdog verified and the twin seen.
@@ -41,9 +46,9 @@ from agent.guard import NativeGuard, exit_code_from_env
 from agent.modbus.client import PlcClient
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
-from agent.twin.link import TwinLink, TwinLinkSettings
 from agent.safety import Mode
 from agent.telemetry_feed import TelemetryFeed
+from agent.twin.link import TwinLink, TwinLinkSettings
 from agent.twin.messages import Ack, Bye, Heartbeat, Message, Recommend, RecommendResult, Status
 from firmware_bridge import WatchdogAPI, load_watchdog
 

@@ -16,6 +16,7 @@ import importlib.resources
 import os
 import select
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -118,12 +119,13 @@ class Proc:
 class SimTwinProcess:
     """``python -m sim twin`` on a free loopback port with a control channel."""
 
-    def __init__(self, workdir: Path, pki_dir: Path, *, rate_hz: float = 10.0) -> None:
+    def __init__(self, workdir: Path, pki_dir: Path, *, rate_hz: float = 10.0,
+                 extra_args: Sequence[str] = ()) -> None:
         self.control_path = workdir / "twin.sock"
         self.proc = Proc(
             [sys.executable, "-m", "sim", "twin", "--listen", "127.0.0.1:0", "--pki",
              str(pki_dir), "--rate", str(rate_hz), "--control", str(self.control_path),
-             "--device-id", DEVICE_ID],
+             "--device-id", DEVICE_ID, *extra_args],
             workdir / "twin.stderr", ready=True)
         listen = next(w for w in self.proc.ready_line.split() if w.startswith("listen="))
         self.port = int(listen.rpartition(":")[2])
@@ -143,13 +145,16 @@ class Stack:
     """Sim PLC + sim twin + agent, each a real process; see the module docstring.
 
     ``profile_text`` replaces the sim-tank profile (written to the workdir) so tests can
-    tighten timings; ``mode`` is the agent configuration's control authority.
+    tighten timings; ``mode`` is the agent configuration's control authority;
+    ``config_extra`` is TOML appended to the agent configuration (``[telemetry]``,
+    ``[spool]``, ``[recommendations]`` ...); ``twin_args`` go to ``python -m sim twin``.
     """
 
     def __init__(self, *, profile_text: str | None = None, mode: str = "shadow",
                  twin_rate_hz: float = 10.0, agent_env: dict[str, str] | None = None,
                  start_agent: bool = True, workdir: Path | None = None,
-                 plc_args: tuple[str, ...] = ()) -> None:
+                 plc_args: tuple[str, ...] = (), config_extra: str = "",
+                 twin_args: tuple[str, ...] = ()) -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="twinguard-stack-")
         self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -161,10 +166,12 @@ class Stack:
         self.state_dir = self.workdir / "state"
         self.agent_env = agent_env or {}
         self.mode = mode
+        self.config_extra = config_extra
         (self.workdir / "plc").mkdir(exist_ok=True)
         self.plc = SimPlcProcess(str(self.profile_path), workdir=self.workdir / "plc",
                                  extra_args=plc_args)
-        self.twin = SimTwinProcess(self.workdir, self.workdir / "pki", rate_hz=twin_rate_hz)
+        self.twin = SimTwinProcess(self.workdir, self.workdir / "pki", rate_hz=twin_rate_hz,
+                                   extra_args=twin_args)
         self.config_path = self.workdir / "agent.toml"
         self.write_config()
         self.agent: Proc | None = None
@@ -182,7 +189,8 @@ class Stack:
         lines = [f'device_id = "{DEVICE_ID}"', f'mode = "{self.mode}"', "", "[twin]"]
         lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}"
                   for k, v in twin.items()]
-        self.config_path.write_text("\n".join(lines).replace("'", '"') + "\n")
+        text = "\n".join(lines).replace("'", '"') + "\n"
+        self.config_path.write_text(text + ("\n" + self.config_extra if self.config_extra else ""))
 
     def start_agent(self) -> Proc:
         """Start ``python -m agent run`` against the sim PLC and sim twin."""
@@ -236,3 +244,22 @@ def output_writes(log: list[dict[str, Any]], output: str, since: float = 0.0,
     """Write-log records that wrote ``output`` at or after ``since``."""
     return [r for r in log if output in r.get("names", ()) and r["t"] >= since
             and r.get("source") == source and r.get("accepted", True)]
+
+
+def recommend_script(items: Sequence[tuple[float, str, float, float]]) -> dict[str, Any]:
+    """A sim-twin ``script`` request from ``(at_s, output, value, valid_s)`` tuples."""
+    return {"cmd": "script", "items": [
+        {"at_s": at, "output": out, "value": value, "valid_s": valid}
+        for at, out, value, valid in items]}
+
+
+def spool_seqs(state_dir: Path) -> list[int]:
+    """Seqs held in the agent's telemetry spool file (only read; the agent may be dead)."""
+    path = state_dir / "telemetry.sqlite"
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(str(path), timeout=5.0)
+    try:
+        return [int(r[0]) for r in conn.execute("SELECT seq FROM records ORDER BY seq")]
+    finally:
+        conn.close()

@@ -184,4 +184,21 @@ def test_safety_change_in_shadow_is_fine() -> None:
 
 
 def test_device_constant() -> None:
-    assert DEVICE == current().config.device_id
+    assert current().config.device_id == DEVICE
+
+
+def test_every_reason_can_go_on_the_wire() -> None:
+    from agent.twin.messages import (
+        CONFIG_REASONS,
+        ConfigPush,
+        ConfigResult,
+        decode_agent,
+        decode_twin,
+        to_wire,
+    )
+
+    assert {r.value for r in Reason} <= set(CONFIG_REASONS)
+    data = KIT.bundle(KIT.config(), 4, ("op1",))
+    assert decode_twin(to_wire(ConfigPush(data))) == ConfigPush(data)
+    result = ConfigResult(4, False, "replay", "version 4 was already applied")
+    assert decode_agent(to_wire(result)) == result

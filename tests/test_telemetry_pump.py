@@ -99,7 +99,7 @@ def test_outage_backlog_delivered_in_order_after_reconnect(pki: PkiPaths,
 
 def test_without_acks_everything_is_kept_and_resent_after_restart(pki: PkiPaths,
                                                                   tmp_path: Path) -> None:
-    twin, pump, n = asyncio.run(_run(pki, tmp_path, outage_s=0.5, ack_on=False))
+    twin, _pump, n = asyncio.run(_run(pki, tmp_path, outage_s=0.5, ack_on=False))
     assert len(numbered(twin)) == n
     assert twin.sink.duplicates > 0, "unacked records were resent after the reconnect"
     # nothing was acked: the spool file still holds every record for the next start

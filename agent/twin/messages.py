@@ -18,6 +18,8 @@ twin→agent ``ack``         Ack(upto)
 agent→twin ``recommend_result``  RecommendResult(id, accepted, reason, [detail])
 agent→twin ``resume``      Resume(after)
 agent→twin ``telemetry``   Telemetry(seq, prev, t_ms, historical, body)
+twin→agent ``config_push`` ConfigPush(bundle)
+agent→twin ``config_result``  ConfigResult(version, accepted, reason, [detail])
 =========  ==============  ==================================================
 
 Decoding is strict: an unknown type, an unknown or missing field, or a value of the wrong
@@ -25,7 +27,7 @@ type or out of range raises ``ProtocolError`` naming the type and the field. Int
 never booleans (``True`` is not a seq). A ``float`` field takes a msgpack float or int
 (never a bool) and lets NaN/inf through: *values* are judged by the receiver's validation
 (``agent.recommend``), which answers with a reason instead of closing the connection.
-Later issues add rows (config push) to the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN``.
+New message types are new rows in the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN``.
 """
 
 from __future__ import annotations
@@ -191,8 +193,46 @@ class Telemetry:
     body: bytes
 
 
-TwinMessage = TwinHello | Heartbeat | Bye | Recommend | Ack
-AgentMessage = AgentHello | Status | RecommendResult | Resume | Telemetry
+# --- configuration push (issue 6; PROTOCOL.md section 7.3) ------------------------------
+
+CONFIG_BUNDLE_MAX = 60 * 1024  # bytes of one bundle on the wire (the agent's own cap is lower)
+CONFIG_REASONS = (
+    # the push was accepted, then confirmed / reverted when its confirmation window closed
+    "accepted", "confirmed", "reverted",
+    # refusals (agent.configpush.Reason), the bundle could not be stored, or was not handled
+    "too_large", "malformed", "unsigned", "unknown_key", "bad_signature", "wrong_device",
+    "not_yet_valid", "expired", "replay", "rollback", "bad_toml", "invalid_config",
+    "role_not_allowed", "approvers_required", "safety_change_while_active", "store_failed",
+)
+
+
+@dataclass(frozen=True)
+class ConfigPush:
+    """Twin -> agent: a signed configuration bundle (``agent.bundle`` bytes) to evaluate.
+    Always answered with a :class:`ConfigResult`."""
+
+    T: ClassVar[str] = "config_push"
+    bundle: bytes
+
+
+@dataclass(frozen=True)
+class ConfigResult:
+    """Agent -> twin: what became of a pushed bundle (``reason`` one of CONFIG_REASONS).
+
+    ``version`` is the bundle's version (0 if it could not be decoded). An accepted bundle
+    gets ``accepted``, then ``confirmed`` (twin ALIVE again within the window) or
+    ``reverted`` (``accepted`` false: the agent went back to its last good configuration).
+    """
+
+    T: ClassVar[str] = "config_result"
+    version: int
+    accepted: bool
+    reason: str
+    detail: str | None = None
+
+
+TwinMessage = TwinHello | Heartbeat | Bye | Recommend | Ack | ConfigPush
+AgentMessage = AgentHello | Status | RecommendResult | Resume | Telemetry | ConfigResult
 Message = TwinMessage | AgentMessage
 
 MODES = ("shadow", "active")
@@ -238,13 +278,20 @@ SCHEMAS: dict[type[Any], tuple[Field, ...]] = {
         Field("historical", Kind.BOOL),
         Field("body", Kind.BIN, max_len=BODY_MAX),
     ),
+    ConfigPush: (Field("bundle", Kind.BIN, max_len=CONFIG_BUNDLE_MAX),),
+    ConfigResult: (
+        Field("version", Kind.U64),
+        Field("accepted", Kind.BOOL),
+        Field("reason", Kind.TEXT, choices=CONFIG_REASONS),
+        Field("detail", Kind.TEXT, optional=True),
+    ),
 }
 
 TWIN_TO_AGENT: dict[str, type[Any]] = {
-    c.T: c for c in (TwinHello, Heartbeat, Bye, Recommend, Ack)
+    c.T: c for c in (TwinHello, Heartbeat, Bye, Recommend, Ack, ConfigPush)
 }
 AGENT_TO_TWIN: dict[str, type[Any]] = {
-    c.T: c for c in (AgentHello, Status, RecommendResult, Resume, Telemetry)
+    c.T: c for c in (AgentHello, Status, RecommendResult, Resume, Telemetry, ConfigResult)
 }
 
 

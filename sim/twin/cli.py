@@ -1,5 +1,9 @@
 """``python -m sim twin --listen HOST:PORT --pki DIR [--rate HZ] [--control PATH]
-[--script FILE.json] [--ack-every N] [--no-ack]``.
+[--script FILE.json] [--ack-every N] [--no-ack] [--push BUNDLE]``.
+
+``--push BUNDLE`` sends that signed configuration bundle (``twinguard config sign``) once,
+to the first agent that connects, right after its hello; the agent's ``config_result``
+replies are in ``stats`` (``config_results``). The control command ``push`` sends another.
 
 Prints one line ``ready twin listen=HOST:PORT epoch=N control=PATH`` once serving, then
 runs until SIGINT/SIGTERM. If ``--pki DIR`` holds none of the demo PKI files they are
@@ -42,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="JSON file: a list of {at_s, output, value, valid_s[, id]}")
     p.add_argument("--ack-every", type=int, default=1, help="ack telemetry every N records")
     p.add_argument("--no-ack", action="store_true", help="never acknowledge telemetry")
+    p.add_argument("--push", type=Path, default=None, metavar="BUNDLE",
+                   help="push this signed config bundle to the first agent that connects")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -63,6 +69,8 @@ async def _serve(args: argparse.Namespace) -> None:
     host, port = args.listen
     twin = SimTwin.from_pki(paths, host=host, port=port, rate_hz=args.rate, twin_id=args.twin_id)
     twin.set_ack(max(1, args.ack_every), not args.no_ack)
+    if args.push is not None:
+        twin.push_on_hello = args.push.read_bytes()
     await twin.start()
     if args.script is not None:
         twin.script(json.loads(args.script.read_text()))

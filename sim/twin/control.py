@@ -149,6 +149,23 @@ def _telemetry(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     return twin.telemetry(bool(req.get("seqs", False)), bool(req.get("events", False)))
 
 
+def _push(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    """``{"cmd": "push", "path": BUNDLE_FILE}`` or ``{"cmd": "push", "hex": "..."}``."""
+    path, text = req.get("path"), req.get("hex")
+    if isinstance(path, str) and path:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    elif isinstance(text, str):
+        data = bytes.fromhex(text)
+    else:
+        raise ValueError("'path' (a bundle file) or 'hex' (its bytes) is required")
+    if not data:
+        raise ValueError("an empty bundle cannot be pushed")
+    return twin.push(data)
+
+
 COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
     "ping": _ping,
     "stats": _stats,
@@ -170,6 +187,7 @@ COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
     "script": _script,
     "model": _model,
     "telemetry": _telemetry,
+    "push": _push,
 }
 
 

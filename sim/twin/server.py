@@ -24,10 +24,12 @@ Faults (methods, also reachable through ``sim.twin.control``) apply to every con
 ``set_ack(every, on)`` ack telemetry every ``every`` records (``on=False``: never ack)
 ``recommend(...)``    send one recommendation now; ``script(items)`` sends them on a timeline
 ``model(...)``        a simple model: a P controller of the heater from the telemetry
+``push(bundle)``      send one ``config_push`` (signed bundle bytes) now
 ====================  ================================================================
 
 Telemetry (``resume``/``telemetry``) goes to a :class:`sim.twin.sink.Sink` (dedup, contiguous
-frontier, acks); ``recommend_result`` replies are kept in ``results``.
+frontier, acks); ``recommend_result`` replies are kept in ``results``, ``config_result``
+replies in ``config_results`` (both in ``stats()``).
 
 Every fresh heartbeat sent is recorded with ``time.monotonic()`` (``heartbeats``), so a
 benchmark in another process on the same host can compute "last heartbeat + timeout".
@@ -57,6 +59,8 @@ from agent.twin.messages import (
     Ack,
     AgentHello,
     Bye,
+    ConfigPush,
+    ConfigResult,
     Heartbeat,
     Recommend,
     RecommendResult,
@@ -219,6 +223,9 @@ class SimTwin:
         self.refused = 0
         self.vanished = 0
         self.results: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
+        self.pushes: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
+        self.config_results: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
+        self.push_on_hello: bytes | None = None  # pushed once, to the first agent that greets
         self.recommended: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
         self._rec_ids = itertools.count(1)
 
@@ -357,6 +364,16 @@ class SimTwin:
         self.recommended.append(sent)
         return sent
 
+    def push(self, bundle: bytes) -> dict[str, Any]:
+        """Send a ``config_push`` of ``bundle`` to every connection now (no size check
+        beyond the frame: the agent's refusals are what tests look at)."""
+        frame = encode(to_wire(ConfigPush(bundle)), self.max_frame)
+        for conn in self._conns.values():
+            conn.send(frame)
+        sent = {"t": time.monotonic(), "bytes": len(bundle), "connections": len(self._conns)}
+        self.pushes.append(sent)
+        return sent
+
     def script(self, items: list[dict[str, Any]]) -> int:
         """Send recommendations at ``at_s`` seconds from now; ValueError on a bad item."""
         plan = []
@@ -442,6 +459,8 @@ class SimTwin:
             "vanished": self.vanished,
             "recommended": list(self.recommended)[-last:] if last > 0 else [],
             "results": list(self.results)[-last:] if last > 0 else [],
+            "pushes": list(self.pushes)[-last:] if last > 0 else [],
+            "config_results": list(self.config_results)[-last:] if last > 0 else [],
         }
 
     # --- internals --------------------------------------------------------------------
@@ -549,6 +568,10 @@ class SimTwin:
                     raise ProtocolError(f"first agent message must be hello, got {msg.T!r}")
                 self.agent_hellos.append((now, conn.id, msg.device_id, msg.agent_version))
                 greeted = True
+                if self.push_on_hello is not None:
+                    bundle, self.push_on_hello = self.push_on_hello, None
+                    conn.send(encode(to_wire(ConfigPush(bundle)), self.max_frame))
+                    self.pushes.append({"t": now, "bytes": len(bundle), "connections": 1})
             elif isinstance(msg, Status):
                 self.statuses.append(ReceivedStatus(now, conn.id, msg.state, msg.mode, msg.seq))
             elif isinstance(msg, Telemetry):
@@ -560,6 +583,10 @@ class SimTwin:
             elif isinstance(msg, Resume):
                 self.sink.resume(conn.id, msg.after)
                 self._flush_ack(conn)
+            elif isinstance(msg, ConfigResult):
+                self.config_results.append({"t": now, "version": msg.version,
+                                            "accepted": msg.accepted, "reason": msg.reason,
+                                            "detail": msg.detail})
             elif isinstance(msg, RecommendResult):
                 self.results.append({"t": now, "id": msg.id, "accepted": msg.accepted,
                                      "reason": msg.reason, "detail": msg.detail})

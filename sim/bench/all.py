@@ -1,0 +1,111 @@
+"""``python -m sim.bench all [--quick] [--json]``: every benchmark, one JSON object.
+
+Runs, one after the other and each in a fresh interpreter (``python -m sim.bench NAME
+--json``, so one benchmark's memory, threads or event loop cannot colour the next)::
+
+    reaction_python   reaction --path python --trials T     (T = 20; --quick: 3)
+    reaction_native   reaction --path native --trials T
+    poll              poll --rounds R                       (R = 2000; --quick: 300)
+    footprint         footprint                             (--quick: 1 s settle, 2 s windows)
+    spool             spool --records N                     (N = 100000; --quick: 5000)
+
+and prints ``{"reaction_python": {...}, "reaction_native": {...}, "poll": {...},
+"footprint": {...}, "spool": {...}}``. A benchmark that fails (exit status, no JSON line)
+does not stop the others: its entry is ``{"error": "..."}`` with the tail of its stderr,
+and the exit status is 1. Each benchmark's progress goes to stderr as it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from typing import IO, Any
+
+TIMEOUT_S = 1800.0
+
+
+def plan(quick: bool, trials: int | None = None) -> dict[str, list[str]]:
+    """Name -> ``python -m sim.bench`` arguments for each benchmark of the suite."""
+    t = str(trials if trials is not None else (3 if quick else 20))
+    return {
+        "reaction_python": ["reaction", "--path", "python", "--trials", t],
+        "reaction_native": ["reaction", "--path", "native", "--trials", t],
+        "poll": ["poll", "--rounds", "300" if quick else "2000"],
+        "footprint": ["footprint", *(["--quick"] if quick else [])],
+        "spool": ["spool", *(["--records", "5000"] if quick else [])],
+    }
+
+
+def _relay(stream: IO[str], tail: deque[str]) -> None:
+    """Copy a child's stderr to ours line by line (live progress), keeping the last lines."""
+    for line in stream:
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        tail.append(line)
+
+
+def run_one(args: list[str], timeout_s: float = TIMEOUT_S) -> dict[str, Any]:
+    """Run one benchmark in a child interpreter; its JSON object, or ``{"error": ...}``."""
+    argv = [sys.executable, "-m", "sim.bench", *args, "--json"]
+    started = time.monotonic()
+    tail: deque[str] = deque(maxlen=30)
+    with subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+            argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None and proc.stdout is not None
+        relay = threading.Thread(target=_relay, args=(proc.stderr, tail), daemon=True)
+        relay.start()
+        killer = threading.Timer(timeout_s, proc.kill)  # a hung benchmark must not hang all
+        killer.start()
+        try:
+            stdout = proc.stdout.read()
+            proc.wait()
+        finally:
+            killer.cancel()
+        relay.join(5.0)
+    if time.monotonic() - started >= timeout_s:
+        return {"error": f"timed out after {timeout_s:g} s", "stderr": "".join(tail)[-2000:]}
+    lines = stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": f"exit status {proc.returncode}", "stderr": "".join(tail)[-2000:]}
+    try:
+        result = json.loads(lines[-1])
+    except json.JSONDecodeError as exc:
+        return {"error": f"no JSON on the last line of stdout: {exc}", "stdout": lines[-1][:500]}
+    if not isinstance(result, dict):
+        return {"error": "the last line of stdout is JSON but not an object"}
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    return result
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m sim.bench all", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="CI-sized run (about a minute)")
+    p.add_argument("--trials", type=int, default=None, help="reaction trials per path")
+    p.add_argument("--only", action="append", default=None, metavar="NAME",
+                   help="run only this entry (repeatable): " + ", ".join(plan(False)))
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    args = p.parse_args(argv)
+    if args.trials is not None and args.trials < 1:
+        p.error("--trials must be >= 1")
+    suite = plan(args.quick, args.trials)
+    unknown = set(args.only or ()) - set(suite)
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    results: dict[str, Any] = {}
+    for name, bench_args in suite.items():
+        if args.only and name not in args.only:
+            continue
+        print(f"== {name}: python -m sim.bench {' '.join(bench_args)}", file=sys.stderr,
+              flush=True)
+        results[name] = run_one(bench_args)
+    if args.json:
+        print(json.dumps(results, sort_keys=True))
+    else:
+        print(json.dumps(results, indent=2, sort_keys=True))
+    return 1 if any("error" in r for r in results.values()) else 0

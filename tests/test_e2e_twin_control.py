@@ -1,0 +1,209 @@
+"""Twin control end to end (issue 5), real processes: sim PLC + sim twin + `twinguard run`.
+
+Recommendations are scripted at the sim twin; what they did is read from the sim PLC's
+write log. Telemetry is checked at the sim twin's sink (every seq received, frontier,
+duplicates) and, after a kill -9, in the agent's spool file itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+import time
+from typing import Any
+
+import pytest
+
+from sim.stack import Stack, output_writes, recommend_script, sim_tank_text, spool_seqs, wait_for
+
+pytestmark = [pytest.mark.slow]
+
+HB_ADDRESS = 200  # plc_watchdog.heartbeat_address
+HEATER_RATE = 20.0  # %/s
+COOLING_RATE = 50.0
+RESOLUTION = 0.1  # one raw step (scale 0.1)
+JITTER_S = 0.015  # the agent limits by its tick times; the PLC logs arrival times
+
+
+def assert_rate_limited(values: list[tuple[float, float]], rate: float) -> None:
+    """Every step, and the ramp as a whole, within ``rate`` as the PLC saw it."""
+    for (t0, v0), (t1, v1) in itertools.pairwise(values):
+        assert abs(v1 - v0) <= rate * (t1 - t0 + JITTER_S) + RESOLUTION + 1e-6, (t0, v0, t1, v1)
+    for i in range(len(values)):  # and over longer windows, where jitter cannot add up
+        for j in range(i + 5, len(values)):
+            (t0, v0), (t1, v1) = values[i], values[j]
+            assert abs(v1 - v0) <= rate * (t1 - t0 + JITTER_S) + RESOLUTION + 1e-6
+
+
+def profile(holdoff_s: float = 0.5) -> str:
+    text = re.sub(r"(?m)^policy = .*$", 'policy = "auto"', sim_tank_text())
+    return re.sub(r"(?m)^holdoff_s = .*$", f"holdoff_s = {holdoff_s}", text)
+
+
+def results(stack: Stack) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in stack.twin.stats(last=1000)["results"]}
+
+
+def telemetry(stack: Stack, **flags: bool) -> dict[str, Any]:
+    return stack.twin.request({"cmd": "telemetry", **flags})
+
+
+def heater_values(stack: Stack, since: float) -> list[tuple[float, float]]:
+    """(t, engineering value) of every heater_power write since ``since``."""
+    return [(w["t"], w["values"][w["names"].index("heater_power")] * 0.1)
+            for w in output_writes(stack.plc.write_log(), "heater_power", since=since)]
+
+
+@pytest.mark.timeout(90)
+def test_shadow_mode_never_writes_a_recommendation() -> None:
+    items = [(0.2 * i, "heater_power" if i % 2 else "cooling_valve", float(10 + 7 * i % 90),
+              1.5) for i in range(40)]
+    with Stack(profile_text=profile()) as stack:
+        t_normal = stack.wait_state("normal")
+        assert stack.twin.request(recommend_script(items))["scheduled"] == 40
+        wait_for(lambda: len(results(stack)) >= 40, 20, "40 verdicts")
+        time.sleep(1.0)
+        verdicts = results(stack)
+        assert all(v["accepted"] and v["reason"] == "ok" for v in verdicts.values())
+        writes = [w for w in stack.plc.write_log() if w["t"] >= t_normal]
+        assert writes, "the PLC watchdog heartbeat goes on"
+        assert {w["address"] for w in writes} == {HB_ADDRESS}, "only the heartbeat register"
+        assert stack.agent_state() == "normal", "no safe state happened to excuse a write"
+        shadows = [e for e in telemetry(stack, events=True)["event_records"]
+                   if e.get("event") == "shadow"]
+        assert {e["id"] for e in shadows} == set(verdicts), "each logged once as would-write"
+        assert all(e["divergence"] == pytest.approx(e["value"] - e["actual"]) for e in shadows)
+        assert "would have written" in stack.agent_stderr()
+
+
+@pytest.mark.timeout(90)
+def test_active_mode_clamps_rate_limits_and_rejects() -> None:
+    with Stack(profile_text=profile(), mode="active") as stack:
+        t_normal = stack.wait_state("normal")
+        stack.twin.request(recommend_script([
+            (0.0, "heater_power", 30.0, 4.0), (0.0, "cooling_valve", 20.0, 4.0),
+            (0.1, "heater_power", 150.0, 4.0), (0.1, "heater_power", 50.0, 0.0),
+            (0.1, "heater_power", 50.0, 3600.0), (0.1, "stirrer", 50.0, 4.0)]))
+        wait_for(lambda: len(results(stack)) >= 6, 10, "6 verdicts")
+        reasons = sorted(r["reason"] for r in results(stack).values())
+        assert reasons == ["expired", "ok", "ok", "out_of_limits", "too_long", "unknown_output"]
+        heater = wait_for(lambda: [v for v in heater_values(stack, t_normal) if v[1] >= 30.0],
+                          10, "heater ramps to 30 %")
+        del heater
+        time.sleep(4.5)  # the recommendations expire: writing stops, nothing else written
+        values = heater_values(stack, t_normal)
+        assert values[-1][1] == pytest.approx(30.0) and max(v for _, v in values) <= 30.0
+        assert_rate_limited(values, HEATER_RATE)
+        assert len(values) >= 25, "30 % at 20 %/s needs many steps at 20 Hz"
+        cooling = [(w["t"], w["values"][w["names"].index("cooling_valve")] * 0.1)
+                   for w in output_writes(stack.plc.write_log(), "cooling_valve", t_normal)]
+        assert cooling[-1][1] == pytest.approx(20.0)
+        assert_rate_limited(cooling, COOLING_RATE)
+        t_end = values[-1][0]
+        time.sleep(0.5)
+        assert heater_values(stack, t_end + 1e-6) == [], "an expired recommendation is ignored"
+        assert stack.agent_state() == "normal"
+
+
+@pytest.mark.timeout(90)
+def test_twin_loss_while_active_writes_the_safe_state() -> None:
+    with Stack(profile_text=profile(holdoff_s=30.0), mode="active") as stack:
+        t_normal = stack.wait_state("normal")
+        stack.twin.request(recommend_script([(0.0, "heater_power", 40.0, 30.0)]))
+        wait_for(lambda: [v for v in heater_values(stack, t_normal) if v[1] >= 10.0], 10,
+                 "heater follows the recommendation")
+        stack.twin.request({"cmd": "stop"})
+        t_stop = time.monotonic()
+        safe = wait_for(lambda: [w for w in output_writes(stack.plc.write_log(), "heater_power",
+                                                          t_stop) if w["values"][0] == 0],
+                        5, "safe value written")
+        stack.twin.request({"cmd": "resume"})  # healthy again, but the hold-off is 30 s
+        time.sleep(2.0)
+        after = heater_values(stack, safe[0]["t"])
+        assert all(v == 0.0 for _, v in after), "the safe state's output policy took over"
+        assert stack.plc.control.state()["outputs"]["heater_power"] == 0
+
+
+@pytest.mark.timeout(120)
+def test_telemetry_outage_is_delivered_in_order_after_reconnect() -> None:
+    with Stack(profile_text=profile()) as stack:
+        stack.wait_state("normal")
+        wait_for(lambda: telemetry(stack)["received"] > 20, 10, "live telemetry")
+        stack.twin.request({"cmd": "vanish", "s": 6.0})  # a 10-minute outage, compressed
+        time.sleep(6.0)
+        before = telemetry(stack)["received"]
+        wait_for(lambda: telemetry(stack)["historical"] >= 80, 20, "the backlog as history")
+        stack.agent.signal(15)  # type: ignore[union-attr]  # SIGTERM: flush, then compare
+        assert stack.agent is not None and stack.agent.proc.wait(10) == 0
+        stack.start_agent()  # drains whatever was left
+        left = wait_for(lambda: not spool_seqs(stack.state_dir) and telemetry(stack, seqs=True),
+                        30, "the spool drained")
+        order = left["order"]
+        first, last = min(order), max(order)
+        assert set(range(first, last + 1)) <= set(order), "no seq missing"
+        assert left["frontier"] == last and left["holes"] == 0
+        assert left["received"] > before
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_fifty_times_loses_no_committed_record() -> None:
+    rng = random.Random(5)
+    extra = "[telemetry]\nhistory_rate = 200.0\nwindow = 100\n"
+    with Stack(profile_text=profile(), config_extra=extra, start_agent=False,
+               twin_args=("--ack-every", "10")) as stack:
+        for i in range(50):
+            if i % 5 == 0:
+                stack.twin.request({"cmd": "vanish", "s": 1.0})  # a backlog to drain later
+            agent = stack.start_agent()
+            time.sleep(rng.uniform(0.3, 1.5))
+            agent.kill()  # SIGKILL
+        spooled = spool_seqs(stack.state_dir)
+        got = telemetry(stack, seqs=True)
+        held = set(got["order"]) | set(spooled)
+        first, last = min(held), max(held)
+        missing = sorted(set(range(first, last + 1)) - held)
+        assert missing == [], f"committed records lost: {missing[:10]}"
+        assert got["resumes"] >= 20
+        assert got["historical"] > 0, "backlogs were drained between the kills"
+        stack.start_agent()  # after a restart every committed record reaches the twin
+        wait_for(lambda: telemetry(stack)["frontier"] >= last, 60, "backlog delivered")
+        final = telemetry(stack, seqs=True)
+        assert set(range(first, last + 1)) <= set(final["order"])
+        assert final["holes"] == 0
+        assert final["duplicates"] <= final["resumes"] * 200, "resends bounded by the window"
+
+
+@pytest.mark.timeout(120)
+def test_size_bound_holds_through_an_outage_and_the_overflow_is_recorded() -> None:
+    extra = "[spool]\nmax_records = 120\nmax_bytes = 1048576\n"
+    with Stack(profile_text=profile(), config_extra=extra) as stack:
+        stack.wait_state("normal")
+        wait_for(lambda: telemetry(stack)["received"] > 10, 10, "live telemetry")
+        stack.twin.request({"cmd": "vanish", "s": 8.0})  # ~160 polls into a 120-record spool
+        sizes = []
+        end = time.monotonic() + 7.5
+        while time.monotonic() < end:
+            sizes.append(len(spool_seqs(stack.state_dir)))
+            time.sleep(0.25)
+        assert max(sizes) <= 120, "the bound holds"
+        assert max(sizes) >= 100, "the spool filled up"
+        gap = wait_for(lambda: [e for e in telemetry(stack, events=True)["event_records"]
+                                if e.get("event") == "gap"], 30, "the overflow event")
+        first, last = gap[0]["ranges"][0]
+        got = set(telemetry(stack, seqs=True)["order"])
+        assert not set(range(first, last + 1)) & got, "the dropped range is exactly that"
+
+
+@pytest.mark.timeout(60)
+def test_corrupt_spool_file_degrades_telemetry_never_control() -> None:
+    with Stack(profile_text=profile(), start_agent=False) as stack:
+        stack.state_dir.mkdir(parents=True, exist_ok=True)
+        (stack.state_dir / "telemetry.sqlite").write_bytes(b"not a database" * 500)
+        stack.start_agent()
+        stack.wait_state("normal")  # control is not touched
+        events = wait_for(lambda: [e for e in telemetry(stack, events=True)["event_records"]
+                                   if e.get("event") == "quarantined"], 10, "quarantine event")
+        assert "quarantined as telemetry.sqlite.corrupt-" in events[0]["text"]
+        assert list(stack.state_dir.glob("telemetry.sqlite.corrupt-*"))
+        wait_for(lambda: telemetry(stack)["received"] > 20, 10, "telemetry goes on")
