@@ -58,6 +58,7 @@ T = TypeVar("T")
 
 WATCHDOG_CHECK_S = 2.0  # how often the PLC watchdog configuration and latch are read back
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
+SHUTDOWN_GRACE_S = 3.0  # after the safe state is written, how long the rest may take
 
 
 @dataclass
@@ -175,8 +176,14 @@ class Runtime:
             self.link.close()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.telemetry.close()
+        # the plant is safe already: nothing below may hold the stop for long
+        try:
+            async with asyncio.timeout(SHUTDOWN_GRACE_S):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+                await self.telemetry.close()
+        except TimeoutError:
+            log.error("shutdown: tasks or telemetry did not finish within %.0f s; leaving them",
+                      SHUTDOWN_GRACE_S)
         await self.plc.close()
         log.info("twinguard stopped")
 
