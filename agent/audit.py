@@ -122,7 +122,8 @@ class AuditLog:
         self.head_path = self.path.with_name(self.path.name + ".head")
         self._clock = clock
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # one writer at a time is the caller's job (the runtime uses one worker thread)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)

@@ -23,11 +23,24 @@ loop; committing and sending run in a writer thread and the pump task.
 At start, before anything else: connect, write the safe set, read the PLC's communication
 watchdog configuration back; the state machine does not leave STARTING until the PLC is
 reachable, its watchdog verified and the twin seen.
+
+Configuration push (``agent.configsession``): the configuration in force is the config
+store's current version if above 0, else ``--config``; the profile used is the hardware
+profile with its overrides. A ``config_push`` is evaluated, stored and audited on one worker
+thread (fsyncs stay off the loop), answered with ``config_result``, then applied on the
+loop: the mode and recommendation limits at once; new twin settings by re-dialling (the
+old session ends: the twin is lost, the plant goes safe until the new link is ALIVE);
+anything else by a clean stop with exit code ``EXIT_RESTART`` (systemd restarts the agent).
+The confirmation window is checked every tick while a version is pending: the twin must be
+ALIVE on a session begun after the apply. Safety transitions, mode changes, acks and the
+agent's start and stop go to the audit log through the same worker.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -39,17 +52,31 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from agent import faultinject
+from agent.audit import AuditKind, transition_record
 from agent.config import AgentConfig
+from agent.configpush import Situation
+from agent.configsession import EXIT_RESTART, ConfigSession, Step
 from agent.controller import Controller, Decision
 from agent.errors import WriteRefused
 from agent.guard import NativeGuard, exit_code_from_env
+from agent.heartbeat import LinkState
 from agent.modbus.client import PlcClient
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
-from agent.safety import Mode
+from agent.safety import EventKind, Mode
 from agent.telemetry_feed import TelemetryFeed
 from agent.twin.link import TwinLink, TwinLinkSettings
-from agent.twin.messages import Ack, Bye, Heartbeat, Message, Recommend, RecommendResult, Status
+from agent.twin.messages import (
+    Ack,
+    AgentMessage,
+    Bye,
+    ConfigPush,
+    ConfigResult,
+    Heartbeat,
+    Message,
+    Recommend,
+    Status,
+)
 from firmware_bridge import WatchdogAPI, load_watchdog
 
 log = logging.getLogger(__name__)
@@ -58,6 +85,7 @@ T = TypeVar("T")
 
 WATCHDOG_CHECK_S = 2.0  # how often the PLC watchdog configuration and latch are read back
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
+OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
 SHUTDOWN_GRACE_S = 3.0  # after the safe state is written, how long the rest may take
 
 
@@ -77,9 +105,18 @@ class Runtime:
 
     def __init__(self, profile: Profile, config: AgentConfig, state_dir: Path,
                  watchdog: type[WatchdogAPI] | None = None) -> None:
+        state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+        # what is in force: the config store's current version wins over --config (version 0)
+        self.session = ConfigSession.open(profile, config, state_dir, time.monotonic())
+        config, profile = self.session.config, self.session.profile
         self.profile = profile
         self.config = config
         self.state_dir = state_dir
+        self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tg-config")
+        self._config_busy = False
+        self._exit_code = 0
+        # config results that found no session UP: sent when the next one comes up
+        self._outbox: collections.deque[ConfigResult] = collections.deque(maxlen=OUTBOX_MAX)
         self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s)
         self.plc = PlcClient(profile)
         self.stats = RuntimeStats()
@@ -87,20 +124,8 @@ class Runtime:
         self.guard = NativeGuard(
             profile, watchdog or load_watchdog(profile.require_native_watchdog),
             exit_code=exit_code_from_env(os.environ))
-        self.link: TwinLink | None = None
-        if config.twin is not None:
-            t = config.twin
-            self.link = TwinLink(
-                TwinLinkSettings(
-                    host=t.host, port=t.port, ca_file=t.ca_file, cert_file=t.cert_file,
-                    key_file=t.key_file, server_name=t.server_name, device_id=config.device_id,
-                    max_frame=t.max_frame, connect_timeout_s=t.connect_timeout_s,
-                    backoff_min_s=t.backoff_min_s, backoff_max_s=t.backoff_max_s,
-                    idle_timeout_s=t.idle_timeout_s,
-                ),
-                self._on_message,
-                self._on_connection,
-            )
+        self.link: TwinLink | None = self._make_link(config)
+        self._link_sessions = 0  # sessions of the current link object that came UP
         self._io_budget = profile.timing.io_budget_s
         self._io = asyncio.Lock()
         self._stop = asyncio.Event()
@@ -117,6 +142,29 @@ class Runtime:
     def request_stop(self) -> None:
         self._stop.set()
 
+    def _make_link(self, config: AgentConfig) -> TwinLink | None:
+        """The twin link for ``config`` (None without [twin]); raises OSError/SSLError if its
+        certificates cannot be loaded."""
+        if config.twin is None:
+            return None
+        t = config.twin
+        return TwinLink(
+            TwinLinkSettings(
+                host=t.host, port=t.port, ca_file=t.ca_file, cert_file=t.cert_file,
+                key_file=t.key_file, server_name=t.server_name, device_id=config.device_id,
+                max_frame=t.max_frame, connect_timeout_s=t.connect_timeout_s,
+                backoff_min_s=t.backoff_min_s, backoff_max_s=t.backoff_max_s,
+                idle_timeout_s=t.idle_timeout_s, crl_file=t.crl_file,
+            ),
+            self._on_message,
+            self._on_connection,
+        )
+
+    async def _send(self, msg: AgentMessage) -> bool:
+        """Send to the twin over whatever link is current (False if none is UP)."""
+        link = self.link
+        return await link.send(msg) if link is not None else False
+
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         loop = asyncio.get_running_loop()
@@ -124,13 +172,15 @@ class Runtime:
             loop.add_signal_handler(sig, self.request_stop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         faultinject.install_from_env()  # test-only; a no-op unless TWINGUARD_FAULT_INJECTION=1
-        log.info("twinguard starting: profile %s, mode %s", self.profile.source,
-                 self.controller.machine.mode.value)
+        log.info("twinguard starting: profile %s, mode %s, config version %d",
+                 self.profile.source, self.controller.machine.mode.value, self.session.version)
+        self._audit(AuditKind.AGENT_START, mode=self.controller.machine.mode.value,
+                    version=self.session.version, pid=os.getpid())
         await self.plc.connect()
         await self._apply(self.controller.start(loop.time()))
         await self._check_plc_watchdog(loop.time())
         if self.link is not None:
-            self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self.link.send)
+            self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self._send)
             self._spawn(self.telemetry.run(), "telemetry pump")
             self._spawn(self.link.run(), "twin link")
             self._spawn(self._status_loop(), "status to twin")
@@ -139,7 +189,7 @@ class Runtime:
             await self._loop()
         finally:
             await self._shutdown()
-        return 0
+        return self._exit_code
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -185,6 +235,10 @@ class Runtime:
             log.error("shutdown: tasks or telemetry did not finish within %.0f s; leaving them",
                       SHUTDOWN_GRACE_S)
         await self.plc.close()
+        self._audit(AuditKind.AGENT_STOP, exit_code=self._exit_code)
+        self._worker.shutdown(wait=True)
+        if self.session.audit is not None:
+            self.session.audit.close()
         log.info("twinguard stopped")
 
     # --- one tick ------------------------------------------------------------------------
@@ -214,6 +268,7 @@ class Runtime:
             await self._apply(self.controller.fault(
                 asyncio.get_running_loop().time(), "native watchdog fired: the loop hung"))
         await self._shadow(now)
+        self._confirm_window(now)
         self._schedule()
 
     async def _shadow(self, now: float) -> None:
@@ -277,6 +332,7 @@ class Runtime:
     async def _apply(self, decision: Decision) -> None:
         """Write what the controller decided (under the I/O lock); report what landed."""
         self.telemetry.decision(decision)
+        self._audit_decision(decision)
         if not decision.writes:
             return
         values: Mapping[str, float] = decision.writes
@@ -304,6 +360,7 @@ class Runtime:
             self._spawn(self._apply(decision), "safe-state write")
         else:
             self.telemetry.decision(decision)
+            self._audit_decision(decision)
         self._schedule()
 
     def _schedule(self) -> None:
@@ -332,24 +389,28 @@ class Runtime:
                 self._spawn(self._reply(verdict.to_message()), "recommend result")
         elif isinstance(msg, Ack):
             self.telemetry.on_ack(msg.upto)
+        elif isinstance(msg, ConfigPush):
+            self._spawn(self._config_push(msg.bundle), "config push")
 
-    async def _reply(self, msg: RecommendResult) -> None:
-        if self.link is not None:
-            await self.link.send(msg)
+    async def _reply(self, msg: AgentMessage) -> None:
+        await self._send(msg)
 
     def _on_connection(self, up: bool, reason: str, t: float) -> None:
         log.info("twin link %s: %s", "up" if up else "down", reason)
+        if up:
+            self._link_sessions += 1
+            if self._outbox:
+                self._spawn(self._flush_outbox(), "config results")
         self.telemetry.on_connection(up, t)
         if not up:
             self._act(self.controller.on_disconnect(t))
 
     async def _status_loop(self) -> None:
-        assert self.link is not None
         while True:
             await asyncio.sleep(STATUS_PERIOD_S)
-            if self.link.connected:
+            if self.link is not None and self.link.connected:
                 self._status_seq += 1
-                await self.link.send(Status(
+                await self._send(Status(
                     state=self.controller.state.value,
                     mode=self.controller.machine.mode.value,
                     seq=self._status_seq,
@@ -366,6 +427,98 @@ class Runtime:
                 log.error("%s failed", name, exc_info=t.exception())
 
         task.add_done_callback(done)
+
+
+    # --- configuration push and audit ----------------------------------------------------
+
+    def _audit(self, kind: AuditKind, **fields: Any) -> None:
+        """Append an audit record on the worker thread (in order; never blocks the loop)."""
+        audit = self.session.audit
+        if audit is None:
+            return
+
+        def append() -> None:
+            try:
+                audit.append(kind, **fields)
+            except Exception:  # an audit failure must not stop the plant's guard
+                log.exception("audit record %s could not be written", kind.value)
+
+        with contextlib.suppress(RuntimeError):  # the worker is shut down: stopping
+            self._worker.submit(append)
+
+    def _audit_decision(self, decision: Decision) -> None:
+        for tr in decision.transitions:
+            if tr.event is EventKind.ACK:
+                self._audit(AuditKind.ACK, state=tr.old.value, cause=tr.cause)
+            kind, fields = transition_record(tr.old.value, tr.new.value, tr.event.value,
+                                             tr.cause)
+            self._audit(kind, **fields)
+
+    async def _config_push(self, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        m = self.controller.machine
+        situation = Situation(m.mode, m.outputs_safe, time.time())
+        step = await loop.run_in_executor(self._worker, self.session.push, data, situation,
+                                          loop.time())
+        await self._config_step(step)
+
+    async def _flush_outbox(self) -> None:
+        while self._outbox:
+            if not await self._send(self._outbox[0]):
+                return
+            self._outbox.popleft()
+
+    def _confirm_window(self, now: float) -> None:
+        """While a version is pending: is the twin ALIVE on a session begun after the apply?"""
+        if self.session.pending is None or self._config_busy:
+            return
+        alive = self.controller.link is LinkState.ALIVE and self._link_sessions > 0
+
+        async def check() -> None:
+            try:
+                loop = asyncio.get_running_loop()
+                step = await loop.run_in_executor(self._worker, self.session.tick, now, alive)
+                await self._config_step(step)
+            finally:
+                self._config_busy = False
+
+        self._config_busy = True
+        self._spawn(check(), "config confirmation")
+
+    async def _config_step(self, step: Step) -> None:
+        """Answer the twin, then apply what the session decided (on the loop)."""
+        for result in step.results:
+            if not await self._send(result):
+                self._outbox.append(result)
+        if step.config is None:
+            return
+        self.config = step.config
+        self.controller.recommendations.max_validity_s = step.config.max_validity_s
+        if step.mode is not None and step.mode is not self.controller.machine.mode:
+            self.controller.set_mode(step.mode)
+        if step.restart:
+            log.warning("configuration version %d needs a restart: stopping (exit %d)",
+                        self.session.version, EXIT_RESTART)
+            self._exit_code = EXIT_RESTART
+            self.request_stop()
+            return
+        if step.relink:
+            self._relink(step.config)
+
+    def _relink(self, config: AgentConfig) -> None:
+        """Replace the twin link: the old session ends now (the twin is lost: safe state)."""
+        old = self.link
+        try:
+            self.link = self._make_link(config)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            log.error("new twin settings unusable (%s): no twin link until reverted", exc)
+            self.link = None
+        self._link_sessions = 0
+        if old is not None:
+            old.close()
+        self._act(self.controller.on_disconnect(asyncio.get_running_loop().time()))
+        if self.link is not None:
+            self._spawn(self.link.run(), "twin link")
 
 
 def _answered(readings: Mapping[str, Reading]) -> bool:

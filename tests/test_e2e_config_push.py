@@ -91,7 +91,7 @@ def test_every_refusal_is_seen_from_outside_and_the_plant_stays_safe() -> None:
                         good.config.replace("window = 10", "window = 11"), good.signatures)
         stranger = Kit.new()
         stranger.keys["mallory"] = stranger.keys.pop("saf1")
-        active = p.base.replace('mode = "shadow"', 'mode = "active"')
+        active = engineer.replace('mode = "shadow"', 'mode = "active"')  # v5 is in force
         cases = [
             (forged.encode(), "bad_signature"),
             (stranger.bundle(p.base, 6, ("mallory",), device=DEVICE_ID), "unknown_key"),
@@ -118,11 +118,9 @@ def test_every_refusal_is_seen_from_outside_and_the_plant_stays_safe() -> None:
         assert output_writes(stack.plc.write_log(), "heater_power", since=t_normal) == []
 
         # two distinct approvers promote to active; a safety change is then refused
-        p.expect(p.bundle(active + "\n[recommendations]\nmax_validity_s = 30.0\n", 6,
-                          ("ap1", "ap2")), "accepted")
+        p.expect(p.bundle(active, 6, ("ap1", "ap2")), "accepted")
         p.result("confirmed", t_normal)
-        safety = active + "\n[recommendations]\nmax_validity_s = 30.0\n" \
-            "[overrides.trips.overtemperature]\nlimit = 90.0\n"
+        safety = active + "\n[overrides.trips.overtemperature]\nlimit = 90.0\n"
         p.expect(p.bundle(safety, 7, ("saf1",)), "safety_change_while_active")
 
         # a restart: the stored version wins over --config, and a rollback is still refused
@@ -134,14 +132,16 @@ def test_every_refusal_is_seen_from_outside_and_the_plant_stays_safe() -> None:
         assert stack.twin.stats(last=1)["statuses"][-1][3] == "active"
         p.expect(p.bundle(engineer, 3, ("eng1",)), "rollback")
         assert_only_safe_writes(stack)
-
-    records = audit(stack)
+        stack.agent.stop()
+        records = audit(stack)
     rejected = [r.fields["reason"] for r in records if r.kind == "bundle_rejected"]
     assert sorted(rejected) == sorted([reason for _, reason in cases]
                                       + ["safety_change_while_active", "rollback"])
     assert [r.fields["version"] for r in records if r.kind == "bundle_accepted"] == [5, 6]
-    kinds = {r.kind for r in records}
-    assert {"mode_change", "config_confirmed", "failsafe_enter", "agent_start"} <= kinds
+    kinds = [r.kind for r in records]
+    assert {"mode_change", "config_confirmed", "failsafe_enter", "agent_start",
+            "agent_stop"} <= set(kinds)
+    assert kinds.count("agent_start") == 2 and kinds.count("agent_stop") == 2
     unknown = next(r for r in records if r.fields.get("reason") == "unknown_key")
     assert unknown.fields["keys"] == ["mallory"]
 
@@ -165,6 +165,12 @@ def test_a_bundle_that_breaks_the_twin_link_is_reverted_within_the_window() -> N
         assert_only_safe_writes(stack)
         assert output_writes(stack.plc.write_log(), "heater_power", since=t_normal)[0][
             "values"][0] == 0, "the lost link drove the safe state"
-    records = audit(stack)
+        records = audit(stack)
     assert [r.kind for r in records if r.kind.startswith(("bundle", "config"))] == [
         "bundle_accepted", "config_reverted"]
+    kinds = [r.kind for r in records]
+    lost = kinds.index("failsafe_enter")  # the old session ended when the agent re-dialled
+    assert kinds.index("bundle_accepted") < lost < kinds.index("config_reverted")
+    assert "failsafe_exit" in kinds[kinds.index("config_reverted"):]
+    cause = records[lost].fields["cause"]
+    assert "twin" in cause or "heartbeat" in cause or "link" in cause, cause

@@ -131,11 +131,16 @@ def validate(text: str, source: str) -> Profile:
     return parse_profile(read_toml(text, source), source)
 
 
-def measure_rate(rate_hz: int, settle_s: float, window_s: float) -> dict[str, Any]:
-    """Run the stack polling at ``rate_hz`` and sample the agent; one result dict."""
+def measure_rate(rate_hz: int, settle_s: float, window_s: float,
+                 config_extra: str = "") -> dict[str, Any]:
+    """Run the stack polling at ``rate_hz`` and sample the agent; one result dict.
+
+    ``config_extra`` is TOML appended to the agent configuration (``[telemetry]`` ...), for
+    finding out what costs what; the documented figures use the defaults.
+    """
     text = profile_text(round(1.0 / rate_hz, 6))
     hb = validate(text, f"sim-tank at {rate_hz} Hz").plc_watchdog
-    with Stack(profile_text=text, mode="shadow") as stack:
+    with Stack(profile_text=text, mode="shadow", config_extra=config_extra) as stack:
         assert stack.agent is not None
         pid = stack.agent.pid
         stack.wait_state("normal", timeout=30)
@@ -166,11 +171,14 @@ def measure_rate(rate_hz: int, settle_s: float, window_s: float) -> dict[str, An
     }
 
 
-def run(settle_s: float, window_10hz_s: float, window_100hz_s: float) -> dict[str, Any]:
+def run(settle_s: float, window_10hz_s: float, window_100hz_s: float,
+        config_extra: str = "") -> dict[str, Any]:
     """Both rates, one after the other; the documented flat result dict."""
     result: dict[str, Any] = {"bench": "footprint", "settle_s": settle_s}
+    if config_extra:
+        result["config_extra"] = config_extra
     for rate, window in zip(RATES_HZ, (window_10hz_s, window_100hz_s), strict=True):
-        got = measure_rate(rate, settle_s, window)
+        got = measure_rate(rate, settle_s, window, config_extra)
         log.info("footprint at %d Hz: %s", rate, got)
         result.update({f"{k}_{rate}hz": v for k, v in got.items()})
     result["rss_mb"] = max(result[f"rss_mb_{r}hz"] for r in RATES_HZ)
@@ -192,14 +200,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--window-100hz", type=float, default=None,
                    help="sampling window at 100 Hz, s (default: --window)")
     p.add_argument("--quick", action="store_true", help="CI size: settle 1 s, windows 2 s")
+    p.add_argument("--config-extra", default="", metavar="TOML",
+                   help='appended to the agent config, e.g. "[telemetry]\\nenabled = false"')
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
+    extra = args.config_extra.replace("\\n", "\n")
     if args.quick:
         args.settle, args.window = 1.0, 2.0
     window_100 = args.window if args.window_100hz is None else args.window_100hz
     if args.settle < 0 or args.window <= 0 or window_100 <= 0:
         p.error("--settle must be >= 0 and the windows > 0")
-    result = run(args.settle, args.window, window_100)
+    result = run(args.settle, args.window, window_100, extra)
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -45,7 +45,7 @@ from pymodbus.pdu import ModbusPDU
 from agent.modbus.client import PlcClient
 from agent.modbus.plan import Block
 from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile, Table
+from agent.profile.model import Profile, Table, TcpLink
 from agent.readings import Quality
 from sim.bench.stats import percentile
 from sim.plc.harness import SimPlcProcess
@@ -112,10 +112,11 @@ async def measure(profile: Profile, rounds: int, warmup: int, rng: random.Random
     Raises PollBenchError if either master cannot connect or any read fails.
     """
     link = profile.plc.link
+    if not isinstance(link, TcpLink):
+        raise PollBenchError("the poll benchmark compares TCP masters: give a TCP profile")
     agent = PlcClient(profile)
-    bare = AsyncModbusTcpClient(getattr(link, "host", ""), port=getattr(link, "port", 0),
-                                timeout=profile.plc.timeout_s, retries=0, reconnect_delay=0,
-                                name="bare")
+    bare = AsyncModbusTcpClient(link.host, port=link.port, timeout=profile.plc.timeout_s,
+                                retries=0, reconnect_delay=0, name="bare")
     try:
         if not await agent.connect():
             raise PollBenchError("the agent's client could not connect to the sim PLC")
