@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import logging
 import os
+import sqlite3
 import sys
 from pathlib import Path
 
 from agent.config import load_config
 from agent.errors import ConfigError, ProfileError
+from agent.status import StatusSocketInUse
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,20 @@ def main(args: argparse.Namespace) -> int:
 
     async def serve() -> int:
         # pymodbus clients bind to the running loop: build the runtime inside it
-        return await Runtime(profile, config, state_dir, watchdog).run()
+        try:
+            runtime = Runtime(profile, config, state_dir, watchdog)
+        except ConfigError as error:  # the stored configuration does not fit the profile
+            for problem in error.problems:
+                print(problem, file=sys.stderr)
+            return 2
+        except (OSError, sqlite3.Error) as error:
+            print(f"twinguard run: refusing to start: state directory {state_dir}: {error}",
+                  file=sys.stderr)
+            return 2
+        try:
+            return await runtime.run()
+        except StatusSocketInUse as error:
+            print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
+            return 2
 
     return asyncio.run(serve())

@@ -60,10 +60,13 @@ from agent.controller import Controller, Decision
 from agent.errors import WriteRefused
 from agent.guard import NativeGuard, exit_code_from_env
 from agent.heartbeat import LinkState
+from agent.leds import Indication
 from agent.modbus.client import PlcClient
+from agent.panel import OperatorPanel, indication
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
-from agent.safety import EventKind, Mode
+from agent.safety import Mode
+from agent.status import EventRing, StatusSnapshot, build_snapshot
 from agent.telemetry_feed import TelemetryFeed
 from agent.twin.link import TwinLink, TwinLinkSettings
 from agent.twin.messages import (
@@ -136,6 +139,9 @@ class Runtime:
         self._watchdog_checked: float | None = None
         self._status_seq = 0
         self.telemetry = TelemetryFeed(None)  # opened in run(), once the loop runs
+        self.events = EventRing()
+        self.panel = OperatorPanel(profile, state_dir, self.status_snapshot, self.console_ack)
+        self._started = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -172,6 +178,8 @@ class Runtime:
             loop.add_signal_handler(sig, self.request_stop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         faultinject.install_from_env()  # test-only; a no-op unless TWINGUARD_FAULT_INJECTION=1
+        self._started = loop.time()
+        await self.panel.start(loop)  # refuses (StatusSocketInUse) if another agent runs here
         log.info("twinguard starting: profile %s, mode %s, config version %d",
                  self.profile.source, self.controller.machine.mode.value, self.session.version)
         self._audit(AuditKind.AGENT_START, mode=self.controller.machine.mode.value,
@@ -222,6 +230,7 @@ class Runtime:
             self._timer.cancel()
         await self._apply(self.controller.stop(loop.time()))
         self.guard.close()  # disarm only once the safe set is out
+        await self.panel.close()
         if self.link is not None:
             self.link.close()
         for task in list(self._tasks):
@@ -253,7 +262,8 @@ class Runtime:
             read = await self._within(until, self._read())
             readings = read if read is not None else self._all_bad(
                 f"PLC I/O exceeded the tick budget ({self._io_budget * 1000:.0f} ms)", now)
-        if self._watchdog_checked is None or now - self._watchdog_checked >= WATCHDOG_CHECK_S:
+        if (not self._watchdog_ok or self._watchdog_checked is None
+                or now - self._watchdog_checked >= WATCHDOG_CHECK_S):
             await self._within(until, self._check_plc_watchdog(now))
         decision = self.controller.tick(
             readings, now,
@@ -270,6 +280,7 @@ class Runtime:
         await self._shadow(now)
         self._confirm_window(now)
         self._schedule()
+        self.panel.after_tick(now, self._indication())
 
     async def _shadow(self, now: float) -> None:
         """Shadow mode: compare live recommendations with what the PLC holds (after the
@@ -317,11 +328,13 @@ class Runtime:
         if timeout_ms is not None and not ok:
             log.error("PLC communication watchdog timeout is %s ms, profile expects %d ms",
                       timeout_ms, wd.expected_timeout_ms)
+        if latched and self.controller.machine.outputs_safe and wd.reset_address is not None \
+                and self._hb_value > 0:  # the PLC clears its latch only while heartbeats come
+            log.warning("PLC communication watchdog had fallen back; clearing its latch")
+            async with self._io:
+                await self.plc.reset_plc_watchdog()
+                _, latched = await self.plc.read_plc_watchdog()
         if latched:
-            if self.controller.machine.outputs_safe and wd.reset_address is not None:
-                log.warning("PLC communication watchdog had fallen back; clearing its latch")
-                async with self._io:
-                    await self.plc.reset_plc_watchdog()
             ok = False
         if ok != self._watchdog_ok:
             log.info("PLC communication watchdog %s", "verified" if ok else "NOT verified")
@@ -331,8 +344,7 @@ class Runtime:
 
     async def _apply(self, decision: Decision) -> None:
         """Write what the controller decided (under the I/O lock); report what landed."""
-        self.telemetry.decision(decision)
-        self._audit_decision(decision)
+        self._note(decision)
         if not decision.writes:
             return
         values: Mapping[str, float] = decision.writes
@@ -359,9 +371,22 @@ class Runtime:
         if decision.writes:
             self._spawn(self._apply(decision), "safe-state write")
         else:
-            self.telemetry.decision(decision)
-            self._audit_decision(decision)
+            self._note(decision)
         self._schedule()
+
+    def _note(self, decision: Decision) -> None:
+        """Telemetry, audit, recent events, LEDs and the twin hear of every decision."""
+        self.telemetry.decision(decision)
+        self._audit_decision(decision)
+        self.events.decision(decision, time.time())
+        if decision.transitions or decision.link_events:
+            self.panel.show(self._indication())
+        if decision.transitions and self.link is not None and self.link.connected:
+            self._spawn(self._send_status(), "status to twin")
+
+    def _indication(self) -> Indication:
+        return indication(self.controller.machine, self.controller.link.value,
+                          self.profile.recovery.policy)
 
     def _schedule(self) -> None:
         deadline = self.controller.next_deadline()
@@ -406,16 +431,49 @@ class Runtime:
             self._act(self.controller.on_disconnect(t))
 
     async def _status_loop(self) -> None:
+        """The agent's own heartbeat to the twin (also sent on every state change)."""
         while True:
             await asyncio.sleep(STATUS_PERIOD_S)
             if self.link is not None and self.link.connected:
-                self._status_seq += 1
-                await self._send(Status(
-                    state=self.controller.state.value,
-                    mode=self.controller.machine.mode.value,
-                    seq=self._status_seq,
-                    sent_ms=time.time_ns() // 1_000_000,
-                ))
+                await self._send_status()
+
+    async def _send_status(self) -> None:
+        self._status_seq += 1
+        await self._send(Status(
+            state=self.controller.state.value,
+            mode=self.controller.machine.mode.value,
+            seq=self._status_seq,
+            sent_ms=time.time_ns() // 1_000_000,
+        ))
+
+    # --- operator: status and acknowledgement ----------------------------------------------
+
+    def status_snapshot(self) -> StatusSnapshot:
+        """What ``twinguard status`` shows (no I/O)."""
+        loop = asyncio.get_running_loop()
+        pump = self.telemetry.pump
+        return build_snapshot(
+            self.controller, now=loop.time(), wall=time.time(), started=self._started,
+            plc=self.plc.stats(), loop=self.stats, watchdog=self.guard.stats().watchdog,
+            watchdog_kind="native" if self.guard.native else "python",
+            backlog=pump.spool.backlog() if pump is not None else None,
+            config_version=self.session.version, events=self.events,
+            twin_connected=None if self.link is None else self.link.connected,
+        )
+
+    async def console_ack(self, source: str, who: str) -> tuple[bool, str]:
+        """An operator's acknowledgement (reset button or ``twinguard ack``)."""
+        now = asyncio.get_running_loop().time()
+        decision, refused = self.controller.ack(now, source)
+        if refused is not None:
+            log.warning("ack from %s (%s) refused: %s", source, who, refused)
+            self.events.add(time.time(), "ack", f"refused ({source}): {refused}")
+            self._audit(AuditKind.ACK, source=source, who=who, refused=refused)
+            return False, refused
+        self._audit(AuditKind.ACK, source=source, who=who,
+                    state=self.controller.state.value)
+        self._act(decision)
+        return True, self.controller.machine.cause
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coro, name=name)
@@ -447,9 +505,7 @@ class Runtime:
             self._worker.submit(append)
 
     def _audit_decision(self, decision: Decision) -> None:
-        for tr in decision.transitions:
-            if tr.event is EventKind.ACK:
-                self._audit(AuditKind.ACK, state=tr.old.value, cause=tr.cause)
+        for tr in decision.transitions:  # acks themselves: console_ack (with who acked)
             kind, fields = transition_record(tr.old.value, tr.new.value, tr.event.value,
                                              tr.cause)
             self._audit(kind, **fields)

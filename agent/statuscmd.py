@@ -112,6 +112,8 @@ def send_ack(path: Path, source: str = "console") -> tuple[bool, str]:
 def _num(value: float | None, unit: str = "") -> str:
     if value is None:
         return "\N{EM DASH}"
+    if isinstance(value, int):  # counters, epochs and sequence numbers: every digit
+        return f"{value}{unit}"
     return f"{value:.6g}{unit}"
 
 

@@ -1,0 +1,129 @@
+"""The operator's side of the runtime: status LEDs, reset button, status socket, systemd.
+
+``OperatorPanel`` is a thin adapter the runtime calls at three points — ``start`` (once the
+loop runs), ``after_tick`` (at the end of every complete tick) and ``close`` — plus
+``show`` whenever the state may have changed between ticks (twin messages, timers, acks).
+
+- LEDs and button use gpiozero with the pins of ``profile.board``; no pin, no device. A
+  board without GPIO (a development machine: gpiozero finds no pin factory) runs without
+  them, with one warning; ``GPIOZERO_PIN_FACTORY=mock`` gives gpiozero's MockFactory.
+- The button's long press and ``twinguard ack`` both end in the runtime's ack coroutine.
+- systemd (``Type=notify``): READY=1 once the loop runs (even in STARTING: holding the
+  plant safe *is* running), WATCHDOG=1 only from ``after_tick`` — a hung loop stops it —
+  at most every ``WATCHDOG_MIN_INTERVAL_S``; STATUS= on every change of state/mode/link.
+- The status socket (``agent.status``) answers ``twinguard status`` / ``twinguard ack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gpiozero import PinFactoryFallback
+
+from agent.button import ResetButton
+from agent.leds import GpioError, Indication, StatusLeds
+from agent.profile.model import Profile, RecoveryPolicy
+from agent.safety import SafetyMachine, State
+from agent.sdnotify import Notifier
+from agent.status import StatusServer, StatusSnapshot, StatusSocketInUse, socket_path
+
+log = logging.getLogger(__name__)
+
+WATCHDOG_MIN_INTERVAL_S = 0.5
+
+Ack = Callable[[str, str], Awaitable[tuple[bool, str]]]
+
+
+def indication(machine: SafetyMachine, link: str, recovery: RecoveryPolicy) -> Indication:
+    """What the LEDs should say for this safety state, mode and twin link."""
+    waiting = machine.state is State.RECOVERING and recovery is RecoveryPolicy.MANUAL
+    return Indication(machine.state.value, machine.mode.value, link, waiting)
+
+
+class OperatorPanel:
+    """LEDs, button, sd_notify and the status socket of one agent (see module docstring)."""
+
+    def __init__(self, profile: Profile, state_dir: Any, snapshot: Callable[[], StatusSnapshot],
+                 ack: Ack, pin_factory: Any = None) -> None:
+        self.profile = profile
+        self._snapshot = snapshot
+        self._ack = ack
+        self._pin_factory = pin_factory
+        self.leds: StatusLeds | None = None
+        self.button: ResetButton | None = None
+        self.notifier = Notifier()
+        self.server = StatusServer(socket_path(state_dir), snapshot, ack)
+        self._shown: Indication | None = None
+        self._last_watchdog: float | None = None
+
+    async def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Claim the GPIO pins, open the status socket, tell systemd the agent is up.
+
+        Raises StatusSocketInUse if another agent serves this state directory (two agents
+        must never guard one plant from one state directory).
+        """
+        with warnings.catch_warnings():  # a board without GPIO: one warning of ours below
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            self._claim_gpio(loop)
+        try:
+            await self.server.start()
+        except StatusSocketInUse:
+            raise
+        except OSError as exc:
+            log.error("status socket unavailable (%s): status and console ack disabled", exc)
+        self.notifier.ready("starting")
+
+    def _claim_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
+        board = self.profile.board
+        try:
+            self.leds = StatusLeds(board.led_green, board.led_amber, board.led_red,
+                                   pin_factory=self._pin_factory)
+        except GpioError as exc:
+            log.warning("status LEDs unavailable: %s", exc)
+        if board.reset_button is not None:
+            try:
+                self.button = ResetButton.for_loop(
+                    board.reset_button, board.reset_hold_s, loop, self._button_pressed,
+                    pin_factory=self._pin_factory)
+            except GpioError as exc:
+                log.warning("reset button unavailable: %s", exc)
+
+    def _button_pressed(self) -> None:
+        async def press() -> None:
+            accepted, reason = await self._ack("button", f"gpio{self.profile.board.reset_button}")
+            log.info("reset button: %s", "acknowledged" if accepted else f"refused: {reason}")
+
+        task = asyncio.get_running_loop().create_task(press(), name="reset button")
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def show(self, ind: Indication) -> None:
+        """Update LEDs and systemd's STATUS= when the indication changed."""
+        if ind == self._shown:
+            return
+        self._shown = ind
+        if self.leds is not None:
+            self.leds.show(ind)
+        text = f"{ind.state} ({ind.mode}), twin {ind.link}"
+        if ind.waiting_for_ack:
+            text += ", waiting for an acknowledgement"
+        self.notifier.status(text)
+
+    def after_tick(self, now: float, ind: Indication) -> None:
+        """End of a complete tick: the only place WATCHDOG=1 is sent from."""
+        self.show(ind)
+        if self._last_watchdog is None or now - self._last_watchdog >= WATCHDOG_MIN_INTERVAL_S:
+            self._last_watchdog = now
+            self.notifier.watchdog()
+
+    async def close(self) -> None:
+        self.notifier.stopping("stopping: safe state written")
+        if self.button is not None:
+            self.button.close()
+        if self.leds is not None:
+            self.leds.close()  # all dark: the agent is not running
+        await self.server.close()
+        self.notifier.close()
