@@ -161,6 +161,19 @@ def state_dir_option(parser: argparse.ArgumentParser) -> None:
                         help="the agent's state directory (default as `twinguard run`)")
 
 
+def systemd_unit(args: argparse.Namespace) -> int:
+    """Print a systemd unit (Type=notify, WatchdogSec, Restart=always, sandboxed) for a profile."""
+    from agent import unitcmd  # noqa: PLC0415
+
+    return unitcmd.main(args)
+
+
+def unit_options(parser: argparse.ArgumentParser) -> None:
+    from agent import unitcmd  # noqa: PLC0415 - argparse only
+
+    unitcmd.add_options(parser)
+
+
 # --- registry ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -182,6 +195,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("read", read, (profile_options, json_option)),
     Command("run", run, (profile_options, run_options)),
     Command("demo", demo, (demo_options,)),
+    Command("systemd-unit", systemd_unit, (unit_options,)),
     Command("keys", keyscmd.main, (keyscmd.options,)),
     Command("config", configcmd.main, (configcmd.options,)),
     Command("audit", auditcmd.main, (auditcmd.options,)),

@@ -10,7 +10,8 @@ Runs, one after the other and each in a fresh interpreter (``python -m sim.bench
     spool             spool --records N                     (N = 100000; --quick: 5000)
 
 and prints ``{"reaction_python": {...}, "reaction_native": {...}, "poll": {...},
-"footprint": {...}, "spool": {...}}``. A benchmark that fails (exit status, no JSON line)
+"footprint": {...}, "spool": {...}}``, each entry the benchmark's own JSON object plus
+``elapsed_s``. A benchmark that fails (exit status, no JSON line)
 does not stop the others: its entry is ``{"error": "..."}`` with the tail of its stderr,
 and the exit status is 1. Each benchmark's progress goes to stderr as it runs.
 """
