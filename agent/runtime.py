@@ -161,6 +161,9 @@ class Runtime:
                 max_frame=t.max_frame, connect_timeout_s=t.connect_timeout_s,
                 backoff_min_s=t.backoff_min_s, backoff_max_s=t.backoff_max_s,
                 idle_timeout_s=t.idle_timeout_s, crl_file=t.crl_file,
+                # announced in the hello so the twin can pace its heartbeats (PROTOCOL.md §5)
+                heartbeat_timeout_s=self.profile.timing.heartbeat_timeout_s,
+                heartbeat_late_s=self.profile.timing.heartbeat_late_s,
             ),
             self._on_message,
             self._on_connection,
@@ -424,6 +427,8 @@ class Runtime:
         log.info("twin link %s: %s", "up" if up else "down", reason)
         if up:
             self._link_sessions += 1
+            # the twin hears the agent's state as soon as the session is up (PROTOCOL.md §3.2)
+            self._spawn(self._send_status(), "status to twin")
             if self._outbox:
                 self._spawn(self._flush_outbox(), "config results")
         self.telemetry.on_connection(up, t)
@@ -431,7 +436,8 @@ class Runtime:
             self._act(self.controller.on_disconnect(t))
 
     async def _status_loop(self) -> None:
-        """The agent's own heartbeat to the twin (also sent on every state change)."""
+        """The agent's own heartbeat to the twin (also sent when a session comes up and on
+        every state change)."""
         while True:
             await asyncio.sleep(STATUS_PERIOD_S)
             if self.link is not None and self.link.connected:

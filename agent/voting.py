@@ -14,9 +14,11 @@ Each update runs in two steps.
    COMM      no reading, reading BAD, or no value (the reading's ``error`` is the detail)
    STALE     ``now - reading.t > group.max_age_s``
    RANGE     value outside the signal's plausible range ``[low, high]`` (or not finite)
-   RATE      ``|value - previous accepted| / dt > group.max_rate`` (dt between the
-             two samples' ``t``); a rejected sample does not become "previous", so a
-             jump is accepted once enough time has passed to explain it
+   RATE      ``|value - previous accepted| > group.max_rate * dt + group.discrepancy / 2``
+             (dt between the two samples' ``t``): a change within half the disagreement
+             tolerance is noise, never a rate violation, however fast the polling; a
+             rejected sample does not become "previous", so a jump is accepted once
+             enough time has passed to explain it
    STUCK     the value has been exactly the same for ``group.stuck_after_s`` while more
              than half of the channel's peers *moved*: a peer moved if the span (max -
              min) of its accepted values over the last ``stuck_after_s`` exceeds
@@ -185,9 +187,10 @@ class GroupVoter:
         h = self._history[name]
         is_new = h.last_t is None or r.t > h.last_t
         if is_new and g.max_rate is not None and h.last_t is not None and h.last_value is not None:
-            rate = abs(v - h.last_value) / (r.t - h.last_t)
-            if rate > g.max_rate:
-                detail = f"{rate:g}/s > {g.max_rate:g}/s"
+            dt = r.t - h.last_t
+            step = abs(v - h.last_value)
+            if step > g.max_rate * dt + g.discrepancy / 2:
+                detail = f"{step / dt:g}/s > {g.max_rate:g}/s"
                 return Exclusion(name, ExclusionReason.RATE, detail)
         if is_new:
             if h.last_value != v or h.frozen_since is None:

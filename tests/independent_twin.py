@@ -11,8 +11,13 @@ drives the safe state).
   certificate, client certificates required and verified against ``DIR/ca.crt`` (§1).
 * On every connection it sends its ``hello`` (§3.1), then heartbeats at ``--rate`` Hz
   (shared ``epoch`` = wall-clock ms at start, ``seq`` from 1 across connections, §4).
-* It decodes what the agent sends strictly (§2, §3.2, §3.3); a protocol error is reported
-  and closes that connection.
+* It decodes what the agent sends strictly (§2, §3.2, §3.3, and the agent → twin messages
+  of §7, which a version 1 twin must accept, §3.4: it checks and then ignores them; it never
+  acks telemetry, which §7.2 allows); a protocol error is reported and closes that
+  connection. The agent's ``hello`` must carry its heartbeat timing
+  (``heartbeat_timeout_ms`` >= 1, 1 <= ``heartbeat_late_ms`` <= the timeout); a heartbeat
+  period not below ``heartbeat_late_ms`` is logged as a warning (§5: the agent would never
+  trust this twin).
 * ``--silence-after S``: S seconds after the agent first reports ``normal`` the twin stops
   sending heartbeats for good and keeps its connections open (and keeps reading).
 
@@ -21,7 +26,8 @@ one with ``ev`` and ``t`` (``time.monotonic()`` of this process, CLOCK_MONOTONIC
 with other processes on one Linux machine)::
 
     {"ev": "conn", "t", "conn", "peer_cn"}           TLS handshake done
-    {"ev": "hello", "t", "conn", "device_id", "agent_version", "protocol"}
+    {"ev": "hello", "t", "conn", "device_id", "agent_version", "protocol",
+     "heartbeat_timeout_ms", "heartbeat_late_ms"}
     {"ev": "status", "t", "conn", "state", "mode", "seq"}
     {"ev": "silent", "t", "last_heartbeat_t", "last_seq"}   heartbeats stopped
     {"ev": "error", "t", "conn", "error"}             protocol error; connection closed
@@ -55,13 +61,30 @@ TEXT_MAX = 128  # §3 "text"
 UINT64_MAX = 2**64 - 1
 STATES = {"starting", "normal", "degraded", "failsafe", "recovering"}  # §3.2 status.state
 MODES = {"shadow", "active"}
+BODY_MAX = 61_440  # §7.2 telemetry.body, §7.3 bundle
+RECOMMEND_REASONS = {"ok", "unknown_output", "out_of_limits", "not_a_number", "expired",
+                     "too_long"}  # §7.1
+CONFIG_REASONS = {  # §7.3
+    "accepted", "confirmed", "reverted", "too_large", "malformed", "unsigned", "unknown_key",
+    "bad_signature", "wrong_device", "not_yet_valid", "expired", "replay", "rollback",
+    "bad_toml", "invalid_config", "role_not_allowed", "approvers_required",
+    "safety_change_while_active", "store_failed"}
 
 # §3.2: message type -> field -> (type, required)
 AGENT_TO_TWIN: dict[str, dict[str, tuple[str, bool]]] = {
     "hello": {"device_id": ("text", True), "agent_version": ("text", True),
-              "protocol": ("uint64", True)},
+              "protocol": ("uint64", True), "heartbeat_timeout_ms": ("uint64>=1", True),
+              "heartbeat_late_ms": ("uint64>=1", True)},
     "status": {"state": ("text", True), "mode": ("text", True), "seq": ("uint64", True),
                "sent_ms": ("uint64", False)},
+    # §7: a version 1 twin must accept these too (§3.4)
+    "recommend_result": {"id": ("text64", True), "accepted": ("bool", True),
+                         "reason": ("text", True), "detail": ("text", False)},
+    "resume": {"after": ("uint64", True)},
+    "telemetry": {"seq": ("uint64", True), "prev": ("uint64", True), "t_ms": ("uint64", True),
+                  "historical": ("bool", True), "body": ("bin", True)},
+    "config_result": {"version": ("uint64", True), "accepted": ("bool", True),
+                      "reason": ("text", True), "detail": ("text", False)},
 }
 
 
@@ -126,12 +149,21 @@ def decode_body(body: bytes) -> dict[str, Any]:
 
 
 def _check_value(name: str, kind: str, v: Any) -> None:
-    if kind == "uint64":
+    if kind in ("uint64", "uint64>=1"):
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= UINT64_MAX:
             raise ProtocolViolation(f"{name}: not a uint64: {v!r}")
-    elif kind == "text":
-        if not isinstance(v, str) or not 1 <= len(v) <= TEXT_MAX or not v.isprintable():
-            raise ProtocolViolation(f"{name}: not text (1..{TEXT_MAX} printable): {v!r}")
+        if kind == "uint64>=1" and v < 1:
+            raise ProtocolViolation(f"{name}: must be >= 1, got {v}")
+    elif kind in ("text", "text64"):
+        most = 64 if kind == "text64" else TEXT_MAX
+        if not isinstance(v, str) or not 1 <= len(v) <= most or not v.isprintable():
+            raise ProtocolViolation(f"{name}: not text (1..{most} printable): {v!r}")
+    elif kind == "bool":
+        if not isinstance(v, bool):
+            raise ProtocolViolation(f"{name}: not a bool: {v!r}")
+    elif kind == "bin":
+        if not isinstance(v, bytes) or not 1 <= len(v) <= BODY_MAX:
+            raise ProtocolViolation(f"{name}: not bin of 1..{BODY_MAX} bytes")
     else:  # pragma: no cover - a bug in AGENT_TO_TWIN
         raise AssertionError(kind)
 
@@ -151,10 +183,17 @@ def validate(msg: dict[str, Any]) -> None:
                 raise ProtocolViolation(f"{t}: missing field {name!r}")
             continue
         _check_value(f"{t}.{name}", kind, msg[name])
+    if t == "hello" and msg["heartbeat_late_ms"] > msg["heartbeat_timeout_ms"]:
+        raise ProtocolViolation(f"hello.heartbeat_late_ms {msg['heartbeat_late_ms']} above "
+                                f"heartbeat_timeout_ms {msg['heartbeat_timeout_ms']}")
     if t == "status" and msg["state"] not in STATES:
         raise ProtocolViolation(f"status.state {msg['state']!r} not one of {sorted(STATES)}")
     if t == "status" and msg["mode"] not in MODES:
         raise ProtocolViolation(f"status.mode {msg['mode']!r} not one of {sorted(MODES)}")
+    if t == "recommend_result" and msg["reason"] not in RECOMMEND_REASONS:
+        raise ProtocolViolation(f"recommend_result.reason {msg['reason']!r} unknown")
+    if t == "config_result" and msg["reason"] not in CONFIG_REASONS:
+        raise ProtocolViolation(f"config_result.reason {msg['reason']!r} unknown")
 
 
 # --- the twin ---------------------------------------------------------------------------
@@ -200,10 +239,18 @@ class Twin:
             if msg["protocol"] != PROTOCOL:
                 raise ProtocolViolation(f"protocol {msg['protocol']} != {PROTOCOL}")
             emit("hello", conn=conn, device_id=msg["device_id"],
-                 agent_version=msg["agent_version"], protocol=msg["protocol"])
+                 agent_version=msg["agent_version"], protocol=msg["protocol"],
+                 heartbeat_timeout_ms=msg["heartbeat_timeout_ms"],
+                 heartbeat_late_ms=msg["heartbeat_late_ms"])
+            if 1000.0 / self.rate_hz >= msg["heartbeat_late_ms"]:
+                log.warning("heartbeat period %.0f ms is not below the agent's "
+                            "heartbeat_late_ms %d: the agent will never trust this twin",
+                            1000.0 / self.rate_hz, msg["heartbeat_late_ms"])
             return
         if not seen_hello:
             raise ProtocolViolation(f"{msg['t']!r} before hello")
+        if msg["t"] != "status":
+            return  # §7 messages: checked by validate(), not used by this twin
         emit("status", conn=conn, state=msg["state"], mode=msg["mode"], seq=msg["seq"])
         if (msg["state"] == "normal" and self.silence_after is not None
                 and self.silence_task is None):

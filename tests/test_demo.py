@@ -1,9 +1,10 @@
 """`twinguard demo`: the chain of defence against the simulated plant, with figures.
 
-The end-to-end test runs the real demo (sim PLC + sim twin + agent as processes) with two
-scenarios and checks its JSON and its timeline picture. A second test makes the `shadow`
-scenario fail for real (another Modbus master writes an output during the window). The rest
-feed the pure judgement and drawing functions fabricated data and watch them decide.
+The end-to-end test runs the real demo (sim PLC + sim twin + agent as processes, keys and
+bundles made with the real CLI) with every scenario and checks its JSON, the agent's audit
+log on its own, and the timeline picture. A second test makes the `shadow` scenario fail for
+real (another Modbus master writes an output during the window). The rest feed the pure
+judgement and drawing functions fabricated data and watch them decide.
 """
 
 from __future__ import annotations
@@ -23,23 +24,34 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 from rich.console import Console
 
+from agent.audit import AuditLog, AuditRecord
+from agent.bundle import decode, verify_signature
+from agent.config import load_config
 from agent.leds import LedMode
 from agent.profile.load import load_profile
-from sim.demo import cli, run, timeline
-from sim.demo.record import Mark, PlcSample, Recorder, Recording, StatusSeen, plc_sample
-from sim.demo.scenarios import (
-    SCENARIOS,
-    DemoContext,
-    ScenarioResult,
-    Skipped,
-    catches_signal,
-    demo_profile_text,
+from sim.demo import cli, pushes, run, timeline
+from sim.demo.context import DemoContext, ScenarioResult, Skipped
+from sim.demo.judge import (
     first_fallback,
+    first_safe_write,
     is_safe_write,
+    judge_limits_and_rate,
     judge_shadow,
     last_heartbeat_write,
-    run_scenario,
+    outputs_at_safe,
+    unsafe_writes,
 )
+from sim.demo.record import (
+    ConfigSeen,
+    Mark,
+    PlcSample,
+    Recorder,
+    Recording,
+    StatusSeen,
+    plc_sample,
+)
+from sim.demo.scenarios import SCENARIOS, catches_signal, demo_profile_text, run_scenario
+from sim.demo.signing import APPROVERS, ATTACKER, SAFETY, Signer, tampered
 from sim.demo.svg import Svg
 from sim.demo.view import LiveView, PlainView, describe_write, led_lit, leds_for, link_state
 from sim.stack import Stack
@@ -68,40 +80,57 @@ def heartbeats(t0: float, t1: float, period: float = 0.05) -> list[dict[str, Any
 # --- the real thing ---------------------------------------------------------------------------
 
 @pytest.mark.slow
-@pytest.mark.timeout(90)
-def test_demo_json_and_timeline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.timeout(150)
+def test_demo_runs_every_scenario_and_leaves_the_timeline(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     cli.add_options(parser)
-    args = parser.parse_args(["--scenario", "twin-outage", "--scenario", "shadow", "--json",
-                              "--no-live", "--out", str(tmp_path / "out"),
+    args = parser.parse_args(["--json", "--no-live", "--out", str(tmp_path / "out"),
                               "--workdir", str(tmp_path / "work")])
     code = cli.main(args)
     out, err = capsys.readouterr()
     doc = json.loads(out)  # stdout holds exactly one JSON document
-    assert code == 0, err
     assert set(doc) == {"passed", "scenarios", "skipped", "timeline"}
-    assert doc["passed"] is True
-    assert [s["name"] for s in doc["scenarios"]] == ["shadow", "twin-outage"], "table order"
-    assert all(set(s) == {"name", "passed", "reaction_ms"} for s in doc["scenarios"])
-    by = {s["name"]: s for s in doc["scenarios"]}
-    assert by["shadow"]["reaction_ms"] is None
-    react = by["twin-outage"]["reaction_ms"]
-    assert isinstance(react, float) and math.isfinite(react) and react > 0
+    assert code == 0 and doc["passed"] is True, [s for s in doc["scenarios"] if not s["passed"]]
+    assert [s["name"] for s in doc["scenarios"]] == list(SCENARIOS), "all, in table order"
+    assert list(SCENARIOS) == ["shadow", "promote-active", "twin-outage", "sensor-fail",
+                               "python-hang", "kill-9", "forged-config"], "the issue's order"
     assert doc["skipped"] == []
-    assert "scenario" in err and "twin-outage" in err, "human output goes to stderr"
+    assert all(set(s) == {"name", "passed", "reaction_ms"} for s in doc["scenarios"])
+    for s in doc["scenarios"]:
+        react = s["reaction_ms"]
+        if s["name"] == "shadow":
+            assert react is None
+        else:
+            assert isinstance(react, float) and math.isfinite(react), s
+    assert "scenario" in err and "forged-config" in err, "human output goes to stderr"
+
+    # the agent's own audit log, read independently of the demo's judgement
+    with AuditLog(tmp_path / "work" / "state" / "audit.sqlite") as audit:
+        assert audit.verify().ok
+        records = list(audit.records())
+    assert [r.fields["version"] for r in records if r.kind == "bundle_accepted"] == [1]
+    assert sorted(r.fields["reason"] for r in records if r.kind == "bundle_rejected") == [
+        "bad_signature", "unknown_key"]
+    assert any(r.kind == "mode_change" and r.fields["new"] == "active" for r in records)
+    trusted = load_config(tmp_path / "work" / "agent.toml").trust
+    assert {k.key_id for k in trusted} == {*APPROVERS, SAFETY}, "the factory trust store"
 
     path = Path(doc["timeline"])
     assert path == tmp_path / "out" / "timeline.svg" and path.is_file()
     root = ET.parse(path).getroot()
-    lanes = {g.get("id") for g in root.iter(f"{SVG_NS}g") if g.get("id")}
-    assert {f"lane-{n}" for n in timeline.LANES} <= lanes
-    writes = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-writes")
-    safe_marks = [p for p in writes.iter(f"{SVG_NS}polygon")
+    lanes = {g.get("id"): g for g in root.iter(f"{SVG_NS}g") if g.get("id")}
+    assert {f"lane-{n}" for n in timeline.LANES} <= set(lanes)
+    safe_marks = [p for p in lanes["lane-writes"].iter(f"{SVG_NS}polygon")
                   if p.get("fill") == timeline.SAFE_COLOR]
-    assert safe_marks, "the twin-outage safe-state write is drawn"
-    state = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-state")
-    fills = {r.get("fill") for r in state.iter(f"{SVG_NS}rect")}
-    assert timeline.STATE_COLOR["failsafe"] in fills and timeline.STATE_COLOR["normal"] in fills
+    assert len(safe_marks) >= 4, "safe sets: start, twin outage, trip, native watchdog, ..."
+    state_fills = {r.get("fill") for r in lanes["lane-state"].iter(f"{SVG_NS}rect")}
+    assert {timeline.STATE_COLOR["failsafe"], timeline.STATE_COLOR["normal"]} <= state_fills
+    authority = lanes["lane-authority"]
+    mode_fills = {r.get("fill") for r in authority.iter(f"{SVG_NS}rect")}
+    assert set(timeline.MODE_COLOR.values()) <= mode_fills, "shadow, then active"
+    flags = "".join(t.text or "" for t in authority.iter(f"{SVG_NS}text"))
+    assert "v1 accepted" in flags and "unknown_key" in flags and "bad_signature" in flags
 
 
 @pytest.mark.slow
@@ -187,11 +216,19 @@ def test_unknown_scenario_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "unknown scenario" in capsys.readouterr().err
 
 
-def test_config_push_scenarios_are_skipped_not_passed(profile: Any) -> None:
+def test_config_push_scenarios_are_skipped_without_keys(profile: Any) -> None:
     ctx = DemoContext(stack=None, profile=profile, step=lambda _t: None)  # type: ignore[arg-type]
     for name in ("promote-active", "forged-config"):
         got = run_scenario(name, ctx)
-        assert isinstance(got, Skipped) and "later issue" in got.reason
+        assert isinstance(got, Skipped) and "no signing keys" in got.reason
+
+
+def test_a_reused_workdir_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "state").mkdir()
+    parser = argparse.ArgumentParser()
+    cli.add_options(parser)
+    assert cli.main(parser.parse_args(["--workdir", str(tmp_path), "--json"])) == 2
+    assert "previous run" in capsys.readouterr().err
 
 
 def test_python_hang_is_skipped_without_the_fault_injection_hook(profile: Any) -> None:
@@ -262,11 +299,14 @@ def fabricated_recording() -> Recording:
     rec.writes = [*heartbeats(100.0, 110.0),
                   rec_(500, 105.5, 100, [0, 1000], names=["heater_power", "cooling_valve"]),
                   rec_(501, 108.0, 100, [0], names=["heater_power"], source="plc watchdog")]
-    rec.statuses = [StatusSeen(100.0 + s, st, "shadow") for s, st in
+    rec.statuses = [StatusSeen(100.0 + s, st, "shadow" if s < 2 else "active") for s, st in
                     [(1, "normal"), (2, "normal"), (3, "degraded"), (5, "failsafe"),
                      (6, "recovering"), (7, "normal")]]
     rec.agent_alive = [(100.0 + i * 0.1, not 107.5 <= 100.0 + i * 0.1 < 108.5)
                        for i in range(100)]
+    rec.pushes = [101.5, 108.8]
+    rec.config_results = [ConfigSeen(101.6, 1, True, "accepted"),
+                          ConfigSeen(108.9, 2, False, "bad_signature")]
     rec.marks = [Mark(101.0, "begin", "sensor-fail", "sensor-fail"),
                  Mark(103.0, "step", "sensor-fail", "temp_a <out of range> & co"),
                  Mark(109.0, "end", "sensor-fail", "sensor-fail")]
@@ -287,6 +327,12 @@ def test_timeline_renders_every_lane_as_valid_svg(profile: Any) -> None:
     fallback = [p for p in root.iter(f"{SVG_NS}polygon")
                 if p.get("fill") == timeline.FALLBACK_COLOR]
     assert fallback
+    authority = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-authority")
+    labels = [t.text for t in authority.iter(f"{SVG_NS}text")]
+    assert "\u2714 v1 accepted" in labels and "\u2718 v2 bad_signature" in labels
+    assert {"SHADOW", "ACTIVE"} <= set(labels)
+    flags = {p.get("fill") for p in authority.iter(f"{SVG_NS}polygon")}
+    assert flags == {timeline.ACCEPT_COLOR, timeline.REFUSE_COLOR}
 
 
 def test_state_intervals_merge_and_stop_at_a_dead_agent() -> None:
@@ -295,6 +341,9 @@ def test_state_intervals_merge_and_stop_at_a_dead_agent() -> None:
     states = [s for _b, _e, s in got]
     assert states == [None, "normal", "degraded", "failsafe", "recovering", "normal", None]
     assert got[-2][1] == pytest.approx(107.5), "a status never outlives its agent"
+    modes = timeline.state_intervals(rec, 110.0, what=lambda st: st.mode)
+    assert [m for _b, _e, m in modes] == [None, "shadow", "active"]
+    assert modes[2][0] == pytest.approx(102.0)
 
 
 def test_svg_writer_escapes_and_formats() -> None:
@@ -310,6 +359,119 @@ def test_recording_copy_is_independent() -> None:
     cp = rec.copy()
     cp.samples.clear()
     assert rec.samples and not cp.samples
+
+
+# --- the safe state in active mode: ramps, full sets, recommendations ---------------------------
+
+def both(seq: int, t: float, heater: int, cooling: int, source: str = "modbus") -> dict[str, Any]:
+    return rec_(seq, t, 100, [heater, cooling], names=["heater_power", "cooling_valve"],
+                source=source)
+
+
+def test_a_ramp_toward_the_safe_value_is_the_safe_state(profile: Any) -> None:
+    assert is_safe_write(both(0, 1.0, 0, 175), profile, {"cooling_valve": 150})
+    assert not is_safe_write(both(0, 1.0, 0, 175), profile, {"cooling_valve": 200}), "away"
+    assert not is_safe_write(both(0, 1.0, 0, 175), profile), "unknown before: exact only"
+    assert not is_safe_write(both(0, 1.0, 10, 1000), profile, {"cooling_valve": 150})
+
+
+def test_first_safe_write_wants_the_full_safe_set(profile: Any) -> None:
+    heater_only = rec_(1, 2.0, 100, [0], names=["heater_power"])  # a recommendation of 0 %
+    log = [both(0, 1.0, 400, 150, source="control"), heater_only,
+           both(2, 3.0, 0, 175)]  # the safe set: heater 0, cooling ramping from 15 %
+    assert first_safe_write(log, profile, since=1.5) is log[2]
+    assert first_safe_write(log[:2], profile, since=1.5) is None
+    split = [log[0], heater_only, rec_(3, 2.02, 101, [1000], names=["cooling_valve"])]
+    assert first_safe_write(split, profile, since=1.5) is heater_only, "one tick, two writes"
+
+
+def test_a_recommendation_written_in_the_safe_state_is_flagged(profile: Any) -> None:
+    log = [both(0, 1.0, 400, 150), both(1, 2.0, 0, 175), rec_(2, 2.05, 101, [200],
+                                                               names=["cooling_valve"]),
+           rec_(3, 2.1, 100, [20], names=["heater_power"])]
+    assert unsafe_writes(log, profile, 2.0, 3.0) == [log[3]]
+    assert unsafe_writes(log, profile, 2.0, 2.08) == []
+
+
+def test_limits_and_rate_judgement(profile: Any) -> None:
+    ramp = [rec_(i, 1.0 + 0.05 * i, 100, [10 * i], names=["heater_power"]) for i in range(20)]
+    ok, detail = judge_limits_and_rate(ramp, profile)  # 20 %/s: 1 % per 50 ms
+    assert ok, detail
+    jump = [*ramp, rec_(99, 2.0, 100, [450], names=["heater_power"])]
+    ok, detail = judge_limits_and_rate(jump, profile)
+    assert not ok and "faster than 20" in detail
+    over = [rec_(0, 1.0, 101, [1010], names=["cooling_valve"])]
+    assert judge_limits_and_rate(over, profile) == (
+        False, "cooling_valve = 101 outside [0, 100]")
+
+
+def test_outputs_at_safe(profile: Any) -> None:
+    assert outputs_at_safe({"heater_power": 0.0, "cooling_valve": 100.0}, profile)
+    assert not outputs_at_safe({"heater_power": 0.0, "cooling_valve": 97.5}, profile)
+    assert not outputs_at_safe({"heater_power": 0.0}, profile)
+
+
+# --- config pushes: pure helpers, and the signing with the real CLI -----------------------------
+
+def audit_rec(seq: int, kind: str, **fields: Any) -> AuditRecord:
+    return AuditRecord(seq, 0, kind, json.dumps(fields, sort_keys=True), "", "")
+
+
+def test_versions_results_and_audit_judgement() -> None:
+    records = [audit_rec(1, "agent_start"), audit_rec(2, "bundle_accepted", version=3),
+               audit_rec(3, "bundle_rejected", version=9, reason="unknown_key")]
+    assert pushes.next_version(records) == 4, "only accepted versions count"
+    assert pushes.next_version([]) == 1
+    assert pushes.judge_audit(records, True, kind="bundle_rejected", reason="unknown_key")
+    assert not pushes.judge_audit(records, False, kind="bundle_rejected", reason="unknown_key")
+    assert not pushes.judge_audit(records, True, kind="bundle_rejected", reason="bad_signature")
+    results = [{"t": 1.0, "version": 1, "reason": "accepted", "accepted": True},
+               {"t": 2.0, "version": 1, "reason": "confirmed", "accepted": True},
+               {"t": 3.0, "version": 2, "reason": "unknown_key", "accepted": False}]
+    assert pushes.result_for(results, 0.5, 1) is results[0]
+    assert pushes.result_for(results, 0.5, 1, pushes.FINAL) is results[1]
+    assert pushes.result_for(results, 2.5, 1) is None, "an answer before the push is not it"
+    assert pushes.result_for(results, 0.0, 2) is results[2]
+
+
+def test_with_mode_and_takeover_bump(profile: Any) -> None:
+    text = 'device_id = "x"\nmode = "shadow"\n\n[twin]\nmode = "tls"\n'
+    assert pushes.with_mode(text, "active") == text.replace(
+        'mode = "shadow"', 'mode = "active"', 1)
+    with pytest.raises(ValueError, match="no top-level mode"):
+        pushes.with_mode('device_id = "x"\n', "active")
+    log = [both(0, 1.0, 450, 150, source="control"), both(1, 2.0, 10, 975),
+           rec_(2, 2.05, 100, [20], names=["heater_power"])]
+    assert pushes.takeover_bump(log, profile, 1.5) == (
+        "heater_power 45->1 %, cooling_valve 15->97.5 %")
+    smooth = [both(0, 1.0, 450, 150, source="control"), both(1, 2.0, 451, 150)]
+    assert pushes.takeover_bump(smooth, profile, 1.5) == ""
+
+
+@pytest.mark.timeout(30)
+def test_signer_makes_keys_and_two_person_bundles_with_the_cli(tmp_path: Path) -> None:
+    signer = Signer.create(tmp_path / "keys", "tank-7")
+    trusted = load_config_text(tmp_path, 'device_id = "tank-7"\n' + signer.trust_toml).trust
+    assert {k.key_id for k in trusted} == {*APPROVERS, SAFETY}, "the forger is not trusted"
+    assert signer.keys[ATTACKER].is_file() and oct(signer.keys[ATTACKER].stat().st_mode)[-3:] \
+        == "600"
+    text = 'device_id = "tank-7"\nmode = "active"\n' + signer.trust_toml
+    path = signer.sign(text, 4, APPROVERS, "promote")
+    bundle = decode(path.read_bytes())
+    assert bundle.version == 4 and bundle.config == text and bundle.key_ids == APPROVERS
+    keys = {k.key_id: k.public_key for k in trusted}
+    assert all(verify_signature(bundle, sig, keys[sig.key_id]) for sig in bundle.signatures)
+    edited = tampered(path, text + "\n# edited\n", tmp_path / "edited.bundle")
+    forged = decode(edited.read_bytes())
+    assert forged.signatures == bundle.signatures and forged.config != bundle.config
+    assert not any(verify_signature(forged, sig, keys[sig.key_id])
+                   for sig in forged.signatures)
+
+
+def load_config_text(tmp_path: Path, text: str) -> Any:
+    path = tmp_path / "agent.toml"
+    path.write_text(text)
+    return load_config(path)
 
 
 # --- recorder and views over fabricated control replies -----------------------------------------
@@ -339,20 +501,30 @@ class FakePlant:
     def twin(self, req: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "sending": True, "paused": False, "last_heartbeat_t": self.t - 0.05,
                 "heartbeats": [[self.t - 0.15, 1, 7, 1, True], [self.t - 0.05, 1, 7, 2, True]],
-                "statuses": [[self.t - 0.5, 1, "failsafe", "shadow", 3]]}
+                "statuses": [[self.t - 0.5, 1, "failsafe", "shadow", 3]],
+                "pushes": [{"t": self.t - 0.4, "bytes": 900, "connections": 1},
+                           {"t": self.t - 0.2, "bytes": 901, "connections": 1}],
+                "config_results": [
+                    {"t": self.t - 0.39, "version": 1, "accepted": True, "reason": "accepted",
+                     "detail": ""},
+                    {"t": self.t - 0.19, "version": 2, "accepted": False,
+                     "reason": "unknown_key", "detail": "mallory"}]}
 
 
 def test_recorder_dedupes_and_survives_a_dead_plant() -> None:
     plant = FakePlant()
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, int]] = []
     recorder = Recorder(plant.plc, plant.twin,
-                        on_new=lambda w, s: seen.append((len(w), len(s))),
+                        on_new=lambda w, s, c: seen.append((len(w), len(s), len(c))),
                         agent_alive=lambda: True)
     recorder.sample_once()
     recorder.sample_once()  # the same heartbeats, statuses and writes again: not duplicated
     rec = recorder.snapshot()
     assert len(rec.samples) == 2 and len(rec.heartbeats) == 2 and len(rec.statuses) == 1
-    assert len(rec.writes) == 2 and seen == [(2, 1)]
+    assert len(rec.writes) == 2 and seen == [(2, 1, 2)]
+    assert rec.pushes == [plant.t - 0.4, plant.t - 0.2]
+    assert rec.config_results == [ConfigSeen(plant.t - 0.39, 1, True, "accepted"),
+                                  ConfigSeen(plant.t - 0.19, 2, False, "unknown_key")]
     assert rec.samples[-1].faults == {"temp_a": "out_of_range"}
     plant.fail = True
     recorder.sample_once()
@@ -375,7 +547,11 @@ def test_views_show_plant_agent_and_events(profile: Any) -> None:
 
     lines = io.StringIO()
     plain = PlainView(profile, Recorder(plant.plc, plant.twin), lines)
-    plain.on_new(plant.writes, [StatusSeen(50.0, "failsafe", "shadow")])
+    plain.on_new(plant.writes, [StatusSeen(50.0, "failsafe", "shadow")], [])
+    plain.on_new([], [StatusSeen(51.0, "normal", "active")],
+                 [ConfigSeen(50.5, 1, True, "accepted"), ConfigSeen(52.0, 2, False, "replay")])
     out = lines.getvalue()
     assert "SAFE STATE written" in out and "agent reports FAILSAFE" in out
     assert "heartbeat" not in out, "heartbeat-register writes are not events"
+    assert "config v1: ACCEPTED (accepted)" in out and "config v2: REFUSED (replay)" in out
+    assert "mode ACTIVE, was shadow" in out

@@ -82,7 +82,8 @@ def test_connects_and_receives_heartbeats_in_order(pki: PkiPaths) -> None:
     assert times == sorted(times) and t0 > 0
     assert rec.connection[0][0] is True
     assert rec.connection[-1][:2] == (False, "closed")
-    assert twin.agent_hellos[0][2:] == ("dev-1", "0.1.0")
+    # the hello announces the heartbeat timing (the link's defaults: sim-tank's [timing])
+    assert twin.agent_hellos[0][2:] == ("dev-1", "0.1.0", 500, 250)
     assert (twin.statuses[0].state, twin.statuses[0].mode, twin.statuses[0].seq) == (
         "NORMAL",
         "shadow",
@@ -91,6 +92,22 @@ def test_connects_and_receives_heartbeats_in_order(pki: PkiPaths) -> None:
     c = link.counters
     assert (c.connects, c.sessions, c.malformed, c.failures) == (1, 1, 0, 0)
     assert c.frames_in == len(rec.messages) and c.frames_out == 2
+
+
+def test_hello_announces_the_heartbeat_timing_it_was_given(pki: PkiPaths) -> None:
+    async def scenario(twin: SimTwin, link: TwinLink, rec: Recorder) -> None:
+        await wait_until(lambda: rec.ups() == 1, what="first session")
+        twin.restart()
+        await wait_until(lambda: rec.ups() == 2, what="second session")
+
+    twin = SimTwin.from_pki(pki, rate_hz=100)
+    drive(twin, lambda port: settings_for(pki, port, heartbeat_timeout_s=1.2,
+                                          heartbeat_late_s=0.3005), scenario)
+    # every connection's hello carries them (rounded to whole milliseconds)
+    assert len(twin.agent_hellos) >= 2
+    assert {h[4:] for h in twin.agent_hellos} == {(1200, 300)}
+    assert twin.stats()["agent_timing"] == {"heartbeat_timeout_ms": 1200,
+                                            "heartbeat_late_ms": 300}
 
 
 def test_reconnects_after_twin_restart_with_higher_epoch(pki: PkiPaths) -> None:
@@ -159,7 +176,9 @@ def test_bye_replay_and_unhealthy_are_passed_through(pki: PkiPaths) -> None:
     twin = SimTwin.from_pki(pki, rate_hz=100)
     link, rec = drive(twin, lambda port: settings_for(pki, port), scenario)
     msgs = [m for m, _ in rec.messages]
-    first_epoch = [m.seq for m in msgs if isinstance(m, Heartbeat) and m.epoch == msgs[0].epoch]
+    assert isinstance(msgs[0], TwinHello)
+    epoch0 = msgs[0].epoch
+    first_epoch = [m.seq for m in msgs if isinstance(m, Heartbeat) and m.epoch == epoch0]
     assert first_epoch.count(1) == 2 and first_epoch.count(2) == 2  # seq 1, 2 replayed as-is
     assert first_epoch[first_epoch.index(1, 1) + 1] == 2
     byes = [m for m in msgs if isinstance(m, Bye)]
@@ -289,6 +308,16 @@ def test_settings_refuse_nonsense(pki: PkiPaths) -> None:
         replace(base, backoff_max_s=0.001)
     with pytest.raises(ValueError, match="port"):
         replace(base, port=0)
+    with pytest.raises(ValueError, match="heartbeat_late_s <= heartbeat_timeout_s"):
+        replace(base, heartbeat_timeout_s=0.2, heartbeat_late_s=0.3)
+    with pytest.raises(ValueError, match="1 ms <= heartbeat_late_s"):
+        replace(base, heartbeat_late_s=0.0004)  # 0 ms in the hello: nothing a twin can use
+    with pytest.raises(ValueError, match="heartbeat_timeout_s must be finite"):
+        replace(base, heartbeat_timeout_s=float("inf"))
+    with pytest.raises(ValueError, match="heartbeat_late_s must be finite"):
+        replace(base, heartbeat_late_s=float("nan"))
+    hello = replace(base, heartbeat_timeout_s=0.001, heartbeat_late_s=0.001).hello()
+    assert (hello.heartbeat_timeout_ms, hello.heartbeat_late_ms) == (1, 1)
     with pytest.raises(FileNotFoundError):
         TwinLink(
             replace(base, cert_file=Path("/nonexistent.crt")),

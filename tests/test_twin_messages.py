@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from agent.errors import ProtocolError
 from agent.twin.frames import FrameDecoder, encode
 from agent.twin.messages import (
+    NONPRINTABLE_CATEGORIES,
     PROTOCOL_VERSION,
     U64_MAX,
     AgentHello,
@@ -19,6 +22,7 @@ from agent.twin.messages import (
     TwinHello,
     decode_agent,
     decode_twin,
+    nonprintable,
     to_wire,
 )
 
@@ -32,7 +36,8 @@ TWIN_MSGS: list[Message] = [
     Bye(5, "maintenance"),
 ]
 AGENT_MSGS: list[Message] = [
-    AgentHello("tank-07", "0.1.0", PROTOCOL_VERSION),
+    AgentHello("tank-07", "0.1.0", PROTOCOL_VERSION, 500, 250),
+    AgentHello("tank-07", "0.1.0", PROTOCOL_VERSION, 1, 1),
     Status("NORMAL", "shadow", 0),
     Status("FAILSAFE", "active", 42, sent_ms=1),
 ]
@@ -83,7 +88,15 @@ BAD_TWIN: list[tuple[dict[str, Any], str]] = [
     ({"t": "hello", "protocol": 1, "twin_id": "", "epoch": 1}, "hello.twin_id: text length"),
     (
         {"t": "hello", "protocol": 1, "twin_id": "a\nb", "epoch": 1},
-        "hello.twin_id: text has control",
+        "hello.twin_id: text has a non-printable character U+000A (Cc) at index 1",
+    ),
+    (
+        {"t": "hello", "protocol": 1, "twin_id": "twin\u00a0a", "epoch": 1},
+        "hello.twin_id: text has a non-printable character U+00A0 (Zs) at index 4",
+    ),
+    (
+        {"t": "bye", "epoch": 1, "reason": "soft\u00adhyphen"},
+        "bye.reason: text has a non-printable character U+00AD (Cf) at index 4",
     ),
     ({"t": "hello", "protocol": 1, "twin_id": "x" * 129, "epoch": 1}, "hello.twin_id: text length"),
     ({"t": "hello", "protocol": 1, "twin_id": b"x", "epoch": 1}, "hello.twin_id: expected text"),
@@ -103,6 +116,10 @@ def test_bad_twin_message_names_the_field(frame: dict[str, Any], match: str) -> 
     assert match in str(info.value)
 
 
+AGENT_HELLO: dict[str, Any] = {"t": "hello", "device_id": "d", "agent_version": "1",
+                               "protocol": 1, "heartbeat_timeout_ms": 500,
+                               "heartbeat_late_ms": 250}
+
 BAD_AGENT: list[tuple[dict[str, Any], str]] = [
     (HB, "unknown agent->twin"),
     (
@@ -110,7 +127,20 @@ BAD_AGENT: list[tuple[dict[str, Any], str]] = [
         "status.mode: 'turbo' not one of",
     ),
     ({"t": "status", "state": "NORMAL", "mode": "shadow"}, "status.seq: missing"),
-    ({"t": "hello", "device_id": "d", "agent_version": "1", "protocol": "1"}, "hello.protocol"),
+    ({**AGENT_HELLO, "protocol": "1"}, "hello.protocol"),
+    ({k: v for k, v in AGENT_HELLO.items() if k != "heartbeat_timeout_ms"},
+     "hello.heartbeat_timeout_ms: missing"),
+    ({k: v for k, v in AGENT_HELLO.items() if k != "heartbeat_late_ms"},
+     "hello.heartbeat_late_ms: missing"),
+    ({**AGENT_HELLO, "heartbeat_timeout_ms": 0},
+     "hello.heartbeat_timeout_ms: 0 below its minimum 1"),
+    ({**AGENT_HELLO, "heartbeat_late_ms": 0}, "hello.heartbeat_late_ms: 0 below its minimum 1"),
+    ({**AGENT_HELLO, "heartbeat_late_ms": True}, "hello.heartbeat_late_ms: expected uint64"),
+    ({**AGENT_HELLO, "heartbeat_late_ms": 250.0}, "hello.heartbeat_late_ms: expected uint64"),
+    ({**AGENT_HELLO, "heartbeat_late_ms": 501},
+     "hello.heartbeat_late_ms: 501 above heartbeat_timeout_ms 500"),
+    ({**AGENT_HELLO, "device_id": "tank\u200b07"}, "hello.device_id: text has a non-printable"),
+    ({**AGENT_HELLO, "timing": 1}, "hello.timing: unknown field"),
 ]
 
 
@@ -132,5 +162,48 @@ def test_to_wire_refuses_what_the_peer_would_refuse() -> None:
         to_wire(Heartbeat(1, -5, True))
     with pytest.raises(ProtocolError, match=r"status\.mode"):
         to_wire(Status("NORMAL", "yolo", 1))
+    with pytest.raises(ProtocolError, match=r"hello\.heartbeat_late_ms: 300 above"):
+        to_wire(AgentHello("d", "1", PROTOCOL_VERSION, 200, 300))
+    with pytest.raises(ProtocolError, match=r"hello\.heartbeat_timeout_ms: 0 below"):
+        to_wire(AgentHello("d", "1", PROTOCOL_VERSION, 0, 0))
     with pytest.raises(TypeError):
         to_wire("heartbeat")  # type: ignore[arg-type]
+
+
+def test_agent_hello_carries_the_heartbeat_timing_on_the_wire() -> None:
+    assert to_wire(AgentHello("d", "1", PROTOCOL_VERSION, 500, 250)) == AGENT_HELLO
+    assert decode_agent(AGENT_HELLO) == AgentHello("d", "1", PROTOCOL_VERSION, 500, 250)
+
+
+@pytest.mark.timeout(30)
+def test_text_rule_is_exactly_the_listed_categories_and_isprintable() -> None:
+    """PROTOCOL.md §3 names the refused general categories and says it is isprintable():
+    both claims hold for every code point of this Python's Unicode database."""
+    refused_cats = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"}
+    assert refused_cats == NONPRINTABLE_CATEGORIES
+    for cp in range(sys.maxunicode + 1):
+        ch = chr(cp)
+        bad = nonprintable(ch)
+        by_category = cp != 0x20 and unicodedata.category(ch) in refused_cats
+        assert (bad is not None) == by_category == (not ch.isprintable()), hex(cp)
+        if bad is not None:
+            assert bad == (0, f"U+{cp:04X}", unicodedata.category(ch))
+
+
+@pytest.mark.parametrize("ch", ["e", "\u00e9", "\u4e2d", "\U0001f600"], ids=["1", "2", "3", "4"])
+def test_text_length_counts_code_points_not_bytes(ch: str) -> None:
+    """128 code points pass whatever their UTF-8 size (up to 512 bytes); 129 do not."""
+    ok = {"t": "hello", "protocol": 1, "twin_id": ch * 128, "epoch": 1}
+    (frame,) = FrameDecoder().feed(encode(ok))
+    assert decode_twin(frame) == TwinHello(1, ch * 128, 1)
+    assert len((ch * 128).encode()) == 128 * len(ch.encode())
+    with pytest.raises(ProtocolError, match=r"text length 129 code points not in 1\.\.128"):
+        decode_twin({**ok, "twin_id": ch * 129})
+
+
+def test_space_is_the_one_allowed_separator() -> None:
+    assert decode_twin({"t": "bye", "epoch": 1, "reason": "going down now"}) == Bye(
+        1, "going down now")
+    for sep in ("\u2028", "\u2029", "\u3000", "\u2007"):
+        with pytest.raises(ProtocolError, match="non-printable character"):
+            decode_twin({"t": "bye", "epoch": 1, "reason": f"a{sep}b"})

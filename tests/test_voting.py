@@ -134,7 +134,10 @@ def test_plausible_range(value: float, out: bool) -> None:
 
 @pytest.mark.parametrize(
     ("step", "dt", "excluded"),
-    [(1.9, 0.1, False), (2.0, 0.1, False), (2.1, 0.1, True), (30.0, 1.0, True), (30.0, 2.0, False)],
+    # allowed: MAX_RATE * dt + DISC / 2 (a change within half the disagreement tolerance
+    # is noise, whatever the polling rate)
+    [(3.4, 0.1, False), (3.5, 0.1, False), (3.6, 0.1, True), (30.0, 1.0, True),
+     (30.0, 2.0, False), (1.4, 0.01, False), (1.8, 0.01, True)],
 )
 def test_rate_of_change(step: float, dt: float, excluded: bool) -> None:
     v = voter(group(1, 2, max_rate=MAX_RATE))

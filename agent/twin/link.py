@@ -9,7 +9,7 @@ One connection attempt::
 
     TCP connect + TLS handshake (TLS >= 1.2, client cert, server pinned to ca_file,
     hostname checked against server_name), both within connect_timeout_s
-      → send AgentHello
+      → send AgentHello (with the heartbeat timing in ms, so the twin can pace itself)
       → read frames; the first twin message must be TwinHello(protocol == 1)
           → session UP: on_connection(True, ...), on_message(hello, t)
       → every later twin message: on_message(msg, t)
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable
@@ -57,9 +58,26 @@ OnMessage = Callable[[TwinMessage, float], None]
 OnConnection = Callable[[bool, str, float], None]
 
 
+# Heartbeat timing announced in the hello when the caller gives none: the shipped sim-tank
+# profile's [timing]. Only for the link's own tests and tools; the runtime always passes the
+# profile's real values (agent.runtime.Runtime._make_link).
+DEFAULT_HEARTBEAT_TIMEOUT_S = 0.5
+DEFAULT_HEARTBEAT_LATE_S = 0.25
+
+
+def to_ms(seconds: float) -> int:
+    """``seconds`` as whole milliseconds, rounded to the nearest (the hello's unit)."""
+    return round(seconds * 1000)
+
+
 @dataclass(frozen=True)
 class TwinLinkSettings:
-    """Where the twin is and how to talk to it. ValueError on impossible values."""
+    """Where the twin is and how to talk to it. ValueError on impossible values.
+
+    ``heartbeat_timeout_s`` / ``heartbeat_late_s`` are the agent's heartbeat timing (the
+    hardware profile's ``[timing]``); the link only announces them in its hello (in ms,
+    both >= 1 ms after rounding, late <= timeout), it never times heartbeats itself.
+    """
 
     host: str
     port: int
@@ -75,6 +93,8 @@ class TwinLinkSettings:
     idle_timeout_s: float = 3.0
     agent_version: str = __version__
     crl_file: Path | None = None  # PEM CRL of ca_file's CA: a revoked twin cert is refused
+    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
+    heartbeat_late_s: float = DEFAULT_HEARTBEAT_LATE_S
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -86,6 +106,19 @@ class TwinLinkSettings:
             raise ValueError("backoff_max_s must be >= backoff_min_s")
         if not self.server_name or not self.device_id:
             raise ValueError("server_name and device_id must not be empty")
+        for name in ("heartbeat_timeout_s", "heartbeat_late_s"):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
+        late, timeout = to_ms(self.heartbeat_late_s), to_ms(self.heartbeat_timeout_s)
+        if not 1 <= late <= timeout:
+            raise ValueError(
+                "need 1 ms <= heartbeat_late_s <= heartbeat_timeout_s (in whole ms), got "
+                f"{self.heartbeat_late_s} s and {self.heartbeat_timeout_s} s")
+
+    def hello(self) -> AgentHello:
+        """The hello this link sends first on every connection."""
+        return AgentHello(self.device_id, self.agent_version, PROTOCOL_VERSION,
+                          to_ms(self.heartbeat_timeout_s), to_ms(self.heartbeat_late_s))
 
 
 @dataclass
@@ -238,8 +271,7 @@ class TwinLink:
         self.counters.connects += 1
         if self.closing:
             raise _SessionEnd("closed")
-        hello = AgentHello(s.device_id, s.agent_version, PROTOCOL_VERSION)
-        writer.write(encode(to_wire(hello), s.max_frame))
+        writer.write(encode(to_wire(s.hello()), s.max_frame))
         self.counters.frames_out += 1
         decoder = FrameDecoder(s.max_frame)
         # Idle means no complete frame: bytes trickling in without ever finishing a frame

@@ -11,7 +11,8 @@ direction  ``t``           class (fields)
 twin→agent ``hello``       TwinHello(protocol, twin_id, epoch)
 twin→agent ``heartbeat``   Heartbeat(epoch, seq, healthy, [sent_ms])
 twin→agent ``bye``         Bye(epoch, [reason])
-agent→twin ``hello``       AgentHello(device_id, agent_version, protocol)
+agent→twin ``hello``       AgentHello(device_id, agent_version, protocol,
+                           heartbeat_timeout_ms, heartbeat_late_ms)
 agent→twin ``status``      Status(state, mode, seq, [sent_ms])
 twin→agent ``recommend``   Recommend(id, output, value, valid_s)
 twin→agent ``ack``         Ack(upto)
@@ -23,7 +24,9 @@ agent→twin ``config_result``  ConfigResult(version, accepted, reason, [detail]
 =========  ==============  ==================================================
 
 Decoding is strict: an unknown type, an unknown or missing field, or a value of the wrong
-type or out of range raises ``ProtocolError`` naming the type and the field. Integers are
+type or out of range raises ``ProtocolError`` naming the type and the field. A ``text``
+field is refused if it holds a character :func:`nonprintable` names (the rule of
+``str.isprintable``, spelled out in Unicode general categories; see PROTOCOL.md §3). Integers are
 never booleans (``True`` is not a seq). A ``float`` field takes a msgpack float or int
 (never a bool) and lets NaN/inf through: *values* are judged by the receiver's validation
 (``agent.recommend``), which answers with a reason instead of closing the connection.
@@ -33,7 +36,8 @@ New message types are new rows in the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -49,7 +53,7 @@ class Kind(enum.Enum):
 
     U64 = "uint64"  # msgpack int, 0 <= v <= 2**64-1, never a bool
     BOOL = "bool"  # msgpack true/false only
-    TEXT = "text"  # msgpack str, 1..max_len (default 128) chars, no control characters
+    TEXT = "text"  # msgpack str, 1..max_len (default 128) code points, see nonprintable()
     FLOAT = "float"  # msgpack float or int (never a bool); NaN/inf pass (validated later)
     BIN = "bin"  # msgpack bin (bytes), length 1..max_len
 
@@ -62,7 +66,8 @@ class Field:
     kind: Kind
     optional: bool = False
     choices: tuple[str, ...] = ()
-    max_len: int = TEXT_MAX  # TEXT: characters; BIN: bytes
+    max_len: int = TEXT_MAX  # TEXT: code points; BIN: bytes
+    minimum: int = 0  # U64 only: the smallest value allowed
 
 
 # --- twin -> agent ----------------------------------------------------------------------
@@ -109,17 +114,25 @@ class Bye:
 
 @dataclass(frozen=True)
 class AgentHello:
-    """Agent -> twin, first message on every connection."""
+    """Agent -> twin, first message on every connection.
+
+    ``heartbeat_timeout_ms`` / ``heartbeat_late_ms`` are the agent's heartbeat timing (the
+    hardware profile's ``[timing]`` in milliseconds, both > 0, late <= timeout) so that the
+    twin can choose a heartbeat period below ``heartbeat_late_ms``.
+    """
 
     T: ClassVar[str] = "hello"
     device_id: str
     agent_version: str
     protocol: int
+    heartbeat_timeout_ms: int
+    heartbeat_late_ms: int
 
 
 @dataclass(frozen=True)
 class Status:
-    """Agent -> twin, about once a second: the agent's own heartbeat."""
+    """Agent -> twin: the agent's own heartbeat and safety state. Sent once as soon as the
+    session is up, on every change of safety state, and at least once a second."""
 
     T: ClassVar[str] = "status"
     state: str
@@ -250,6 +263,8 @@ SCHEMAS: dict[type[Any], tuple[Field, ...]] = {
         Field("device_id", Kind.TEXT),
         Field("agent_version", Kind.TEXT),
         Field("protocol", Kind.U64),
+        Field("heartbeat_timeout_ms", Kind.U64, minimum=1),
+        Field("heartbeat_late_ms", Kind.U64, minimum=1),
     ),
     Status: (
         Field("state", Kind.TEXT),
@@ -295,6 +310,37 @@ AGENT_TO_TWIN: dict[str, type[Any]] = {
 }
 
 
+def _hello_timing(msg: Any) -> str | None:
+    if msg.heartbeat_late_ms > msg.heartbeat_timeout_ms:
+        return (f"hello.heartbeat_late_ms: {msg.heartbeat_late_ms} above "
+                f"heartbeat_timeout_ms {msg.heartbeat_timeout_ms}")
+    return None
+
+
+# Rules across fields of one message: a message -> a reason it is invalid, or None.
+CROSS_CHECKS: dict[type[Any], Callable[[Any], str | None]] = {AgentHello: _hello_timing}
+
+# Unicode general categories a ``text`` field must not contain (U+0020 SPACE excepted):
+# exactly the characters ``str.isprintable()`` refuses.
+NONPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
+
+
+def nonprintable(text: str) -> tuple[int, str, str] | None:
+    """The first character of ``text`` a ``text`` field refuses, as (index, "U+XXXX",
+    general category), or None if every character is allowed.
+
+    Refused: every code point whose Unicode general category (this Python's Unicode
+    database, ``unicodedata.unidata_version``) is in NONPRINTABLE_CATEGORIES, except
+    U+0020. In CPython 3.11 this is the same verdict as ``not text.isprintable()``
+    (tests/test_twin_messages.py checks every code point).
+    """
+    for i, ch in enumerate(text):
+        cat = unicodedata.category(ch)
+        if cat in NONPRINTABLE_CATEGORIES and ch != " ":
+            return i, f"U+{ord(ch):04X}", cat
+    return None
+
+
 def _check(mtype: str, spec: Field, value: Any) -> Any:
     where = f"{mtype}.{spec.name}"
     if spec.kind is Kind.U64:
@@ -302,6 +348,8 @@ def _check(mtype: str, spec: Field, value: Any) -> Any:
             raise ProtocolError(f"{where}: expected uint64, got {type(value).__name__}")
         if not 0 <= value <= U64_MAX:
             raise ProtocolError(f"{where}: {value} out of uint64 range")
+        if value < spec.minimum:
+            raise ProtocolError(f"{where}: {value} below its minimum {spec.minimum}")
     elif spec.kind is Kind.BOOL:
         if not isinstance(value, bool):
             raise ProtocolError(f"{where}: expected bool, got {type(value).__name__}")
@@ -321,9 +369,14 @@ def _check(mtype: str, spec: Field, value: Any) -> Any:
         if not isinstance(value, str):
             raise ProtocolError(f"{where}: expected text, got {type(value).__name__}")
         if not 1 <= len(value) <= spec.max_len:
-            raise ProtocolError(f"{where}: text length {len(value)} not in 1..{spec.max_len}")
-        if not value.isprintable():
-            raise ProtocolError(f"{where}: text has control characters")
+            raise ProtocolError(
+                f"{where}: text length {len(value)} code points not in 1..{spec.max_len}")
+        bad = nonprintable(value)
+        if bad is not None:
+            index, code, category = bad
+            raise ProtocolError(
+                f"{where}: text has a non-printable character {code} ({category}) "
+                f"at index {index}")
         if spec.choices and value not in spec.choices:
             raise ProtocolError(f"{where}: {value!r} not one of {', '.join(spec.choices)}")
     return value
@@ -348,7 +401,16 @@ def _decode(table: Mapping[str, type[Any]], frame: Mapping[str, Any], direction:
                 continue
             raise ProtocolError(f"{mtype}.{spec.name}: missing field")
         kwargs[spec.name] = _check(mtype, spec, frame[spec.name])
-    return cls(**kwargs)
+    msg = cls(**kwargs)
+    _cross_check(msg)
+    return msg
+
+
+def _cross_check(msg: Any) -> None:
+    rule = CROSS_CHECKS.get(type(msg))
+    problem = rule(msg) if rule is not None else None
+    if problem is not None:
+        raise ProtocolError(problem)
 
 
 def decode_twin(frame: Mapping[str, Any]) -> TwinMessage:
@@ -378,6 +440,7 @@ def to_wire(msg: Message) -> dict[str, Any]:
         if value is None and spec.optional:
             continue
         out[spec.name] = _check(msg.T, spec, value)
+    _cross_check(msg)
     return out
 
 

@@ -12,14 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agent.profile.model import Profile
+from sim.demo.context import ScenarioResult, Skipped
+from sim.demo.judge import held_after, is_output_write, is_safe_write, output_names
 from sim.demo.record import Mark, Recording
-from sim.demo.scenarios import (
-    ScenarioResult,
-    Skipped,
-    is_output_write,
-    is_safe_write,
-    output_names,
-)
 from sim.demo.svg import Svg
 
 WIDTH = 1500.0
@@ -37,7 +32,11 @@ OUTPUT_COLORS = ("#d62728", "#17becf", "#bcbd22", "#7f7f7f")
 SAFE_COLOR = "#d50000"
 FALLBACK_COLOR = "#ff6d00"
 HB_COLOR = "#7e57c2"
-LANES = ("scenarios", "state", "temperature", "pressure", "outputs", "twin", "writes")
+MODE_COLOR = {"shadow": "#cfd8dc", "active": "#1e88e5"}
+ACCEPT_COLOR = "#2e7d32"
+REFUSE_COLOR = "#c62828"
+LANES = ("scenarios", "state", "authority", "temperature", "pressure", "outputs", "twin",
+         "writes")
 
 
 @dataclass(frozen=True)
@@ -89,6 +88,8 @@ def draw_grid(svg: Svg, ax: Axis, lanes: dict[str, Lane], bottom: float) -> None
         svg.line(x, top, x, bottom - GAP, stroke="#e0e0e0", stroke_width=1)
         t += step
     for name in LANES[1:]:
+        if name == "authority":
+            continue
         ln = lanes[name]
         svg.rect(LEFT, ln.y, WIDTH - LEFT - RIGHT, ln.h, fill="none", stroke="#9e9e9e",
                  stroke_width=1)
@@ -108,10 +109,11 @@ def draw_scenarios(svg: Svg, ax: Axis, lane: Lane, rec: Recording, *,
         react = "" if r.reaction_ms is None else f" {r.reaction_ms:+.1f} ms"
         svg.rect(x0, lane.y, x1 - x0, 22, fill="#e8f5e9" if r.passed else "#ffcdd2",
                  stroke="#757575", stroke_width=1, rx=3)
-        for label in (f"{mark} {name}{react}", f"{mark} {name}", mark):
-            if len(label) * 7.2 <= x1 - x0 - 4:
+        for label, size in ((f"{mark} {name}{react}", 12), (f"{mark} {name}", 12),
+                            (f"{mark} {name}", 9), (mark, 12)):
+            if len(label) * size * 0.6 <= x1 - x0 - 4:
                 svg.text((x0 + x1) / 2, lane.y + 15, label, text_anchor="middle",
-                         font_size=12, font_weight="bold",
+                         font_size=size, font_weight="bold",
                          fill="#1b5e20" if r.passed else "#b71c1c")
                 break
         svg.line(x0, lane.y, x0, lane.y + lane.h, stroke="#424242", stroke_width=1.5)
@@ -299,8 +301,11 @@ def draw_writes(svg: Svg, ax: Axis, lane: Lane, rec: Recording, profile: Profile
     svg.text(LEFT - 7, row2 + 14, "outputs", font_size=10, fill="#616161", text_anchor="end")
     outs = output_names(profile)
     fallback_t: float | None = None
+    held: dict[str, int] = {}
     for r in rec.writes:
         x = ax.x(float(r["t"]))
+        safe = is_safe_write(r, profile, held)
+        held_after(held, r, profile)
         if r.get("source") == "plc watchdog":
             if fallback_t is None or r["t"] - fallback_t > 0.5:
                 fallback_t = float(r["t"])
@@ -310,12 +315,49 @@ def draw_writes(svg: Svg, ax: Axis, lane: Lane, rec: Recording, profile: Profile
         elif r.get("source") == "modbus" and r.get("address") == hb:
             svg.line(x, row1, x, row1 + lane.h / 2 - 8, stroke="#9e9e9e", stroke_width=0.7)
         elif is_output_write(r, outs):
-            safe = is_safe_write(r, profile)
+            full = safe and outs <= set(r.get("names", ()))
             svg.line(x, row2, x, lane.y + lane.h - 3, stroke=SAFE_COLOR if safe else "#1565c0",
-                     stroke_width=3 if safe else 1.5)
-            if safe:
+                     stroke_width=3 if full else 1.2)
+            if full:  # the whole safe set: a safe state was entered (or refreshed)
                 svg.polygon([(x - 6, row2 - 4), (x + 6, row2 - 4), (x, row2 + 6)],
                             fill=SAFE_COLOR)
+    svg.close_group()
+
+
+def draw_authority(svg: Svg, ax: Axis, lane: Lane, rec: Recording,
+                   modes: Sequence[tuple[float, float, str | None]]) -> None:
+    """The control authority (shadow/active band, from the status messages) with every
+    configuration push (a black tick when the twin sent it) and the agent's answer (a flag
+    and its reason; answers close together alternate between two label rows)."""
+    svg.open_group(id="lane-authority")
+    lane_label(svg, lane, "authority")
+    svg.text(12, lane.y + lane.h - 4, "config pushes", font_size=10, fill="#666")
+    band_y, band_h = lane.y + 26, lane.h - 26
+    for t_b, t_e, mode in modes:
+        if mode is None:
+            continue
+        x0, x1 = ax.x(t_b), ax.x(t_e)
+        svg.rect(x0, band_y, x1 - x0, band_h, fill=MODE_COLOR.get(mode, NO_STATUS))
+        if len(mode) * 7 < x1 - x0 - 4:
+            svg.text(x0 + 4, band_y + band_h - 4, mode.upper(), font_size=10,
+                     font_weight="bold", fill="white" if mode == "active" else "#37474f")
+    for t in rec.pushes:
+        x = ax.x(t)
+        svg.line(x, lane.y, x, lane.y + lane.h, stroke="#212121", stroke_width=1.5)
+    last_x, row = -1e9, 1
+    for c in sorted(rec.config_results, key=lambda c: c.t):
+        x = ax.x(c.t)
+        row = 1 - row if x - last_x < 150 else 0
+        last_x = x
+        y = lane.y + 10 + 13 * row
+        color = ACCEPT_COLOR if c.accepted else REFUSE_COLOR
+        svg.polygon([(x, y - 8), (x + 9, y - 4), (x, y)], fill=color, stroke="#000",
+                    stroke_width=0.6)
+        mark = "\u2714" if c.accepted else "\u2718"
+        label = f"{mark} v{c.version} {c.reason}"
+        right = x + 11 + len(label) * 6.2 <= WIDTH - RIGHT  # else left of the flag
+        svg.text(x + 11 if right else x - 3, y + 1, label, font_size=10, font_weight="bold",
+                 fill=color, text_anchor="start" if right else "end")
     svg.close_group()
 
 

@@ -4,7 +4,8 @@ A :class:`Recorder` runs one background thread that asks, every ``period_s``:
 
 * the sim PLC's control channel ``state`` (true process values, the values it serves per
   channel, its outputs, its communication watchdog) and ``writes since N`` (its write log);
-* the sim twin's ``stats`` (heartbeats it sent, the agent's status messages it received).
+* the sim twin's ``stats`` (heartbeats it sent, the agent's status messages it received,
+  the configuration bundles it pushed and the agent's ``config_result`` answers).
 
 Everything lands in one :class:`Recording` (append-only lists, guarded by a lock;
 :meth:`Recorder.snapshot` hands out a consistent copy). Times are ``time.monotonic()`` of
@@ -54,6 +55,16 @@ class StatusSeen:
 
 
 @dataclass(frozen=True)
+class ConfigSeen:
+    """A ``config_result`` as the twin received it."""
+
+    t: float
+    version: int
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
 class Mark:
     """Something the demo did, for the timeline: a scenario boundary or a step."""
 
@@ -73,6 +84,8 @@ class Recording:
     heartbeats: list[float] = field(default_factory=list)  # twin send times
     statuses: list[StatusSeen] = field(default_factory=list)
     marks: list[Mark] = field(default_factory=list)
+    pushes: list[float] = field(default_factory=list)  # twin send times of config pushes
+    config_results: list[ConfigSeen] = field(default_factory=list)
     agent_alive: list[tuple[float, bool]] = field(default_factory=list)  # process running?
     twin_sending: bool = True
     last_heartbeat_t: float | None = None
@@ -82,7 +95,8 @@ class Recording:
         return Recording(
             t0=self.t0, samples=list(self.samples), writes=list(self.writes),
             heartbeats=list(self.heartbeats), statuses=list(self.statuses),
-            marks=list(self.marks), agent_alive=list(self.agent_alive),
+            marks=list(self.marks), pushes=list(self.pushes),
+            config_results=list(self.config_results), agent_alive=list(self.agent_alive),
             twin_sending=self.twin_sending,
             last_heartbeat_t=self.last_heartbeat_t, errors=self.errors,
         )
@@ -116,9 +130,9 @@ class Recorder:
     ``plc_request`` and ``twin_request`` send one control request and return the reply dict
     (``sim.plc.control.ControlClient.request`` and ``SimTwinProcess.request``); they may
     raise anything on failure. ``on_new`` is called on the sampling thread with the new
-    write records and status messages of each round (for the live view's event list); it
-    must not block. ``agent_alive`` tells whether the agent process exists (from outside:
-    the process table), recorded each round.
+    write records, status messages and config results of each round (for the live view's
+    event list); it must not block. ``agent_alive`` tells whether the agent process exists
+    (from outside: the process table), recorded each round.
     """
 
     def __init__(
@@ -127,7 +141,8 @@ class Recorder:
         twin_request: Callable[[dict[str, Any]], dict[str, Any]],
         *,
         period_s: float = 0.1,
-        on_new: Callable[[list[dict[str, Any]], list[StatusSeen]], None] | None = None,
+        on_new: Callable[[list[dict[str, Any]], list[StatusSeen], list[ConfigSeen]], None]
+        | None = None,
         agent_alive: Callable[[], bool] | None = None,
     ) -> None:
         self._agent_alive = agent_alive
@@ -140,6 +155,8 @@ class Recorder:
         self._next_write = 0
         self._seen_hb: set[tuple[int, int, int]] = set()
         self._seen_status: set[tuple[float, int, int]] = set()
+        self._seen_push: set[float] = set()
+        self._seen_config: set[tuple[float, int, str]] = set()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-recorder", daemon=True)
 
@@ -189,6 +206,8 @@ class Recorder:
         """One round of requests; failures are counted and logged, never raised."""
         new_writes: list[dict[str, Any]] = []
         new_statuses: list[StatusSeen] = []
+        new_configs: list[ConfigSeen] = []
+        new_pushes: list[float] = []
         if self._agent_alive is not None:
             alive = (time.monotonic(), self._agent_alive())
             with self._lock:
@@ -215,17 +234,28 @@ class Recorder:
             if skey not in self._seen_status:
                 self._seen_status.add(skey)
                 new_statuses.append(StatusSeen(float(t), str(state), str(mode)))
+        for p in stats.get("pushes", ()):
+            if float(p["t"]) not in self._seen_push:
+                self._seen_push.add(float(p["t"]))
+                new_pushes.append(float(p["t"]))
+        for r in stats.get("config_results", ()):
+            ckey = (float(r["t"]), int(r["version"]), str(r["reason"]))
+            if ckey not in self._seen_config:
+                self._seen_config.add(ckey)
+                new_configs.append(ConfigSeen(ckey[0], ckey[1], bool(r["accepted"]), ckey[2]))
         with self._lock:
             rec = self._rec
             rec.samples.append(sample)
             rec.writes.extend(new_writes)
             rec.heartbeats.extend(sorted(heartbeats))
             rec.statuses.extend(sorted(new_statuses, key=lambda s: s.t))
+            rec.pushes.extend(sorted(new_pushes))
+            rec.config_results.extend(sorted(new_configs, key=lambda c: c.t))
             rec.twin_sending = bool(stats.get("sending", True)) and not stats.get("paused")
             lh = stats.get("last_heartbeat_t")
             rec.last_heartbeat_t = None if lh is None else float(lh)
-        if self._on_new is not None and (new_writes or new_statuses):
-            self._on_new(new_writes, new_statuses)
+        if self._on_new is not None and (new_writes or new_statuses or new_configs):
+            self._on_new(new_writes, new_statuses, new_configs)
 
     def _fail(self, exc: Exception) -> None:
         with self._lock:

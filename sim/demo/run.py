@@ -1,10 +1,17 @@
 """The demo run: start the simulated plant, run the scenarios, report (see ``sim.demo.cli``).
 
-Order of work: pick the scenarios (unknown name: exit 2), start ``sim.stack.Stack`` with the
-demo profile (sim-tank, auto recovery, short hold-off), start the recorder and the view,
-wait for the agent's first NORMAL, run each scenario (an agent found dead between scenarios
-is restarted, so one failure does not take the rest down), stop, draw the timeline, print
-the table (or the JSON), exit 0 iff every scenario that ran passed (and one did).
+Order of work: pick the scenarios (unknown name: exit 2), make the signing keys with the
+real CLI (:mod:`sim.demo.signing`), start ``sim.stack.Stack`` with the demo profile
+(sim-tank, auto recovery, short hold-off) and the trusted keys in the agent's factory
+configuration (``[[trust]]``), start the recorder and the view, wait for the agent's first
+NORMAL, start the process (:mod:`sim.demo.plant`: the operator's HMI settings, the twin's
+recommendations), run each scenario (an agent found dead between scenarios is restarted, so
+one failure does not take the rest down), stop, draw the timeline, print the table (or the
+JSON), exit 0 iff every scenario that ran passed (and one did).
+
+A ``--workdir`` that already holds a demo's agent state (``state/``: its pushed
+configuration, versions and audit log) is refused (exit 2): a second run there would start
+from the first run's configuration and keys.
 """
 
 from __future__ import annotations
@@ -24,24 +31,19 @@ from rich.table import Table
 
 from agent.profile.load import load_profile
 from sim.demo import timeline
-from sim.demo.record import Recorder
-from sim.demo.scenarios import (
-    FAULT_INJECTION_ENV,
-    SCENARIOS,
-    WAIT_S,
-    DemoContext,
-    ScenarioResult,
-    Skipped,
-    demo_profile_text,
-    run_scenario,
-)
+from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Skipped
+from sim.demo.plant import start_process
+from sim.demo.record import ConfigSeen, Recorder, StatusSeen
+from sim.demo.scenarios import FAULT_INJECTION_ENV, SCENARIOS, demo_profile_text, run_scenario
+from sim.demo.signing import Signer, SigningError
 from sim.demo.view import LiveView, PlainView, View
 from sim.plc.harness import HarnessError
-from sim.stack import Stack
+from sim.stack import DEVICE_ID, Stack
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+INTERLUDE_S = 2.0  # normal running between two scenarios, so recoveries show in the timeline
 
 
 def select(names: Sequence[str] | None) -> list[str]:
@@ -94,12 +96,16 @@ def main(args: argparse.Namespace) -> int:
         print(f"twinguard demo: {exc}", file=sys.stderr)
         return EXIT_USAGE
     out_dir = Path(args.out).resolve()
+    if args.workdir and (Path(args.workdir) / "state").exists():
+        print(f"twinguard demo: {Path(args.workdir) / 'state'} holds a previous run's agent "
+              "state; pass a new or empty --workdir", file=sys.stderr)
+        return EXIT_USAGE
     with tempfile.TemporaryDirectory(prefix="twinguard-demo-") as tmp:
         workdir = Path(args.workdir).resolve() if args.workdir else Path(tmp)
         live = not args.no_live and human.isatty()
         try:
             results, path = _run(names, workdir, out_dir, console, live)
-        except (HarnessError, TimeoutError, OSError) as exc:
+        except (HarnessError, TimeoutError, OSError, SigningError) as exc:
             print(f"twinguard demo: the simulated plant did not come up: {exc}",
                   file=sys.stderr)
             return EXIT_FAILED
@@ -116,13 +122,17 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
     env = {FAULT_INJECTION_ENV: "1"} if "python-hang" in names else {}
     text = demo_profile_text()
     results: list[ScenarioResult | Skipped] = []
-    with Stack(profile_text=text, agent_env=env, workdir=workdir) as stack:
+    workdir.mkdir(parents=True, exist_ok=True)
+    signer = Signer.create(workdir / "keys", DEVICE_ID)
+    with Stack(profile_text=text, agent_env=env, workdir=workdir,
+               config_extra=signer.trust_toml) as stack:
         profile = load_profile(stack.profile_path)
         view_box: list[View] = []
 
-        def on_new(writes: list[dict[str, Any]], statuses: list[Any]) -> None:
+        def on_new(writes: list[dict[str, Any]], statuses: list[StatusSeen],
+                   configs: list[ConfigSeen]) -> None:
             if view_box:
-                view_box[0].on_new(writes, statuses)
+                view_box[0].on_new(writes, statuses, configs)
 
         def agent_alive() -> bool:
             return stack.agent is not None and stack.agent.alive()
@@ -140,10 +150,11 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
             recorder.mark("step", current[0], text)
             view.step(text)
 
-        ctx = DemoContext(stack, profile, step)
+        ctx = DemoContext(stack, profile, step, signer)
         try:
             step("wait for the agent's first NORMAL")
             stack.wait_state("normal", timeout=WAIT_S)
+            start_process(stack, step)
             for i, name in enumerate(names, start=1):
                 current[0] = name
                 if stack.agent is None or not stack.agent.alive():
@@ -158,6 +169,8 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
                     view.step(f"skipped: {result.reason}")
                 else:
                     view.step(f"{'PASS' if result.passed else 'FAIL'}: {result.detail}")
+                    if i < len(names):
+                        time.sleep(INTERLUDE_S)  # the plant runs on between scenarios
             time.sleep(1.0)  # a little normal running after the last scenario, recorded
         finally:
             recorder.stop()

@@ -2,8 +2,9 @@
 
 Lanes, top to bottom, on one time axis (seconds since the demo started)::
 
-    scenarios      | shadow ✔ | twin-outage ✔ 3.1 ms | sensor-fail ✔ ... |   numbered steps
+    scenarios      | shadow ✔ | promote-active ✔ 80 ms | twin-outage ✔ 3.1 ms | ... | steps
     agent state    [ normal ][failsafe][recovering][ normal ] (from its 1 Hz status messages)
+    authority      [ SHADOW ][ ACTIVE          ]  | push ▶ ✔ v1 accepted  | ▶ ✘ v2 unknown_key
     temperature    per-channel served values, true process value (dashed), off-scale marks
     pressure       per-channel served values, true process value (dashed)
     outputs        heater_power / cooling_valve at the PLC (%)
@@ -20,11 +21,13 @@ puts it in a file.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent.profile.model import Profile
+from sim.demo.context import ScenarioResult, Skipped
 from sim.demo.lanes import (
+    ACCEPT_COLOR,
     CHANNEL_COLORS,
     DOWN_COLOR,
     FALLBACK_COLOR,
@@ -32,8 +35,10 @@ from sim.demo.lanes import (
     HB_COLOR,
     LANES,
     LEFT,
+    MODE_COLOR,
     NO_STATUS,
     OUTPUT_COLORS,
+    REFUSE_COLOR,
     RIGHT,
     SAFE_COLOR,
     STATE_COLOR,
@@ -41,6 +46,7 @@ from sim.demo.lanes import (
     Axis,
     Lane,
     bound_signals,
+    draw_authority,
     draw_grid,
     draw_outputs,
     draw_scenarios,
@@ -51,22 +57,24 @@ from sim.demo.lanes import (
     draw_twin,
     draw_writes,
 )
-from sim.demo.record import Mark, Recording
-from sim.demo.scenarios import ScenarioResult, Skipped
+from sim.demo.record import Mark, Recording, StatusSeen
 from sim.demo.svg import Svg
 
-__all__ = ["FALLBACK_COLOR", "LANES", "SAFE_COLOR", "STATE_COLOR", "STATUS_STALE_S",
-           "down_intervals", "render", "state_intervals", "write"]
+__all__ = ["ACCEPT_COLOR", "FALLBACK_COLOR", "LANES", "MODE_COLOR", "REFUSE_COLOR",
+           "SAFE_COLOR", "STATE_COLOR", "STATUS_STALE_S", "down_intervals", "render",
+           "state_intervals", "write"]
 
 STATUS_STALE_S = 2.5  # status messages come every second; a longer silence is "no status"
 
 
-def state_intervals(rec: Recording, t_end: float, down: Sequence[tuple[float, float]] = ()
+def state_intervals(rec: Recording, t_end: float, down: Sequence[tuple[float, float]] = (),
+                    what: Callable[[StatusSeen], str] = lambda s: s.state,
                     ) -> list[tuple[float, float, str | None]]:
     """(start, end, state) from the status messages; None where no status came in time.
 
     A status holds until the next one, for at most ``STATUS_STALE_S``, and never past the
-    start of a period in ``down`` (the agent process was not running).
+    start of a period in ``down`` (the agent process was not running). ``what`` picks the
+    field (the safety state by default; ``lambda s: s.mode`` for the control authority).
     """
     out: list[tuple[float, float, str | None]] = []
     sts = sorted(rec.statuses, key=lambda s: s.t)
@@ -78,7 +86,7 @@ def state_intervals(rec: Recording, t_end: float, down: Sequence[tuple[float, fl
         nxt = sts[i + 1].t if i + 1 < len(sts) else t_end
         stale = st.t + STATUS_STALE_S
         stale = min([stale] + [d0 for d0, _d1 in down if d0 > st.t])
-        out.append((st.t, min(nxt, stale), st.state))
+        out.append((st.t, min(nxt, stale), what(st)))
         if nxt > stale:
             out.append((stale, nxt, None))
     merged: list[tuple[float, float, str | None]] = []
@@ -110,8 +118,8 @@ def render(rec: Recording, profile: Profile,
     """The timeline of ``rec`` as SVG text (see the module docstring)."""
     t_end = max([rec.t0 + 1.0] + [s.t for s in rec.samples] + [m.t for m in rec.marks])
     ax = Axis(rec.t0, t_end)
-    heights = {"scenarios": 66.0, "state": 26.0, "temperature": 250.0, "pressure": 120.0,
-               "outputs": 70.0, "twin": 28.0, "writes": 54.0}
+    heights = {"scenarios": 66.0, "state": 26.0, "authority": 44.0, "temperature": 250.0,
+               "pressure": 110.0, "outputs": 90.0, "twin": 28.0, "writes": 54.0}
     lanes: dict[str, Lane] = {}
     y = 76.0
     for name in LANES:
@@ -131,6 +139,8 @@ def render(rec: Recording, profile: Profile,
     draw_grid(svg, ax, lanes, y)
     draw_scenarios(svg, ax, lanes["scenarios"], rec, results=results, steps=steps)
     draw_states(svg, ax, lanes, intervals, down)
+    draw_authority(svg, ax, lanes["authority"], rec,
+                   state_intervals(rec, t_end, down, what=lambda s: s.mode))
     draw_signals(svg, ax, lanes["temperature"], rec, profile=profile, quantity="temperature")
     draw_signals(svg, ax, lanes["pressure"], rec, profile=profile, quantity="pressure")
     draw_outputs(svg, ax, lanes["outputs"], rec, profile)
@@ -191,6 +201,9 @@ def _legend(svg: Svg, y: float, profile: Profile) -> float:
               ("dia", FALLBACK_COLOR, "PLC watchdog fallback"),
               ("tri", "#757575", "value off scale")]
     items += [("box", c, s) for s, c in STATE_COLOR.items()]
+    items += [("box", c, f"mode {m}") for m, c in MODE_COLOR.items()]
+    items += [("push", "#212121", "config pushed by the twin"),
+              ("flag", ACCEPT_COLOR, "config accepted"), ("flag", REFUSE_COLOR, "refused")]
     items += [("box", NO_STATUS, "no status message"), ("box", DOWN_COLOR, "agent not running")]
     x, row_h = LEFT, 20.0
     svg.open_group(id="legend")
@@ -207,6 +220,11 @@ def _legend(svg: Svg, y: float, profile: Profile) -> float:
             svg.line(x + 10, cy - 7, x + 10, cy + 7, stroke=color, stroke_width=2)
         elif kind == "tri":
             svg.polygon([(x + 4, cy - 5), (x + 16, cy - 5), (x + 10, cy + 6)], fill=color)
+        elif kind == "push":
+            svg.line(x + 10, cy - 8, x + 10, cy + 8, stroke=color, stroke_width=1.5)
+        elif kind == "flag":
+            svg.polygon([(x + 6, cy - 6), (x + 15, cy - 2), (x + 6, cy + 2)], fill=color,
+                        stroke="#000", stroke_width=0.6)
         elif kind == "dia":
             svg.polygon([(x + 10, cy - 7), (x + 17, cy), (x + 10, cy + 7), (x + 3, cy)],
                         fill=color)

@@ -1,8 +1,9 @@
 """What the person running the demo sees: a live terminal view (rich), or plain lines.
 
 Both views take the same calls from the runner - :meth:`View.scenario` (a scenario begins),
-:meth:`View.step` (what it does now), :meth:`View.on_new` (new write-log records and agent
-status messages, called from the recorder's thread) - and print nothing else.
+:meth:`View.step` (what it does now), :meth:`View.on_new` (new write-log records, agent
+status messages and config results, called from the recorder's thread) - and print nothing
+else.
 
 The live view (``rich.live.Live``, ~4 Hz) shows the sim PLC's side (true process values,
 the value each channel serves with its injected fault, the outputs, the PLC's watchdog), the
@@ -15,9 +16,10 @@ scenario and step, and the recent events. The plain view prints one line per eve
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any, Protocol
 
 from rich.console import Console, Group
@@ -28,13 +30,14 @@ from rich.text import Text
 
 from agent.leds import LINKS, STATES, Indication, LedMode, LedPattern, pattern_for
 from agent.profile.model import Profile
-from sim.demo.record import PlcSample, Recorder, StatusSeen
-from sim.demo.scenarios import is_output_write, is_safe_write, output_names
+from sim.demo.judge import held_after, is_output_write, is_safe_write, output_names
+from sim.demo.record import ConfigSeen, PlcSample, Recorder, StatusSeen
 
 STATE_STYLE = {"starting": "grey62", "normal": "green", "degraded": "yellow",
                "failsafe": "bold red", "recovering": "cyan"}
 LED_COLOR = {"green": "green", "amber": "dark_orange", "red": "red"}
 EVENTS_SHOWN = 10
+PLAIN_WRITE_EVERY_S = 1.0  # show at most one ordinary output write per this
 STATUS_STALE_S = 2.5  # the agent reports every second
 
 
@@ -43,18 +46,21 @@ class View(Protocol):
     def stop(self) -> None: ...
     def scenario(self, name: str, index: int, total: int) -> None: ...
     def step(self, text: str) -> None: ...
-    def on_new(self, writes: list[dict[str, Any]], statuses: list[StatusSeen]) -> None: ...
+    def on_new(self, writes: list[dict[str, Any]], statuses: list[StatusSeen],
+               configs: list[ConfigSeen]) -> None: ...
 
 
-def describe_write(rec: dict[str, Any], profile: Profile) -> str | None:
-    """One line for a write-log record worth showing; None for heartbeat-register writes."""
+def describe_write(rec: dict[str, Any], profile: Profile,
+                   held: Mapping[str, int] | None = None) -> str | None:
+    """One line for a write-log record worth showing; None for heartbeat-register writes.
+    ``held``: raw output values at the PLC before it (a ramp toward safe is then SAFE)."""
     if rec.get("source") == "plc watchdog":
         return f"PLC watchdog fallback: {', '.join(rec.get('names', ()))} -> safe value"
     if rec.get("source") == "control":
         return f"PLC program set {', '.join(rec.get('names', ()))} = {rec.get('values')}"
     if not is_output_write(rec, output_names(profile)):
         return None
-    kind = "SAFE STATE written" if is_safe_write(rec, profile) else "output write"
+    kind = "SAFE STATE written" if is_safe_write(rec, profile, held) else "output write"
     ok = "" if rec.get("accepted", True) else f" (refused: {rec.get('error')})"
     return f"{kind}: {', '.join(rec.get('names', ()))} = {rec.get('values')} fc {rec['fc']}{ok}"
 
@@ -68,23 +74,40 @@ class _Events:
         self.t0 = t0
         self.emit = emit
         self.state: str | None = None
+        self.mode: str | None = None
         self._fallback_seen = 0.0
+        self._held: dict[str, int] = {}
+        self._plain_seen = -math.inf
 
-    def feed(self, writes: list[dict[str, Any]], statuses: list[StatusSeen]) -> None:
+    def feed(self, writes: list[dict[str, Any]], statuses: list[StatusSeen],
+             configs: Sequence[ConfigSeen] = ()) -> None:
         items: list[tuple[float, str]] = []
         for rec in writes:
+            line = describe_write(rec, self.profile, self._held)
+            held_after(self._held, rec, self.profile)
+            t = float(rec["t"])
             if rec.get("source") == "plc watchdog":  # one pseudo-entry per output: show once
-                if rec["t"] - self._fallback_seen < 0.5:
+                if t - self._fallback_seen < 0.5:
                     continue
-                self._fallback_seen = rec["t"]
-            line = describe_write(rec, self.profile)
+                self._fallback_seen = t
+            if line is not None and line.startswith("output write"):
+                if t - self._plain_seen < PLAIN_WRITE_EVERY_S:  # recommendations: 20 Hz
+                    continue
+                self._plain_seen = t
             if line is not None:
-                items.append((float(rec["t"]), line))
+                items.append((t, line))
         for st in statuses:
             if st.state != self.state:
                 items.append((st.t, f"agent reports {st.state.upper()} ({st.mode})"
                               + (f", was {self.state}" if self.state else "")))
                 self.state = st.state
+            if st.mode != self.mode:
+                if self.mode is not None:
+                    items.append((st.t, f"agent reports mode {st.mode.upper()}, was {self.mode}"))
+                self.mode = st.mode
+        for c in configs:
+            verdict = "ACCEPTED" if c.accepted else "REFUSED"
+            items.append((c.t, f"config v{c.version}: {verdict} ({c.reason})"))
         for t, line in sorted(items):
             self.emit(t - self.t0, line)
 
@@ -117,8 +140,9 @@ class PlainView:
     def step(self, text: str) -> None:
         self._line(f"{time.monotonic() - self._t0:7.2f} s  [{self._scenario}] {text}")
 
-    def on_new(self, writes: list[dict[str, Any]], statuses: list[StatusSeen]) -> None:
-        self._events.feed(writes, statuses)
+    def on_new(self, writes: list[dict[str, Any]], statuses: list[StatusSeen],
+               configs: list[ConfigSeen]) -> None:
+        self._events.feed(writes, statuses, configs)
 
 
 def led_lit(mode: LedMode, now: float) -> bool:
@@ -189,8 +213,9 @@ class LiveView:
         self._step = text
         self._event(time.monotonic() - self._t0, f"[{self._scenario}] {text}")
 
-    def on_new(self, writes: list[dict[str, Any]], statuses: list[StatusSeen]) -> None:
-        self._events.feed(writes, statuses)
+    def on_new(self, writes: list[dict[str, Any]], statuses: list[StatusSeen],
+               configs: list[ConfigSeen]) -> None:
+        self._events.feed(writes, statuses, configs)
 
     def render(self) -> Group:
         sample, status, rec = self.recorder.latest()

@@ -5,7 +5,8 @@ unless a test narrows it), then ``hello`` (protocol 1, twin id, epoch), then a `
 every ``1/rate_hz`` seconds (+ delay + uniform jitter). ``seq`` strictly increases within an
 epoch across all connections; the epoch starts at wall-clock milliseconds and only grows.
 Agent messages (``hello``, ``status``) are decoded strictly and recorded; a malformed one is
-counted and its connection closed, as the agent does.
+counted and its connection closed, as the agent does. Each agent ``hello`` is recorded with
+the heartbeat timing it announced (``agent_hellos``; the latest in ``stats()["agent_timing"]``).
 
 Faults (methods, also reachable through ``sim.twin.control``) apply to every connection:
 
@@ -209,7 +210,9 @@ class SimTwin:
         # records
         self.heartbeats: deque[SentHeartbeat] = deque(maxlen=RECORD_MAX)
         self.statuses: deque[ReceivedStatus] = deque(maxlen=RECORD_MAX)
-        self.agent_hellos: deque[tuple[float, int, str, str]] = deque(maxlen=RECORD_MAX)
+        # (t, conn, device_id, agent_version, heartbeat_timeout_ms, heartbeat_late_ms)
+        self.agent_hellos: deque[tuple[float, int, str, str, int, int]] = deque(
+            maxlen=RECORD_MAX)
         self.connections_total = 0
         self.tls_failures = 0
         self.malformed_in = 0
@@ -451,6 +454,10 @@ class SimTwin:
             "statuses_received": len(self.statuses),
             "statuses": [[s.t, s.conn, s.state, s.mode, s.seq] for s in sts],
             "agent_hellos": [list(h) for h in hellos],
+            "agent_timing": (
+                {"heartbeat_timeout_ms": self.agent_hellos[-1][4],
+                 "heartbeat_late_ms": self.agent_hellos[-1][5]}
+                if self.agent_hellos else None),
             "telemetry": self.sink.stats(),
             "ack_every": self.ack_every,
             "acking": self.acking,
@@ -566,7 +573,8 @@ class SimTwin:
             if not greeted:
                 if not isinstance(msg, AgentHello):
                     raise ProtocolError(f"first agent message must be hello, got {msg.T!r}")
-                self.agent_hellos.append((now, conn.id, msg.device_id, msg.agent_version))
+                self.agent_hellos.append((now, conn.id, msg.device_id, msg.agent_version,
+                                          msg.heartbeat_timeout_ms, msg.heartbeat_late_ms))
                 greeted = True
                 if self.push_on_hello is not None:
                     bundle, self.push_on_hello = self.push_on_hello, None

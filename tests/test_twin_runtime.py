@@ -1,0 +1,105 @@
+"""The runtime's side of the twin protocol, with the agent's runtime in this process.
+
+The sim PLC is a real process; the sim twin runs in this event loop (real TLS on loopback).
+What is checked is what the twin receives (PROTOCOL.md §3.2, §5):
+
+* the agent's ``hello`` carries the profile's ``[timing]`` in milliseconds (not the link's
+  defaults: the profile here uses other values);
+* a ``status`` arrives as soon as the session is up, even with the periodic status made
+  so rare that it cannot be the one seen;
+* a twin whose heartbeats arrive further apart than ``heartbeat_late_s`` never makes the
+  link ALIVE: the agent keeps reporting ``starting``; once the twin speeds up the agent
+  reaches ``normal`` and says so at once (a status on the transition).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent import runtime as runtime_mod
+from agent.config import load_config
+from agent.pki import PkiPaths, init_pki
+from agent.profile.load import load_profile, with_connection
+from agent.runtime import Runtime
+from sim.plc.harness import SimPlcProcess
+from sim.stack import sim_tank_text
+from sim.twin.harness import wait_until
+from sim.twin.server import SimTwin
+
+pytestmark = [pytest.mark.slow]
+
+DEVICE_ID = "rt-01"
+TIMEOUT_S, LATE_S = 0.6, 0.3  # not the link's defaults (0.5, 0.25)
+SLOW_HZ = 2.0  # heartbeats 500 ms apart: above LATE_S, below TIMEOUT_S
+FAST_HZ = 20.0
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[tuple[Path, PkiPaths, SimPlcProcess]]:
+    text = sim_tank_text()
+    text = re.sub(r"(?m)^heartbeat_timeout_s = .*$", f"heartbeat_timeout_s = {TIMEOUT_S}", text)
+    text = re.sub(r"(?m)^heartbeat_late_s = .*$", f"heartbeat_late_s = {LATE_S}", text)
+    profile = tmp_path / "profile.toml"
+    profile.write_text(text)
+    pki = init_pki(tmp_path / "pki", device_id=DEVICE_ID)
+    (tmp_path / "plc").mkdir()
+    plc = SimPlcProcess(str(profile), workdir=tmp_path / "plc")
+    try:
+        yield profile, pki, plc
+    finally:
+        plc.close()
+
+
+def write_config(path: Path, pki: PkiPaths, port: int) -> None:
+    path.write_text(
+        f'device_id = "{DEVICE_ID}"\nmode = "shadow"\n\n[twin]\n'
+        f'host = "127.0.0.1"\nport = {port}\nserver_name = "localhost"\n'
+        f'ca = "{pki.ca_cert}"\ncert = "{pki.device_cert}"\nkey = "{pki.device_key}"\n'
+        "idle_timeout_s = 5.0\nbackoff_min_s = 0.05\nbackoff_max_s = 0.5\n")
+
+
+@pytest.mark.timeout(40)
+def test_hello_timing_status_at_session_up_and_a_too_slow_twin(
+        rig: tuple[Path, PkiPaths, SimPlcProcess], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    profile_path, pki, plc = rig
+    # the periodic status is pushed out of the test's time: every status the twin sees
+    # comes from a session coming up or a change of state
+    monkeypatch.setattr(runtime_mod, "STATUS_PERIOD_S", 3600.0)
+
+    async def main() -> tuple[SimTwin, list[str], list[str]]:
+        twin = SimTwin.from_pki(pki, rate_hz=SLOW_HZ)
+        await twin.start()
+        config_path = tmp_path / "agent.toml"
+        write_config(config_path, pki, twin.port)
+        profile = with_connection(load_profile(profile_path), tcp=f"127.0.0.1:{plc.port}")
+        runtime = Runtime(profile, load_config(config_path), tmp_path / "state")
+        task = asyncio.create_task(runtime.run())
+        try:
+            await wait_until(lambda: len(twin.statuses) >= 1, 15, "a status at session up")
+            # too slow: K = 3 heartbeats each within LATE_S never happen
+            sent = len(twin.heartbeats)
+            await wait_until(lambda: len(twin.heartbeats) >= sent + 6, 15, "6 slow heartbeats")
+            slow_phase = [s.state for s in twin.statuses]
+            twin.rate_hz = FAST_HZ
+            await wait_until(lambda: any(s.state == "normal" for s in twin.statuses), 15,
+                             "agent reports normal once the twin is fast enough")
+            return twin, slow_phase, [s.state for s in twin.statuses]
+        finally:
+            runtime.request_stop()
+            await asyncio.wait_for(task, 15)
+            await twin.stop()
+
+    twin, slow_phase, all_states = asyncio.run(main())
+    hello = twin.agent_hellos[0]
+    assert hello[2] == DEVICE_ID
+    assert hello[4:] == (600, 300), "the profile's [timing] in ms, not the link's defaults"
+    assert slow_phase and set(slow_phase) == {"starting"}, slow_phase
+    assert twin.statuses[0].seq == 1 and twin.statuses[0].conn == 1
+    assert all_states[-1] == "normal"
+    assert twin.connections_total == 1, "one session for the whole test"
