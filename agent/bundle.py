@@ -29,13 +29,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from agent.errors import TwinguardError
+
+if TYPE_CHECKING:  # cryptography is imported when a signature is made or checked (its
+    # own OpenSSL costs ~7 MB of RSS that an agent which never gets a push need not carry)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 __all__ = [
     "BUNDLE_MAX", "FORMAT", "Bundle", "BundleError", "Signature", "add_signature", "decode",
@@ -105,6 +107,11 @@ def add_signature(bundle: Bundle, key_id: str, key: Ed25519PrivateKey) -> Bundle
 def verify_signature(bundle: Bundle, signature: Signature, public_key: bytes) -> bool:
     """True if ``signature`` is a valid Ed25519 signature of ``bundle`` by ``public_key``
     (raw 32 bytes). A malformed key or signature is simply not valid."""
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - see the imports
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
+        Ed25519PublicKey,
+    )
+
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature.sig, bundle.payload())
     except (InvalidSignature, ValueError):

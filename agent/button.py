@@ -32,8 +32,6 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from gpiozero import Button
-
 from agent.leds import GpioError
 
 log = logging.getLogger(__name__)
@@ -96,6 +94,8 @@ class ResetButton:
         self.long_presses = 0
         self.short_presses = 0
         self.callback_errors = 0
+        from gpiozero import Button  # noqa: PLC0415 - only where there is a button
+
         try:
             self._button: Any = Button(
                 pin,

@@ -39,8 +39,6 @@ import types
 from dataclasses import dataclass
 from typing import Any
 
-from gpiozero import LED
-
 from agent.errors import TwinguardError
 
 log = logging.getLogger(__name__)
@@ -245,6 +243,8 @@ class StatusLeds:
         self._modes: dict[str, LedMode] = {}
         self._pattern: LedPattern | None = None
         self._closed = False
+        from gpiozero import LED  # noqa: PLC0415 - only where there are LEDs to drive
+
         try:
             for name, pin in (("green", green_pin), ("amber", amber_pin), ("red", red_pin)):
                 if pin is None:

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import warnings
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
-
-from gpiozero import PinFactoryFallback
 
 from agent.button import ResetButton
 from agent.leds import GpioError, Indication, StatusLeds
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 WATCHDOG_MIN_INTERVAL_S = 0.5
 
 Ack = Callable[[str, str], Awaitable[tuple[bool, str]]]
+
+
+def gpio_present(dev: Path = Path("/dev")) -> bool:
+    """GPIO can be driven here: a GPIO character device exists, or gpiozero is told which
+    pin factory to use (``GPIOZERO_PIN_FACTORY``, e.g. ``mock`` in tests), or a test set one."""
+    if os.environ.get("GPIOZERO_PIN_FACTORY") or any(dev.glob("gpiochip*")):
+        return True
+    gpiozero = sys.modules.get("gpiozero")  # already loaded: a caller chose a pin factory
+    return gpiozero is not None and gpiozero.Device.pin_factory is not None
 
 
 def indication(machine: SafetyMachine, link: str, recovery: RecoveryPolicy) -> Indication:
@@ -66,9 +76,15 @@ class OperatorPanel:
         Raises StatusSocketInUse if another agent serves this state directory (two agents
         must never guard one plant from one state directory).
         """
-        with warnings.catch_warnings():  # a board without GPIO: one warning of ours below
-            warnings.simplefilter("ignore", PinFactoryFallback)
-            self._claim_gpio(loop)
+        if gpio_present():
+            with warnings.catch_warnings():  # one warning of ours below, not gpiozero's four
+                from gpiozero import PinFactoryFallback  # noqa: PLC0415 - only with GPIO
+
+                warnings.simplefilter("ignore", PinFactoryFallback)
+                self._claim_gpio(loop)
+        elif self._wants_gpio():
+            log.warning("no GPIO on this machine (no /dev/gpiochip*): status LEDs and reset "
+                        "button disabled")
         try:
             await self.server.start()
         except StatusSocketInUse:
@@ -76,6 +92,10 @@ class OperatorPanel:
         except OSError as exc:
             log.error("status socket unavailable (%s): status and console ack disabled", exc)
         self.notifier.ready("starting")
+
+    def _wants_gpio(self) -> bool:
+        b = self.profile.board
+        return any(p is not None for p in (b.led_green, b.led_amber, b.led_red, b.reset_button))
 
     def _claim_gpio(self, loop: asyncio.AbstractEventLoop) -> None:
         board = self.profile.board

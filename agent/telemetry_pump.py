@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 SPOOL_FILE = "telemetry.sqlite"
 MAX_BATCH = 100  # records per forwarder range (one spool read)
 HISTORY_BURST = 50
+FLUSH_INTERVAL_S = 0.2  # the writer thread commits at most this often (or per 500 records)
+ACK_INTERVAL_S = 1.0  # acknowledged rows are deleted at most this often (acks are cumulative)
 
 Send = Callable[[AgentMessage], Awaitable[bool]]
 
@@ -62,7 +64,7 @@ class TelemetryPump:
     """See the module docstring. Build with :meth:`open` inside the running loop."""
 
     def __init__(self, spool: Spool, telemetry: TelemetryConfig, send: Send,
-                 *, flush_interval_s: float = 0.05) -> None:
+                 *, flush_interval_s: float = FLUSH_INTERVAL_S) -> None:
         self.spool = spool
         self.stats = PumpStats()
         self._send = send
@@ -78,6 +80,7 @@ class TelemetryPump:
         self._up = False
         self._resume_needed = False
         self._ack_to = 0
+        self._acked_at = -ACK_INTERVAL_S  # loop time of the last spool.ack (a commit)
         self._gen = 0  # connection generation: a range read for an older one is not sent
         self.writer = SpoolWriter(spool, flush_interval_s=flush_interval_s,
                                   on_commit=self._on_commit_thread).start()
@@ -141,8 +144,12 @@ class TelemetryPump:
     async def run(self) -> None:
         """Send until cancelled. Never raises for link or storage faults."""
         while True:
-            if self._ack_to:
+            # acks are cumulative: delete acknowledged rows at most once per ACK_INTERVAL_S,
+            # one commit for many acks (an unacknowledged row is only ever sent again)
+            ack_wait = self._acked_at + ACK_INTERVAL_S - self._loop.time()
+            if self._ack_to and ack_wait <= 0:
                 upto, self._ack_to = self._ack_to, 0
+                self._acked_at = self._loop.time()
                 await asyncio.to_thread(self.spool.ack, upto)
             if self._up and self._resume_needed:
                 self._resume_needed = False
@@ -156,8 +163,10 @@ class TelemetryPump:
                 await asyncio.sleep(0)  # let the loop breathe between ranges
                 continue
             wait = self.fw.wait_s(self._loop.time())
+            if self._ack_to:
+                wait = max(0.0, min(wait if wait is not None else 1.0, ack_wait))
             self._wake.clear()
-            if self._ack_to or (self._up and self._resume_needed):
+            if self._up and self._resume_needed:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait if wait is not None else 1.0)

@@ -342,7 +342,7 @@ def test_state_intervals_merge_and_stop_at_a_dead_agent() -> None:
     assert states == [None, "normal", "degraded", "failsafe", "recovering", "normal", None]
     assert got[-2][1] == pytest.approx(107.5), "a status never outlives its agent"
     modes = timeline.state_intervals(rec, 110.0, what=lambda st: st.mode)
-    assert [m for _b, _e, m in modes] == [None, "shadow", "active"]
+    assert [m for _b, _e, m in modes] == [None, "shadow", "active", None], "stale at the end"
     assert modes[2][0] == pytest.approx(102.0)
 
 

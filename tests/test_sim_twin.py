@@ -181,7 +181,8 @@ async def _raw_session(pki: PkiPaths, twin: SimTwin, payload: bytes) -> list[Any
     [
         b"\x00\x00\x00\x00",
         encode({"t": "status", "state": "NORMAL", "mode": "shadow", "seq": 1}),  # before hello
-        encode(to_wire(AgentHello("dev-1", "0.1.0", 1))) + encode({"t": "status", "seq": "x"}),
+        encode(to_wire(AgentHello("dev-1", "0.1.0", 1, 500, 250)))
+        + encode({"t": "status", "seq": "x"}),
     ],
     ids=["zero length", "status before hello", "bad status"],
 )

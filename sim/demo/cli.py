@@ -10,9 +10,13 @@ Output: the live view (or plain lines with ``--no-live`` / when stdout is not a 
 table of the scenarios with their reaction measured at the sim PLC, and the path of the
 timeline picture. With ``--json`` stdout carries exactly one JSON object::
 
-    {"passed": true, "scenarios": [{"name": "twin-outage", "passed": true,
-     "reaction_ms": 3.2}, ...], "skipped": [{"name": "promote-active", "reason": "..."}],
+    {"passed": true, "scenarios": [{"name": "shadow", "passed": true, "reaction_ms": null},
+     {"name": "promote-active", "passed": true, "reaction_ms": 65.1}, ...], "skipped": [],
      "timeline": "/abs/path/timeline.svg"}
+
+(``skipped`` lists ``{"name", "reason"}`` for a scenario that could not run here, e.g.
+``python-hang`` against an agent without its fault-injection hook.) A ``--workdir`` holding a
+previous run's agent state is refused (exit 2).
 
 and everything for humans goes to stderr. Exit 0 iff at least one scenario ran and every
 scenario that ran passed; 1 otherwise (also when the simulated plant cannot be started);

@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 SHADOW_WINDOW_S = 4.0
 MASK_HOLD_S = 1.5  # one bad channel: watch this long that the plant keeps running
 TRIP_HOLD_S = 1.5  # two bad channels: the faults stay this long after FAILSAFE is reported
+TELEMETRY_WAIT_S = 3.0
 RESUME_WAIT_S = 5.0  # active: recommendations written again this soon after NORMAL
 TWIN_OUTAGE_BUDGET_MS = 250.0  # "heartbeat timeout + a few ms", with room for a busy host
 SENSOR_BUDGET_MS = 500.0  # "one poll cycle" plus detection over a few polls
@@ -118,6 +119,24 @@ def _wait_recommendation(ctx: DemoContext, since: float) -> dict[str, Any] | Non
         got: dict[str, Any] = wait_for(written, RESUME_WAIT_S, "a recommendation written", 0.05)
     except TimeoutError:
         return None
+    return got
+
+
+def _transition_t(ctx: DemoContext, new: str, since: float, status_t: float) -> float:
+    """When the agent itself entered ``new`` (its telemetry ``transition`` event, agent
+    CLOCK_MONOTONIC) between ``since`` and the status the twin saw at ``status_t``; the
+    status time if the event does not arrive within ``TELEMETRY_WAIT_S``."""
+    def seen() -> float | None:
+        events = ctx.stack.twin.request({"cmd": "telemetry", "events": True})["event_records"]
+        hits = [float(e["t"]) for e in events if e.get("event") == "transition"
+                and e.get("new") == new and since <= float(e.get("t", -1.0)) <= status_t]
+        return max(hits) if hits else None
+
+    try:
+        got: float = wait_for(seen, TELEMETRY_WAIT_S, f"telemetry: transition to {new}", 0.1)
+    except TimeoutError:
+        log.info("no telemetry transition to %s yet: using the status time", new)
+        return status_t
     return got
 
 
@@ -180,7 +199,8 @@ def twin_outage(ctx: DemoContext) -> ScenarioResult:
     resumed = time.monotonic()
     t_back = stack.wait_state("normal", timeout=WAIT_S, since=t_fail)
     holdoff = ctx.profile.recovery.holdoff_s
-    against = unsafe_writes(stack.plc.write_log(), ctx.profile, write["t"], t_back)
+    t_left = _transition_t(ctx, "normal", write["t"], t_back)
+    against = unsafe_writes(stack.plc.write_log(), ctx.profile, write["t"], t_left)
     checks = {
         f"reaction within 0..{TWIN_OUTAGE_BUDGET_MS:g} ms": within(reaction,
                                                                    TWIN_OUTAGE_BUDGET_MS),
