@@ -1,10 +1,5 @@
-"""Capped exponential backoff with jitter, for reconnects and dead bus units (sans-IO).
+"""Dead bus units (sans-IO; ``now`` passed in), on top of :class:`agent.backoff.Backoff`.
 
-Nothing here reads a clock: every method takes ``now`` (monotonic seconds).
-
-- :class:`Backoff` -- after the n-th consecutive failure the next attempt is due after a
-  delay drawn uniformly from ``[d/2, d]`` with ``d = min(max_s, min_s * 2**(n-1))``, never
-  below ``min_s`` and never above ``max_s``. A success resets it.
 - :class:`UnitGuard` -- per Modbus unit id: ``threshold`` consecutive timeouts back the unit
   off (its requests are skipped, not sent) until a :class:`Backoff` delay has passed; then
   one probe is let through. An answer of any kind (data or a Modbus exception) clears it.
@@ -16,35 +11,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from agent.backoff import Backoff
 
-@dataclass
-class Backoff:
-    min_s: float
-    max_s: float
-    rng: random.Random = field(default_factory=random.Random)
-    failures: int = 0
-    next_at: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_s <= self.max_s:
-            raise ValueError(f"need 0 < min_s <= max_s, got {self.min_s}, {self.max_s}")
-
-    def due(self, now: float) -> bool:
-        """True if an attempt may be made at ``now``."""
-        return now >= self.next_at
-
-    def failed(self, now: float) -> float:
-        """Record a failure at ``now``; returns the delay until the next attempt."""
-        self.failures += 1
-        cap = min(self.max_s, self.min_s * 2.0 ** min(self.failures - 1, 60))
-        delay = max(self.min_s, self.rng.uniform(cap / 2.0, cap))
-        self.next_at = now + delay
-        return delay
-
-    def succeeded(self) -> None:
-        """Record a success: the next failure starts again from ``min_s``."""
-        self.failures = 0
-        self.next_at = 0.0
+__all__ = ["Backoff", "UnitGuard"]
 
 
 @dataclass

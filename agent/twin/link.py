@@ -16,8 +16,8 @@ One connection attempt::
     until: the twin closes, a read fails, no complete frame for idle_timeout_s (half-open
     or trickling twin), a malformed frame or message (counted in ``malformed``), or ``close()``.
     If the session was UP: on_connection(False, reason, t).
-    Then wait a capped exponential backoff with full jitter (reset after a session that
-    came UP) and dial again, until ``close()``.
+    Then wait a capped exponential backoff with jitter (``agent.backoff``; reset after a
+    session that came UP) and dial again, until ``close()``.
 
 ``run()`` never raises because of the peer or the network; errors are counted, logged,
 and kept in ``counters.last_error``. Exceptions raised by the callbacks are bugs of the
@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import __version__
+from agent.backoff import Backoff
 from agent.errors import ProtocolError
-from agent.twin.backoff import Backoff
 from agent.twin.frames import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, encode
 from agent.twin.messages import (
     PROTOCOL_VERSION,
@@ -216,7 +216,7 @@ class TwinLink:
                 self._end("closed" if self._closing else reason)
             if self.closing:
                 break
-            delay = self._backoff.next_delay()
+            delay = self._backoff.failed(self._clock())
             log.info("twin link: %s; reconnecting in %.2f s", reason, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
@@ -316,7 +316,7 @@ class TwinLink:
         if isinstance(msg, TwinHello):
             self._up = True
             self.counters.sessions += 1
-            self._backoff.reset()
+            self._backoff.succeeded()
             log.info("twin link: session up, twin %s epoch %d", msg.twin_id, msg.epoch)
             self._call(self._on_connection, True, f"twin {msg.twin_id} epoch {msg.epoch}", now)
         self._call(self._on_message, msg, now)
