@@ -88,6 +88,10 @@ class Controller:
         self.plc_watchdog_ok = False
         self.last_written: dict[str, float] = {}
         self._last_safe_write: float | None = None
+        # while recommendations may be written: what the PLC holds (seeded from a read when
+        # authority is gained, then what the agent wrote); None without write authority
+        self.held: dict[str, float] | None = None
+        self.needs_seed = False
         self._twin_cause = "no heartbeat seen yet"
         self._assessed = False
 
@@ -163,6 +167,8 @@ class Controller:
     def written(self, values: Mapping[str, float]) -> None:
         """The runtime reports what the PLC acknowledged."""
         self.last_written.update(values)
+        if self.held is not None:
+            self.held.update(values)
 
     # --- derived -------------------------------------------------------------------------
 
@@ -218,12 +224,23 @@ class Controller:
         if not self.machine.outputs_safe:
             self.planner.plan(self.machine.state, self.last_written, now)  # keeps dt one tick
             self._last_safe_write = None
-        if self.may_write():
-            writes = self.recommendations.targets(now, self.last_written)
+        if self.may_write() and self.held is not None:
+            writes = self.recommendations.targets(now, self.held)
             reason = "recommendation" if writes else ""
+        elif self.may_write():
+            self.needs_seed = True  # the runtime reads what the PLC holds: no jump on takeover
         else:
             self.recommendations.pause()
+            self.held = None
         return Decision(transitions, link_events, writes, reason, expired)
+
+    def seed(self, actual: Mapping[str, float | None]) -> None:
+        """What the PLC holds now, read when write authority is gained: rate limits start
+        from there, not from whatever the agent wrote last (an operator may have moved the
+        outputs since)."""
+        self.needs_seed = False
+        self.held = {**self.last_written,
+                     **{k: v for k, v in actual.items() if v is not None}}
 
     def _safe_writes(self, now: float, *, force: bool) -> dict[str, float]:
         plan = self.planner.plan(State.FAILSAFE, self.last_written, now)

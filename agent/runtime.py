@@ -281,6 +281,7 @@ class Runtime:
             await self._apply(self.controller.fault(
                 asyncio.get_running_loop().time(), "native watchdog fired: the loop hung"))
         await self._shadow(now)
+        await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
         self.panel.after_tick(now, self._indication())
@@ -295,6 +296,18 @@ class Runtime:
         async with self._io:
             actual = await self.plc.read_outputs()
         self.telemetry.shadow(book.shadow(actual, now))
+
+    async def _seed_authority(self) -> None:
+        """Write authority was just gained: read what the PLC's outputs hold, so active
+        control starts from there (within rate limits), not from the agent's last write."""
+        if not self.controller.needs_seed or not self.plc.connected:
+            return
+        async with self._io:
+            actual = await self.plc.read_outputs()
+        if all(v is not None for v in actual.values()):
+            self.controller.seed(actual)
+            log.info("write authority: starting from what the PLC holds: %s",
+                     ", ".join(f"{k}={v:g}" for k, v in actual.items() if v is not None))
 
     async def _read(self) -> dict[str, Reading]:
         async with self._io:
