@@ -444,7 +444,7 @@ def test_with_mode_and_takeover_bump(profile: Any) -> None:
            rec_(2, 2.05, 100, [20], names=["heater_power"])]
     assert pushes.takeover_bump(log, profile, 1.5) == (
         "heater_power 45->1 %, cooling_valve 15->97.5 %")
-    smooth = [both(0, 1.0, 450, 150, source="control"), both(1, 2.0, 451, 150)]
+    smooth = [both(0, 1.0, 450, 150, source="control"), both(1, 2.0, 460, 150)]  # one step
     assert pushes.takeover_bump(smooth, profile, 1.5) == ""
 
 

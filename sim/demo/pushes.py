@@ -96,7 +96,7 @@ def judge_audit(records: Sequence[AuditRecord], verified: bool, *, kind: str,
 def takeover_bump(log_: Sequence[dict[str, Any]], profile: Profile, since: float) -> str:
     """What the agent's first write of each output after ``since`` did to the value the PLC
     held (e.g. set by the operator): ``"heater_power 45->1"``, empty when nothing jumped by
-    more than one raw step."""
+    more than the output's rate allows in a quarter of a second (or one raw step)."""
     held: dict[str, int] = {}
     first: dict[str, tuple[int, int]] = {}
     for rec in log_:
@@ -108,7 +108,8 @@ def takeover_bump(log_: Sequence[dict[str, Any]], profile: Profile, since: float
         held_after(held, rec, profile)
     parts = []
     for out in profile.outputs:
-        if out.name in first and abs(first[out.name][0] - first[out.name][1]) > 1:
+        step = 1.0 if out.max_rate is None else max(1.0, out.max_rate * 0.25 / abs(out.scale))
+        if out.name in first and abs(first[out.name][0] - first[out.name][1]) > step:
             a, b = (eng_of(out, v) for v in first[out.name])
             parts.append(f"{out.name} {a:g}->{b:g} {out.unit}")
     return ", ".join(parts)
@@ -209,19 +210,18 @@ def promote_active(ctx: DemoContext) -> ScenarioResult:
     audited = (judge_audit(new, verified, kind="bundle_accepted", version=version)
                and judge_audit(new, verified, kind="mode_change", old="shadow", new="active"))
     states = {s for s, _m in statuses_since(stack, t_push)}
+    bump = takeover_bump(stack.plc.write_log(), ctx.profile, t_push)
     checks = {
+        f"no takeover bump ({bump or 'none'})": not bump,
         "confirmed": final["reason"] == "confirmed",
         "audit bundle_accepted + mode_change, chain verified": audited,
         rate_detail: rate_ok,
         "agent stayed NORMAL": states <= {"normal"},
     }
     failed = [k for k, ok in checks.items() if not ok]
-    bump = takeover_bump(stack.plc.write_log(), ctx.profile, t_push)
     detail = (f"v{version} signed by {' + '.join(APPROVERS)}: accepted, {final['reason']}; "
-              f"mode active; {rate_detail}; tank {temp:.1f} degC; reaction = push -> first "
-              "recommendation write at the PLC")
-    if bump:
-        detail += f"; takeover bump (rate limit starts from the agent's last write): {bump}"
+              f"mode active; {rate_detail}; no jump at takeover; tank {temp:.1f} degC; "
+              "reaction = push -> first recommendation write at the PLC")
     if failed:
         detail += "; FAILED: " + ", ".join(failed)
     return ScenarioResult("promote-active", not failed, reaction, detail)
