@@ -7,8 +7,9 @@ Per tick, every ``timing.poll_period_s`` on an absolute schedule::
 
 The twin heartbeat deadline is a timer of its own (``loop.call_at`` on
 ``controller.next_deadline()``): when it passes, the controller is asked at once and the
-safe state is written without waiting for the next poll. All PLC I/O goes through one lock,
-so a safe-state write waits at most for the one request in flight.
+safe state is written without waiting for the next poll. All PLC I/O goes through
+``agent.plantio`` (one lock, one I/O budget per tick), so a safe-state write waits at most for
+the one request in flight.
 
 A tick that ends after the next one was due is an overrun: counted, and the schedule skips
 ahead (no burst of catch-up ticks). An exception inside a tick is a FAULT: logged, the safe
@@ -49,7 +50,7 @@ import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from agent import faultinject
 from agent.audit import AuditKind, transition_record
@@ -57,14 +58,12 @@ from agent.config import AgentConfig
 from agent.configpush import Situation
 from agent.configsession import EXIT_RESTART, ConfigSession, Step
 from agent.controller import Controller, Decision
-from agent.errors import WriteRefused
 from agent.guard import NativeGuard, exit_code_from_env
 from agent.heartbeat import LinkState
 from agent.leds import Indication
-from agent.modbus.client import PlcClient
 from agent.panel import OperatorPanel, indication
+from agent.plantio import PlantIO
 from agent.profile.model import Profile
-from agent.readings import Quality, Reading
 from agent.safety import Mode
 from agent.status import EventRing, StatusSnapshot, build_snapshot
 from agent.telemetry_feed import TelemetryFeed
@@ -84,9 +83,6 @@ from firmware_bridge import WatchdogAPI, load_watchdog
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
-WATCHDOG_CHECK_S = 2.0  # how often the PLC watchdog configuration and latch are read back
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
 OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
 SHUTDOWN_GRACE_S = 3.0  # after the safe state is written, how long the rest may take
@@ -121,7 +117,7 @@ class Runtime:
         # config results that found no session UP: sent when the next one comes up
         self._outbox: collections.deque[ConfigResult] = collections.deque(maxlen=OUTBOX_MAX)
         self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s)
-        self.plc = PlcClient(profile)
+        self.plant = PlantIO(profile)
         self.stats = RuntimeStats()
         # native guard (agent.guard): armed at start, kicked at the end of every complete tick
         self.guard = NativeGuard(
@@ -129,13 +125,9 @@ class Runtime:
             exit_code=exit_code_from_env(os.environ))
         self.link: TwinLink | None = self._make_link(config)
         self._link_sessions = 0  # sessions of the current link object that came UP
-        self._io_budget = profile.timing.io_budget_s
-        self._io = asyncio.Lock()
         self._stop = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._hb_value = 0
-        self._watchdog_ok = False
         self._watchdog_checked: float | None = None
         self._status_seq = 0
         self.telemetry = TelemetryFeed(None)  # opened in run(), once the loop runs
@@ -187,16 +179,17 @@ class Runtime:
                  self.profile.source, self.controller.machine.mode.value, self.session.version)
         self._audit(AuditKind.AGENT_START, mode=self.controller.machine.mode.value,
                     version=self.session.version, pid=os.getpid())
-        await self.plc.connect()
+        await self.plant.plc.connect()
         await self._apply(self.controller.start(loop.time()))
-        await self._check_plc_watchdog(loop.time())
+        await self.plant.check_watchdog(loop.time(), outputs_safe=True)
         if self.link is not None:
             self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self._send)
             self._spawn(self.telemetry.run(), "telemetry pump")
             self._spawn(self.link.run(), "twin link")
             self._spawn(self._status_loop(), "status to twin")
         try:
-            await self.guard.start(loop.time(), self.plc.connected, self.controller.last_written)
+            await self.guard.start(loop.time(), self.plant.connected,
+                                   self.controller.last_written)
             await self._loop()
         finally:
             await self._shutdown()
@@ -246,7 +239,7 @@ class Runtime:
         except TimeoutError:
             log.error("shutdown: tasks or telemetry did not finish within %.0f s; leaving them",
                       SHUTDOWN_GRACE_S)
-        await self.plc.close()
+        await self.plant.close()
         self._audit(AuditKind.AGENT_STOP, exit_code=self._exit_code)
         self._worker.shutdown(wait=True)
         if self.session.audit is not None:
@@ -256,122 +249,59 @@ class Runtime:
     # --- one tick ------------------------------------------------------------------------
 
     async def _tick(self, now: float) -> None:
-        # All PLC I/O of one tick shares one budget, so a slow or dead PLC makes a complete
-        # tick with BAD readings (and FAILSAFE) instead of a tick that outlasts the native
-        # watchdog's deadline: the watchdog is for a hung agent, not a slow PLC.
-        until = now + self._io_budget
-        readings = self._all_bad("PLC disconnected", now)
-        if await self.plc.ensure_connected(now):
-            read = await self._within(until, self._read())
-            readings = read if read is not None else self._all_bad(
-                f"PLC I/O exceeded the tick budget ({self._io_budget * 1000:.0f} ms)", now)
-        if (not self._watchdog_ok or self._watchdog_checked is None
-                or now - self._watchdog_checked >= WATCHDOG_CHECK_S):
-            await self._within(until, self._check_plc_watchdog(now))
-        decision = self.controller.tick(
-            readings, now,
-            plc_reachable=self.plc.connected and _answered(readings),
-            plc_watchdog_ok=self._watchdog_ok,
-        )
+        # all PLC I/O of one tick shares one budget (agent.plantio)
+        until = now + self.plant.budget_s
+        readings, answered = await self.plant.read_signals(now, until)
+        if self.plant.watchdog_due(now):
+            await self.plant.within(until, self.plant.check_watchdog(
+                now, self.controller.machine.outputs_safe))
+        decision = self.controller.tick(readings, now, plc_reachable=answered,
+                                        plc_watchdog_ok=self.plant.watchdog_ok)
         self.telemetry.poll(self.controller, now)
-        await self._within(until, self._apply(decision))
-        await self._within(until, self._plc_heartbeat())
+        await self.plant.within(until, self._apply(decision))
+        await self.plant.within(until, self.plant.heartbeat())
         # the complete tick ends here: kick right after the heartbeat write, then guard upkeep
-        if await self.guard.after_tick(now, self.plc.connected, self.controller.last_written):
+        if await self.guard.after_tick(now, self.plant.connected, self.controller.last_written):
             await self._apply(self.controller.fault(
                 asyncio.get_running_loop().time(), "native watchdog fired: the loop hung"))
         await self._shadow(now)
         await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
+        self.stats.io_budget_overruns = self.plant.budget_overruns
         self.panel.after_tick(now, self._indication())
 
     async def _shadow(self, now: float) -> None:
         """Shadow mode: compare live recommendations with what the PLC holds (after the
         complete tick; only while some are live). Never writes anything."""
         book = self.controller.recommendations
-        if (self.controller.machine.mode is not Mode.SHADOW or not book.wanted
-                or not self.plc.connected):
+        if self.controller.machine.mode is not Mode.SHADOW or not book.wanted:
             return
-        async with self._io:
-            actual = await self.plc.read_outputs()
-        self.telemetry.shadow(book.shadow(actual, now))
+        actual = await self.plant.read_outputs()
+        if any(v is not None for v in actual.values()):
+            self.telemetry.shadow(book.shadow(actual, now))
 
     async def _seed_authority(self) -> None:
         """Write authority was just gained: read what the PLC's outputs hold, so active
         control starts from there (within rate limits), not from the agent's last write."""
-        if not self.controller.needs_seed or not self.plc.connected:
+        if not self.controller.needs_seed:
             return
-        async with self._io:
-            actual = await self.plc.read_outputs()
+        actual = await self.plant.read_outputs()
         if all(v is not None for v in actual.values()):
             self.controller.seed(actual)
             log.info("write authority: starting from what the PLC holds: %s",
                      ", ".join(f"{k}={v:g}" for k, v in actual.items() if v is not None))
 
-    async def _read(self) -> dict[str, Reading]:
-        async with self._io:
-            return await self.plc.read_signals()
-
-    async def _within(self, until: float, coro: Coroutine[Any, Any, T]) -> T | None:
-        """``coro``'s result, or None (counted) if the tick's I/O budget ran out first."""
-        try:
-            async with asyncio.timeout_at(until):
-                return await coro
-        except TimeoutError:
-            self.stats.io_budget_overruns += 1
-            return None
-
-    def _all_bad(self, why: str, now: float) -> dict[str, Reading]:
-        return {s.name: Reading(s.name, None, None, Quality.BAD, now, why)
-                for s in self.profile.signals}
-
-    async def _plc_heartbeat(self) -> None:
-        self._hb_value = (self._hb_value + 1) & 0xFFFF
-        if self.plc.connected:
-            async with self._io:
-                await self.plc.heartbeat(self._hb_value)
-
-    async def _check_plc_watchdog(self, now: float) -> None:
-        """Read the PLC watchdog's configured timeout and latch; clear a latch while safe."""
-        self._watchdog_checked = now
-        if not self.plc.connected:
-            return
-        wd = self.profile.plc_watchdog
-        async with self._io:
-            timeout_ms, latched = await self.plc.read_plc_watchdog()
-        ok = timeout_ms == wd.expected_timeout_ms
-        if timeout_ms is not None and not ok:
-            log.error("PLC communication watchdog timeout is %s ms, profile expects %d ms",
-                      timeout_ms, wd.expected_timeout_ms)
-        if latched and self.controller.machine.outputs_safe and wd.reset_address is not None \
-                and self._hb_value > 0:  # the PLC clears its latch only while heartbeats come
-            log.warning("PLC communication watchdog had fallen back; clearing its latch")
-            async with self._io:
-                await self.plc.reset_plc_watchdog()
-                _, latched = await self.plc.read_plc_watchdog()
-        if latched:
-            ok = False
-        if ok != self._watchdog_ok:
-            log.info("PLC communication watchdog %s", "verified" if ok else "NOT verified")
-        self._watchdog_ok = ok
-
     # --- decisions -----------------------------------------------------------------------
 
     async def _apply(self, decision: Decision) -> None:
-        """Write what the controller decided (under the I/O lock); report what landed."""
+        """Write what the controller decided; report what the PLC acknowledged."""
         self._note(decision)
         if not decision.writes:
             return
         values: Mapping[str, float] = decision.writes
-        if not await self.plc.ensure_connected():
-            self.stats.write_failures += 1
-            return
-        try:
-            async with self._io:
-                result = await self.plc.write_outputs(values)
-        except WriteRefused:
-            log.exception("controller planned a refused write (a bug): %s", dict(values))
+        result = await self.plant.write(values)
+        if result is None:
             self.stats.write_failures += 1
             return
         self.controller.written({k: values[k] for k in result.written})
@@ -473,7 +403,7 @@ class Runtime:
         pump = self.telemetry.pump
         return build_snapshot(
             self.controller, now=loop.time(), wall=time.time(), started=self._started,
-            plc=self.plc.stats(), loop=self.stats, watchdog=self.guard.stats().watchdog,
+            plc=self.plant.plc.stats(), loop=self.stats, watchdog=self.guard.stats().watchdog,
             watchdog_kind="native" if self.guard.native else "python",
             backlog=pump.spool.backlog() if pump is not None else None,
             config_version=self.session.version, events=self.events,
@@ -594,9 +524,3 @@ class Runtime:
         self._act(self.controller.on_disconnect(asyncio.get_running_loop().time()))
         if self.link is not None:
             self._spawn(self.link.run(), "twin link")
-
-
-def _answered(readings: Mapping[str, Reading]) -> bool:
-    """The PLC answered at least one request (a Modbus exception reply is an answer)."""
-    return any(r.quality is Quality.GOOD or (r.error or "").startswith("modbus exception")
-               for r in readings.values())
