@@ -6,11 +6,11 @@ import math
 import struct
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.errors import WriteRefused
-from agent.modbus.codec import decode, decode_raw, encode_output, encode_raw
+from agent.modbus.codec import decode, decode_raw, decoder, encode_output, encode_raw
 from agent.profile.model import DataType, FailsafePolicy, Output, Table, WordOrder
 
 pytestmark = pytest.mark.timeout(30)
@@ -194,3 +194,31 @@ def test_read_only_table_is_refused() -> None:
 def test_non_number_is_refused() -> None:
     with pytest.raises(WriteRefused, match="number"):
         encode_output(output(), "10")  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    dtype=st.sampled_from([DataType.INT16, DataType.UINT16, DataType.INT32, DataType.UINT32,
+                           DataType.FLOAT32]),
+    word_order=st.sampled_from(list(WordOrder)),
+    scale=st.sampled_from([1.0, 0.1, 0.01, 2.5, -0.5]),
+    offset=st.sampled_from([0.0, -40.0, 273.15]),
+    words=st.lists(st.integers(0, 0xFFFF), min_size=2, max_size=2),
+)
+def test_the_precompiled_decoder_equals_decode(dtype: DataType, word_order: WordOrder,
+                                               scale: float, offset: float,
+                                               words: list[int]) -> None:
+    raw = tuple(words[: dtype.words])
+    expected = decode(raw, dtype, word_order, scale, offset)
+    got = decoder(dtype, word_order, scale, offset)(raw)
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-12)
+
+
+def test_the_precompiled_decoder_refuses_what_decode_refuses() -> None:
+    with pytest.raises(ValueError):
+        decoder(DataType.INT32, WordOrder.BIG, 1.0, 0.0)((1,))
+    with pytest.raises(ValueError):
+        decoder(DataType.UINT16, WordOrder.BIG, 0.1, 0.0)((70000,))

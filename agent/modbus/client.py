@@ -49,7 +49,7 @@ from pymodbus.pdu import ModbusPDU
 
 from agent.errors import WriteRefused
 from agent.modbus.backoff import Backoff, UnitGuard
-from agent.modbus.codec import decode
+from agent.modbus.codec import decode, decoder
 from agent.modbus.frames import encode_write_frames, resolve_writes
 from agent.modbus.plan import (
     DEFAULT_MAX_GAP,
@@ -149,6 +149,8 @@ class PlcClient:
             plc.reconnect_min_s, plc.reconnect_max_s, unit_timeout_threshold, rng
         )
         self._signal_blocks = plan_reads(signal_points(profile.signals), max_gap)
+        self._decoders = [(s, decoder(s.dtype, s.word_order, s.scale, s.offset))
+                          for s in profile.signals]
         self._output_blocks = plan_reads(output_points(profile.outputs), max_gap)
         self._client = self._make_client()
         self._ever_connected = False
@@ -292,10 +294,9 @@ class PlcClient:
                 return Outcome(None, Failure.DISCONNECTED, "disconnected")
             self.requests += 1
             try:
-                # a safety net over pymodbus's own timeout; asyncio.timeout, not wait_for:
-                # wait_for wraps the call in a Task (two more loop turns, ~15 us per request)
-                async with asyncio.timeout(self._timeout * 2 + 0.5):
-                    response = await call()
+                # pymodbus bounds each request by its own timeout (plc.timeout_s, retries 0);
+                # the runtime bounds a whole tick's I/O on top (agent.plantio)
+                response = await call()
             except (TimeoutError, ModbusException) as exc:
                 if isinstance(exc, ConnectionException) or not self.connected:
                     self.errors += 1
@@ -425,13 +426,13 @@ class PlcClient:
         raws = await self._read_blocks(self._signal_blocks, now_fn)
         t = now_fn()
         readings: dict[str, Reading] = {}
-        for s in self.profile.signals:
+        for s, decode_signal in self._decoders:
             raw = raws.get(s.name, "not read")
             if isinstance(raw, str):
                 readings[s.name] = Reading(s.name, None, None, Quality.BAD, t, raw)
                 continue
             try:
-                value = decode(raw, s.dtype, s.word_order, s.scale, s.offset)
+                value = decode_signal(raw)
             except ValueError as exc:
                 readings[s.name] = Reading(s.name, raw, None, Quality.BAD, t, f"decode: {exc}")
                 continue
