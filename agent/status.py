@@ -29,8 +29,9 @@ connection; an ack is logged at WARNING with them and passed to the ``ack`` call
 
 The ``snapshot`` callable runs on the agent's loop and must be cheap (no I/O);
 :func:`build_snapshot` makes one from the controller and the adapters' counters. The
-snapshot model is frozen data; :meth:`StatusSnapshot.to_dict` and :func:`snapshot_from_dict`
-are exact inverses (non-finite floats travel as null: JSON has no NaN).
+snapshot model is frozen data in :mod:`agent.statusmodel` (re-exported here):
+:meth:`StatusSnapshot.to_dict` and :func:`snapshot_from_dict` are exact inverses
+(non-finite floats travel as null: JSON has no NaN).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ import dataclasses
 import grp
 import json
 import logging
-import math
 import os
 import pwd
 import re
@@ -50,32 +50,73 @@ import socket
 import stat
 import struct
 import tempfile
-import types
-import typing
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import agent
-from agent.errors import ProtocolError, TwinguardError
+from agent.errors import TwinguardError
 from agent.profile.model import RecoveryPolicy
-from agent.safety import State
+from agent.safety import Mode, State
+from agent.statusmodel import (
+    EVENTS_KEPT,
+    SCHEMA,
+    EventEntry,
+    EventRing,
+    ExcludedChannel,
+    LoopStatus,
+    OutputStatus,
+    PlcStatus,
+    RecommendationCounts,
+    RecommendationStatus,
+    SocketStatus,
+    SpoolStatus,
+    StatusSnapshot,
+    TripStatus,
+    TwinStatus,
+    VoteStatus,
+    WatchdogStatus,
+    snapshot_from_dict,
+)
 
 if TYPE_CHECKING:
-    from agent.controller import Controller, Decision
-    from agent.heartbeat import LinkEvent
+    from agent.controller import Controller
     from agent.modbus.client import ClientStats
-    from agent.safety import Transition
     from agent.spool.records import Backlog
     from firmware_bridge.results import WatchdogStats
+
+__all__ = [  # the snapshot model lives in agent.statusmodel; re-exported for old imports
+    "EVENTS_KEPT",
+    "SCHEMA",
+    "EventEntry",
+    "EventRing",
+    "ExcludedChannel",
+    "LoopCounters",
+    "LoopStatus",
+    "OutputStatus",
+    "PlcStatus",
+    "RecommendationCounts",
+    "RecommendationStatus",
+    "SocketStatus",
+    "SpoolStatus",
+    "StatusServer",
+    "StatusSnapshot",
+    "StatusSocketError",
+    "StatusSocketInUse",
+    "TripStatus",
+    "TwinStatus",
+    "VoteStatus",
+    "WatchdogStatus",
+    "build_snapshot",
+    "describe_peer",
+    "peer_credentials",
+    "snapshot_from_dict",
+    "socket_path",
+]
 
 log = logging.getLogger(__name__)
 
 SOCKET_NAME = "twinguard.sock"
-SCHEMA = 1  # bumped when a field changes meaning or goes away (adding one does not)
-EVENTS_KEPT = 50
 MAX_REQUEST_BYTES = 1024
 REQUEST_TIMEOUT_S = 2.0
 MAX_CLIENTS = 8
@@ -100,245 +141,7 @@ class StatusSocketInUse(StatusSocketError):
     """Another agent answers on the socket: two agents must never share one state dir."""
 
 
-# --- the snapshot model --------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ExcludedChannel:
-    channel: str
-    reason: str  # ExclusionReason.value, e.g. "out of range"
-    detail: str
-
-
-@dataclass(frozen=True)
-class VoteStatus:
-    group: str
-    value: float | None
-    quality: str  # Quality.value
-    used: tuple[str, ...]
-    excluded: tuple[ExcludedChannel, ...]
-    reason: str  # why DEGRADED or BAD; empty when GOOD
-    age_s: float  # since the vote was taken
-
-
-@dataclass(frozen=True)
-class TripStatus:
-    name: str
-    group: str
-    cause: str
-
-
-@dataclass(frozen=True)
-class OutputStatus:
-    name: str
-    value: float | None  # last value the PLC acknowledged; None: never written
-
-
-@dataclass(frozen=True)
-class TwinStatus:
-    state: str  # LinkState.value
-    cause: str
-    connected: bool | None  # TLS link up; None when no twin is configured
-    epoch: int | None
-    last_seen_age_s: float | None
-    accepted: int
-    duplicates: int
-    out_of_order: int
-    stale_epoch: int
-    unhealthy: int
-
-
-@dataclass(frozen=True)
-class PlcStatus:
-    reachable: bool  # answered this tick
-    watchdog_ok: bool  # PLC communication watchdog read back as configured
-    connected: bool
-    requests: int
-    errors: int
-    timeouts: int
-    exception_replies: int
-    reconnects: int
-    disconnects: int
-    skipped: int
-    backed_off_units: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class LoopStatus:
-    ticks: int
-    overruns: int
-    faults: int
-    worst_tick_s: float
-    safe_writes: int
-    write_failures: int
-    io_budget_overruns: int
-
-
-@dataclass(frozen=True)
-class WatchdogStatus:
-    kind: str  # "native" or "python"
-    armed: bool
-    fired: bool
-    kicks: int
-    fires: int
-    feeds: int
-    feed_errors: int
-    worst_lateness_ms: float
-    last_lateness_ms: float
-
-
-@dataclass(frozen=True)
-class SpoolStatus:
-    count: int
-    first_seq: int | None
-    last_seq: int | None
-    bytes: int
-
-
-@dataclass(frozen=True)
-class SocketStatus:
-    """The status server's own counters (filled in by :class:`StatusServer`)."""
-
-    connections: int = 0
-    status_requests: int = 0
-    acks: int = 0
-    bad_requests: int = 0
-    busy: int = 0
-    errors: int = 0  # the snapshot or ack callable raised (a bug; logged)
-
-
-@dataclass(frozen=True)
-class EventEntry:
-    wall: float  # Unix time
-    kind: str  # "transition", "link", "ack", ... (free text, short)
-    text: str
-
-
-@dataclass(frozen=True)
-class StatusSnapshot:
-    """Everything ``twinguard status`` shows, as of ``wall`` (Unix time)."""
-
-    schema: int
-    version: str
-    pid: int
-    wall: float
-    uptime_s: float
-    profile: str
-    state: str  # State.value
-    mode: str  # Mode.value
-    cause: str
-    waiting_for_ack: bool
-    holdoff_left_s: float | None
-    twin: TwinStatus
-    votes: tuple[VoteStatus, ...]
-    trips: tuple[TripStatus, ...]
-    outputs: tuple[OutputStatus, ...]
-    plc: PlcStatus
-    loop: LoopStatus
-    watchdog: WatchdogStatus | None  # None: no watchdog armed
-    spool: SpoolStatus | None  # None: no telemetry spool (no twin configured)
-    config_version: int
-    events: tuple[EventEntry, ...]
-    socket: SocketStatus = field(default_factory=SocketStatus)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON data (lists for tuples, null for non-finite floats)."""
-        result: dict[str, Any] = _plain(dataclasses.asdict(self))
-        return result
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
-
-
-def snapshot_from_dict(data: object) -> StatusSnapshot:
-    """The inverse of :meth:`StatusSnapshot.to_dict`; unknown keys are ignored.
-
-    Raises ``ProtocolError`` naming the first bad key for a reply that is not a snapshot of
-    this :data:`SCHEMA`.
-    """
-    if not isinstance(data, dict):
-        raise ProtocolError("status reply: not a JSON object")
-    if data.get("schema") != SCHEMA:
-        raise ProtocolError(f"status reply: schema {data.get('schema')!r}, this client "
-                            f"reads schema {SCHEMA} (agent and client versions differ)")
-    snap: StatusSnapshot = _decode(StatusSnapshot, data, "status")
-    return snap
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _decode(tp: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (types.UnionType, typing.Union):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        (inner,) = (a for a in args if a is not type(None))
-        return _decode(inner, value, where)
-    if origin is tuple:
-        if not isinstance(value, list):
-            raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
-        item = typing.get_args(tp)[0]
-        return tuple(_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value))
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ProtocolError(f"{where}: expected an object, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            if f.name in value:
-                kwargs[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
-            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"{where}.{f.name}: missing")
-        return tp(**kwargs)
-    ok = {
-        bool: isinstance(value, bool),
-        int: isinstance(value, int) and not isinstance(value, bool),
-        float: isinstance(value, int | float) and not isinstance(value, bool),
-        str: isinstance(value, str),
-    }.get(tp)
-    if ok is None:
-        raise TypeError(f"{where}: no decoder for {tp!r} (a bug in the snapshot model)")
-    if not ok:
-        raise ProtocolError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
-    return float(value) if tp is float else value
-
-
 # --- building a snapshot ---------------------------------------------------------------------
-
-class EventRing:
-    """The last ``size`` transitions and events, with wall time, for ``twinguard status``."""
-
-    def __init__(self, size: int = EVENTS_KEPT) -> None:
-        self._ring: deque[EventEntry] = deque(maxlen=size)
-
-    def add(self, wall: float, kind: str, text: str) -> None:
-        self._ring.append(EventEntry(wall, kind, text))
-
-    def transition(self, tr: Transition, wall: float) -> None:
-        self.add(wall, "transition",
-                 f"{tr.old.name} -> {tr.new.name} on {tr.event.name}: {tr.cause}")
-
-    def link(self, ev: LinkEvent, wall: float) -> None:
-        self.add(wall, "link", f"twin {ev.old.name} -> {ev.new.name}: {ev.cause}")
-
-    def decision(self, decision: Decision, wall: float) -> None:
-        """Record a controller decision's link events and transitions, in that order."""
-        for ev in decision.link_events:
-            self.link(ev, wall)
-        for tr in decision.transitions:
-            self.transition(tr, wall)
-
-    def entries(self) -> tuple[EventEntry, ...]:
-        return tuple(self._ring)
-
 
 class LoopCounters(Protocol):
     """What the runtime counts about its loop (``agent.runtime.RuntimeStats`` has these)."""
@@ -368,6 +171,11 @@ def build_snapshot(
     """A snapshot from the controller and the adapters' counters (pure: no I/O, no clock).
 
     ``now`` and ``started`` are monotonic seconds (the loop's clock), ``wall`` Unix time.
+    Recommendations: the live ones in the profile's output order, with the seconds of
+    validity left at ``now`` (one whose validity ended at or before ``now`` but was not
+    dropped yet is left out, as the next decision drops it); in shadow mode each carries
+    its latest comparison with what the PLC holds, if that comparison is of this very
+    recommendation (same id).
     """
     machine, monitor = controller.machine, controller.monitor
     deadline = machine.holdoff_deadline()
@@ -379,6 +187,20 @@ def build_snapshot(
                          for e in v.excluded),
                    v.reason, max(0.0, now - v.t))
         for v in controller.votes.values())
+    book = controller.recommendations
+    live, lines = book.live(), book.divergences()
+    shadow = machine.mode is Mode.SHADOW
+    recommendations = []
+    for out in controller.profile.outputs:
+        rec = live.get(out.name)
+        if rec is None or rec.expires <= now:
+            continue
+        line = lines.get(out.name) if shadow else None
+        if line is not None and line.id != rec.id:
+            line = None  # a comparison of the recommendation this one replaced
+        recommendations.append(RecommendationStatus(
+            rec.id, rec.output, rec.value, None if line is None else line.actual,
+            None if line is None else line.divergence, rec.valid_s, rec.expires - now))
     wd = None
     if watchdog is not None:
         wd = WatchdogStatus(
@@ -401,6 +223,8 @@ def build_snapshot(
         trips=tuple(TripStatus(t.name, t.group, t.cause) for t in controller.trips),
         outputs=tuple(OutputStatus(o.name, controller.last_written.get(o.name))
                       for o in controller.profile.outputs),
+        recommendations=tuple(recommendations),
+        recommendation_counts=RecommendationCounts(book.accepted, book.rejected, book.expired),
         plc=PlcStatus(
             controller.plc_reachable, controller.plc_watchdog_ok, plc.connected, plc.requests,
             plc.errors, plc.timeouts, plc.exception_replies, plc.reconnects,

@@ -1,7 +1,8 @@
 """``twinguard status`` and ``twinguard ack``: ask the running agent over its status socket.
 
 The socket is ``STATE_DIR/twinguard.sock`` (``--state-dir``, default as ``twinguard run``:
-``$STATE_DIRECTORY`` or ``/var/lib/twinguard``); the protocol is in :mod:`agent.status`.
+``$STATE_DIRECTORY`` or ``/var/lib/twinguard``); the protocol is in :mod:`agent.status`,
+the snapshot model in :mod:`agent.statusmodel`.
 
 Exit codes: ``status`` 0 when the agent answered; ``ack`` 0 when the ack was accepted,
 1 when the agent refused it (the reason is printed). Both: 3 when the agent is not running
@@ -29,7 +30,8 @@ from rich.table import Table
 from rich.text import Text
 
 from agent.errors import ProtocolError, TwinguardError
-from agent.status import StatusSnapshot, snapshot_from_dict, socket_path
+from agent.status import socket_path
+from agent.statusmodel import StatusSnapshot, snapshot_from_dict
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -183,6 +185,21 @@ def _votes(s: StatusSnapshot) -> Table:
     return table
 
 
+def _recommendations(s: StatusSnapshot) -> Table:
+    what = {"shadow": "shadow: would have written", "active": "active: written within limits"}
+    table = Table(title=f"recommendations ({what.get(s.mode, s.mode)})",
+                  box=box.SIMPLE_HEAD, title_justify="left")
+    for name in ("output", "recommended", "PLC holds", "divergence", "valid for", "id"):
+        table.add_column(name)
+    for r in s.recommendations:
+        table.add_row(r.output, _num(r.value), _num(r.actual),
+                      "\N{EM DASH}" if r.divergence is None else f"{r.divergence:+.6g}",
+                      f"{_dur(r.valid_left_s)} (of {_dur(r.valid_s)})", r.id)
+    if not s.recommendations:
+        table.add_row("none")
+    return table
+
+
 def _counters(s: StatusSnapshot) -> Table:
     table = Table(title="counters", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("part")
@@ -191,6 +208,9 @@ def _counters(s: StatusSnapshot) -> Table:
     table.add_row("twin heartbeats", f"accepted {t.accepted}, duplicates {t.duplicates}, "
                   f"out of order {t.out_of_order}, stale epoch {t.stale_epoch}, "
                   f"unhealthy {t.unhealthy}")
+    rc = s.recommendation_counts
+    table.add_row("twin recommendations", f"accepted {rc.accepted}, rejected {rc.rejected}, "
+                  f"expired {rc.expired}")
     backed = ", ".join(str(u) for u in p.backed_off_units) or "none"
     table.add_row("PLC client", f"requests {p.requests}, errors {p.errors}, timeouts "
                   f"{p.timeouts}, exception replies {p.exception_replies}, reconnects "
@@ -228,8 +248,10 @@ def _events(s: StatusSnapshot) -> Table:
 
 
 def render(snap: StatusSnapshot) -> RenderableType:
-    """The readable view: a panel (state, mode, link, PLC), votes, counters, events."""
-    return Group(_header(snap), _votes(snap), _counters(snap), _events(snap))
+    """The readable view: a panel (state, mode, link, PLC), votes, the twin's live
+    recommendations, counters, events."""
+    return Group(_header(snap), _votes(snap), _recommendations(snap), _counters(snap),
+                 _events(snap))
 
 
 # --- the commands ----------------------------------------------------------------------------
@@ -253,7 +275,7 @@ def _run(command: str, args: argparse.Namespace, what: Any) -> int:
 
 
 def status_main(args: argparse.Namespace) -> int:
-    """Show the running agent's state, votes, counters and recent events."""
+    """Show the running agent's state, votes, recommendations, counters and recent events."""
     def show(path: Path) -> int:
         if getattr(args, "json", False):  # as the agent sent it, whatever its schema
             print(json.dumps(request(path, {"cmd": "status"}), indent=2))

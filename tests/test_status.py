@@ -34,6 +34,7 @@ from agent.profile.load import load_profile
 from agent.profile.model import Recovery, RecoveryPolicy
 from agent.readings import Quality, Reading
 from agent.runtime import RuntimeStats
+from agent.safety import Mode
 from agent.spool.records import Backlog
 from agent.status import (
     SCHEMA,
@@ -43,6 +44,8 @@ from agent.status import (
     LoopStatus,
     OutputStatus,
     PlcStatus,
+    RecommendationCounts,
+    RecommendationStatus,
     SocketStatus,
     SpoolStatus,
     StatusServer,
@@ -57,7 +60,7 @@ from agent.status import (
     snapshot_from_dict,
     socket_path,
 )
-from agent.twin.messages import Heartbeat
+from agent.twin.messages import Heartbeat, Recommend
 from firmware_bridge.results import WatchdogStats
 
 NOBODY = 65534
@@ -96,6 +99,11 @@ def sample() -> StatusSnapshot:
         ),
         trips=(TripStatus("overpressure", "pressure", "group pressure BAD"),),
         outputs=(OutputStatus("heater_power", 33.5), OutputStatus("cooling_valve", None)),
+        recommendations=(
+            RecommendationStatus("rec-heat-81", "heater_power", 41.75, 33.25, 8.5, 30.0, 17.5),
+            RecommendationStatus("rec-cool-82", "cooling_valve", 62.5, None, None, 45.0, 44.5),
+        ),
+        recommendation_counts=RecommendationCounts(8001, 8002, 8003),
         plc=PlcStatus(True, False, True, 2001, 2002, 2003, 2004, 2005, 2006, 2007, (17, 19)),
         loop=LoopStatus(3001, 3002, 3003, 0.0375, 3004, 3005, 3006),
         watchdog=WatchdogStatus("native", True, False, 4001, 4002, 4003, 4004, 1.25, 0.5),
@@ -179,6 +187,12 @@ def test_non_finite_values_travel_as_null() -> None:
     (lambda d: d.update(pid=True), "status.pid: expected int"),
     (lambda d: d.update(votes={}), "status.votes: expected a list"),
     (lambda d: d.update(schema=SCHEMA + 1), "schema"),
+    (lambda d: d.update(schema=1), "schema 1, this client reads schema 2"),
+    (lambda d: d["recommendations"][0].update(actual="33"),
+     "status.recommendations[0].actual: expected float"),
+    (lambda d: d["recommendations"][1].pop("valid_left_s"),
+     "status.recommendations[1].valid_left_s: missing"),
+    (lambda d: d.pop("recommendation_counts"), "status.recommendation_counts: missing"),
 ])
 def test_a_malformed_snapshot_names_the_bad_key(change: Callable[[dict[str, Any]], Any],
                                                 message: str) -> None:
@@ -186,6 +200,18 @@ def test_a_malformed_snapshot_names_the_bad_key(change: Callable[[dict[str, Any]
     change(data)
     with pytest.raises(ProtocolError, match=message.replace("[", r"\[").replace("]", r"\]")):
         snapshot_from_dict(data)
+
+
+def test_the_model_is_still_importable_from_agent_status() -> None:
+    """The model moved to agent.statusmodel; agent.status re-exports every public name."""
+    from agent import status, statusmodel
+
+    public = {n for n in vars(statusmodel) if not n.startswith("_")
+              and getattr(getattr(statusmodel, n), "__module__", None) == statusmodel.__name__}
+    public |= {"SCHEMA", "EVENTS_KEPT"}
+    assert {"StatusSnapshot", "EventRing", "snapshot_from_dict"} <= public
+    assert {n for n in public if getattr(status, n, None) is not getattr(statusmodel, n)} == set()
+    assert public <= set(status.__all__)
 
 
 def test_event_ring_keeps_the_last_50() -> None:
@@ -257,7 +283,50 @@ def test_build_snapshot_from_a_real_controller() -> None:
     kinds = [e.kind for e in snap.events]
     assert "link" in kinds and "transition" in kinds
     assert any("STARTING -> RECOVERING" in e.text for e in snap.events)
+    assert snap.recommendations == ()
+    assert snap.recommendation_counts == RecommendationCounts(0, 0, 0)
     assert snapshot_from_dict(json.loads(snap.to_json())) == snap
+
+
+def test_build_snapshot_reports_live_recommendations_and_their_shadow() -> None:
+    """Shadow mode, a real controller: what would have been written, against what the PLC
+    held at the last comparison of that very recommendation, with the validity left."""
+    ctl, ring, clock = manual_controller()
+    book, t0 = ctl.recommendations, clock[0]
+    assert ctl.machine.mode is Mode.SHADOW
+    assert snapshot_of(ctl, ring, t0).recommendations == ()
+    assert book.offer(Recommend("cool-1", "cooling_valve", 60.0, 10.0), t0).accepted
+    assert book.offer(Recommend("heat-1", "heater_power", 40.0, 30.0), t0).accepted
+    assert not book.offer(Recommend("heat-x", "heater_power", 140.0, 30.0), t0).accepted
+    book.shadow({"heater_power": 35.0, "cooling_valve": None}, t0 + 0.5)
+
+    snap = snapshot_of(ctl, ring, t0 + 1.0)
+    assert snap.recommendations == (  # in the profile's output order, not arrival order
+        RecommendationStatus("heat-1", "heater_power", 40.0, 35.0, 5.0, 30.0,
+                             pytest.approx(29.0)),
+        RecommendationStatus("cool-1", "cooling_valve", 60.0, None, None, 10.0,
+                             pytest.approx(9.0)),
+    )
+    assert snap.recommendation_counts == RecommendationCounts(2, 1, 0)
+    assert snapshot_from_dict(json.loads(snap.to_json())) == snap
+
+    # a replacement not compared yet shows no comparison (the old one's is not its own)
+    assert book.offer(Recommend("heat-2", "heater_power", 45.0, 20.0), t0 + 2.0).accepted
+    heat = snapshot_of(ctl, ring, t0 + 3.0).recommendations[0]
+    assert (heat.id, heat.value, heat.actual, heat.divergence) == ("heat-2", 45.0, None, None)
+    assert heat.valid_left_s == pytest.approx(19.0)
+    book.shadow({"heater_power": 47.5, "cooling_valve": 58.0}, t0 + 3.5)
+    snap = snapshot_of(ctl, ring, t0 + 4.0)
+    assert [(r.id, r.actual, r.divergence) for r in snap.recommendations] == [
+        ("heat-2", 47.5, -2.5), ("cool-1", 58.0, 2.0)]
+
+    # validity over (not dropped yet by a decision): left out; active mode: no comparison
+    assert [r.id for r in snapshot_of(ctl, ring, t0 + 10.0).recommendations] == ["heat-2"]
+    ctl.set_mode(Mode.ACTIVE)
+    snap = snapshot_of(ctl, ring, t0 + 4.0)
+    assert [(r.id, r.actual, r.divergence) for r in snap.recommendations] == [
+        ("heat-2", None, None), ("cool-1", None, None)]
+    assert "heat-2" in rendered(snap) and "cool-1" in rendered(snap)
 
 
 # --- the server over a real socket ------------------------------------------------------------
@@ -518,20 +587,37 @@ def test_every_field_is_rendered() -> None:
     for piece in ("71.25", "33.5", "2.5 s", "12.5 s ago", "2 h 3 min", "37.5 ms", "1.250 ms",
                   "0.500 ms", "0.2 s", "0.8 s",
                   "2023-11-14", "waiting for an ack", "disconnected", "answering",
-                  "NOT verified", "armed", "not fired", "17, 19", "seq 5002..5003"):
+                  "NOT verified", "armed", "not fired", "17, 19", "seq 5002..5003",
+                  "accepted 8001, rejected 8002, expired 8003"):
         assert piece in text, piece
+
+
+def test_recommendations_are_rendered_as_a_table() -> None:
+    """One row per live recommendation, in the columns the operator reads: output,
+    recommended, PLC holds, divergence, valid for, id (a dash where nothing is known)."""
+    lines = [" ".join(line.split()) for line in rendered(sample()).splitlines()]
+    lines = [line for line in lines if line]
+    title = lines.index("recommendations (active: written within limits)")
+    assert lines[title + 1] == "output recommended PLC holds divergence valid for id"
+    assert "heater_power 41.75 33.25 +8.5 17.5 s (of 30.0 s) rec-heat-81" in lines
+    assert "cooling_valve 62.5 \N{EM DASH} \N{EM DASH} 44.5 s (of 45.0 s) rec-cool-82" in lines
+    shadow = rendered(dataclasses.replace(sample(), mode="shadow"))
+    assert "recommendations (shadow: would have written)" in shadow
 
 
 def test_rendering_the_quiet_cases() -> None:
     snap = dataclasses.replace(
         sample(), waiting_for_ack=False, holdoff_left_s=None, trips=(), watchdog=None,
-        spool=None, events=(), twin=dataclasses.replace(sample().twin, connected=None,
-                                                        last_seen_age_s=None, epoch=None))
+        spool=None, events=(), recommendations=(),
+        twin=dataclasses.replace(sample().twin, connected=None, last_seen_age_s=None,
+                                 epoch=None))
     text = rendered(snap)
     assert "waiting for an ack" not in text and "auto recovery" not in text
     for piece in ("trips    none", "watchdog       not armed", "no spool (no twin configured)",
                   "no twin configured", "last heartbeat never", "recent events (0)"):
         assert " ".join(piece.split()) in " ".join(text.split()), piece
+    assert re.search(r"recommendations \(active: written within limits\)\s+output .* id\s+─+\s+"
+                     r"none\s+counters", text), text
 
 
 @pytest.mark.timeout(10)

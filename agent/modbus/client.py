@@ -1,19 +1,15 @@
-"""The agent's Modbus master: a thin async adapter over pymodbus 3.16 (TCP or RTU).
+"""The agent's Modbus master: the profile's reads and writes over one :class:`ModbusSession`.
 
-What it owns, and why:
+The connection, retries, unit backoff and counters are :mod:`agent.modbus.session`'s
+(reconnects driven by the caller's loop through :meth:`PlcClient.ensure_connected`, which
+every read and write calls; ``1 + plc.retries`` attempts of ``plc.timeout_s`` each; a unit
+that keeps timing out is backed off and its readings are BAD ``unit N backed off`` until a
+probe is due). This module turns the profile's register map into requests:
 
-- **Reconnects.** pymodbus's own reconnect task is switched off (``reconnect_delay=0``):
-  it runs hidden in the background and its state is not observable. Here the caller's
-  loop drives :meth:`PlcClient.ensure_connected` (called by every read/write), which tries
-  at most once per :class:`~agent.modbus.backoff.Backoff` delay (``reconnect_min_s`` ..
-  ``reconnect_max_s``, doubling, jittered) and never sleeps: a dead PLC costs one connect
-  timeout per backoff period, not one per poll. :attr:`PlcClient.connected` is observable.
-- **Retries.** pymodbus retries are off (``retries=0``); each request is tried
-  ``1 + plc.retries`` times here, with ``plc.timeout_s`` per attempt, so counters are exact.
-- **Dead units.** A unit that keeps timing out is backed off
-  (:class:`~agent.modbus.backoff.UnitGuard`): its requests are skipped and its readings are
-  BAD ``unit N backed off`` until a probe is due. Within one poll, a unit that timed out is
-  not asked again. So one dead RTU slave never stalls the others on the bus.
+- **Coalescing.** Signals (and outputs) are read in the blocks planned by
+  :func:`agent.modbus.plan.plan_reads`; contiguous output registers are written in one
+  fc16 frame. Within one poll, a unit that timed out is not asked again, so one dead RTU
+  slave never stalls the others on the bus.
 - **Isolation.** A Modbus exception reply to a coalesced read is retried once per member, so
   one bad channel does not blind its healthy neighbours. A strict PLC that answers
   "illegal data address" to a block read *through* undeclared addresses (the plan's small
@@ -34,8 +30,6 @@ Contract:
 
 from __future__ import annotations
 
-import asyncio
-import enum
 import logging
 import math
 import random
@@ -43,12 +37,9 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException
 from pymodbus.pdu import ModbusPDU
 
 from agent.errors import WriteRefused
-from agent.modbus.backoff import Backoff, UnitGuard
 from agent.modbus.codec import decode, decoder
 from agent.modbus.frames import encode_write_frames, resolve_writes
 from agent.modbus.plan import (
@@ -61,57 +52,15 @@ from agent.modbus.plan import (
     plan_writes,
     signal_points,
 )
-from agent.profile.model import Profile, Table, TcpLink
+from agent.modbus.session import ClientStats, Failure, ModbusSession
+from agent.profile.model import Profile, Table
 from agent.readings import Quality, Reading
+
+__all__ = ["ClientStats", "PlcClient", "WriteResult"]
 
 log = logging.getLogger(__name__)
 
-EXCEPTION_NAMES = {
-    1: "illegal function",
-    2: "illegal data address",
-    3: "illegal data value",
-    4: "server device failure",
-    5: "acknowledge",
-    6: "server device busy",
-    8: "memory parity error",
-    10: "gateway path unavailable",
-    11: "gateway target failed to respond",
-}
 _ILLEGAL_ADDRESS = 2
-_NO_ANSWER_RECONNECT = 4  # TCP: this many unanswered requests in a row drop the connection
-
-
-class Failure(enum.Enum):
-    TIMEOUT = "timeout"
-    EXCEPTION = "exception"
-    DISCONNECTED = "disconnected"
-    MALFORMED = "malformed"
-    BACKED_OFF = "backed off"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """Result of one request: a response, or why there is none."""
-
-    response: ModbusPDU | None
-    failure: Failure | None = None
-    error: str | None = None
-    code: int | None = None  # Modbus exception code, for Failure.EXCEPTION
-
-
-@dataclass(frozen=True)
-class ClientStats:
-    """Counters since the client was made (for ``twinguard status``)."""
-
-    connected: bool
-    requests: int
-    errors: int
-    timeouts: int
-    exception_replies: int
-    reconnects: int
-    disconnects: int
-    skipped: int
-    backed_off_units: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -127,7 +76,12 @@ class WriteResult:
 
 
 class PlcClient:
-    """Modbus master for one profile's PLC (see the module docstring for the contract)."""
+    """Modbus master for one profile's PLC (see the module docstring for the contract).
+
+    The connection and its counters are :attr:`session`'s; the counters are also readable
+    here under their old names (``requests``, ``errors``, ``timeouts``,
+    ``exception_replies``, ``reconnects``, ``disconnects``, ``skipped``).
+    """
 
     def __init__(
         self,
@@ -139,63 +93,22 @@ class PlcClient:
         rng: random.Random | None = None,
     ) -> None:
         self.profile = profile
-        plc = profile.plc
-        self._timeout = plc.timeout_s
-        self._attempts = 1 + max(0, plc.retries)
         self._clock = clock
-        rng = rng or random.Random()
-        self._backoff = Backoff(plc.reconnect_min_s, plc.reconnect_max_s, rng)
-        self._units = UnitGuard(
-            plc.reconnect_min_s, plc.reconnect_max_s, unit_timeout_threshold, rng
+        self.session = ModbusSession(
+            profile.plc, unit_timeout_threshold=unit_timeout_threshold, clock=clock, rng=rng
         )
         self._signal_blocks = plan_reads(signal_points(profile.signals), max_gap)
         self._decoders = [(s, decoder(s.dtype, s.word_order, s.scale, s.offset))
                           for s in profile.signals]
         self._output_blocks = plan_reads(output_points(profile.outputs), max_gap)
-        self._client = self._make_client()
-        self._ever_connected = False
-        self._was_connected = False
-        self._last_connect_error: str | None = None
-        self._no_answer = 0
-        self._silent_units: set[int] = set()
         self._split: dict[Block, tuple[Block, ...]] = {}  # learned: blocks refused as a whole
-        self._closed = False
-        self.requests = self.errors = self.timeouts = self.exception_replies = 0
-        self.reconnects = self.disconnects = self.skipped = 0
 
-    def _make_client(self) -> AsyncModbusTcpClient | AsyncModbusSerialClient:
-        link = self.profile.plc.link
-        client: AsyncModbusTcpClient | AsyncModbusSerialClient
-        if isinstance(link, TcpLink):
-            client = AsyncModbusTcpClient(
-                link.host,
-                port=link.port,
-                timeout=self._timeout,
-                retries=0,
-                reconnect_delay=0,
-                name="plc",
-            )
-        else:
-            client = AsyncModbusSerialClient(
-                link.device,
-                baudrate=link.baudrate,
-                parity=link.parity.value,
-                stopbits=link.stopbits,
-                bytesize=link.bytesize,
-                timeout=self._timeout,
-                retries=0,
-                reconnect_delay=0,
-                name="plc",
-            )
-        client.set_max_no_responses(2**30)  # disconnect policy is ours, not pymodbus's
-        return client
-
-    # --- connection --------------------------------------------------------------------
+    # --- connection (the session's) ----------------------------------------------------
 
     @property
     def connected(self) -> bool:
         """True while a transport to the PLC is open."""
-        return bool(self._client.connected)
+        return self.session.connected
 
     @property
     def signal_blocks(self) -> tuple[Block, ...]:
@@ -204,134 +117,52 @@ class PlcClient:
 
     async def connect(self) -> bool:
         """Try to connect now (ignoring the backoff); True if connected."""
-        self._closed = False
-        if self.connected:
-            return True
-        return await self._try_connect(self._clock())
+        return await self.session.connect()
 
     async def ensure_connected(self, now: float | None = None) -> bool:
         """Connected, or one connect attempt if the reconnect backoff allows it at ``now``."""
-        if self._closed:
-            return False
-        if self.connected:
-            return True
-        now = self._clock() if now is None else now
-        if self._was_connected:
-            self._was_connected = False
-            self.disconnects += 1
-            log.warning("PLC connection lost")
-        if not self._backoff.due(now):
-            return False
-        return await self._try_connect(now)
-
-    async def _try_connect(self, now: float) -> bool:
-        try:
-            ok = await asyncio.wait_for(self._client.connect(), self._timeout + 1.0)
-        except (TimeoutError, OSError, ModbusException) as exc:
-            ok = False
-            self._last_connect_error = str(exc) or type(exc).__name__
-        if ok and self.connected:
-            if self._ever_connected:
-                self.reconnects += 1
-                log.info("PLC reconnected (%s)", self._describe_link())
-            else:
-                log.info("PLC connected (%s)", self._describe_link())
-            self._ever_connected = self._was_connected = True
-            self._backoff.succeeded()
-            self._last_connect_error = None
-            self._no_answer = 0
-            return True
-        delay = self._backoff.failed(now)
-        self._last_connect_error = self._last_connect_error or "connect failed"
-        log.warning(
-            "PLC connect to %s failed (%s); next try in %.2f s",
-            self._describe_link(),
-            self._last_connect_error,
-            delay,
-        )
-        return False
+        return await self.session.ensure_connected(now)
 
     async def close(self) -> None:
         """Close the transport; later reads give BAD readings until :meth:`connect`."""
-        self._closed = True
-        self._was_connected = False
-        self._client.close()
-        await asyncio.sleep(0)
-
-    def _describe_link(self) -> str:
-        link = self.profile.plc.link
-        return f"{link.host}:{link.port}" if isinstance(link, TcpLink) else link.device
+        await self.session.close()
 
     def stats(self) -> ClientStats:
         """A snapshot of the counters."""
-        return ClientStats(
-            connected=self.connected,
-            requests=self.requests,
-            errors=self.errors,
-            timeouts=self.timeouts,
-            exception_replies=self.exception_replies,
-            reconnects=self.reconnects,
-            disconnects=self.disconnects,
-            skipped=self.skipped,
-            backed_off_units=self._units.backed_off_units(),
-        )
+        return self.session.stats()
 
-    # --- one request, with retries ----------------------------------------------------------
+    @property
+    def requests(self) -> int:
+        return self.session.requests
 
-    async def _request(
-        self, unit_id: int, call: Callable[[], Awaitable[ModbusPDU]], now_fn: Callable[[], float]
-    ) -> Outcome:
-        if not self._units.available(unit_id, now_fn()):
-            self.skipped += 1
-            self._silent_units.add(unit_id)
-            return Outcome(None, Failure.BACKED_OFF, f"unit {unit_id} backed off")
-        last = Outcome(None, Failure.TIMEOUT, f"unit {unit_id}: timeout")
-        # a backed-off unit gets one probe, not a full set of retries
-        attempts = 1 if self._units.backed_off(unit_id) else self._attempts
-        for _ in range(attempts):
-            if not self.connected:
-                self.errors += 1
-                return Outcome(None, Failure.DISCONNECTED, "disconnected")
-            self.requests += 1
-            try:
-                # pymodbus bounds each request by its own timeout (plc.timeout_s, retries 0);
-                # the runtime bounds a whole tick's I/O on top (agent.plantio)
-                response = await call()
-            except (TimeoutError, ModbusException) as exc:
-                if isinstance(exc, ConnectionException) or not self.connected:
-                    self.errors += 1
-                    return Outcome(None, Failure.DISCONNECTED, f"disconnected: {exc}")
-                self.errors += 1
-                self.timeouts += 1
-                self._units.timed_out(unit_id, now_fn())
-                self._no_answer += 1
-                last = Outcome(
-                    None, Failure.TIMEOUT, f"unit {unit_id}: no answer within {self._timeout} s"
-                )
-                self._silent_units.add(unit_id)
-                if self._no_answer >= _NO_ANSWER_RECONNECT and isinstance(
-                    self.profile.plc.link, TcpLink
-                ):
-                    log.warning("PLC stopped answering; dropping the TCP connection")
-                    self._client.close()
-                    return last
-                continue
-            except (OSError, ValueError) as exc:
-                self.errors += 1
-                return Outcome(None, Failure.MALFORMED, f"request failed: {exc}")
-            self._no_answer = 0
-            self._units.answered(unit_id)
-            if response.isError():
-                self.errors += 1
-                self.exception_replies += 1
-                code = response.exception_code
-                name = EXCEPTION_NAMES.get(code, "unknown")
-                return Outcome(None, Failure.EXCEPTION, f"modbus exception {code} ({name})", code)
-            return Outcome(response)
-        return last
+    @property
+    def errors(self) -> int:
+        return self.session.errors
+
+    @property
+    def timeouts(self) -> int:
+        return self.session.timeouts
+
+    @property
+    def exception_replies(self) -> int:
+        return self.session.exception_replies
+
+    @property
+    def reconnects(self) -> int:
+        return self.session.reconnects
+
+    @property
+    def disconnects(self) -> int:
+        return self.session.disconnects
+
+    @property
+    def skipped(self) -> int:
+        return self.session.skipped
+
+    # --- reads of planned blocks -----------------------------------------------------------
 
     def _read_call(self, block: Block) -> Callable[[], Awaitable[ModbusPDU]]:
-        c, a, n, u = self._client, block.address, block.count, block.unit_id
+        c, a, n, u = self.session.client, block.address, block.count, block.unit_id
         match block.table:
             case Table.COIL:
                 return lambda: c.read_coils(a, count=n, device_id=u)
@@ -346,13 +177,13 @@ class PlcClient:
         self, block: Block, now_fn: Callable[[], float]
     ) -> dict[str, tuple[int, ...] | bool | str]:
         """Raw value per member, or an error string per member."""
-        outcome = await self._request(block.unit_id, self._read_call(block), now_fn)
+        outcome = await self.session.request(block.unit_id, self._read_call(block), now_fn)
         if outcome.response is not None:
             values = outcome.response.bits if block.table.is_bit else outcome.response.registers
             try:
                 return dict(block.slice(values))
             except ValueError as exc:
-                self.errors += 1
+                self.session.count_error()
                 err = f"malformed reply: {exc}"
                 return dict.fromkeys((m.name for m in block.members), err)
         if outcome.failure is Failure.EXCEPTION and outcome.code == _ILLEGAL_ADDRESS:
@@ -398,20 +229,21 @@ class PlcClient:
         # hashing a Block hashes all its members: skip it while nothing was learned
         split = self._split
         blocks = [sub for b in planned for sub in split.get(b, (b,))] if split else planned
-        if not await self.ensure_connected(now_fn()):
-            reason = f"disconnected: {self._last_connect_error or 'not connected'}"
+        if not await self.session.ensure_connected(now_fn()):
+            reason = self.session.disconnect_reason()
             for b in blocks:
                 results.update(dict.fromkeys((m.name for m in b.members), reason))
             return results
-        self._silent_units.clear()
+        silent = self.session.silent_units
+        silent.clear()
         dead: dict[int, str] = {}  # units that did not answer during this pass
         for b in blocks:
             if b.unit_id in dead:
-                self.skipped += 1
+                self.session.count_skipped()
                 results.update(dict.fromkeys((m.name for m in b.members), dead[b.unit_id]))
                 continue
             got = await self._read_block(b, now_fn)
-            if b.unit_id in self._silent_units:
+            if b.unit_id in silent:
                 dead[b.unit_id] = next(
                     (v for v in got.values() if isinstance(v, str)), f"unit {b.unit_id}: timeout"
                 )
@@ -474,9 +306,9 @@ class PlcClient:
 
     async def _write_op(self, op: WriteOp) -> str | None:
         """Send one write; None if acknowledged, else the error."""
-        if not await self.ensure_connected():
-            return f"disconnected: {self._last_connect_error or 'not connected'}"
-        c, a, u = self._client, op.address, op.unit_id
+        if not await self.session.ensure_connected():
+            return self.session.disconnect_reason()
+        c, a, u = self.session.client, op.address, op.unit_id
         call: Callable[[], Awaitable[ModbusPDU]]
         if op.table is Table.COIL:
             bits = [bool(v) for v in op.values]
@@ -487,7 +319,7 @@ class PlcClient:
         else:
             regs = [int(v) for v in op.values]
             call = lambda: c.write_registers(a, regs, device_id=u)  # noqa: E731
-        outcome = await self._request(u, call, self._clock)
+        outcome = await self.session.request(u, call, self._clock)
         return None if outcome.response is not None else (outcome.error or "failed")
 
     async def _write_ops(self, ops: tuple[WriteOp, ...]) -> WriteResult:

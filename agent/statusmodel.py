@@ -1,0 +1,301 @@
+"""The status snapshot model: what ``twinguard status`` shows, as frozen data.
+
+:class:`StatusSnapshot` is built on the agent's loop (``agent.status.build_snapshot``), sent
+over the status socket as one JSON object and read back by ``twinguard status``.
+:meth:`StatusSnapshot.to_dict` and :func:`snapshot_from_dict` are exact inverses (tuples
+travel as lists; non-finite floats travel as null: JSON has no NaN). The reader checks the
+:data:`SCHEMA` and every field's type, and names the first bad key in a ``ProtocolError``.
+
+:class:`EventRing` keeps the last :data:`EVENTS_KEPT` transitions and events for the view.
+Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import types
+import typing
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from agent.errors import ProtocolError
+
+if TYPE_CHECKING:
+    from agent.controller import Decision
+    from agent.heartbeat import LinkEvent
+    from agent.safety import Transition
+
+SCHEMA = 2  # bumped when a field changes meaning, goes away or must be present
+EVENTS_KEPT = 50
+
+
+# --- the snapshot --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExcludedChannel:
+    channel: str
+    reason: str  # ExclusionReason.value, e.g. "out of range"
+    detail: str
+
+
+@dataclass(frozen=True)
+class VoteStatus:
+    group: str
+    value: float | None
+    quality: str  # Quality.value
+    used: tuple[str, ...]
+    excluded: tuple[ExcludedChannel, ...]
+    reason: str  # why DEGRADED or BAD; empty when GOOD
+    age_s: float  # since the vote was taken
+
+
+@dataclass(frozen=True)
+class TripStatus:
+    name: str
+    group: str
+    cause: str
+
+
+@dataclass(frozen=True)
+class OutputStatus:
+    name: str
+    value: float | None  # last value the PLC acknowledged; None: never written
+
+
+@dataclass(frozen=True)
+class RecommendationStatus:
+    """A live twin recommendation and, in shadow mode, how far it is from the PLC.
+
+    ``actual`` and ``divergence`` come from the latest shadow comparison of this very
+    recommendation (same ``id``); they are None in active mode, before the first
+    comparison, or when the PLC's output could not be read.
+    """
+
+    id: str
+    output: str
+    value: float  # recommended (engineering units): what shadow mode would have written
+    actual: float | None  # what the PLC held at the last shadow comparison
+    divergence: float | None  # value - actual
+    valid_s: float  # validity asked for by the twin
+    valid_left_s: float  # validity left as of the snapshot (>= 0)
+
+
+@dataclass(frozen=True)
+class RecommendationCounts:
+    """Twin recommendations judged since the agent started."""
+
+    accepted: int
+    rejected: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class TwinStatus:
+    state: str  # LinkState.value
+    cause: str
+    connected: bool | None  # TLS link up; None when no twin is configured
+    epoch: int | None
+    last_seen_age_s: float | None
+    accepted: int
+    duplicates: int
+    out_of_order: int
+    stale_epoch: int
+    unhealthy: int
+
+
+@dataclass(frozen=True)
+class PlcStatus:
+    reachable: bool  # answered this tick
+    watchdog_ok: bool  # PLC communication watchdog read back as configured
+    connected: bool
+    requests: int
+    errors: int
+    timeouts: int
+    exception_replies: int
+    reconnects: int
+    disconnects: int
+    skipped: int
+    backed_off_units: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LoopStatus:
+    ticks: int
+    overruns: int
+    faults: int
+    worst_tick_s: float
+    safe_writes: int
+    write_failures: int
+    io_budget_overruns: int
+
+
+@dataclass(frozen=True)
+class WatchdogStatus:
+    kind: str  # "native" or "python"
+    armed: bool
+    fired: bool
+    kicks: int
+    fires: int
+    feeds: int
+    feed_errors: int
+    worst_lateness_ms: float
+    last_lateness_ms: float
+
+
+@dataclass(frozen=True)
+class SpoolStatus:
+    count: int
+    first_seq: int | None
+    last_seq: int | None
+    bytes: int
+
+
+@dataclass(frozen=True)
+class SocketStatus:
+    """The status server's own counters (filled in by :class:`StatusServer`)."""
+
+    connections: int = 0
+    status_requests: int = 0
+    acks: int = 0
+    bad_requests: int = 0
+    busy: int = 0
+    errors: int = 0  # the snapshot or ack callable raised (a bug; logged)
+
+
+@dataclass(frozen=True)
+class EventEntry:
+    wall: float  # Unix time
+    kind: str  # "transition", "link", "ack", ... (free text, short)
+    text: str
+
+
+@dataclass(frozen=True)
+class StatusSnapshot:
+    """Everything ``twinguard status`` shows, as of ``wall`` (Unix time)."""
+
+    schema: int
+    version: str
+    pid: int
+    wall: float
+    uptime_s: float
+    profile: str
+    state: str  # State.value
+    mode: str  # Mode.value
+    cause: str
+    waiting_for_ack: bool
+    holdoff_left_s: float | None
+    twin: TwinStatus
+    votes: tuple[VoteStatus, ...]
+    trips: tuple[TripStatus, ...]
+    outputs: tuple[OutputStatus, ...]
+    recommendations: tuple[RecommendationStatus, ...]  # live ones, by output
+    recommendation_counts: RecommendationCounts
+    plc: PlcStatus
+    loop: LoopStatus
+    watchdog: WatchdogStatus | None  # None: no watchdog armed
+    spool: SpoolStatus | None  # None: no telemetry spool (no twin configured)
+    config_version: int
+    events: tuple[EventEntry, ...]
+    socket: SocketStatus = field(default_factory=SocketStatus)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (lists for tuples, null for non-finite floats)."""
+        result: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return result
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), allow_nan=False, separators=(",", ":"))
+
+
+def snapshot_from_dict(data: object) -> StatusSnapshot:
+    """The inverse of :meth:`StatusSnapshot.to_dict`; unknown keys are ignored.
+
+    Raises ``ProtocolError`` naming the first bad key for a reply that is not a snapshot of
+    this :data:`SCHEMA`.
+    """
+    if not isinstance(data, dict):
+        raise ProtocolError("status reply: not a JSON object")
+    if data.get("schema") != SCHEMA:
+        raise ProtocolError(f"status reply: schema {data.get('schema')!r}, this client "
+                            f"reads schema {SCHEMA} (agent and client versions differ)")
+    snap: StatusSnapshot = _decode(StatusSnapshot, data, "status")
+    return snap
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _decode(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = (a for a in args if a is not type(None))
+        return _decode(inner, value, where)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ProtocolError(f"{where}: expected a list, got {type(value).__name__}")
+        item = typing.get_args(tp)[0]
+        return tuple(_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ProtocolError(f"{where}: expected an object, got {type(value).__name__}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _decode(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ProtocolError(f"{where}.{f.name}: missing")
+        return tp(**kwargs)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, int | float) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(tp)
+    if ok is None:
+        raise TypeError(f"{where}: no decoder for {tp!r} (a bug in the snapshot model)")
+    if not ok:
+        raise ProtocolError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
+    return float(value) if tp is float else value
+
+
+# --- recent events ---------------------------------------------------------------------
+
+class EventRing:
+    """The last ``size`` transitions and events, with wall time, for ``twinguard status``."""
+
+    def __init__(self, size: int = EVENTS_KEPT) -> None:
+        self._ring: deque[EventEntry] = deque(maxlen=size)
+
+    def add(self, wall: float, kind: str, text: str) -> None:
+        self._ring.append(EventEntry(wall, kind, text))
+
+    def transition(self, tr: Transition, wall: float) -> None:
+        self.add(wall, "transition",
+                 f"{tr.old.name} -> {tr.new.name} on {tr.event.name}: {tr.cause}")
+
+    def link(self, ev: LinkEvent, wall: float) -> None:
+        self.add(wall, "link", f"twin {ev.old.name} -> {ev.new.name}: {ev.cause}")
+
+    def decision(self, decision: Decision, wall: float) -> None:
+        """Record a controller decision's link events and transitions, in that order."""
+        for ev in decision.link_events:
+            self.link(ev, wall)
+        for tr in decision.transitions:
+            self.transition(tr, wall)
+
+    def entries(self) -> tuple[EventEntry, ...]:
+        return tuple(self._ring)
