@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib.resources
 import os
-import select
 import signal
 import sqlite3
 import subprocess
@@ -28,7 +27,7 @@ from typing import Any, Self
 
 from agent.pki import PkiPaths, init_pki
 from sim.plc.control import ControlClient
-from sim.plc.harness import HarnessError, SimPlcProcess
+from sim.plc.harness import SimPlcProcess, wait_ready
 
 READY_TIMEOUT_S = 15.0
 DEVICE_ID = "sim-tank-01"
@@ -70,23 +69,8 @@ class Proc:
                 self.argv, stdout=subprocess.PIPE if ready else subprocess.DEVNULL, stderr=err,
                 env={**os.environ, **(env or {})},
             )
-        self.ready_line = self._wait_ready() if ready else ""
-
-    def _wait_ready(self) -> str:
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            ok, _, _ = select.select([self.proc.stdout], [], [], max(0.0, left))
-            if not ok:
-                self.kill()
-                raise HarnessError(f"{self.argv[2:4]} not ready: {_tail(self.stderr_path)}")
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise HarnessError(f"{self.argv[2:4]} exited: {_tail(self.stderr_path)}")
-            line += chunk
-        return line.decode().strip()
+        self.ready_line = wait_ready(self.proc, stderr_path, " ".join(self.argv[2:4])) \
+            if ready else ""
 
     @property
     def pid(self) -> int:

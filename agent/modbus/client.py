@@ -37,6 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from pymodbus.client.base import ModbusBaseClient
 from pymodbus.pdu import ModbusPDU
 
 from agent.errors import WriteRefused
@@ -73,6 +74,20 @@ class WriteResult:
     @property
     def ok(self) -> bool:
         return not self.failed
+
+
+def read_call(client: ModbusBaseClient, block: Block) -> Callable[[], Awaitable[ModbusPDU]]:
+    """The pymodbus call that reads ``block`` as one request (fc 1, 2, 3 or 4)."""
+    a, n, u = block.address, block.count, block.unit_id
+    match block.table:
+        case Table.COIL:
+            return lambda: client.read_coils(a, count=n, device_id=u)
+        case Table.DISCRETE:
+            return lambda: client.read_discrete_inputs(a, count=n, device_id=u)
+        case Table.HOLDING:
+            return lambda: client.read_holding_registers(a, count=n, device_id=u)
+        case Table.INPUT:
+            return lambda: client.read_input_registers(a, count=n, device_id=u)
 
 
 class PlcClient:
@@ -162,16 +177,7 @@ class PlcClient:
     # --- reads of planned blocks -----------------------------------------------------------
 
     def _read_call(self, block: Block) -> Callable[[], Awaitable[ModbusPDU]]:
-        c, a, n, u = self.session.client, block.address, block.count, block.unit_id
-        match block.table:
-            case Table.COIL:
-                return lambda: c.read_coils(a, count=n, device_id=u)
-            case Table.DISCRETE:
-                return lambda: c.read_discrete_inputs(a, count=n, device_id=u)
-            case Table.HOLDING:
-                return lambda: c.read_holding_registers(a, count=n, device_id=u)
-            case Table.INPUT:
-                return lambda: c.read_input_registers(a, count=n, device_id=u)
+        return read_call(self.session.client, block)
 
     async def _read_block(
         self, block: Block, now_fn: Callable[[], float]

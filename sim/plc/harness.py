@@ -45,6 +45,29 @@ def _tail(path: Path, n: int = 2000) -> str:
         return ""
 
 
+def wait_ready(proc: subprocess.Popen[bytes], stderr_path: Path, what: str) -> str:
+    """The first line ``proc`` prints on stdout (stripped), within READY_TIMEOUT_S.
+
+    Raises HarnessError, with the tail of ``stderr_path``, if the process exits first or
+    says nothing in time (it is killed then).
+    """
+    assert proc.stdout is not None
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, left))
+        if not ready:
+            proc.kill()
+            proc.wait(5)
+            raise HarnessError(f"{what} not ready in time: {_tail(stderr_path)}")
+        chunk = os.read(proc.stdout.fileno(), 4096)
+        if not chunk:
+            raise HarnessError(f"{what} exited: {_tail(stderr_path)}")
+        line += chunk
+    return line.decode().strip()
+
+
 class SimPlcProcess:
     """``python -m sim plc`` as a subprocess. Starts in ``__init__``; ``stop()`` on exit.
 
@@ -98,20 +121,7 @@ class SimPlcProcess:
         with self.stderr_path.open("ab") as err:
             argv = self._argv()  # our own interpreter and arguments, no shell
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)  # noqa: S603
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        line = b""
-        while not line.endswith(b"\n"):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, left))
-            if not ready:
-                self.kill()
-                raise HarnessError(f"sim plc not ready in time: {_tail(self.stderr_path)}")
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                raise HarnessError(f"sim plc exited: {_tail(self.stderr_path)}")
-            line += chunk
-        self.ready_line = line.decode().strip()
+        self.ready_line = wait_ready(self.proc, self.stderr_path, "sim plc")
         if not self.ready_line.startswith("ready"):
             self.kill()
             raise HarnessError(f"unexpected first line {self.ready_line!r}")
