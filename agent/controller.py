@@ -17,6 +17,14 @@ now); while safe, outputs are written again when the plan changes them (a ramp) 
 ``refresh_s`` (someone else may have written the PLC). Outside the safe states nothing is
 written in shadow mode.
 
+The safe set counts only once it is **confirmed**: the runtime reports through
+:meth:`Controller.written` what the PLC acknowledged and which of those it read back equal.
+Every safe value planned and not yet confirmed stays in :attr:`Controller.unconfirmed` and
+is written again by every later decision (``Decision.safe``: the runtime sends it past any
+unit backoff); while any is unconfirmed the state machine cannot leave the safe states
+(``Health.safe_set_confirmed``; from RECOVERING it falls back to FAILSAFE), and
+:attr:`Controller.unconfirmed_since` says since when, for ``twinguard status`` and the LEDs.
+
 Recommendations (``agent.recommend``): :meth:`Controller.on_recommend` validates one the
 moment it arrives. Every decision first drops the expired ones (``Decision.expired``). In
 ACTIVE mode, NORMAL state, twin ALIVE and no group vote BAD (:meth:`Controller.may_write`),
@@ -30,7 +38,7 @@ with what the PLC holds (``recommendations.shadow``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from agent.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
@@ -57,6 +65,13 @@ log = logging.getLogger(__name__)
 _WORST = {Quality.GOOD: 0, Quality.DEGRADED: 1, Quality.BAD: 2}
 
 
+def _logged(transitions: tuple[Transition, ...]) -> tuple[Transition, ...]:
+    """Log each transition once at INFO (old, event, new, cause); returns them."""
+    for t in transitions:
+        log.info("safety %s -> %s on %s (%s)", t.old.name, t.new.name, t.event.name, t.cause)
+    return transitions
+
+
 @dataclass(frozen=True)
 class Decision:
     """What one call into the controller decided."""
@@ -66,6 +81,7 @@ class Decision:
     writes: Mapping[str, float] = field(default_factory=dict)
     reason: str = ""  # why these writes (for the log)
     expired: tuple[Recommendation, ...] = ()  # recommendations whose validity just ended
+    safe: bool = False  # the writes are (part of) the safe set: sent urgently, confirmed
 
 
 class Controller:
@@ -88,6 +104,9 @@ class Controller:
         self.plc_watchdog_ok = False
         self.last_written: dict[str, float] = {}
         self._last_safe_write: float | None = None
+        # safe values planned but not yet acknowledged and read back at the PLC
+        self.unconfirmed: dict[str, float] = {}
+        self.unconfirmed_since: float | None = None
         # while recommendations may be written: what the PLC holds (seeded from a read when
         # authority is gained, then what the agent wrote); None without write authority
         self.held: dict[str, float] | None = None
@@ -145,30 +164,43 @@ class Controller:
         result = self.machine.handle(SafetyEvent(EventKind.ACK, f"ack from {source}"), now)
         if isinstance(result, Refusal):
             return Decision(), result.reason
-        transitions = (result,) if isinstance(result, Transition) else ()
+        transitions = _logged((result,) if isinstance(result, Transition) else ())
         return Decision(transitions=transitions), None
 
     def stop(self, now: float) -> Decision:
         """The agent is shutting down: FAILSAFE and the full safe set."""
         result = self.machine.handle(SafetyEvent(EventKind.STOP, "agent stopping"), now)
-        transitions = (result,) if isinstance(result, Transition) else ()
-        return Decision(transitions, (), self._safe_writes(now, force=True), "stop")
+        transitions = _logged((result,) if isinstance(result, Transition) else ())
+        return self._safe_decision(transitions, (), self._safe_writes(now, force=True), "stop")
 
     def fault(self, now: float, cause: str) -> Decision:
         """The runtime caught an internal error: FAILSAFE and the full safe set."""
         result = self.machine.handle(SafetyEvent(EventKind.FAULT, cause), now)
-        transitions = (result,) if isinstance(result, Transition) else ()
-        return Decision(transitions, (), self._safe_writes(now, force=True), "fault")
+        transitions = _logged((result,) if isinstance(result, Transition) else ())
+        return self._safe_decision(transitions, (), self._safe_writes(now, force=True), "fault")
 
     def start(self, now: float) -> Decision:
         """The agent starts: the full safe set, before anything else is trusted."""
-        return Decision(writes=self._safe_writes(now, force=True), reason="safe start")
+        return self._safe_decision((), (), self._safe_writes(now, force=True), "safe start")
 
-    def written(self, values: Mapping[str, float]) -> None:
-        """The runtime reports what the PLC acknowledged."""
+    def written(self, values: Mapping[str, float], confirmed: Iterable[str] | None = None,
+                now: float | None = None) -> None:
+        """The runtime reports what the PLC acknowledged (``values``) and, of those, which
+        outputs it read back holding exactly that value (``confirmed``; None: the PLC offers
+        no read-back, the acknowledgement alone confirms). A safe value is confirmed only
+        when the value acknowledged is the one still planned."""
         self.last_written.update(values)
         if self.held is not None:
             self.held.update(values)
+        names = values.keys() if confirmed is None else confirmed
+        for name in names:
+            if name in self.unconfirmed and values.get(name) == self.unconfirmed[name]:
+                del self.unconfirmed[name]
+        if not self.unconfirmed and self.unconfirmed_since is not None:
+            if now is not None:
+                log.info("safe set confirmed at the PLC after %.3f s",
+                         now - self.unconfirmed_since)
+            self.unconfirmed_since = None
 
     # --- derived -------------------------------------------------------------------------
 
@@ -188,6 +220,7 @@ class Controller:
             plc_reachable=self.plc_reachable,
             plc_watchdog_ok=self.plc_watchdog_ok,
             twin_cause=self._twin_cause,
+            safe_set_confirmed=not self.unconfirmed,
         )
 
     @property
@@ -214,9 +247,7 @@ class Controller:
 
     def _decide(self, now: float, link_events: tuple[LinkEvent, ...]) -> Decision:
         was_safe = self.machine.outputs_safe
-        transitions = tuple(self.machine.assess(self.health(), now))
-        for t in transitions:
-            log.info("safety %s -> %s on %s (%s)", t.old.name, t.new.name, t.event.name, t.cause)
+        transitions = _logged(tuple(self.machine.assess(self.health(), now)))
         entering = self.machine.outputs_safe and (not was_safe or self._last_safe_write is None)
         writes = self._safe_writes(now, force=entering) if self.machine.outputs_safe else {}
         reason = "enter safe state" if entering else ("hold safe state" if writes else "")
@@ -232,6 +263,8 @@ class Controller:
         else:
             self.recommendations.pause()
             self.held = None
+        if self.machine.outputs_safe:
+            return self._safe_decision(transitions, link_events, writes, reason, expired)
         return Decision(transitions, link_events, writes, reason, expired)
 
     def seed(self, actual: Mapping[str, float | None]) -> None:
@@ -243,10 +276,25 @@ class Controller:
                      **{k: v for k, v in actual.items() if v is not None}}
 
     def _safe_writes(self, now: float, *, force: bool) -> dict[str, float]:
+        """The safe values to write now: the whole plan when forced or due for a refresh,
+        else what the plan changes, plus every planned value not yet confirmed."""
         plan = self.planner.plan(State.FAILSAFE, self.last_written, now)
         refresh = (self._last_safe_write is None
                    or now - self._last_safe_write >= self.refresh_s)
         if force or refresh:
             self._last_safe_write = now
-            return plan
-        return {k: v for k, v in plan.items() if self.last_written.get(k) != v}
+            writes = dict(plan)
+        else:
+            writes = {k: v for k, v in plan.items()
+                      if self.last_written.get(k) != v or k in self.unconfirmed}
+        if writes:
+            self.unconfirmed.update(writes)
+            if self.unconfirmed_since is None:
+                self.unconfirmed_since = now
+        return writes
+
+    @staticmethod
+    def _safe_decision(transitions: tuple[Transition, ...], link_events: tuple[LinkEvent, ...],
+                       writes: Mapping[str, float], reason: str,
+                       expired: tuple[Recommendation, ...] = ()) -> Decision:
+        return Decision(transitions, link_events, writes, reason, expired, safe=bool(writes))

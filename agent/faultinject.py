@@ -12,6 +12,9 @@ SIGUSR2     **GIL held**: a catastrophic regex, ``re.match(r"(a+)+$", "a" * N + 
             lasts about ``TWINGUARD_HANG_S`` seconds (default 3.0) on this machine.
 SIGUSR1     **loop blocked, GIL released**: ``time.sleep(TWINGUARD_BLOCK_S)`` (default 3.0)
             inside the handler, so the event loop makes no progress but other threads run.
+            With ``TWINGUARD_BLOCK_AT=decision`` the handler only arms the block, which
+            then happens at the runtime's next :func:`checkpoint`: right after a tick's
+            decision and before its writes (the stall a stale write would come from).
 ==========  ===========================================================================
 
 Both handlers return afterwards and the agent carries on (unless a watchdog ``_exit``\\ s
@@ -41,6 +44,8 @@ ENV_ENABLE = "TWINGUARD_FAULT_INJECTION"
 ENV_HANG_N = "TWINGUARD_HANG_N"
 ENV_HANG_S = "TWINGUARD_HANG_S"
 ENV_BLOCK_S = "TWINGUARD_BLOCK_S"
+ENV_BLOCK_AT = "TWINGUARD_BLOCK_AT"
+BLOCK_AT = ("signal", "decision")
 DEFAULT_HANG_S = 3.0
 DEFAULT_BLOCK_S = 3.0
 CALIBRATION_N = 18  # ~10 ms here; each extra "a" doubles the time
@@ -78,6 +83,23 @@ class FaultInjection:
 
     hang_n: int
     block_s: float
+    block_at: str = "signal"  # one of BLOCK_AT
+
+
+_armed: dict[str, float] = {}  # "block": seconds to block at the next checkpoint()
+
+
+def checkpoint() -> None:
+    """The runtime's stall point between a decision and its write: blocks the loop once
+    (GIL released) when SIGUSR1 armed it under ``TWINGUARD_BLOCK_AT=decision``; otherwise
+    returns at once (one global read: cheap on the hot path)."""
+    if not _armed:
+        return
+    seconds = _armed.pop("block")
+    log.warning("FAULT INJECTION: blocking the loop for %.3f s between a decision and its "
+                "write", seconds)
+    time.sleep(seconds)
+    log.warning("FAULT INJECTION: loop block over")
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -110,7 +132,11 @@ def settings_from_env(env: Mapping[str, str]) -> FaultInjection | None:
             raise ValueError(f"{ENV_HANG_N}={n_text!r}: expected 1..{MAX_N}")
     else:
         hang_n = hang_n_for(_number(env, ENV_HANG_S, DEFAULT_HANG_S))
-    return FaultInjection(hang_n=hang_n, block_s=_number(env, ENV_BLOCK_S, DEFAULT_BLOCK_S))
+    block_at = env.get(ENV_BLOCK_AT, "").strip() or "signal"
+    if block_at not in BLOCK_AT:
+        raise ValueError(f"{ENV_BLOCK_AT}={block_at!r}: expected one of {', '.join(BLOCK_AT)}")
+    return FaultInjection(hang_n=hang_n, block_s=_number(env, ENV_BLOCK_S, DEFAULT_BLOCK_S),
+                          block_at=block_at)
 
 
 def install(settings: FaultInjection) -> None:
@@ -123,6 +149,9 @@ def install(settings: FaultInjection) -> None:
         log.warning("FAULT INJECTION: GIL hang over after %.3f s", time.monotonic() - t0)
 
     def block(signum: int, frame: FrameType | None) -> None:
+        if settings.block_at == "decision":
+            _armed["block"] = settings.block_s
+            return
         log.warning("FAULT INJECTION: SIGUSR1, blocking the loop for %.3f s", settings.block_s)
         time.sleep(settings.block_s)
         log.warning("FAULT INJECTION: loop block over")

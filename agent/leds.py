@@ -3,20 +3,23 @@
 The runtime maps its own states onto :class:`Indication` (plain lower-case strings, the
 ``.value`` of the safety/heartbeat enums) and calls :meth:`StatusLeds.show` once per tick;
 :func:`pattern_for` is pure and decides what the three LEDs do. The first matching row of
-the table wins ("any" matches every value; ``ack`` is ``waiting_for_ack``):
+the table wins ("any" matches every value; ``ack`` is ``waiting_for_ack``; ``safe set`` is
+``safe_confirmed``, "not confirmed" while a safe value planned is not yet acknowledged and
+read back at the PLC):
 
-| state | mode | link | ack | green | amber | red | meaning |
-|---|---|---|---|---|---|---|---|
-| failsafe | any | any | any | off | off | fast blink | FAILSAFE: safe values written, latched |
-| recovering | any | any | yes | off | off | on | latched: hold reset (or `twinguard ack`) |
-| recovering | any | any | no | off | slow blink | off | healthy, auto hold-off running |
-| starting | any | any | any | off | slow blink | off | starting, safe values held |
-| degraded | active | any | any | on | on | off | DEGRADED, twin in control |
-| degraded | shadow | any | any | slow blink | on | off | DEGRADED, shadow mode |
-| normal | active | alive | any | on | off | off | NORMAL, twin in control |
-| normal | shadow | alive | any | slow blink | off | off | NORMAL, shadow mode (twin advises) |
-| normal | active | late, lost | any | on | on | off | NORMAL, twin heartbeat late |
-| normal | shadow | late, lost | any | slow blink | on | off | NORMAL, shadow, twin heartbeat late |
+| state | mode | link | ack | safe set | green | amber | red | meaning |
+|---|---|---|---|---|---|---|---|---|
+| any | any | any | any | not confirmed | off | off | fast blink | the safe set is not confirmed at the PLC: written again every tick |
+| failsafe | any | any | any | any | off | off | fast blink | FAILSAFE: safe values written, latched |
+| recovering | any | any | yes | any | off | off | on | latched: hold reset (or `twinguard ack`) |
+| recovering | any | any | no | any | off | slow blink | off | healthy, auto hold-off running |
+| starting | any | any | any | any | off | slow blink | off | starting, safe values held |
+| degraded | active | any | any | any | on | on | off | DEGRADED, twin in control |
+| degraded | shadow | any | any | any | slow blink | on | off | DEGRADED, shadow mode |
+| normal | active | alive | any | any | on | off | off | NORMAL, twin in control |
+| normal | shadow | alive | any | any | slow blink | off | off | NORMAL, shadow mode (twin advises) |
+| normal | active | late, lost | any | any | on | on | off | NORMAL, twin heartbeat late |
+| normal | shadow | late, lost | any | any | slow blink | on | off | NORMAL, shadow, twin heartbeat late |
 
 All three dark: the agent is not running. A clean stop turns every LED off
 (:meth:`StatusLeds.close`). If the process dies, blinking stops at once (it runs on the
@@ -64,6 +67,7 @@ class Indication:
     mode: str
     link: str
     waiting_for_ack: bool
+    safe_confirmed: bool = True
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
@@ -112,6 +116,7 @@ class Rule:
     acks: frozenset[bool]
     pattern: LedPattern
     meaning: str
+    confirmed: frozenset[bool] = frozenset((False, True))  # safe set confirmed?
 
     def matches(self, ind: Indication) -> bool:
         return (
@@ -119,6 +124,7 @@ class Rule:
             and ind.mode in self.modes
             and ind.link in self.links
             and ind.waiting_for_ack in self.acks
+            and ind.safe_confirmed in self.confirmed
         )
 
 
@@ -150,6 +156,9 @@ def _row(  # noqa: PLR0917 - positional args keep the table literal
 
 # fmt: off
 RULES: tuple[Rule, ...] = (
+    Rule(frozenset(STATES), _ANY_MODE, _ANY_LINK, _ANY_ACK, LedPattern(_OFF, _OFF, _FAST),
+         "the safe set is not confirmed at the PLC: written again every tick",
+         confirmed=frozenset((False,))),
     _row("failsafe", _ANY_MODE, _ANY_LINK, _ANY_ACK, _OFF, _OFF, _FAST,
          "FAILSAFE: safe values written, latched"),
     _row("recovering", _ANY_MODE, _ANY_LINK, True, _OFF, _OFF, _ON,
@@ -202,15 +211,20 @@ def markdown_table() -> str:
             return "any"
         return "yes" if True in acks else "no"
 
+    def confirmed_cell(confirmed: frozenset[bool]) -> str:
+        if confirmed == _ANY_ACK:
+            return "any"
+        return "confirmed" if True in confirmed else "not confirmed"
+
     lines = [
-        "| state | mode | link | ack | green | amber | red | meaning |",
-        "|---|---|---|---|---|---|---|---|",
+        "| state | mode | link | ack | safe set | green | amber | red | meaning |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in RULES:
         lines.append(
             f"| {cell(r.states, STATES)} | {cell(r.modes, MODES)} | {cell(r.links, LINKS)} "
-            f"| {ack_cell(r.acks)} | {r.pattern.green.value} | {r.pattern.amber.value} "
-            f"| {r.pattern.red.value} | {r.meaning} |"
+            f"| {ack_cell(r.acks)} | {confirmed_cell(r.confirmed)} | {r.pattern.green.value} "
+            f"| {r.pattern.amber.value} | {r.pattern.red.value} | {r.meaning} |"
         )
     return "\n".join(lines)
 

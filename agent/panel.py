@@ -48,10 +48,11 @@ def gpio_present(dev: Path = Path("/dev")) -> bool:
     return gpiozero is not None and gpiozero.Device.pin_factory is not None
 
 
-def indication(machine: SafetyMachine, link: str, recovery: RecoveryPolicy) -> Indication:
-    """What the LEDs should say for this safety state, mode and twin link."""
+def indication(machine: SafetyMachine, link: str, recovery: RecoveryPolicy,
+               safe_confirmed: bool = True) -> Indication:
+    """What the LEDs should say for this safety state, mode, twin link and safe set."""
     waiting = machine.state is State.RECOVERING and recovery is RecoveryPolicy.MANUAL
-    return Indication(machine.state.value, machine.mode.value, link, waiting)
+    return Indication(machine.state.value, machine.mode.value, link, waiting, safe_confirmed)
 
 
 class OperatorPanel:

@@ -10,7 +10,15 @@
 - the PLC's communication watchdog: the heartbeat register changed once per complete tick,
   the configured timeout and the fallback latch read back (every ``WATCHDOG_CHECK_S``, or
   every tick while not verified), a latch cleared only while the outputs are safe and
-  heartbeats flow.
+  heartbeats flow;
+- the gate against stale writes: once the native watchdog has fired (``fired``, set by the
+  runtime to the guard's latch), or when a decision is older than
+  ``timing.watchdog_deadline_s`` at the moment its frame would go out, nothing but the safe
+  set reaches the PLC — not a recommendation, not the PLC watchdog's heartbeat. A hang
+  between a decision and its write must never let that decision out after the watchdog
+  wrote the safe state. Refusals are counted (``stale_refused``) and logged;
+- the safe set's confirmation: a safe write is sent urgently (past the unit and reconnect
+  backoff) and what the PLC acknowledged is read back (:meth:`PlantIO.read_back`).
 
 Nothing here decides anything about safety; it reports (``watchdog_ok``, readings, what the
 PLC acknowledged) and the controller decides.
@@ -20,11 +28,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 from agent.errors import WriteRefused
 from agent.modbus.client import PlcClient, WriteResult
+from agent.modbus.codec import encode_output
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
 
@@ -47,6 +56,9 @@ class PlantIO:
         self._watchdog_checked: float | None = None
         self._hb_value = 0
         self._lock = asyncio.Lock()
+        self.stale_after_s = profile.timing.watchdog_deadline_s
+        self.fired: Callable[[], bool] = lambda: False  # the native watchdog's latch
+        self.stale_refused = 0
 
     @property
     def connected(self) -> bool:
@@ -77,22 +89,82 @@ class PlantIO:
             return {o.name: None for o in self.profile.outputs}
         return await self._locked(self.plc.read_outputs())
 
-    async def write(self, values: Mapping[str, float]) -> WriteResult | None:
-        """Write declared outputs; None if the PLC is unreachable. A refused write is a bug
-        of the caller (the controller only plans declared outputs within limits): logged."""
-        if not await self.plc.ensure_connected():
+    def stale(self, decided_at: float) -> str | None:
+        """Why a decision taken at loop time ``decided_at`` must not reach the PLC now
+        (the native watchdog fired, or it is older than the watchdog deadline), or None."""
+        if self.fired():
+            return "the native watchdog fired: only the safe set may be written"
+        age = asyncio.get_running_loop().time() - decided_at
+        if age > self.stale_after_s:
+            return (f"decision {age * 1000:.0f} ms old, over the watchdog deadline "
+                    f"({self.stale_after_s * 1000:.0f} ms)")
+        return None
+
+    async def write(self, values: Mapping[str, float], *, safe: bool = False,
+                    decided_at: float | None = None) -> WriteResult | None:
+        """Write declared outputs; None if the PLC is unreachable.
+
+        ``safe``: the values are the safe set: sent past every backoff, never refused as
+        stale. Otherwise the write is refused (a WriteResult with every name failed,
+        counted in ``stale_refused``) when :meth:`stale` says so for ``decided_at``, checked
+        with the lock held, just before the frames go out. A write refused by the client
+        is a bug of the caller (the controller only plans declared outputs within limits):
+        logged."""
+        if not safe and not await self.plc.ensure_connected():
             return None
         try:
-            return await self._locked(self.plc.write_outputs(values))
+            async with self._lock:
+                if not safe and decided_at is not None:
+                    why = self.stale(decided_at)
+                    if why is not None:
+                        self.stale_refused += 1
+                        log.error("write of %s refused: %s", dict(values), why)
+                        return WriteResult((), dict.fromkeys(values, why))
+                result = await self.plc.write_outputs(values, urgent=safe)
         except WriteRefused:
             log.exception("a refused write was planned (a bug): %s", dict(values))
             return None
+        if safe and not result.written and not self.plc.connected:
+            return None
+        return result
 
-    async def heartbeat(self) -> None:
-        """Change the PLC watchdog's heartbeat register (end of a complete tick)."""
-        self._hb_value = (self._hb_value + 1) & 0xFFFF
-        if self.plc.connected:
-            await self._locked(self.plc.heartbeat(self._hb_value))
+    async def read_back(self, values: Mapping[str, float], names: Iterable[str]) -> set[str]:
+        """Of ``names`` (acknowledged writes of ``values``), those the PLC now holds exactly
+        (same raw registers or coil); an output that cannot be read is not confirmed."""
+        names = [n for n in names if n in values]
+        if not names or not self.plc.connected:
+            return set()
+        actual = await self.read_outputs()
+        same: set[str] = set()
+        for name in names:
+            held = actual.get(name)
+            if held is None:
+                continue
+            output = self.profile.output(name)
+            try:
+                if encode_output(output, held) == encode_output(output, values[name]):
+                    same.add(name)
+            except (WriteRefused, ValueError):  # the PLC holds a value outside the limits
+                continue
+        return same
+
+    async def heartbeat(self, tick_start: float) -> bool:
+        """Change the PLC watchdog's heartbeat register (end of a complete tick). Refused
+        (False, counted in ``stale_refused``) for a tick that began longer than the watchdog
+        deadline ago or after the native watchdog fired: a stalled loop must not tell the
+        PLC it is alive."""
+        if not self.plc.connected:
+            return False
+        async with self._lock:
+            why = self.stale(tick_start)
+            if why is not None:
+                self.stale_refused += 1
+                log.error("PLC watchdog heartbeat not written: %s", why.replace("decision",
+                                                                                "tick"))
+                return False
+            self._hb_value = (self._hb_value + 1) & 0xFFFF
+            result = await self.plc.heartbeat(self._hb_value)
+        return result.ok
 
     def watchdog_due(self, now: float) -> bool:
         return (not self.watchdog_ok or self._watchdog_checked is None

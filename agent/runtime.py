@@ -94,9 +94,11 @@ class RuntimeStats:
     overruns: int = 0
     faults: int = 0
     worst_tick_s: float = 0.0
-    safe_writes: int = 0
+    safe_writes: int = 0  # safe-set writes the PLC acknowledged
+    safe_write_failures: int = 0  # safe-set writes not (fully) acknowledged
     write_failures: int = 0
     io_budget_overruns: int = 0
+    stale_refused: int = 0  # writes and heartbeats refused after a fire or past the deadline
 
 
 class Runtime:
@@ -119,10 +121,12 @@ class Runtime:
         self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s)
         self.plant = PlantIO(profile)
         self.stats = RuntimeStats()
+        self._hang_handled = False  # the current fire of the native watchdog was acted on
         # native guard (agent.guard): armed at start, kicked at the end of every complete tick
         self.guard = NativeGuard(
             profile, watchdog or load_watchdog(profile.require_native_watchdog),
             exit_code=exit_code_from_env(os.environ))
+        self.plant.fired = self.guard.fired
         self.link: TwinLink | None = self._make_link(config)
         self._link_sessions = 0  # sessions of the current link object that came UP
         self._stop = asyncio.Event()
@@ -257,18 +261,22 @@ class Runtime:
                 now, self.controller.machine.outputs_safe))
         decision = self.controller.tick(readings, now, plc_reachable=answered,
                                         plc_watchdog_ok=self.plant.watchdog_ok)
+        decided_at = asyncio.get_running_loop().time()
+        faultinject.checkpoint()  # test-only stall point between a decision and its write
         self.telemetry.poll(self.controller, now)
-        await self.plant.within(until, self._apply(decision))
-        await self.plant.within(until, self.plant.heartbeat())
+        await self.plant.within(until, self._apply(decision, decided_at))
+        await self.plant.within(until, self.plant.heartbeat(now))
         # the complete tick ends here: kick right after the heartbeat write, then guard upkeep
         if await self.guard.after_tick(now, self.plant.connected, self.controller.last_written):
-            await self._apply(self.controller.fault(
-                asyncio.get_running_loop().time(), "native watchdog fired: the loop hung"))
+            if not self._hang_handled:
+                await self._on_hang(asyncio.get_running_loop().time())
+            self._hang_handled = False  # re-armed: the next fire is a new hang
         await self._shadow(now)
         await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
         self.stats.io_budget_overruns = self.plant.budget_overruns
+        self.stats.stale_refused = self.plant.stale_refused
         self.panel.after_tick(now, self._indication())
 
     async def _shadow(self, now: float) -> None:
@@ -294,28 +302,63 @@ class Runtime:
 
     # --- decisions -----------------------------------------------------------------------
 
-    async def _apply(self, decision: Decision) -> None:
-        """Write what the controller decided; report what the PLC acknowledged."""
+    async def _apply(self, decision: Decision, decided_at: float | None = None) -> None:
+        """Write what the controller decided (at loop time ``decided_at``, default now);
+        report to it what the PLC acknowledged and, for the safe set, read back.
+
+        Once the native watchdog has fired, the agent enters FAILSAFE ("agent hang") before
+        anything else, and no decision but the safe set reaches the PLC (agent.plantio's
+        gate); "safe state written" is logged only for what the PLC acknowledged."""
+        loop = asyncio.get_running_loop()
+        if decided_at is None:
+            decided_at = loop.time()
         self._note(decision)
         if not decision.writes:
             return
+        if self.guard.fired() and not self._hang_handled:
+            await self._on_hang(loop.time())
         values: Mapping[str, float] = decision.writes
-        result = await self.plant.write(values)
+        result = await self.plant.write(values, safe=decision.safe, decided_at=decided_at)
         if result is None:
             self.stats.write_failures += 1
+            if decision.safe:
+                self.stats.safe_write_failures += 1
+                log.warning("safe state NOT written (%s): PLC unreachable (%s); again next tick",
+                            decision.reason, self.plant.plc.session.disconnect_reason())
             return
-        self.controller.written({k: values[k] for k in result.written})
-        if decision.reason in ("enter safe state", "safe start", "stop", "fault"):
-            self.stats.safe_writes += 1
-            log.info("safe state written (%s): %s", decision.reason,
-                     ", ".join(f"{k}={v:g}" for k, v in values.items()))
+        acked = {k: values[k] for k in result.written}
+        confirmed: set[str] | None = None
+        if decision.safe:
+            confirmed = await self.plant.read_back(values, acked) if acked else set()
+            if acked:
+                self.stats.safe_writes += 1
+                log.info("safe state written (%s), acknowledged: %s", decision.reason,
+                         ", ".join(f"{k}={v:g}" for k, v in acked.items()))
+            if not result.ok:
+                self.stats.safe_write_failures += 1
+                log.warning("safe state write FAILED (%s): %s; again next tick", decision.reason,
+                            "; ".join(f"{k}: {e}" for k, e in result.failed.items()))
+            elif confirmed != set(acked):
+                log.warning("safe state written but not read back for %s; again next tick",
+                            ", ".join(sorted(set(acked) - confirmed)))
         if not result.ok:
             self.stats.write_failures += 1
+        self.controller.written(acked, confirmed, loop.time())
+
+    async def _on_hang(self, now: float) -> None:
+        """Python runs again after the native watchdog fired: FAILSAFE, "agent hang"."""
+        self._hang_handled = True
+        log.error("agent hang: the loop missed its %.3f s watchdog deadline; FAILSAFE",
+                  self.guard.deadline_s)
+        await self._apply(self.controller.fault(
+            now, f"agent hang: the loop missed its {self.guard.deadline_s:g} s watchdog "
+                 "deadline"))
 
     def _act(self, decision: Decision) -> None:
         """Apply a decision taken outside a tick (twin message, timer) as soon as possible."""
         if decision.writes:
-            self._spawn(self._apply(decision), "safe-state write")
+            self._spawn(self._apply(decision, asyncio.get_running_loop().time()),
+                        "safe-state write")
         else:
             self._note(decision)
         self._schedule()
@@ -332,7 +375,7 @@ class Runtime:
 
     def _indication(self) -> Indication:
         return indication(self.controller.machine, self.controller.link.value,
-                          self.profile.recovery.policy)
+                          self.profile.recovery.policy, not self.controller.unconfirmed)
 
     def _schedule(self) -> None:
         deadline = self.controller.next_deadline()

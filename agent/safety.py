@@ -17,8 +17,11 @@ States::
 
 *Fault* events are TWIN_LOST, TRIP (including a required group BAD, which
 ``agent.trips.evaluate`` reports as a trip of its own), PLC_UNREACHABLE,
-PLC_WATCHDOG_FAULT, STOP and FAULT. In STARTING the plant faults only keep the machine
-waiting (its outputs are already safe); STOP and FAULT drive FAILSAFE from every state.
+PLC_WATCHDOG_FAULT, SAFE_UNCONFIRMED (a safe value planned is not yet acknowledged and read
+back at the PLC: FAILSAFE and STARTING hold, RECOVERING holds without completing — no
+hold-off completion, acks refused — until it is), STOP and FAULT. In STARTING the plant
+faults only keep the machine waiting (its outputs are already safe); STOP and FAULT drive
+FAILSAFE from every state.
 
 An ACK is honoured only in RECOVERING (under either policy: a deliberate act may cut an
 auto hold-off short) and only while no fault is present; anywhere else it is refused.
@@ -63,6 +66,7 @@ class EventKind(enum.Enum):
     TRIP = "trip"
     PLC_UNREACHABLE = "plc_unreachable"
     PLC_WATCHDOG_FAULT = "plc_watchdog_fault"  # PLC comm watchdog not verified or tripped
+    SAFE_UNCONFIRMED = "safe_unconfirmed"  # safe set not acknowledged + read back at the PLC
     ACK = "ack"  # operator reset: button or `twinguard ack`
     HOLDOFF_ELAPSED = "holdoff_elapsed"  # auto policy: holdoff_s of continuous health
     STOP = "stop"  # the agent is shutting down
@@ -87,6 +91,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.STARTING,
         _E.PLC_UNREACHABLE: _S.STARTING,
         _E.PLC_WATCHDOG_FAULT: _S.STARTING,
+        _E.SAFE_UNCONFIRMED: _S.STARTING,
         _E.ACK: _S.STARTING,  # refused
         _E.STOP: _S.FAILSAFE,
         _E.FAULT: _S.FAILSAFE,
@@ -98,6 +103,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.SAFE_UNCONFIRMED: _S.FAILSAFE,
         _E.ACK: _S.NORMAL,  # refused
         _E.STOP: _S.FAILSAFE,
         _E.FAULT: _S.FAILSAFE,
@@ -109,6 +115,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.SAFE_UNCONFIRMED: _S.FAILSAFE,
         _E.ACK: _S.DEGRADED,  # refused
         _E.STOP: _S.FAILSAFE,
         _E.FAULT: _S.FAILSAFE,
@@ -120,6 +127,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.SAFE_UNCONFIRMED: _S.FAILSAFE,
         _E.ACK: _S.FAILSAFE,  # refused: the plant is not healthy yet
         _E.STOP: _S.FAILSAFE,
         _E.FAULT: _S.FAILSAFE,
@@ -131,6 +139,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.SAFE_UNCONFIRMED: _S.RECOVERING,  # held: no hold-off completion, no ack
         _E.ACK: _S.NORMAL,
         _E.HOLDOFF_ELAPSED: _S.NORMAL,  # only when really elapsed under the auto policy
         _E.STOP: _S.FAILSAFE,
@@ -146,6 +155,7 @@ FAULT_EVENTS = frozenset(
         EventKind.TRIP,
         EventKind.PLC_UNREACHABLE,
         EventKind.PLC_WATCHDOG_FAULT,
+        EventKind.SAFE_UNCONFIRMED,
         EventKind.STOP,
         EventKind.FAULT,
     }
@@ -194,6 +204,7 @@ class Health:
     plc_reachable: bool
     plc_watchdog_ok: bool
     twin_cause: str = ""  # why the twin link is in its state (the last LinkEvent's cause)
+    safe_set_confirmed: bool = True  # every safe value planned is acknowledged + read back
 
 
 def health_event(h: Health) -> SafetyEvent:
@@ -207,6 +218,8 @@ def health_event(h: Health) -> SafetyEvent:
         return SafetyEvent(EventKind.TWIN_LOST, f"twin LOST{why}")
     if h.trips:
         return SafetyEvent(EventKind.TRIP, "; ".join(hit.cause for hit in h.trips))
+    if not h.safe_set_confirmed:
+        return SafetyEvent(EventKind.SAFE_UNCONFIRMED, "safe set not confirmed at the PLC")
     warnings = []
     if h.twin is LinkState.LATE:
         warnings.append("twin heartbeat LATE")
@@ -305,7 +318,8 @@ class SafetyMachine:
         """Turn a health snapshot into events and apply them; return the transitions.
 
         Also completes an auto recovery whose hold-off of continuous health has elapsed
-        (and then applies the health event again, so a degraded plant lands in DEGRADED).
+        (and then applies the health event again, so a degraded plant lands in DEGRADED),
+        but never while this snapshot holds a fault (SAFE_UNCONFIRMED keeps RECOVERING).
         """
         event = health_event(health)
         out: list[Transition] = []
@@ -313,7 +327,7 @@ class SafetyMachine:
         if isinstance(result, Transition):
             out.append(result)
         deadline = self.holdoff_deadline()
-        if deadline is not None and now >= deadline:
+        if deadline is not None and now >= deadline and self._unhealthy is None:
             elapsed = SafetyEvent(
                 EventKind.HOLDOFF_ELAPSED,
                 f"{self._recovery.holdoff_s:g} s of continuous health",

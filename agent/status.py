@@ -69,6 +69,7 @@ from agent.statusmodel import (
     PlcStatus,
     RecommendationCounts,
     RecommendationStatus,
+    SafeSetStatus,
     SocketStatus,
     SpoolStatus,
     StatusSnapshot,
@@ -97,6 +98,7 @@ __all__ = [  # the snapshot model lives in agent.statusmodel; re-exported for ol
     "PlcStatus",
     "RecommendationCounts",
     "RecommendationStatus",
+    "SafeSetStatus",
     "SocketStatus",
     "SpoolStatus",
     "StatusServer",
@@ -160,6 +162,10 @@ class LoopCounters(Protocol):
     def write_failures(self) -> int: ...
     @property
     def io_budget_overruns(self) -> int: ...
+    @property
+    def safe_write_failures(self) -> int: ...
+    @property
+    def stale_refused(self) -> int: ...
 
 
 def build_snapshot(
@@ -230,12 +236,17 @@ def build_snapshot(
             plc.errors, plc.timeouts, plc.exception_replies, plc.reconnects,
             plc.disconnects, plc.skipped, plc.backed_off_units),
         loop=LoopStatus(loop.ticks, loop.overruns, loop.faults, loop.worst_tick_s,
-                        loop.safe_writes, loop.write_failures, loop.io_budget_overruns),
+                        loop.safe_writes, loop.write_failures, loop.io_budget_overruns,
+                        loop.safe_write_failures, loop.stale_refused),
         watchdog=wd,
         spool=None if backlog is None else SpoolStatus(
             backlog.count, backlog.first_seq, backlog.last_seq, backlog.bytes),
         config_version=config_version,
         events=events.entries(),
+        safe_set=SafeSetStatus(
+            not controller.unconfirmed, tuple(sorted(controller.unconfirmed)),
+            None if controller.unconfirmed_since is None
+            else wall - max(0.0, now - controller.unconfirmed_since)),
     )
 
 

@@ -150,6 +150,11 @@ def _header(s: StatusSnapshot) -> Panel:
         state.append(f"  auto recovery in {_dur(s.holdoff_left_s)}")
     grid.add_row("state", state)
     grid.add_row("cause", s.cause)
+    if not s.safe_set.confirmed:
+        since = "" if s.safe_set.since_wall is None else f" since {_when(s.safe_set.since_wall)}"
+        grid.add_row("safe set", Text(f"not confirmed{since}: "
+                                      f"{', '.join(s.safe_set.unconfirmed)} (written again "
+                                      "every tick)", style="bold red"))
     grid.add_row("mode", s.mode.upper())
     link = _styled(s.twin.state, LINK_STYLE)
     conn = {None: "no twin configured", True: "connected", False: "disconnected"}
@@ -218,8 +223,9 @@ def _counters(s: StatusSnapshot) -> Table:
                   f"backed-off units {backed}")
     table.add_row("loop", f"ticks {lp.ticks}, overruns {lp.overruns}, worst tick "
                   f"{lp.worst_tick_s * 1000:.1f} ms, faults {lp.faults}, safe writes "
-                  f"{lp.safe_writes}, write failures {lp.write_failures}, I/O budget "
-                  f"overruns {lp.io_budget_overruns}")
+                  f"{lp.safe_writes}, safe write failures {lp.safe_write_failures}, write "
+                  f"failures {lp.write_failures}, stale writes refused {lp.stale_refused}, "
+                  f"I/O budget overruns {lp.io_budget_overruns}")
     w = s.watchdog
     table.add_row("watchdog", "not armed" if w is None else
                   f"{w.kind}, {'armed' if w.armed else 'DISARMED'}, "

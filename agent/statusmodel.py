@@ -130,6 +130,17 @@ class LoopStatus:
     safe_writes: int
     write_failures: int
     io_budget_overruns: int
+    safe_write_failures: int = 0
+    stale_refused: int = 0  # writes/heartbeats refused after a watchdog fire or past deadline
+
+
+@dataclass(frozen=True)
+class SafeSetStatus:
+    """Whether the safe set planned is confirmed (acknowledged and read back) at the PLC."""
+
+    confirmed: bool = True
+    unconfirmed: tuple[str, ...] = ()  # outputs whose safe value is not yet confirmed
+    since_wall: float | None = None  # Unix time since which the set is not confirmed
 
 
 @dataclass(frozen=True)
@@ -200,6 +211,7 @@ class StatusSnapshot:
     config_version: int
     events: tuple[EventEntry, ...]
     socket: SocketStatus = field(default_factory=SocketStatus)
+    safe_set: SafeSetStatus = field(default_factory=SafeSetStatus)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists for tuples, null for non-finite floats)."""

@@ -13,6 +13,7 @@ every process's stderr. Used by the end-to-end tests, the benchmarks and the dem
 from __future__ import annotations
 
 import importlib.resources
+import json
 import os
 import signal
 import sqlite3
@@ -206,6 +207,26 @@ class Stack:
 
     def agent_stderr(self) -> str:
         return self.agent.stderr() if self.agent else ""
+
+    def status(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``twinguard status ARGS`` against this stack's agent, as a user runs it."""
+        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "agent", "status", "--state-dir", str(self.state_dir),
+             *args], capture_output=True, text=True, timeout=20, check=False,
+            env={**os.environ, "COLUMNS": "200"})
+
+    def status_json(self) -> dict[str, Any]:
+        """The running agent's status snapshot (``twinguard status --json``)."""
+        done = self.status("--json")
+        if done.returncode != 0:
+            raise RuntimeError(f"twinguard status --json: exit {done.returncode}: "
+                               f"{done.stderr}")
+        snap: dict[str, Any] = json.loads(done.stdout)
+        return snap
+
+    def status_text(self) -> str:
+        """What ``twinguard status`` prints for a person."""
+        return self.status().stdout
 
     def close(self) -> None:
         if self.agent is not None and self.agent.alive():

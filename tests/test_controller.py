@@ -71,3 +71,56 @@ def test_losing_the_twin_while_active_writes_the_safe_set() -> None:
     assert c.state is State.FAILSAFE
     assert d.writes["heater_power"] == 0.0
     assert c.held is None or not c.may_write()
+
+
+def tick(c: Controller, now: float, *, plc: bool = True) -> Decision:
+    """One poll with the twin's heartbeat just before it (the twin stays ALIVE)."""
+    c.on_heartbeat(Heartbeat(1, c.monitor.counters.accepted + 1, True), now)
+    return c.tick(readings(now), now, plc_reachable=plc, plc_watchdog_ok=True)
+
+
+def test_a_safe_set_that_was_not_acknowledged_is_written_again_every_tick() -> None:
+    c, now = running(Mode.SHADOW)
+    safe = {"heater_power": 0.0, "cooling_valve": 100.0}
+    assert c.last_written == safe, "the safe start was acknowledged: the field-trial case"
+    d = tick(c, now + 0.05, plc=False)  # the PLC stops answering: FAILSAFE
+    assert c.state is State.FAILSAFE and d.safe and d.writes == safe
+    for i in range(2, 12):  # the writes fail (nothing acknowledged): again, every tick
+        d = tick(c, now + 0.05 * i, plc=i > 6)  # the PLC answers again from tick 7 on
+        assert d.writes == safe and d.safe, i
+        assert c.state is State.FAILSAFE, "the latch holds while the safe set is unconfirmed"
+        assert c.unconfirmed == safe and c.unconfirmed_since == now + 0.05
+    c.written(safe, confirmed=set(), now=now + 0.6)  # acknowledged, but read back different
+    d = tick(c, now + 0.65)
+    assert d.writes == safe and c.state is State.FAILSAFE
+    c.written(safe, confirmed={"heater_power", "cooling_valve"}, now=now + 0.7)
+    assert c.unconfirmed == {} and c.unconfirmed_since is None
+    d = tick(c, now + 0.75)
+    assert d.writes == {} and c.state is State.RECOVERING
+
+
+def test_a_safe_value_acknowledged_after_it_was_replanned_is_not_confirmed() -> None:
+    c, now = running(Mode.SHADOW)
+    tick(c, now + 0.05, plc=False)
+    c.unconfirmed["cooling_valve"] = 90.0  # as if a newer plan asked for another value
+    c.written({"heater_power": 0.0, "cooling_valve": 100.0}, now=now + 0.1)
+    assert c.unconfirmed == {"cooling_valve": 90.0}
+
+
+def test_an_unconfirmed_refresh_keeps_recovering_from_completing() -> None:
+    c, now = running(Mode.SHADOW)
+    c.refresh_s = 1.0  # a refresh falls inside the hold-off
+    d = tick(c, now + 0.05, plc=False)
+    c.written(d.writes, now=now + 0.05)
+    tick(c, now + 0.1)
+    assert c.state is State.RECOVERING
+    holdoff = PROFILE.recovery.holdoff_s
+    t = now + 0.1 + c.refresh_s  # the periodic refresh of the safe set is due ...
+    d = tick(c, t)
+    assert d.safe and d.writes  # ... and never acknowledged
+    for i in range(1, 10):
+        d = tick(c, t + holdoff * i / 3)
+        assert d.writes and c.state is State.RECOVERING, "no recovery while unconfirmed"
+    c.written(d.writes, now=t + holdoff * 4)
+    d = tick(c, t + holdoff * 4)
+    assert c.state is State.NORMAL

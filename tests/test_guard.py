@@ -299,12 +299,40 @@ def test_fault_injection_is_off_unless_asked() -> None:
     {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "99"},
     {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "20", "TWINGUARD_BLOCK_S": "-1"},
     {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_S": "nan"},
+    {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "20", "TWINGUARD_BLOCK_AT": "write"},
 ])
 def test_fault_injection_rejects_bad_settings(env: dict[str, str]) -> None:
     from agent.faultinject import settings_from_env
 
     with pytest.raises(ValueError, match="TWINGUARD_"):
         settings_from_env(env)
+
+
+def test_a_block_armed_for_the_decision_point_happens_there_once() -> None:
+    import os
+    import signal
+    import time
+
+    from agent import faultinject
+
+    settings = faultinject.settings_from_env({
+        "TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "5", "TWINGUARD_BLOCK_S": "0.2",
+        "TWINGUARD_BLOCK_AT": "decision"})
+    assert settings is not None and settings.block_at == "decision"
+    old = signal.getsignal(signal.SIGUSR1), signal.getsignal(signal.SIGUSR2)
+    try:
+        faultinject.install(settings)
+        assert not faultinject._armed
+        os.kill(os.getpid(), signal.SIGUSR1)  # arms only: no block in the handler
+        assert faultinject._armed == {"block": 0.2}
+        t1 = time.monotonic()
+        faultinject.checkpoint()
+        blocked = time.monotonic() - t1
+        assert not faultinject._armed, "one-shot"
+    finally:
+        signal.signal(signal.SIGUSR1, old[0])
+        signal.signal(signal.SIGUSR2, old[1])
+    assert blocked >= 0.2
 
 
 def test_hang_calibration_grows_with_the_duration() -> None:

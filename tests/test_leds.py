@@ -12,6 +12,7 @@ import itertools
 import statistics
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from gpiozero import LED
@@ -36,14 +37,14 @@ OFF, ON, SLOW, FAST = LedMode.OFF, LedMode.ON, LedMode.BLINK_SLOW, LedMode.BLINK
 GREEN, AMBER, RED = 17, 27, 22
 
 ALL = [
-    Indication(s, m, lk, a)
-    for s, m, lk, a in itertools.product(STATES, MODES, LINKS, (False, True))
+    Indication(s, m, lk, a, c)
+    for s, m, lk, a, c in itertools.product(STATES, MODES, LINKS, (False, True), (True, False))
 ]
 
 
 def expected(ind: Indication) -> LedPattern:
     """The operator's rules restated independently of the RULES table."""
-    if ind.state == "failsafe":
+    if ind.state == "failsafe" or not ind.safe_confirmed:
         return LedPattern(OFF, OFF, FAST)
     if ind.state == "recovering":
         return LedPattern(OFF, OFF, ON) if ind.waiting_for_ack else LedPattern(OFF, SLOW, OFF)
@@ -83,11 +84,11 @@ def test_every_combination_matches_exactly_the_first_rule_that_is_meant() -> Non
         assert firsts, f"rule {i} ({rule.meaning}) never applies"
 
 
-def test_red_is_lit_exactly_when_the_plant_is_in_its_safe_state() -> None:
+def test_red_is_lit_exactly_when_the_plant_is_in_its_safe_state_or_not_confirmed() -> None:
     for ind in ALL:
         red = pattern_for(ind).red
         safe = ind.state == "failsafe" or (ind.state == "recovering" and ind.waiting_for_ack)
-        assert (red is not OFF) == safe, ind
+        assert (red is not OFF) == (safe or not ind.safe_confirmed), ind
 
 
 def test_missing_rule_falls_back_to_failsafe_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,6 +110,11 @@ def test_docstring_table_is_the_rules_table() -> None:
     assert agent.leds.__doc__ is not None
     assert markdown_table() in agent.leds.__doc__
     assert len(markdown_table().splitlines()) == len(RULES) + 2
+
+
+def test_the_readme_shows_the_rules_table() -> None:
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    assert markdown_table() in readme.read_text()
 
 
 def classify(p: MockPin) -> LedMode:

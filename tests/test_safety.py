@@ -109,14 +109,53 @@ def test_every_cell(state: State, kind: EventKind) -> None:
             assert "the cause" in m.cause
 
 
-@pytest.mark.parametrize("kind", [k for k in EventKind if k in FAULT_EVENTS])
-@pytest.mark.parametrize("state", [State.NORMAL, State.DEGRADED, State.RECOVERING])
+# an unconfirmed safe set holds RECOVERING instead (its own test below)
+@pytest.mark.parametrize(("state", "kind"), [
+    (s, k) for s in (State.NORMAL, State.DEGRADED, State.RECOVERING)
+    for k in EventKind if k in FAULT_EVENTS
+    and (s, k) != (State.RECOVERING, EventKind.SAFE_UNCONFIRMED)])
 def test_every_fault_drives_failsafe_from_running_states(state: State, kind: EventKind) -> None:
     m = machine_in(state)
     result = m.handle(ev(kind, "why"), 50.0)
     assert isinstance(result, Transition)
     assert (result.new, result.cause) == (State.FAILSAFE, "why")
     assert m.outputs_safe
+
+
+def unconfirmed(**kw: object) -> Health:
+    h = health(**kw)  # type: ignore[arg-type]
+    return Health(h.twin, h.worst_quality, h.trips, h.plc_reachable, h.plc_watchdog_ok,
+                  safe_set_confirmed=False)
+
+
+def test_an_unconfirmed_safe_set_holds_the_failsafe_latch() -> None:
+    m = machine_in(State.FAILSAFE)
+    for i in range(5):  # the plant is healthy, but the safe set never reached the PLC
+        assert m.assess(unconfirmed(), 10.0 + i) == []
+        assert state_of(m) is State.FAILSAFE
+    assert "safe set not confirmed" in m.cause
+    [t] = m.assess(health(), 20.0)
+    assert (t.old, t.new) == (State.FAILSAFE, State.RECOVERING)
+
+
+@pytest.mark.parametrize("recovery", [AUTO, MANUAL])
+def test_an_unconfirmed_safe_set_keeps_recovering_from_completing(recovery: Recovery) -> None:
+    m = machine_in(State.FAILSAFE, recovery)
+    [t] = m.assess(health(), 10.0)
+    assert t.new is State.RECOVERING
+    # a refresh of the safe set fails: RECOVERING holds, past the hold-off, acks refused
+    assert m.assess(unconfirmed(), 10.0 + HOLDOFF + 1.0) == []
+    assert state_of(m) is State.RECOVERING
+    refused = m.handle(ev(EventKind.ACK), 10.0 + HOLDOFF + 1.5)
+    assert isinstance(refused, Refusal) and "safe set not confirmed" in refused.reason
+    assert state_of(m) is State.RECOVERING
+    if recovery is AUTO:  # confirmed again: the hold-off (long elapsed) completes at once
+        [t] = m.assess(health(), 10.0 + HOLDOFF + 2.0)
+        assert (t.old, t.new) == (State.RECOVERING, State.NORMAL)
+    else:
+        assert m.assess(health(), 10.0 + HOLDOFF + 2.0) == []
+        done = m.handle(ev(EventKind.ACK, "ack"), 10.0 + HOLDOFF + 2.5)
+        assert isinstance(done, Transition) and done.new is State.NORMAL
 
 
 def test_starting_waits_safely_for_readiness() -> None:
@@ -126,6 +165,7 @@ def test_starting_waits_safely_for_readiness() -> None:
     assert m.assess(health(plc=False), 0.1) == []
     assert m.assess(health(watchdog=False), 0.2) == []
     assert m.assess(health(trips=(HIT,)), 0.3) == []
+    assert m.assess(unconfirmed(), 0.35) == []
     assert state_of(m) is State.STARTING
     [t] = m.assess(health(), 0.4)
     assert (t.old, t.new) == (State.STARTING, State.NORMAL)

@@ -310,9 +310,12 @@ class PlcClient:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def _write_op(self, op: WriteOp) -> str | None:
-        """Send one write; None if acknowledged, else the error."""
-        if not await self.session.ensure_connected():
+    async def _write_op(self, op: WriteOp, urgent: bool = False) -> str | None:
+        """Send one write; None if acknowledged, else the error. ``urgent`` (the safe set):
+        a connect attempt now if disconnected, past the reconnect and unit backoff."""
+        connected = (await self.session.connect() if urgent and not self.session.connected
+                     else await self.session.ensure_connected())
+        if not connected:
             return self.session.disconnect_reason()
         c, a, u = self.session.client, op.address, op.unit_id
         call: Callable[[], Awaitable[ModbusPDU]]
@@ -325,14 +328,14 @@ class PlcClient:
         else:
             regs = [int(v) for v in op.values]
             call = lambda: c.write_registers(a, regs, device_id=u)  # noqa: E731
-        outcome = await self.session.request(u, call, self._clock)
+        outcome = await self.session.request(u, call, self._clock, urgent=urgent)
         return None if outcome.response is not None else (outcome.error or "failed")
 
-    async def _write_ops(self, ops: tuple[WriteOp, ...]) -> WriteResult:
+    async def _write_ops(self, ops: tuple[WriteOp, ...], urgent: bool = False) -> WriteResult:
         written: list[str] = []
         failed: dict[str, str] = {}
         for op in ops:
-            err = await self._write_op(op)
+            err = await self._write_op(op, urgent)
             if err is None:
                 written.extend(op.names)
             else:
@@ -340,16 +343,19 @@ class PlcClient:
                 failed.update(dict.fromkeys(op.names, err))
         return WriteResult(tuple(written), failed)
 
-    async def write_outputs(self, values: Mapping[str, float]) -> WriteResult:
+    async def write_outputs(self, values: Mapping[str, float], *,
+                            urgent: bool = False) -> WriteResult:
         """Write ``{output: engineering value}``; contiguous registers go in one fc16 frame.
 
+        ``urgent`` is for the safe set: past the reconnect backoff (one connect attempt now
+        if disconnected) and the unit backoff, one attempt per frame.
         Raises WriteRefused (nothing sent) if any name is undeclared or any value refused.
         """
-        return await self._write_ops(plan_writes(resolve_writes(self.profile, values)))
+        return await self._write_ops(plan_writes(resolve_writes(self.profile, values)), urgent)
 
-    async def write_output(self, name: str, value: float) -> WriteResult:
+    async def write_output(self, name: str, value: float, *, urgent: bool = False) -> WriteResult:
         """Write one declared output (see :meth:`write_outputs`)."""
-        return await self.write_outputs({name: value})
+        return await self.write_outputs({name: value}, urgent=urgent)
 
     async def write_register_raw(
         self, address: int, value: int, unit_id: int | None = None

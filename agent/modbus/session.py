@@ -260,7 +260,8 @@ class ModbusSession:
     # --- one request, with retries ----------------------------------------------------------
 
     async def request(
-        self, unit_id: int, call: Callable[[], Awaitable[ModbusPDU]], now_fn: Callable[[], float]
+        self, unit_id: int, call: Callable[[], Awaitable[ModbusPDU]], now_fn: Callable[[], float],
+        *, urgent: bool = False,
     ) -> Outcome:
         """Send ``call()`` to ``unit_id`` with the retries and unit backoff described above.
 
@@ -268,13 +269,13 @@ class ModbusSession:
         attempt); ``now_fn`` is the clock for the unit backoff. Never raises for what the
         PLC or the link does (see the module docstring).
         """
-        if not self._units.available(unit_id, now_fn()):
+        if not urgent and not self._units.available(unit_id, now_fn()):
             self.skipped += 1
             self.silent_units.add(unit_id)
             return Outcome(None, Failure.BACKED_OFF, f"unit {unit_id} backed off")
         last = Outcome(None, Failure.TIMEOUT, f"unit {unit_id}: timeout")
         # a backed-off unit gets one probe, not a full set of retries
-        attempts = 1 if self._units.backed_off(unit_id) else self._attempts
+        attempts = 1 if urgent or self._units.backed_off(unit_id) else self._attempts
         for _ in range(attempts):
             if not self.connected:
                 self.errors += 1
