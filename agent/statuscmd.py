@@ -213,7 +213,8 @@ def _counters(s: StatusSnapshot) -> Table:
                   f"expired {rc.expired}")
     backed = ", ".join(str(u) for u in p.backed_off_units) or "none"
     table.add_row("PLC client", f"requests {p.requests}, errors {p.errors}, timeouts "
-                  f"{p.timeouts}, exception replies {p.exception_replies}, reconnects "
+                  f"{p.timeouts}, exception replies {p.exception_replies}, malformed replies "
+                  f"{p.malformed}, late replies {p.late_replies}, reconnects "
                   f"{p.reconnects}, disconnects {p.disconnects}, skipped {p.skipped}, "
                   f"backed-off units {backed}")
     table.add_row("loop", f"ticks {lp.ticks}, overruns {lp.overruns}, worst tick "

@@ -119,6 +119,8 @@ class PlcStatus:
     disconnects: int
     skipped: int
     backed_off_units: tuple[int, ...]
+    malformed: int = 0  # replies that did not match their request (each reset the link)
+    late_replies: int = 0  # TCP replies to timed-out requests, dropped unread
 
 
 @dataclass(frozen=True)
