@@ -164,7 +164,9 @@ def run(ns: argparse.Namespace) -> int:
         for r in bad:
             sys.stderr.write(f"{r.name}: {r.error}\n")
     else:
-        Console(width=max(120, Console().width)).print(_table(profile, readings))
+        longest = max((len(r.error or "") for r in bad), default=0)  # a reason on one line
+        width = max(120, Console().width, 90 + longest)
+        Console(width=width).print(_table(profile, readings))
     return EXIT_BAD if bad else EXIT_OK
 
 

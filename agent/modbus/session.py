@@ -21,11 +21,11 @@
   transaction id, so a late reply is kept out by its shape and by waiting: the input is
   flushed before every request, and after a timeout the line stays *dirty* for one more
   ``timeout_s``. Within that window a request whose reply would look the same as the
-  timed-out one's (reads: same unit, function code and count; writes: the same echo) first
-  waits the window out, discarding what arrives; the identical request (a retry) does not
-  wait, as a late reply answers it just as well; any other request waits only for line
-  silence (3.5 characters, at least 20 ms), and a late reply arriving while it waits has the
-  wrong unit id, function code, byte count or echo, so it is malformed, never taken. A reply
+  timed-out one's (reads: same unit, function code and count; writes: the same echo; a
+  retry, of course) first waits the window out, discarding what arrives; any other request
+  waits only for line silence (3.5 characters, at least 20 ms), and a late reply arriving
+  while it waits has the wrong unit id, function code, byte count or echo, so it is
+  malformed, never taken. A reply
   up to twice ``timeout_s`` late is thus never taken for a later request; one later still
   that also has exactly the next request's shape cannot be told apart by any RTU master.
 - **Reconnects.** Driven by the caller's loop through :meth:`ModbusSession.ensure_connected`,
@@ -397,9 +397,6 @@ class ModbusSession:
                 if isinstance(scan, adu.Answer):
                     del buf[: scan.used]
                     done = True
-                    if self._dirty is not None and self._dirty[1] == req:
-                        # a retry answered: the other attempt's reply may still come
-                        self._dirty = (loop.time() + self._timeout, req)
                     return scan.reply
                 if isinstance(scan, adu.Stale):
                     del buf[: scan.used]
@@ -430,8 +427,6 @@ class ModbusSession:
             if now >= until:
                 self._dirty = None
                 await t.settle(now, self._timeout)
-            elif old == req:
-                pass  # a retry: a late reply to the first attempt answers it as well
             elif _reply_shape(old) == _reply_shape(req):
                 await t.settle(until, self._timeout)
                 self._dirty = None

@@ -8,6 +8,8 @@ wake one waiter per :meth:`Transport.wait`; neither knows anything about Modbus 
 - :class:`RtuTransport` -- a pyserial port opened exclusively (``flock``; the native guard's
   second handle takes no lock), its non-blocking fd watched with ``loop.add_reader``; writes
   go straight to the fd. pyserial's ``rs485_mode`` can be handed in and is applied on open.
+  The line settings are read back after opening: a port that silently kept other ones
+  (a pty drops even parity) is refused like one that said EINVAL.
   :meth:`RtuTransport.discard_input` flushes the kernel's input queue and the buffer;
   :meth:`RtuTransport.settle` waits for line silence.
 
@@ -82,6 +84,20 @@ def serial_open_error(link: RtuLink, exc: BaseException) -> str:
         return f"{dev}: line settings {line_settings(link)} refused by the port"
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
     return f"cannot open {dev}: {text}"
+
+
+def _settings_took(fd: int, link: RtuLink) -> bool:
+    """Whether the port holds the parity, stop bits and character size asked for."""
+    try:
+        cflag = termios.tcgetattr(fd)[2]
+    except termios.error:
+        return False
+    parity = {Parity.NONE: 0, Parity.EVEN: termios.PARENB,
+              Parity.ODD: termios.PARENB | termios.PARODD}[link.parity]
+    size = {5: termios.CS5, 6: termios.CS6, 7: termios.CS7, 8: termios.CS8}.get(link.bytesize)
+    return (cflag & (termios.PARENB | termios.PARODD) == parity
+            and bool(cflag & termios.CSTOPB) == (link.stopbits == 2)
+            and cflag & termios.CSIZE == size)
 
 
 def _expire(fut: asyncio.Future[bool]) -> None:
@@ -242,6 +258,10 @@ class RtuTransport(Transport):
             with contextlib.suppress(Exception):
                 port.close()
             raise ConnectFailed(serial_open_error(link, exc)) from exc
+        if not _settings_took(port.fd, link):  # some ports (ptys) drop PARENB without EINVAL
+            with contextlib.suppress(Exception):
+                port.close()
+            raise ConnectFailed(serial_open_error(link, termios.error(errno.EINVAL, "ignored")))
         self._port = port
         self._fd = port.fd
         self.buffer.clear()
