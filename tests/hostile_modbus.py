@@ -55,12 +55,20 @@ class Fault(enum.Enum):
     BAD_CRC = "bad CRC"
 
 
-READ_FAULTS = (
-    Fault.WRONG_FC, Fault.MORE_REGISTERS, Fault.REGS_125, Fault.ODD_BYTE_COUNT, Fault.WRONG_TID,
-    Fault.WRONG_UNIT, Fault.WRONG_PID, Fault.EXCEPTION_OTHER_FC, Fault.TRUNCATED,
-    Fault.RESET_MID_REPLY,
-)  # fmt: skip
-"""Faults that make a read's readings BAD (SPLIT must stay GOOD; LATE is tested apart)."""
+READ_REASONS = {
+    Fault.WRONG_FC: "malformed reply: function code 3, expected 4",
+    Fault.MORE_REGISTERS: "malformed reply: byte count 22, expected 20 for 10 registers",
+    Fault.REGS_125: "malformed reply: byte count 250, expected 20 for 10 registers",
+    Fault.ODD_BYTE_COUNT: "malformed reply: byte count 21, expected 20 for 10 registers",
+    Fault.WRONG_TID: "malformed reply: transaction id 23131, expected 1",
+    Fault.WRONG_UNIT: "malformed reply: unit id 2, expected 1",
+    Fault.WRONG_PID: "malformed reply: protocol id 1, expected 0",
+    Fault.EXCEPTION_OTHER_FC: "malformed reply: exception reply for function code 3, expected 4",
+    Fault.TRUNCATED: "malformed reply: truncated: 14 of 29 bytes, then nothing for 0.1 s",
+    Fault.RESET_MID_REPLY: "disconnected: connection reset by the PLC mid-reply",
+}
+"""The reason each read fault must give for sim-tank's signal read (fc 4 of 10 registers at
+0, unit 1, the first request on a connection: transaction id 1; timeout 0.1 s)."""
 
 OTHER_FC = {1: 2, 2: 1, 3: 4, 4: 3, 5: 6, 6: 5, 15: 16, 16: 15}
 

@@ -19,7 +19,14 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import pytest
-from hostile_modbus import POISON, PRESSURE, WATCHDOG_TIMEOUT_MS, Fault, HostileServer
+from hostile_modbus import (
+    POISON,
+    PRESSURE,
+    READ_REASONS,
+    WATCHDOG_TIMEOUT_MS,
+    Fault,
+    HostileServer,
+)
 
 from agent.modbus.client import PlcClient
 from agent.profile.load import load_profile, with_connection
@@ -30,21 +37,6 @@ pytestmark = pytest.mark.timeout(60)
 
 T = TypeVar("T")
 SIGNALS = ("temp_a", "temp_b", "temp_c", "pressure_a", "pressure_b")
-
-# the reason each kind gives for sim-tank's one signal read (fc 4, 10 registers, unit 1)
-READ_REASONS = {
-    Fault.WRONG_FC: "malformed reply: function code 3, expected 4",
-    Fault.MORE_REGISTERS: "malformed reply: byte count 22, expected 20 for 10 registers",
-    Fault.REGS_125: "malformed reply: byte count 250, expected 20 for 10 registers",
-    Fault.ODD_BYTE_COUNT: "malformed reply: byte count 21, expected 20 for 10 registers",
-    Fault.WRONG_TID: "malformed reply: transaction id 23131, expected 1",
-    Fault.WRONG_UNIT: "malformed reply: unit id 2, expected 1",
-    Fault.WRONG_PID: "malformed reply: protocol id 1, expected 0",
-    Fault.EXCEPTION_OTHER_FC: "malformed reply: exception reply for function code 3, expected 4",
-    Fault.TRUNCATED: "malformed reply: truncated: 14 of 29 bytes, then nothing for 0.1 s",
-    Fault.RESET_MID_REPLY: "disconnected: connection reset by the PLC mid-reply",
-}
-
 
 @pytest.fixture
 def hostile() -> Iterator[HostileServer]:
@@ -67,6 +59,16 @@ def run(profile: Profile, body: Callable[[PlcClient], Awaitable[T]]) -> T:
             await client.close()
 
     return asyncio.run(main())
+
+
+async def reconnected(c: PlcClient, within_s: float = 5.0) -> None:
+    """Wait until the client's reconnect backoff lets it connect again (it resets the link
+    after a malformed reply and reconnects no sooner than ``reconnect_min_s``)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while not await c.ensure_connected():
+        assert loop.time() < deadline, c.session.disconnect_reason()
+        await asyncio.sleep(0.02)
 
 
 def assert_true_values(readings: dict[str, Reading]) -> None:
@@ -95,13 +97,26 @@ def test_bad_read_reply_is_bad_counted_and_resets_the_connection(
         assert stats.errors == 1 and stats.timeouts == 0
         assert c.requests == 1  # a bad reply is never retried
         assert not c.connected  # reset: a crossed stream is not trusted again
-        assert_true_values(await c.read_signals())  # reconnected, through the backoff
+        assert c.stats().last_error == bad["temp_a"].error
+        await reconnected(c)
+        assert_true_values(await c.read_signals())
         assert c.stats().reconnects == 1
+        # malformed again at once, with no good reply between: the reconnect backs off
+        if fault is not Fault.RESET_MID_REPLY:
+            hostile.inject(fault, fc=4, times=2)
+            await c.read_signals()
+            await reconnected(c)
+            await c.read_signals()
+            held_off = await c.read_signals()
+            assert all(r.error == f"disconnected: reset after a {READ_REASONS[fault]}"
+                       for r in held_off.values()) or fault is Fault.WRONG_TID, held_off
+            await reconnected(c)
+            assert_true_values(await c.read_signals())
 
     with caplog.at_level(logging.DEBUG):
         run(profile_for(hostile), body)
     got = hostile.received()
-    assert [(r.conn, r.fc, r.fault) for r in got] == [(1, 4, fault), (2, 4, Fault.NONE)]
+    assert [(r.conn, r.fc, r.fault) for r in got][:2] == [(1, 4, fault), (2, 4, Fault.NONE)]
     assert not any(r.exc_info for r in caplog.records)
     assert "Traceback" not in caplog.text
 
@@ -155,16 +170,16 @@ def test_poisoned_outputs_and_watchdog_reads_give_none(hostile: HostileServer) -
     async def body(c: PlcClient) -> None:
         hostile.inject(Fault.MORE_REGISTERS, fc=3)
         assert await c.read_outputs() == {"heater_power": None, "cooling_valve": None}
-        assert await c.ensure_connected()
+        await reconnected(c)
         hostile.inject(Fault.WRONG_FC, fc=3)
         timeout_ms, _latched = await c.read_plc_watchdog()
         assert timeout_ms is None
-        assert await c.ensure_connected()
+        await reconnected(c)
         hostile.inject(Fault.ODD_BYTE_COUNT, fc=2)  # a latch bit set, with one byte too many
         assert await c.read_plc_watchdog() == (None, None)  # the rest of the pass: reset
-        assert await c.ensure_connected()
+        await reconnected(c)
         assert await c.read_plc_watchdog() == (WATCHDOG_TIMEOUT_MS, False)
-        assert await c.ensure_connected()
+        await reconnected(c)
         assert await c.read_outputs() == {"heater_power": 0.0, "cooling_valve": 100.0}
         assert c.stats().malformed == 3
 
@@ -190,6 +205,7 @@ def test_wrong_write_echo_is_a_failed_write(hostile: HostileServer, fault: Fault
         assert result.failed == dict.fromkeys(("heater_power", "cooling_valve"),
                                               WRITE_REASONS[fault])
         assert not c.connected and c.stats().malformed == 1
+        await reconnected(c)
         assert (await c.write_outputs({"heater_power": 12.5, "cooling_valve": 40.0})).ok
 
     run(profile_for(hostile), body)

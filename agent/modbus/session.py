@@ -12,9 +12,12 @@
   RTU CRC. Anything else is a *malformed reply*: the outcome is :attr:`Failure.MALFORMED`
   with ``error`` ``"malformed reply: <what was wrong>"`` (e.g. "malformed reply: function
   code 4, expected 3"), counted in ``malformed`` (and ``errors``), and the link is reset,
-  because a crossed stream is never trusted again: TCP is closed (and reopened through
-  the reconnect backoff below), RTU is flushed and waits for line silence. A malformed
-  reply is never retried and never decoded, so nothing is read or written on its strength.
+  because a crossed stream is never trusted again: TCP is closed and reopened through the
+  reconnect backoff below (at once the first time; a PLC that keeps sending malformed
+  replies, with no good one in between, is reconnected ever less often, as after failed
+  connects, up to ``reconnect_max_s``), RTU is flushed and waits for line silence. A malformed reply
+  is never retried and never decoded, so nothing is read or written on its strength. The
+  warning is logged once per ``LOG_EVERY_S`` at most, with how many came in between.
 - **Late replies.** TCP: the transaction ids of requests that timed out (or were cancelled)
   are remembered until the connection closes; a well-framed reply carrying one is dropped
   unread (counted in ``late_replies``) and the wait goes on for the right one. RTU has no
@@ -87,6 +90,7 @@ EXCEPTION_NAMES = {
 NO_ANSWER_RECONNECT = 4  # TCP: this many unanswered requests in a row drop the connection
 LATE_TIDS_KEPT = 64  # TCP: timed-out transaction ids remembered per connection
 MALFORMED = "malformed reply: "
+LOG_EVERY_S = 10.0  # a PLC that keeps sending malformed replies: one warning this often
 READ_FCS = READ_BITS_FCS + READ_REGISTERS_FCS
 
 
@@ -123,6 +127,7 @@ class ClientStats:
     backed_off_units: tuple[int, ...]
     malformed: int = 0
     late_replies: int = 0
+    last_error: str | None = None  # the most recent failure, in words (kept after recovery)
 
 
 @dataclass(frozen=True)
@@ -179,12 +184,16 @@ class ModbusSession:
         self._was_connected = False
         self.last_connect_error: str | None = None
         self._down_reason: str | None = None  # why an open link was closed or lost
+        self._suspect = False  # reconnected after a malformed reply, no good reply since
+        self._malformed_logged: float | None = None  # when the last warning was logged
+        self._malformed_quiet = 0  # malformed replies since, not logged
         self._no_answer = 0
         self.silent_units: set[int] = set()  # timed out or skipped since the caller cleared it
         self._closed = False
         self.requests = self.errors = self.timeouts = self.exception_replies = 0
         self.reconnects = self.disconnects = self.skipped = 0
         self.malformed = self.late_replies = 0
+        self.last_error: str | None = None
 
     # --- connection --------------------------------------------------------------------
 
@@ -233,7 +242,7 @@ class ModbusSession:
         try:
             await self.transport.open(self._timeout + 1.0)
         except ConnectFailed as exc:
-            self.last_connect_error = str(exc)
+            self.last_connect_error = self.last_error = str(exc)
             delay = self._backoff.failed(now)
             log.warning(
                 "PLC connect to %s failed (%s); next try in %.2f s",
@@ -246,7 +255,8 @@ class ModbusSession:
         else:
             log.info("PLC connected (%s)", self.describe_link())
         self._ever_connected = self._was_connected = True
-        self._backoff.succeeded()
+        if not self._suspect:
+            self._backoff.succeeded()
         self.last_connect_error = self._down_reason = None
         self._no_answer = 0
         self._tid = 0
@@ -285,6 +295,7 @@ class ModbusSession:
             backed_off_units=self._units.backed_off_units(),
             malformed=self.malformed,
             late_replies=self.late_replies,
+            last_error=self.last_error,
         )
 
     def count_error(self) -> None:
@@ -306,6 +317,14 @@ class ModbusSession:
 
         Never raises for what the PLC or the link does (see the module docstring).
         """
+        outcome = await self._request(req, now_fn, urgent)
+        if outcome.failure is not None and outcome.failure is not Failure.BACKED_OFF:
+            self.last_error = outcome.error
+        return outcome
+
+    async def _request(
+        self, req: Request, now_fn: Callable[[], float], urgent: bool
+    ) -> Outcome:
         unit = req.unit_id
         if not urgent and not self._units.available(unit, now_fn()):
             self.skipped += 1
@@ -344,6 +363,9 @@ class ModbusSession:
                 return await self._malformed(req, got.reason)
             self._no_answer = 0
             self._units.answered(unit)
+            if self._suspect:
+                self._suspect = False
+                self._backoff.succeeded()
             if isinstance(got, ExceptionReply):
                 self.errors += 1
                 self.exception_replies += 1
@@ -359,10 +381,21 @@ class ModbusSession:
         self.errors += 1
         self.malformed += 1
         error = MALFORMED + reason
-        log.warning("%s to %s from %s; resetting the link", error, req.describe(),
-                    self.describe_link())
+        now = self._clock()
+        if self._malformed_logged is None or now - self._malformed_logged >= LOG_EVERY_S:
+            more = (f" ({self._malformed_quiet} more malformed replies since the last warning)"
+                    if self._malformed_quiet else "")
+            log.warning("%s to %s from %s; resetting the link%s", error, req.describe(),
+                        self.describe_link(), more)
+            self._malformed_logged, self._malformed_quiet = now, 0
+        else:
+            self._malformed_quiet += 1
+            log.debug("%s to %s; resetting the link", error, req.describe())
         if self._tcp:
             self._drop(f"reset after a {error}")
+            if self._suspect:  # malformed again, with no good reply since the last reset
+                self._backoff.failed(now)
+            self._suspect = True
         else:
             rtu = self.transport
             assert isinstance(rtu, RtuTransport)
