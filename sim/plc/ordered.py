@@ -41,13 +41,20 @@ class OrderedRequestHandler(ServerRequestHandler):
         self._task: asyncio.Task[None] | None = None
 
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
-        used: int = super().callback_data(data, addr)  # decodes into last_pdu (or answers 1)
-        pdu, self.last_pdu = self.last_pdu, None
-        if pdu is not None:
-            self._queue.put_nowait((pdu, addr))
-            if self._task is None:
-                self._task = asyncio.get_running_loop().create_task(self._serve())
-        return used
+        """Queue every whole request in ``data`` (pymodbus decodes one per call, and would
+        leave a second request of the same segment waiting for more bytes)."""
+        total = 0
+        while total < len(data):
+            used: int = super().callback_data(data[total:], addr)  # decodes into last_pdu
+            pdu, self.last_pdu = self.last_pdu, None
+            if pdu is not None:
+                self._queue.put_nowait((pdu, addr))
+                if self._task is None:
+                    self._task = asyncio.get_running_loop().create_task(self._serve())
+            if not used:
+                break
+            total += used
+        return total
 
     def handle_later(self) -> None:
         """pymodbus schedules this per request; the serve task does the work instead."""
