@@ -288,3 +288,23 @@ def test_codec_is_sans_io(module: str) -> None:
     assert all(m.split(".")[0] in {"__future__", "collections", "dataclasses"}
                or m.startswith("agent.modbus.pdu") or m == "agent.modbus.pdu"
                for m in imported if m.startswith(("agent", "__", "coll", "data")))
+
+
+@pytest.mark.parametrize("ref", ["sim-tank", "pi4-rs485-rtu", "pi-modbus-tcp"])
+def test_watchdog_frames_are_the_masters_frames(ref: str) -> None:
+    """The native watchdog's pre-encoded safe set (pymodbus's framers, agent.modbus.frames)
+    is byte for byte what the master would send for the same writes."""
+    from agent.modbus.client import write_request
+    from agent.modbus.frames import SAFE_TRANSACTION_ID, encode_write_frames, resolve_writes
+    from agent.modbus.plan import plan_writes
+    from agent.profile.load import load_profile
+    from agent.profile.model import TcpLink
+
+    profile = load_profile(ref)
+    safe = {o.name: o.safe_value for o in profile.outputs}
+    ours = [write_request(op) for op in plan_writes(resolve_writes(profile, safe))]
+    if isinstance(profile.plc.link, TcpLink):
+        mine = [adu.tcp_frame(r, SAFE_TRANSACTION_ID) for r in ours]
+    else:
+        mine = [adu.rtu_frame(r) for r in ours]
+    assert encode_write_frames(profile, safe) == mine
