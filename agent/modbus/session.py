@@ -1,8 +1,9 @@
 """One Modbus connection to the PLC and one request over it: the lower half of the master.
 
 :class:`ModbusSession` owns the master's transaction layer, on the sans-IO codec
-(:mod:`agent.modbus.pdu`, :mod:`agent.modbus.adu`) and a thin transport
-(:mod:`agent.modbus.transport`); it knows nothing of the register map, which
+(:mod:`agent.modbus.pdu`, :mod:`agent.modbus.adu`), one attempt at a time
+(:mod:`agent.modbus.exchange`) over a thin transport (:mod:`agent.modbus.transport`);
+it knows nothing of the register map, which
 :class:`agent.modbus.client.PlcClient` turns into requests. What it owns, and why:
 
 - **Every reply is checked against its request before anything is decoded**: transaction
@@ -15,9 +16,9 @@
   because a crossed stream is never trusted again: TCP is closed and reopened through the
   reconnect backoff below (at once the first time; a PLC that keeps sending malformed
   replies, with no good one in between, is reconnected ever less often, as after failed
-  connects, up to ``reconnect_max_s``), RTU is flushed and waits for line silence. A malformed reply
-  is never retried and never decoded, so nothing is read or written on its strength. The
-  warning is logged once per ``LOG_EVERY_S`` at most, with how many came in between.
+  connects, up to ``reconnect_max_s``), RTU is flushed and waits for line silence. A
+  malformed reply is never retried and never decoded, so nothing is read or written on its
+  strength. The warning is logged once per ``LOG_EVERY_S`` at most, with a count.
 - **Late replies.** TCP: the transaction ids of requests that timed out (or were cancelled)
   are remembered until the connection closes; a well-framed reply carrying one is dropped
   unread (counted in ``late_replies``) and the wait goes on for the right one. RTU has no
@@ -28,9 +29,9 @@
   retry, of course) first waits the window out, discarding what arrives; any other request
   waits only for line silence (3.5 characters, at least 20 ms), and a late reply arriving
   while it waits has the wrong unit id, function code, byte count or echo, so it is
-  malformed, never taken. A reply
-  up to twice ``timeout_s`` late is thus never taken for a later request; one later still
-  that also has exactly the next request's shape cannot be told apart by any RTU master.
+  malformed, never taken. A reply up to twice ``timeout_s`` late is thus never taken for a
+  later request; one later still that also has exactly the next request's shape cannot be
+  told apart by any RTU master.
 - **Reconnects.** Driven by the caller's loop through :meth:`ModbusSession.ensure_connected`,
   which tries at most once per :class:`~agent.modbus.backoff.Backoff` delay
   (``reconnect_min_s`` .. ``reconnect_max_s``, doubling, jittered) and never sleeps: a dead PLC
@@ -63,14 +64,14 @@ import enum
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from agent.modbus import adu
 from agent.modbus.backoff import Backoff, UnitGuard
-from agent.modbus.pdu import READ_BITS_FCS, READ_REGISTERS_FCS, ExceptionReply, Reply, Request
+from agent.modbus.exchange import Exchange, Lost, Timeout
+from agent.modbus.pdu import ExceptionReply, Reply, Request
 from agent.modbus.transport import ConnectFailed, RtuTransport, TcpTransport
 from agent.profile.model import PlcConnection, TcpLink
 
@@ -88,10 +89,8 @@ EXCEPTION_NAMES = {
     11: "gateway target failed to respond",
 }
 NO_ANSWER_RECONNECT = 4  # TCP: this many unanswered requests in a row drop the connection
-LATE_TIDS_KEPT = 64  # TCP: timed-out transaction ids remembered per connection
 MALFORMED = "malformed reply: "
 LOG_EVERY_S = 10.0  # a PLC that keeps sending malformed replies: one warning this often
-READ_FCS = READ_BITS_FCS + READ_REGISTERS_FCS
 
 
 class Failure(enum.Enum):
@@ -130,17 +129,6 @@ class ClientStats:
     last_error: str | None = None  # the most recent failure, in words (kept after recovery)
 
 
-@dataclass(frozen=True)
-class _Timeout:
-    partial: int  # bytes of an unfinished frame received before the deadline
-    need: int | None
-
-
-@dataclass(frozen=True)
-class _Lost:
-    why: str
-
-
 class ModbusSession:
     """The connection to one PLC and its request counters (see the module docstring).
 
@@ -176,10 +164,7 @@ class ModbusSession:
             TcpTransport(link.host, link.port) if isinstance(link, TcpLink)
             else RtuTransport(link, rs485)
         )  # fmt: skip
-        self._lock = asyncio.Lock()
-        self._tid = 0
-        self._late: deque[int] = deque(maxlen=LATE_TIDS_KEPT)
-        self._dirty: tuple[float, Request] | None = None  # RTU: (until, request) see above
+        self.exchange = Exchange(self.transport, self._timeout)
         self._ever_connected = False
         self._was_connected = False
         self.last_connect_error: str | None = None
@@ -192,10 +177,14 @@ class ModbusSession:
         self._closed = False
         self.requests = self.errors = self.timeouts = self.exception_replies = 0
         self.reconnects = self.disconnects = self.skipped = 0
-        self.malformed = self.late_replies = 0
+        self.malformed = 0
         self.last_error: str | None = None
 
     # --- connection --------------------------------------------------------------------
+
+    @property
+    def late_replies(self) -> int:
+        return self.exchange.late_replies
 
     @property
     def connected(self) -> bool:
@@ -259,9 +248,7 @@ class ModbusSession:
             self._backoff.succeeded()
         self.last_connect_error = self._down_reason = None
         self._no_answer = 0
-        self._tid = 0
-        self._late.clear()
-        self._dirty = None
+        self.exchange.reset()
         return True
 
     async def close(self) -> None:
@@ -294,7 +281,7 @@ class ModbusSession:
             skipped=self.skipped,
             backed_off_units=self._units.backed_off_units(),
             malformed=self.malformed,
-            late_replies=self.late_replies,
+            late_replies=self.exchange.late_replies,
             last_error=self.last_error,
         )
 
@@ -338,11 +325,10 @@ class ModbusSession:
                 self.errors += 1
                 return Outcome(None, Failure.DISCONNECTED, self.disconnect_reason())
             self.requests += 1
-            async with self._lock:
-                got = await self._transact(req)
-            if isinstance(got, _Timeout):
+            got = await self.exchange.run(req)
+            if isinstance(got, Timeout):
                 if got.partial:
-                    return await self._malformed(req, _truncated(got, self._timeout))
+                    return await self._malformed(req, got.truncated(self._timeout))
                 self.errors += 1
                 self.timeouts += 1
                 self._units.timed_out(unit, now_fn())
@@ -356,7 +342,7 @@ class ModbusSession:
                     self._drop(f"no answer to {self._no_answer} requests in a row")
                     return last
                 continue
-            if isinstance(got, _Lost):
+            if isinstance(got, Lost):
                 self.errors += 1
                 return Outcome(None, Failure.DISCONNECTED, f"disconnected: {got.why}")
             if isinstance(got, adu.Bad):
@@ -397,92 +383,5 @@ class ModbusSession:
                 self._backoff.failed(now)
             self._suspect = True
         else:
-            rtu = self.transport
-            assert isinstance(rtu, RtuTransport)
-            loop = asyncio.get_running_loop()
-            async with self._lock:
-                await rtu.settle(loop.time(), self._timeout)
-                rtu.discard_input()
+            await self.exchange.quiet_line()
         return Outcome(None, Failure.MALFORMED, error)
-
-    async def _transact(self, req: Request) -> Reply | ExceptionReply | adu.Bad | _Timeout | _Lost:
-        """One attempt: send ``req``, scan the replies until its own, a bad one or the
-        deadline. Caller holds the lock."""
-        t = self.transport
-        loop = asyncio.get_running_loop()
-        if self._tcp:
-            self._tid = self._tid % adu.MAX_TID + 1
-            tid = self._tid
-            frame = adu.tcp_frame(req, tid)
-        else:
-            assert isinstance(t, RtuTransport)
-            await self._clear_line(t, req, loop.time())
-            tid = 0
-            frame = adu.rtu_frame(req)
-        done = False
-        try:
-            await t.send(frame)
-            deadline = loop.time() + self._timeout
-            buf = t.buffer
-            while True:
-                scan = (adu.scan_tcp(buf, req, tid, self._late) if self._tcp
-                        else adu.scan_rtu(buf, req))
-                if isinstance(scan, adu.Answer):
-                    del buf[: scan.used]
-                    done = True
-                    return scan.reply
-                if isinstance(scan, adu.Stale):
-                    del buf[: scan.used]
-                    self._late.remove(scan.tid)
-                    self.late_replies += 1
-                    log.info("dropped a late reply (transaction %d) from %s",
-                             scan.tid, self.describe_link())
-                    continue
-                if isinstance(scan, adu.Bad):
-                    done = True
-                    return scan
-                if t.lost is not None:
-                    done = True
-                    return _Lost(_mid_reply(t.lost, scan))
-                if not await t.wait(deadline):
-                    return _Timeout(scan.have, scan.need)
-        finally:
-            if not done:  # timed out or cancelled: its reply may still come
-                if self._tcp:
-                    self._late.append(tid)
-                else:
-                    self._dirty = (loop.time() + self._timeout, req)
-
-    async def _clear_line(self, t: RtuTransport, req: Request, now: float) -> None:
-        """RTU, before sending ``req``: keep late replies out (see the module docstring)."""
-        if self._dirty is not None:
-            until, old = self._dirty
-            if now >= until:
-                self._dirty = None
-                await t.settle(now, self._timeout)
-            elif _reply_shape(old) == _reply_shape(req):
-                await t.settle(until, self._timeout)
-                self._dirty = None
-            else:
-                await t.settle(now, self._timeout)
-        t.discard_input()
-
-
-def _reply_shape(req: Request) -> tuple[int, ...]:
-    """What tells replies apart on RTU: reads by unit, fc and count; writes by their echo."""
-    if req.fc in READ_FCS:
-        return req.unit_id, req.fc, req.count
-    value = req.values if req.fc in (5, 6) else ()
-    return req.unit_id, req.fc, req.address, req.count, *value
-
-
-def _truncated(got: _Timeout, timeout_s: float) -> str:
-    of = f" of {got.need}" if got.need is not None else ""
-    return f"truncated: {got.partial}{of} bytes, then nothing for {timeout_s:g} s"
-
-
-def _mid_reply(lost: str, scan: adu.NeedMore) -> str:
-    if not scan.have:
-        return lost
-    of = f" of {scan.need}" if scan.need is not None else ""
-    return f"{lost} mid-reply ({scan.have}{of} bytes received)"

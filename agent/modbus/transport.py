@@ -160,23 +160,31 @@ class Transport:
 
 
 class _TcpProtocol(asyncio.Protocol):
+    """Feeds its owner until the owner closes it (then a late callback of this connection
+    must not touch the next one's state)."""
+
     def __init__(self, owner: TcpTransport) -> None:
-        self.owner = owner
+        self.owner: TcpTransport | None = owner
 
     def data_received(self, data: bytes) -> None:
-        self.owner._feed(data)
+        if self.owner is not None:
+            self.owner._feed(data)
 
     def eof_received(self) -> bool:
-        self.owner._lose("connection closed by the PLC")
+        if self.owner is not None:
+            self.owner._lose("connection closed by the PLC")
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        owner, self.owner = self.owner, None
+        if owner is None:
+            return
         if isinstance(exc, ConnectionResetError):
-            self.owner._lose("connection reset by the PLC")
+            owner._lose("connection reset by the PLC")
         elif exc is not None:
-            self.owner._lose(f"connection lost: {exc}")
+            owner._lose(f"connection lost: {exc}")
         else:
-            self.owner._lose("connection closed")
+            owner._lose("connection closed")
 
 
 class TcpTransport(Transport):
@@ -186,6 +194,7 @@ class TcpTransport(Transport):
         super().__init__()
         self.host, self.port = host, port
         self._transport: asyncio.Transport | None = None
+        self._protocol: _TcpProtocol | None = None
 
     @property
     def is_open(self) -> bool:
@@ -196,7 +205,7 @@ class TcpTransport(Transport):
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                transport, _ = await loop.create_connection(
+                transport, protocol = await loop.create_connection(
                     lambda: _TcpProtocol(self), self.host, self.port)
         except (OSError, TimeoutError) as exc:
             raise ConnectFailed(tcp_connect_error(self.host, self.port, exc, timeout_s)) from exc
@@ -206,10 +215,13 @@ class TcpTransport(Transport):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buffer.clear()
         self.lost = None
-        self._transport = transport
+        self._transport, self._protocol = transport, protocol
 
     def close(self) -> None:
         t, self._transport = self._transport, None
+        if self._protocol is not None:
+            self._protocol.owner = None
+            self._protocol = None
         if t is not None:
             t.abort()  # nothing of ours is worth flushing to a peer we stopped trusting
         self.buffer.clear()
