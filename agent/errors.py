@@ -6,7 +6,7 @@
      ├── WriteRefused(TwinguardError, PermissionError) an undeclared or out-of-limit write
      └── ProtocolError(TwinguardError, ValueError)     a peer sent a malformed frame or message
 
-Adapters translate foreign exceptions (pymodbus, ssl, sqlite3) with ``raise ... from``.
+Adapters translate foreign exceptions (sockets, pyserial, ssl, sqlite3) with ``raise ... from``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,12 @@ error), or with ``--json`` exactly::
 (with ``--json`` the reasons for BAD readings go to stderr, one ``NAME: error`` a line).
 
 Exit status: 0 every signal GOOD, 1 some signal BAD, 2 the profile has problems (each printed
-as ``FILE: KEY.PATH: reason``), 3 the PLC cannot be reached.
+as ``FILE: KEY.PATH: reason``), 3 the PLC cannot be reached (``cannot reach the PLC at WHERE:
+WHY`` on stderr, e.g. "no such device: /dev/ttyX — check the profile's plc.device / --rtu").
+
+A reply that does not match its request (wrong function code, byte count, transaction or
+unit id, CRC ...) gives BAD readings whose reason starts ``malformed reply:`` and names what
+was wrong; nothing of it is shown as a value. No command ends in a traceback.
 """
 
 from __future__ import annotations
@@ -125,11 +130,12 @@ def _type(s: Signal) -> str:
     return s.dtype.value
 
 
-async def _read(profile: Profile) -> dict[str, Reading] | None:
+async def _read(profile: Profile) -> dict[str, Reading] | str:
+    """The readings, or why the PLC could not be reached."""
     client = PlcClient(profile)
     try:
         if not await client.connect():
-            return None
+            return client.last_connect_error or "connect failed"
         return await client.read_signals()
     finally:
         await client.close()
@@ -137,7 +143,6 @@ async def _read(profile: Profile) -> dict[str, Reading] | None:
 
 def run(ns: argparse.Namespace) -> int:
     """Run ``read`` with parsed options; returns the exit status."""
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)  # our own messages say it better
     try:
         profile = _load(ns)
     except ProfileError as exc:
@@ -148,10 +153,10 @@ def run(ns: argparse.Namespace) -> int:
         sys.stderr.write(f"{ns.profile}: cannot read: {exc}\n")
         return EXIT_PROFILE
     readings = asyncio.run(_read(profile))
-    if readings is None:
+    if isinstance(readings, str):
         link = profile.plc.link
         where = f"{link.host}:{link.port}" if isinstance(link, TcpLink) else link.device
-        sys.stderr.write(f"cannot reach the PLC at {where}\n")
+        sys.stderr.write(f"cannot reach the PLC at {where}: {readings}\n")
         return EXIT_UNREACHABLE
     bad = [r for r in readings.values() if r.quality is not Quality.GOOD]
     if ns.json:
@@ -159,7 +164,9 @@ def run(ns: argparse.Namespace) -> int:
         for r in bad:
             sys.stderr.write(f"{r.name}: {r.error}\n")
     else:
-        Console(width=max(120, Console().width)).print(_table(profile, readings))
+        longest = max((len(r.error or "") for r in bad), default=0)  # a reason on one line
+        width = max(120, Console().width, 90 + longest)
+        Console(width=width).print(_table(profile, readings))
     return EXIT_BAD if bad else EXIT_OK
 
 

@@ -47,7 +47,7 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.INFO)
 
     async def serve() -> int:
-        # pymodbus clients bind to the running loop: build the runtime inside it
+        # the Modbus transports bind to the running loop: build the runtime inside it
         try:
             runtime = Runtime(profile, config, state_dir, watchdog)
         except ConfigError as error:  # the stored configuration does not fit the profile

@@ -234,7 +234,8 @@ def build_snapshot(
         plc=PlcStatus(
             controller.plc_reachable, controller.plc_watchdog_ok, plc.connected, plc.requests,
             plc.errors, plc.timeouts, plc.exception_replies, plc.reconnects,
-            plc.disconnects, plc.skipped, plc.backed_off_units),
+            plc.disconnects, plc.skipped, plc.backed_off_units, plc.malformed,
+            plc.late_replies, plc.last_error),
         loop=LoopStatus(loop.ticks, loop.overruns, loop.faults, loop.worst_tick_s,
                         loop.safe_writes, loop.write_failures, loop.io_budget_overruns,
                         loop.safe_write_failures, loop.stale_refused),

@@ -218,9 +218,11 @@ def _counters(s: StatusSnapshot) -> Table:
                   f"expired {rc.expired}")
     backed = ", ".join(str(u) for u in p.backed_off_units) or "none"
     table.add_row("PLC client", f"requests {p.requests}, errors {p.errors}, timeouts "
-                  f"{p.timeouts}, exception replies {p.exception_replies}, reconnects "
+                  f"{p.timeouts}, exception replies {p.exception_replies}, malformed replies "
+                  f"{p.malformed}, late replies {p.late_replies}, reconnects "
                   f"{p.reconnects}, disconnects {p.disconnects}, skipped {p.skipped}, "
-                  f"backed-off units {backed}")
+                  f"backed-off units {backed}"
+                  + (f"; last error: {p.last_error}" if p.last_error else ""))
     table.add_row("loop", f"ticks {lp.ticks}, overruns {lp.overruns}, worst tick "
                   f"{lp.worst_tick_s * 1000:.1f} ms, faults {lp.faults}, safe writes "
                   f"{lp.safe_writes}, safe write failures {lp.safe_write_failures}, write "

@@ -119,6 +119,9 @@ class PlcStatus:
     disconnects: int
     skipped: int
     backed_off_units: tuple[int, ...]
+    malformed: int = 0  # replies that did not match their request (each reset the link)
+    late_replies: int = 0  # TCP replies to timed-out requests, dropped unread
+    last_error: str | None = None  # the PLC client's most recent failure, in words
 
 
 @dataclass(frozen=True)

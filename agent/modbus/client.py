@@ -15,17 +15,21 @@ probe is due). This module turns the profile's register map into requests:
   "illegal data address" to a block read *through* undeclared addresses (the plan's small
   gaps) is learned: that block is read as its contiguous runs from then on.
 
-Make a :class:`PlcClient` inside a running event loop (pymodbus's async clients need one).
+Make and use a :class:`PlcClient` inside one running event loop.
 
 Contract:
 
 - Reads never raise: every signal gets a :class:`~agent.readings.Reading`; a timeout, an
   exception reply, a malformed reply or a disconnect give BAD readings whose ``error`` says
-  which.
+  which (a malformed one: ``malformed reply: <what was wrong>``). Only a reply the session
+  checked against its request (exact count, see :mod:`agent.modbus.session`) is decoded;
+  :meth:`PlcClient.read_outputs` gives None for an output whose read failed in any way.
 - Writes raise :class:`~agent.errors.WriteRefused` *before anything reaches the wire* for a
   name that is not a declared output, a value outside its limits, or a raw register that is
   not the PLC watchdog's heartbeat. A write the PLC did not acknowledge is reported in the
-  returned :class:`WriteResult` (not raised).
+  returned :class:`WriteResult` (not raised): a write counts as written only when the PLC's
+  echo matched what was sent. ``urgent=True`` (the safe set) bypasses the reconnect backoff
+  (one connect attempt now) and the unit backoff (each request sent once).
 """
 
 from __future__ import annotations
@@ -34,13 +38,11 @@ import logging
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from pymodbus.client.base import ModbusBaseClient
-from pymodbus.pdu import ModbusPDU
-
 from agent.errors import WriteRefused
+from agent.modbus import pdu
 from agent.modbus.codec import decode, decoder
 from agent.modbus.frames import encode_write_frames, resolve_writes
 from agent.modbus.plan import (
@@ -53,11 +55,11 @@ from agent.modbus.plan import (
     plan_writes,
     signal_points,
 )
-from agent.modbus.session import ClientStats, Failure, ModbusSession
+from agent.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
 from agent.profile.model import Profile, Table
 from agent.readings import Quality, Reading
 
-__all__ = ["ClientStats", "PlcClient", "WriteResult"]
+__all__ = ["ClientStats", "PlcClient", "WriteResult", "read_request", "write_request"]
 
 log = logging.getLogger(__name__)
 
@@ -76,18 +78,23 @@ class WriteResult:
         return not self.failed
 
 
-def read_call(client: ModbusBaseClient, block: Block) -> Callable[[], Awaitable[ModbusPDU]]:
-    """The pymodbus call that reads ``block`` as one request (fc 1, 2, 3 or 4)."""
-    a, n, u = block.address, block.count, block.unit_id
-    match block.table:
-        case Table.COIL:
-            return lambda: client.read_coils(a, count=n, device_id=u)
-        case Table.DISCRETE:
-            return lambda: client.read_discrete_inputs(a, count=n, device_id=u)
-        case Table.HOLDING:
-            return lambda: client.read_holding_registers(a, count=n, device_id=u)
-        case Table.INPUT:
-            return lambda: client.read_input_registers(a, count=n, device_id=u)
+_READ_FC = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
+
+
+def read_request(block: Block) -> pdu.Request:
+    """The request that reads ``block`` (fc 1, 2, 3 or 4; the plan keeps it within limits)."""
+    return pdu.Request(block.unit_id, _READ_FC[block.table], block.address, block.count)
+
+
+def write_request(op: WriteOp) -> pdu.Request:
+    """The request that performs ``op``: fc 5 for one coil, 15 for several, 16 for registers
+    (as :func:`agent.modbus.frames.request_pdu`, the native watchdog's frames, does)."""
+    if op.table is Table.COIL:
+        bits = tuple(bool(v) for v in op.values)
+        if len(bits) == 1:
+            return pdu.write_coil(op.unit_id, op.address, bits[0])
+        return pdu.write_coils(op.unit_id, op.address, bits)
+    return pdu.write_registers(op.unit_id, op.address, tuple(int(v) for v in op.values))
 
 
 class PlcClient:
@@ -174,24 +181,36 @@ class PlcClient:
     def skipped(self) -> int:
         return self.session.skipped
 
-    # --- reads of planned blocks -----------------------------------------------------------
+    @property
+    def malformed(self) -> int:
+        return self.session.malformed
 
-    def _read_call(self, block: Block) -> Callable[[], Awaitable[ModbusPDU]]:
-        return read_call(self.session.client, block)
+    @property
+    def last_connect_error(self) -> str | None:
+        """Why the last connect failed, in words (None after a success)."""
+        return self.session.last_connect_error
+
+    # --- reads of planned blocks -----------------------------------------------------------
 
     async def _read_block(
         self, block: Block, now_fn: Callable[[], float]
     ) -> dict[str, tuple[int, ...] | bool | str]:
         """Raw value per member, or an error string per member."""
-        outcome = await self.session.request(block.unit_id, self._read_call(block), now_fn)
-        if outcome.response is not None:
-            values = outcome.response.bits if block.table.is_bit else outcome.response.registers
+        outcome = await self.session.request(read_request(block), now_fn)
+        reply = outcome.response
+        if reply is not None:
+            values: tuple[bool, ...] | tuple[int, ...] | None = None
+            if isinstance(reply, pdu.Bits) and block.table.is_bit:
+                values = reply.bits
+            elif isinstance(reply, pdu.Registers) and not block.table.is_bit:
+                values = reply.registers
             try:
+                if values is None:
+                    raise ValueError(f"{type(reply).__name__} for a {block.table.value} read")
                 return dict(block.slice(values))
-            except ValueError as exc:
+            except ValueError as exc:  # the session checked the count: a bug if it gets here
                 self.session.count_error()
-                err = f"malformed reply: {exc}"
-                return dict.fromkeys((m.name for m in block.members), err)
+                return dict.fromkeys((m.name for m in block.members), f"{MALFORMED}{exc}")
         if outcome.failure is Failure.EXCEPTION and outcome.code == _ILLEGAL_ADDRESS:
             runs = plan_reads(block.members, max_gap=0)
             if len(runs) > 1:
@@ -310,26 +329,14 @@ class PlcClient:
 
     # --- writes ----------------------------------------------------------------------------
 
-    async def _write_op(self, op: WriteOp, urgent: bool = False) -> str | None:
-        """Send one write; None if acknowledged, else the error. ``urgent`` (the safe set):
-        a connect attempt now if disconnected, past the reconnect and unit backoff."""
-        connected = (await self.session.connect() if urgent and not self.session.connected
-                     else await self.session.ensure_connected())
-        if not connected:
+    async def _write_op(self, op: WriteOp, urgent: bool) -> str | None:
+        """Send one write; None if acknowledged (its echo matched), else the error."""
+        if not await self.session.ensure_connected(urgent=urgent):
             return self.session.disconnect_reason()
-        c, a, u = self.session.client, op.address, op.unit_id
-        call: Callable[[], Awaitable[ModbusPDU]]
-        if op.table is Table.COIL:
-            bits = [bool(v) for v in op.values]
-            if len(bits) == 1:
-                call = lambda: c.write_coil(a, bits[0], device_id=u)  # noqa: E731
-            else:
-                call = lambda: c.write_coils(a, bits, device_id=u)  # noqa: E731
-        else:
-            regs = [int(v) for v in op.values]
-            call = lambda: c.write_registers(a, regs, device_id=u)  # noqa: E731
-        outcome = await self.session.request(u, call, self._clock, urgent=urgent)
-        return None if outcome.response is not None else (outcome.error or "failed")
+        outcome = await self.session.request(write_request(op), self._clock, urgent=urgent)
+        if isinstance(outcome.response, pdu.WriteEcho):
+            return None
+        return outcome.error or "failed"
 
     async def _write_ops(self, ops: tuple[WriteOp, ...], urgent: bool = False) -> WriteResult:
         written: list[str] = []
@@ -343,15 +350,17 @@ class PlcClient:
                 failed.update(dict.fromkeys(op.names, err))
         return WriteResult(tuple(written), failed)
 
-    async def write_outputs(self, values: Mapping[str, float], *,
-                            urgent: bool = False) -> WriteResult:
+    async def write_outputs(
+        self, values: Mapping[str, float], *, urgent: bool = False
+    ) -> WriteResult:
         """Write ``{output: engineering value}``; contiguous registers go in one fc16 frame.
 
-        ``urgent`` is for the safe set: past the reconnect backoff (one connect attempt now
-        if disconnected) and the unit backoff, one attempt per frame.
+        ``urgent`` (the safe set): one connect attempt now if disconnected, whatever the
+        reconnect backoff says, and every request sent once, even to a backed-off unit.
         Raises WriteRefused (nothing sent) if any name is undeclared or any value refused.
         """
-        return await self._write_ops(plan_writes(resolve_writes(self.profile, values)), urgent)
+        ops = plan_writes(resolve_writes(self.profile, values))
+        return await self._write_ops(ops, urgent)
 
     async def write_output(self, name: str, value: float, *, urgent: bool = False) -> WriteResult:
         """Write one declared output (see :meth:`write_outputs`)."""

@@ -32,12 +32,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from agent.modbus.pdu import MAX_READ_BITS, MAX_READ_REGISTERS, MAX_WRITE_BITS, MAX_WRITE_REGISTERS
 from agent.profile.model import Output, Signal, Table
 
-MAX_READ_REGISTERS = 125
-MAX_READ_BITS = 2000
-MAX_WRITE_REGISTERS = 123
-MAX_WRITE_BITS = 1968
+__all__ = [
+    "DEFAULT_MAX_GAP", "MAX_READ_BITS", "MAX_READ_REGISTERS", "MAX_WRITE_BITS",
+    "MAX_WRITE_REGISTERS", "Block", "Point", "WriteOp", "output_points", "plan_reads",
+    "plan_writes", "signal_points",
+]  # fmt: skip
+
 DEFAULT_MAX_GAP = 8
 
 

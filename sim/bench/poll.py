@@ -42,10 +42,10 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
 
-from agent.modbus.client import PlcClient, read_call
+from agent.modbus.client import PlcClient
 from agent.modbus.plan import Block
 from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile, TcpLink
+from agent.profile.model import Profile, Table, TcpLink
 from agent.readings import Quality
 from sim.bench.stats import percentile
 from sim.plc.harness import SimPlcProcess
@@ -72,9 +72,18 @@ class Samples:
 
 
 def bare_call(client: AsyncModbusTcpClient, block: Block) -> Callable[[], Awaitable[ModbusPDU]]:
-    """The pymodbus call that reads ``block`` as one request, exactly as the agent's client
-    sends it (the same function), without anything the agent does around it."""
-    return read_call(client, block)
+    """The pymodbus call that reads ``block`` as one request, the same request the agent's
+    client sends, without anything the agent does around it."""
+    a, n, u = block.address, block.count, block.unit_id
+    match block.table:
+        case Table.COIL:
+            return lambda: client.read_coils(a, count=n, device_id=u)
+        case Table.DISCRETE:
+            return lambda: client.read_discrete_inputs(a, count=n, device_id=u)
+        case Table.HOLDING:
+            return lambda: client.read_holding_registers(a, count=n, device_id=u)
+        case Table.INPUT:
+            return lambda: client.read_input_registers(a, count=n, device_id=u)
 
 
 async def _agent_read(agent: PlcClient) -> int:

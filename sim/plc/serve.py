@@ -1,5 +1,8 @@
 """Put a ``SimPlc`` on the wire: pymodbus TCP or RTU server, control socket, tick timer.
 
+The servers are ``sim.plc.ordered``'s: each request is answered with its own reply (its own
+transaction id), one after another, however slow the ``slow`` fault makes them.
+
 ``run`` serves until ``stop`` is set, calling ``on_ready`` once with a one-line description
 (``tcp=HOST:PORT`` or ``rtu=DEVICE``, ``units=1,2``, ``control=PATH``) when everything listens.
 """
@@ -15,12 +18,12 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.base import ModbusBaseServer
 
 from agent.profile.model import RtuLink
 from sim.plc.control import serve_control
 from sim.plc.datastore import PlcDatastore
+from sim.plc.ordered import OrderedSerialServer, OrderedTcpServer
 from sim.plc.plc import SimPlc
 
 log = logging.getLogger(__name__)
@@ -64,10 +67,10 @@ async def run(
     trace = cast(Any, plc.trace_pdu)  # returns None to drop a request; pymodbus handles it
     server: ModbusBaseServer
     if tcp is not None:
-        server = ModbusTcpServer(plc.devices(), address=tcp, trace_pdu=trace)
+        server = OrderedTcpServer(plc.devices(), address=tcp, trace_pdu=trace)
     else:
         assert rtu is not None
-        server = ModbusSerialServer(
+        server = OrderedSerialServer(
             plc.devices(),
             port=rtu.device,
             baudrate=rtu.baudrate,
