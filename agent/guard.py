@@ -33,8 +33,9 @@ The guard's link to the PLC:
   is blocked, a request of the agent's may still be in flight, but the PLC answers it within
   its response time, long before the deadline, so the frames do not collide on the wire.
   What remains: the watchdog's single reply read may take bytes of that late answer, and the
-  agent's client may afterwards see the watchdog's reply; both are malformed or unexpected
-  replies to pymodbus's framer (counted, resynchronised), never a wrong write. A safe set
+  agent's client may afterwards see the watchdog's reply; the master flushes the RTU input
+  before each request and counts a stray frame that lands in its wait as a malformed reply
+  (``agent.modbus.exchange``), never a wrong write. A safe set
   that needs more than one frame is sent back to back without the 3.5-character gap RTU
   asks for: a strict slave may drop the frames after the first (warned at arm time).
 

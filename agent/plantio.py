@@ -76,7 +76,7 @@ class PlantIO:
     async def read_signals(self, now: float, until: float) -> tuple[dict[str, Reading], bool]:
         """Every signal (BAD ones say why) and whether the PLC answered at all."""
         if not await self.plc.ensure_connected(now):
-            return self._all_bad("PLC disconnected", now), False
+            return self._all_bad(self.plc.session.disconnect_reason(), now), False
         read = await self.within(until, self._locked(self.plc.read_signals()))
         if read is None:
             return self._all_bad(
@@ -96,7 +96,7 @@ class PlantIO:
             return "the native watchdog fired: only the safe set may be written"
         age = asyncio.get_running_loop().time() - decided_at
         if age > self.stale_after_s:
-            return (f"decision {age * 1000:.0f} ms old, over the watchdog deadline "
+            return (f"decided {age * 1000:.0f} ms ago, over the watchdog deadline "
                     f"({self.stale_after_s * 1000:.0f} ms)")
         return None
 
@@ -105,28 +105,31 @@ class PlantIO:
         """Write declared outputs; None if the PLC is unreachable.
 
         ``safe``: the values are the safe set: sent past every backoff, never refused as
-        stale. Otherwise the write is refused (a WriteResult with every name failed,
-        counted in ``stale_refused``) when :meth:`stale` says so for ``decided_at``, checked
-        with the lock held, just before the frames go out. A write refused by the client
-        is a bug of the caller (the controller only plans declared outputs within limits):
-        logged."""
+        stale. Otherwise each frame is refused (its outputs fail with the reason, counted in
+        ``stale_refused``) when :meth:`stale` says so for ``decided_at``, asked right before
+        that frame would go out. A write refused by the client is a bug of the caller (the
+        controller only plans declared outputs within limits): logged."""
         if not safe and not await self.plc.ensure_connected():
             return None
+        gate = None if safe or decided_at is None else self._gate(decided_at, "write")
         try:
             async with self._lock:
-                if not safe and decided_at is not None:
-                    why = self.stale(decided_at)
-                    if why is not None:
-                        self.stale_refused += 1
-                        log.error("write of %s refused: %s", dict(values), why)
-                        return WriteResult((), dict.fromkeys(values, why))
-                result = await self.plc.write_outputs(values, urgent=safe)
+                result = await self.plc.write_outputs(values, urgent=safe, gate=gate)
         except WriteRefused:
             log.exception("a refused write was planned (a bug): %s", dict(values))
             return None
         if safe and not result.written and not self.plc.connected:
             return None
         return result
+
+    def _gate(self, decided_at: float, what: str) -> Callable[[], str | None]:
+        def gate() -> str | None:
+            why = self.stale(decided_at)
+            if why is not None:
+                self.stale_refused += 1
+                log.error("%s refused: %s", what, why)
+            return why
+        return gate
 
     async def read_back(self, values: Mapping[str, float], names: Iterable[str]) -> set[str]:
         """Of ``names`` (acknowledged writes of ``values``), those the PLC now holds exactly
@@ -156,14 +159,11 @@ class PlantIO:
         if not self.plc.connected:
             return False
         async with self._lock:
-            why = self.stale(tick_start)
-            if why is not None:
-                self.stale_refused += 1
-                log.error("PLC watchdog heartbeat not written: %s", why.replace("decision",
-                                                                                "tick"))
-                return False
-            self._hb_value = (self._hb_value + 1) & 0xFFFF
-            result = await self.plc.heartbeat(self._hb_value)
+            value = (self._hb_value + 1) & 0xFFFF
+            result = await self.plc.heartbeat(
+                value, gate=self._gate(tick_start, "PLC watchdog heartbeat of a late tick"))
+        if result.ok:
+            self._hb_value = value
         return result.ok
 
     def watchdog_due(self, now: float) -> bool:

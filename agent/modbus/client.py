@@ -63,6 +63,9 @@ __all__ = ["ClientStats", "PlcClient", "WriteResult", "read_request", "write_req
 
 log = logging.getLogger(__name__)
 
+Gate = Callable[[], "str | None"]
+"""Asked right before a write frame goes out: a reason refuses it, None lets it go."""
+
 _ILLEGAL_ADDRESS = 2
 
 
@@ -338,11 +341,14 @@ class PlcClient:
             return None
         return outcome.error or "failed"
 
-    async def _write_ops(self, ops: tuple[WriteOp, ...], urgent: bool = False) -> WriteResult:
+    async def _write_ops(self, ops: tuple[WriteOp, ...], urgent: bool = False,
+                         gate: Gate | None = None) -> WriteResult:
         written: list[str] = []
         failed: dict[str, str] = {}
         for op in ops:
-            err = await self._write_op(op, urgent)
+            err = gate() if gate is not None else None
+            if err is None:
+                err = await self._write_op(op, urgent)
             if err is None:
                 written.extend(op.names)
             else:
@@ -351,16 +357,18 @@ class PlcClient:
         return WriteResult(tuple(written), failed)
 
     async def write_outputs(
-        self, values: Mapping[str, float], *, urgent: bool = False
+        self, values: Mapping[str, float], *, urgent: bool = False, gate: Gate | None = None
     ) -> WriteResult:
         """Write ``{output: engineering value}``; contiguous registers go in one fc16 frame.
 
         ``urgent`` (the safe set): one connect attempt now if disconnected, whatever the
         reconnect backoff says, and every request sent once, even to a backed-off unit.
+        ``gate`` is asked right before each frame goes out: a reason (str) refuses that
+        frame (its outputs fail with that reason, nothing is sent), None lets it go.
         Raises WriteRefused (nothing sent) if any name is undeclared or any value refused.
         """
         ops = plan_writes(resolve_writes(self.profile, values))
-        return await self._write_ops(ops, urgent)
+        return await self._write_ops(ops, urgent, gate)
 
     async def write_output(self, name: str, value: float, *, urgent: bool = False) -> WriteResult:
         """Write one declared output (see :meth:`write_outputs`)."""
@@ -385,10 +393,13 @@ class PlcClient:
         op = WriteOp(unit, Table.HOLDING, address, (value,), ("plc_watchdog.heartbeat",))
         return await self._write_ops((op,))
 
-    async def heartbeat(self, value: int) -> WriteResult:
-        """Write ``value & 0xFFFF`` to the PLC watchdog's heartbeat register."""
+    async def heartbeat(self, value: int, gate: Gate | None = None) -> WriteResult:
+        """Write ``value & 0xFFFF`` to the PLC watchdog's heartbeat register (``gate`` as
+        for :meth:`write_outputs`)."""
         wd = self.profile.plc_watchdog
-        return await self.write_register_raw(wd.heartbeat_address, value & 0xFFFF)
+        op = WriteOp(wd.unit_id, Table.HOLDING, wd.heartbeat_address, (value & 0xFFFF,),
+                     ("plc_watchdog.heartbeat",))
+        return await self._write_ops((op,), gate=gate)
 
     async def reset_plc_watchdog(self) -> WriteResult:
         """Write 1 to the PLC watchdog's reset coil (WriteRefused if the profile has none)."""
