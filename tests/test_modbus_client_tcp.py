@@ -286,3 +286,27 @@ def test_unreachable_plc_gives_bad_readings_not_exceptions(sim_plc: SimPlcProces
         await c.close()
 
     run(body())
+
+
+def test_a_gate_that_refuses_sends_nothing_and_one_that_allows_sends(
+        sim_plc: SimPlcProcess) -> None:
+    profile = profile_for(sim_plc)
+    asked: list[str] = []
+
+    def refuse() -> str | None:
+        asked.append("refuse")
+        return "the native watchdog fired"
+
+    async def body(c: PlcClient) -> tuple[Any, Any, Any]:
+        refused = await c.write_outputs({"heater_power": 42.0}, gate=refuse)
+        beat = await c.heartbeat(7, gate=refuse)
+        allowed = await c.write_outputs({"heater_power": 43.0}, gate=lambda: None)
+        return refused, beat, allowed
+
+    refused, beat, allowed = run(with_client(profile, body))
+    assert refused.written == () and refused.failed == {"heater_power":
+                                                         "the native watchdog fired"}
+    assert not beat.ok and asked == ["refuse", "refuse"]
+    assert allowed.written == ("heater_power",)
+    writes = [w for w in sim_plc.control.writes() if w["source"] == "modbus"]
+    assert [w["values"] for w in writes] == [[430]], "only the allowed frame reached the PLC"
