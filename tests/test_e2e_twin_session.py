@@ -55,6 +55,16 @@ def plc_heartbeat_after(stack: Stack, t: float, timeout: float = 10.0) -> float:
     return float(got[0])
 
 
+def assert_a_fresh_one_is_written(stack: Stack, value: float = 6.0) -> None:
+    """A recommendation sent now reaches the PLC (so "nothing written" above meant
+    something): the heater gets to ``value`` and never beyond it."""
+    t_new = time.monotonic()
+    stack.twin.request(recommend_script([(0.0, "heater_power", value, 30.0)]))
+    wait_for(lambda: [v for _, v in heater(stack, t_new) if v >= value], 10,
+             "a fresh recommendation is written")
+    assert max(v for _, v in heater(stack, t_new)) <= value + 1e-6
+
+
 def verdicts(stack: Stack) -> dict[str, dict[str, Any]]:
     return {r["id"]: r for r in stack.twin.stats(last=1000)["results"]}
 
@@ -87,12 +97,7 @@ def test_a_restarted_twin_never_gets_the_old_epochs_recommendation_written() -> 
             f"nothing towards the epoch-1 value after the safe write: {after}"
         assert "dropped (heartbeat_lost" in stack.agent_stderr()
 
-        # the new twin's own recommendation is written (the agent could write all along)
-        t_new = time.monotonic()
-        stack.twin.request(recommend_script([(0.0, "heater_power", 6.0, 30.0)]))
-        wait_for(lambda: [v for _, v in heater(stack, t_new) if v >= 6.0], 10,
-                 "the new twin's recommendation is written")
-        assert max(v for _, v in heater(stack, t_new)) <= 6.0 + 1e-6
+        assert_a_fresh_one_is_written(stack)  # the new twin's own: it could write all along
         assert stack.agent_state() == "normal"
 
 
@@ -125,9 +130,4 @@ def test_a_promotion_to_active_writes_nothing_accepted_in_shadow() -> None:
         assert heater(stack, t_normal) == [], "nothing of the shadow recommendation"
         assert "dropped (mode_changed" in stack.agent_stderr()
 
-        # a recommendation sent once active is written
-        t_new = time.monotonic()
-        stack.twin.request(recommend_script([(0.0, "heater_power", 6.0, 30.0)]))
-        wait_for(lambda: [v for _, v in heater(stack, t_new) if v >= 6.0], 10,
-                 "written once active")
-        assert max(v for _, v in heater(stack, t_new)) <= 6.0 + 1e-6
+        assert_a_fresh_one_is_written(stack)  # one sent once active is
