@@ -114,8 +114,11 @@ class Controller:
         return self._decide(now, link_events)
 
     def on_heartbeat(self, hb: Heartbeat, now: float) -> Decision:
+        unhealthy = self.monitor.counters.unhealthy
         events = self.monitor.on_heartbeat(hb, now)
         self.recommendations.epoch_seen(self.monitor.epoch)
+        if self.monitor.counters.unhealthy > unhealthy:  # also when the link was LOST already
+            self.recommendations.drop(DropCause.HEARTBEAT_LOST, "twin reports unhealthy")
         return self._link_changed(events, now)
 
     def on_bye(self, bye: Bye, now: float) -> Decision:

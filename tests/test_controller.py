@@ -245,3 +245,13 @@ def test_a_mode_change_drops_the_recommendation(start: Mode, then: Mode) -> None
     assert b.heater_since(t_change) == [], "a promotion never writes what shadow accepted"
     b.c.set_mode(then)  # not a change: nothing to drop, nothing counted
     assert b.c.recommendations.dropped[DropCause.MODE_CHANGED] == 1
+
+
+def test_an_unhealthy_heartbeat_drops_one_accepted_while_the_link_was_lost() -> None:
+    c = Controller(PROFILE, Mode.ACTIVE)
+    c.written(c.start(0.0).writes)
+    c.on_session(ORIGIN)  # connected, no heartbeat yet: the link is LOST
+    assert c.on_recommend(Recommend("early", "heater_power", 50.0, 30.0), 0.0, ORIGIN).accepted
+    c.on_heartbeat(Heartbeat(1, 1, False), 0.1)  # no LOST transition: it was LOST
+    assert c.recommendations.live() == {}
+    assert c.recommendations.dropped[DropCause.HEARTBEAT_LOST] == 1
