@@ -75,12 +75,15 @@ def test_a_burst_of_8000_recommendations_in_one_write_leaves_every_tick_on_time(
                                                       HB_UNIT) if r["t"] > t_done + 0.5],
                  10.0, "PLC heartbeats after the burst was judged")
         snap = status(stack)
+        transitions = [ln for ln in stack.agent_stderr().splitlines()
+                       if "safety " in ln or "twin link ALIVE" in ln or "twin link LATE" in ln]
         log = stack.plc.write_log()
         twin = stack.twin.stats(last=10000)
         plc = stack.plc.control.state()
 
     beats = [r["t"] for r in heartbeat_writes(log, HB_ADDRESS, HB_UNIT) if r["t"] >= t_burst]
-    figures = (f"worst tick {snap['loop']['worst_tick_s'] * 1000:.1f} ms, overruns "
+    figures = (f"burst at {t_burst:.3f}; agent: {transitions[-6:]}; worst tick "
+               f"{snap['loop']['worst_tick_s'] * 1000:.1f} ms, overruns "
                f"{snap['loop']['overruns']}, PLC heartbeat gap max {max_gap(beats) * 1000:.1f} "
                f"ms, watchdog {snap['watchdog']}")
     # the PLC saw no write of any output after NORMAL: no native frame, no safe state

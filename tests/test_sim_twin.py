@@ -329,7 +329,7 @@ def test_burst_sends_count_recommendations_and_a_heartbeat_in_one_write(pki: Pki
     rec, sent, bad, write = asyncio.run(main())
     assert sent["ok"] and sent["count"] == 300 and write == sent["bytes"], "ONE write"
     recs = [m for m, _ in rec.messages if isinstance(m, Recommend)]
-    assert [r.id for r in recs] == [f"b1-{i}" for i in range(300)]
+    assert [r.id for r in recs] == [f"b1-{i:06d}" for i in range(300)]
     assert {(r.output, r.value, r.valid_s) for r in recs} == {("heater_power", 150.0, 5.0)}
     assert all(not b["ok"] for b in bad)
     assert ["1..100000" in bad[0]["error"], "integer" in bad[1]["error"],

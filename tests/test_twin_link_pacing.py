@@ -112,7 +112,7 @@ def test_a_burst_is_delivered_in_bounded_turns_with_the_heartbeat_ahead(pki: Pki
 
     link, seen = drive(pki, scenario)
     recs = seen.recommends()
-    assert [m.id for m, _, _ in recs] == [f"b1-{i}" for i in range(BURST)], "order kept"
+    assert [m.id for m, _, _ in recs] == [f"b1-{i:06d}" for i in range(BURST)], "order kept"
     per_turn: dict[int, int] = {}
     for _, turn, _ in recs:
         per_turn[turn] = per_turn.get(turn, 0) + 1
@@ -144,7 +144,7 @@ def test_a_full_inbox_stops_reading_and_loses_nothing(pki: PkiPaths) -> None:
         await wait_until(lambda: len(seen.recommends()) >= BURST, 40, "all delivered")
 
     link, seen = drive(pki, scenario, inbox_frames=200)
-    assert [m.id for m, _, _ in seen.recommends()] == [f"b1-{i}" for i in range(BURST)]
+    assert [m.id for m, _, _ in seen.recommends()] == [f"b1-{i:06d}" for i in range(BURST)]
     assert link.counters.read_pauses > 0
     frame = len(b"\x00" * 4) + 60  # the smallest recommend frame of the burst, roughly
     assert link.counters.waiting_max <= 200 + READ_CHUNK // frame, "the bound plus one read"
@@ -178,6 +178,6 @@ def test_a_malformed_message_in_the_queue_ends_the_session_when_reached(
         await wait_until(lambda: seen.downs, 20, "the session ended")
 
     link, seen = drive(pki, scenario)
-    assert [m.id for m, _, _ in seen.recommends()] == [f"b1-{i}" for i in range(500)]
+    assert [m.id for m, _, _ in seen.recommends()] == [f"b1-{i:06d}" for i in range(500)]
     assert seen.downs[0].startswith("protocol error: recommend.id")
     assert link.counters.malformed == 1

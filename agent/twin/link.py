@@ -29,7 +29,9 @@ connection::
         everything else, undecoded, in order ──▶ inbox (``agent.twin.pacing``) ───────┘
         no reading while the inbox is full (``read_pauses``): TCP holds the twin back
     drain: per turn at most ``turn_frames`` messages or ``turn_s`` seconds (then
-        ``yields``), each decoded strictly and delivered; a malformed one ends the session
+        ``yields``), each decoded strictly and delivered; a malformed one ends the session;
+        it skips its turn while the reader is behind (its last read was a full one) and
+        the inbox has room, so that unread heartbeats are found first
 
 Receive time ``t`` is when a frame was read, whenever it is delivered. What still waits
 when a connection ends is discarded (``discarded``). Replies to the twin's requests go
@@ -107,6 +109,7 @@ class _Conn:
     epoch: int = 0  # the epoch in force at the read position (hello, then max of liveness)
     ready: asyncio.Event = field(default_factory=asyncio.Event)  # something is waiting
     room: asyncio.Event = field(default_factory=asyncio.Event)  # the inbox has room again
+    behind: bool = False  # the last read was a full one: the drain lets the reader go first
 
 
 class _SessionEnd(Exception):
@@ -302,6 +305,7 @@ class TwinLink:
                 # frames were waiting here all along: the twin was not idle
                 idle_deadline = max(idle_deadline, self._clock() + s.idle_timeout_s)
                 continue
+            conn.behind = False  # (the read may wait: the drain must not wait with it)
             try:
                 # a timeout scope, not wait_for(): no extra task, so a read of bytes already
                 # buffered returns at once and costs no loop turn of its own
@@ -321,6 +325,7 @@ class TwinLink:
             if bodies:
                 idle_deadline = now + s.idle_timeout_s
                 self._arrived(bodies, now, conn)
+            conn.behind = len(data) == READ_CHUNK  # a full read: more is likely buffered
             await asyncio.sleep(0)  # at most one read's worth of frames per loop turn
 
     def _arrived(self, bodies: list[bytes], now: float, conn: _Conn) -> None:
@@ -386,6 +391,11 @@ class TwinLink:
             if not len(conn.inbox):
                 conn.ready.clear()
                 await conn.ready.wait()
+            if conn.behind and not conn.inbox.full:
+                # reading first: the heartbeats still unread are more urgent than what
+                # waits (bounded: once the inbox is full the reader stops)
+                await asyncio.sleep(0)
+                continue
             start = self._clock()
             for _ in range(s.turn_frames):
                 item = conn.inbox.take()

@@ -376,23 +376,22 @@ class SimTwin:
 
     def burst(self, count: int, output: str, value: float, valid_s: float = 5.0, *,
               heartbeat: bool = False) -> dict[str, Any]:
-        """Send ``count`` recommendations to every connection in one write (one ``write()``
-        call per connection, the frames back to back), then, with ``heartbeat``, a fresh
+        """Send ``count`` recommendations (ids ``bN-000000`` up, N counting the bursts) to
+        every connection in one write (one ``write()`` call per connection, the frames back
+        to back), then, with ``heartbeat``, a fresh
         heartbeat in the same write behind them (recorded like any other). ValueError for a
         count outside 1..BURST_MAX. Returns what was sent (``bytes`` per connection)."""
         if not 1 <= count <= BURST_MAX:
             raise ValueError(f"burst count must be in 1..{BURST_MAX}, got {count}")
         n = len(self.bursts) + 1
-        # checked once by the strict encoder, then packed fast (ids differ only in digits):
-        # building 8,000 frames must not hold up this twin's own heartbeats
-        wire = to_wire(Recommend(f"b{n}-{count}", output, value, valid_s))
-        pack = msgpack.Packer(use_bin_type=True, datetime=False).pack
-        frames = []
-        for i in range(count):
-            wire["id"] = f"b{n}-{i}"
-            body = pack(wire)
-            frames.append(HEADER.pack(len(body)) + body)
-        data = b"".join(frames)
+        # one frame encoded by the strict encoder, the others made from it by swapping the
+        # id (all ids the same length, so the same frame length): 8,000 frames in a few ms,
+        # so that building them does not hold up this twin's own heartbeats
+        template = f"b{n}-{{:06d}}"
+        first = encode(to_wire(Recommend(template.format(0), output, value, valid_s)),
+                       self.max_frame)
+        head, tail = first.split(template.format(0).encode())
+        data = b"".join(head + template.format(i).encode() + tail for i in range(count))
         hb_seq = None
         if heartbeat:
             self._seq += 1
