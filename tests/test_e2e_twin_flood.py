@@ -17,7 +17,6 @@ and for the figures printed on failure (worst tick, overruns).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 from typing import Any
@@ -43,7 +42,7 @@ def profile() -> str:
 
 
 def status(stack: Stack) -> dict[str, Any]:
-    raw, _ = asyncio.run(asyncio.to_thread(fetch_status, socket_path(stack.state_dir)))
+    raw, _ = fetch_status(socket_path(stack.state_dir))
     return raw
 
 
