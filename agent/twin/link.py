@@ -113,7 +113,12 @@ class _Conn:
 
 
 class _SessionEnd(Exception):
-    """Internal: a connection ended for ``reason``."""
+    """Internal: a connection ended for ``reason``. ``final``: the link's own verdict (idle,
+    protocol error), which stands even if ``close()`` came while the session unwound."""
+
+    def __init__(self, reason: str, *, final: bool = False) -> None:
+        super().__init__(reason)
+        self.final = final
 
 
 class TwinLink:
@@ -170,11 +175,11 @@ class TwinLink:
     async def run(self) -> None:
         """Connect, read, reconnect until ``close()``. Never raises for peer/network faults."""
         while not self._closing:
-            reason = "closed"
+            reason, final = "closed", False
             try:
                 await self._session()
             except _SessionEnd as exc:
-                reason = str(exc)
+                reason, final = str(exc), exc.final
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if self._writer is None:
@@ -183,7 +188,7 @@ class TwinLink:
                 log.exception("twin link: unexpected error")
                 reason = f"unexpected {type(exc).__name__}: {exc}"
             finally:
-                self._end("closed" if self._closing else reason)
+                self._end(reason if final or not self._closing else "closed")
             if self.closing:
                 break
             delay = self._backoff.failed(self._clock())
@@ -280,9 +285,10 @@ class TwinLink:
             for task in done:
                 task.result()  # both loops end only by raising
         finally:
+            # no await here: the session ends in this very step (its reason with it); a
+            # cancelled task delivers nothing more, it only unwinds on the next turn
             for task in (reading, delivering):
                 task.cancel()
-            await asyncio.gather(reading, delivering, return_exceptions=True)
             left = conn.inbox.clear()
             if left:
                 self.counters.discarded += left
@@ -313,7 +319,8 @@ class TwinLink:
                     data = await reader.read(READ_CHUNK)
             except TimeoutError:
                 self.counters.idle_timeouts += 1
-                raise _SessionEnd(f"idle timeout: no frame for {s.idle_timeout_s} s") from None
+                raise _SessionEnd(f"idle timeout: no frame for {s.idle_timeout_s} s",
+                                  final=True) from None
             if not data:
                 raise _SessionEnd("closed by twin")
             now = self._clock()
@@ -424,7 +431,7 @@ class TwinLink:
     def _malformed(self, exc: ProtocolError) -> NoReturn:
         self.counters.malformed += 1
         log.warning("twin link: protocol error, closing: %s", exc)
-        raise _SessionEnd(f"protocol error: {exc}") from exc
+        raise _SessionEnd(f"protocol error: {exc}", final=True) from exc
 
     def _call(self, fn: Callable[..., None], *args: object) -> None:
         try:
