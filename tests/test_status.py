@@ -326,7 +326,7 @@ def test_build_snapshot_reports_live_recommendations_and_their_shadow() -> None:
 
     # validity over (not dropped yet by a decision): left out; active mode: no comparison
     assert [r.id for r in snapshot_of(ctl, ring, t0 + 10.0).recommendations] == ["heat-2"]
-    # a mode change drops the live ones (PROTOCOL.md §7.1); new ones show no comparison
+    # a mode change drops the live ones (PROTOCOL.md §7.1.1); new ones show no comparison
     ctl.set_mode(Mode.ACTIVE)
     assert snapshot_of(ctl, ring, t0 + 4.0).recommendations == ()
     assert book.offer(Recommend("heat-3", "heater_power", 45.0, 20.0), t0 + 4.0,

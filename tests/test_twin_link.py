@@ -368,7 +368,7 @@ def test_trickling_bytes_without_a_frame_do_not_keep_the_link_alive(pki: PkiPath
 
 
 def test_each_session_has_its_own_number_and_every_message_its_origin(pki: PkiPaths) -> None:
-    """What recommendations are bound to (PROTOCOL.md §7.1): the UP session's number, unique
+    """What recommendations are bound to (PROTOCOL.md §7.1.1): the UP session's number, unique
     in the process and never reused, and the epoch in force where the message was read."""
     origins: list[tuple[TwinMessage, Origin | None, Origin | None]] = []
     link_box: list[TwinLink] = []

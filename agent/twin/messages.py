@@ -156,7 +156,7 @@ class Origin:
     ``session`` numbers the link's UP sessions (one per accepted twin hello; unique within
     the agent process, never reused); ``epoch`` is the twin epoch in force at the message's
     place in the stream: the hello's, raised by any higher ``epoch`` of a heartbeat or bye
-    read before it on that connection. Recommendations are bound to it (PROTOCOL.md §7.1).
+    read before it on that connection. Recommendations are bound to it (PROTOCOL.md §7.1.1).
     """
 
     session: int
