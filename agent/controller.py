@@ -22,11 +22,14 @@ The safe set counts only once it is **confirmed**: the runtime reports through
 Every safe value planned and not yet confirmed stays in :attr:`Controller.unconfirmed` and
 is written again by every later decision (``Decision.safe``: the runtime sends it past any
 unit backoff); while any is unconfirmed the state machine cannot leave the safe states
-(``Health.safe_set_confirmed``; from RECOVERING it falls back to FAILSAFE), and
+(``Health.safe_set_confirmed``: FAILSAFE and STARTING hold, RECOVERING does not complete), and
 :attr:`Controller.unconfirmed_since` says since when, for ``twinguard status`` and the LEDs.
 
 Recommendations (``agent.recommend``): :meth:`Controller.on_recommend` validates one the
-moment it arrives. Every decision first drops the expired ones (``Decision.expired``). In
+moment it arrives, bound to the link session and epoch it came from (:meth:`on_session`
+reports each session that comes up); the live ones are dropped when that session ends
+(heartbeat LOST for any cause), when the twin's epoch changes, when the plant leaves NORMAL
+and when the mode changes. Every decision first drops the expired ones (``Decision.expired``). In
 ACTIVE mode, NORMAL state, twin ALIVE and no group vote BAD (:meth:`Controller.may_write`),
 each live one is written, clamped to its output's limits and max rate from the value last
 written (``Decision.reason`` "recommendation"); otherwise none is (the rate limiter restarts
@@ -45,7 +48,7 @@ from agent.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
 from agent.outputs import OutputPlanner
 from agent.profile.model import Profile
 from agent.readings import Quality, Reading
-from agent.recommend import Recommendation, Recommendations, Verdict
+from agent.recommend import DropCause, Recommendation, Recommendations, Verdict
 from agent.safety import (
     EventKind,
     Health,
@@ -57,7 +60,7 @@ from agent.safety import (
     Transition,
 )
 from agent.trips import TripHit, evaluate
-from agent.twin.messages import Bye, Heartbeat, Recommend
+from agent.twin.messages import Bye, Heartbeat, Origin, Recommend
 from agent.voting import GroupVoter, Vote
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,7 @@ class Controller:
         self.needs_seed = False
         self._twin_cause = "no heartbeat seen yet"
         self._assessed = False
+        self._was_normal = False  # the state as recommendations last saw it
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -129,23 +133,39 @@ class Controller:
         return self._decide(now, link_events)
 
     def on_heartbeat(self, hb: Heartbeat, now: float) -> Decision:
-        return self._link_changed(self.monitor.on_heartbeat(hb, now), now)
+        unhealthy = self.monitor.counters.unhealthy
+        events = self.monitor.on_heartbeat(hb, now)
+        self.recommendations.epoch_seen(self.monitor.epoch)
+        if self.monitor.counters.unhealthy > unhealthy:  # also when the link was LOST already
+            self.recommendations.drop(DropCause.HEARTBEAT_LOST, "twin reports unhealthy")
+        return self._link_changed(events, now)
 
     def on_bye(self, bye: Bye, now: float) -> Decision:
-        return self._link_changed(self.monitor.on_bye(bye, now), now)
+        events = self.monitor.on_bye(bye, now)
+        self.recommendations.bye(bye.epoch)
+        return self._link_changed(events, now)
 
     def on_disconnect(self, now: float) -> Decision:
+        self.recommendations.session_down("twin link disconnected")
         return self._link_changed(self.monitor.on_disconnect(now), now)
 
-    def on_recommend(self, msg: Recommend, now: float) -> Verdict:
-        """Validate a twin recommendation now; the verdict is for the twin (and telemetry).
+    def on_session(self, origin: Origin) -> None:
+        """A twin link session came up (``origin``: its number and its hello's epoch):
+        recommendations are accepted from it, and from no other, until it ends."""
+        self.recommendations.session_up(origin)
+
+    def on_recommend(self, msg: Recommend, now: float, origin: Origin | None) -> Verdict:
+        """Validate a twin recommendation now, as it arrived from ``origin`` (None: from no
+        link session, so ``stale_session``); the verdict is for the twin (and telemetry).
         An accepted one is written from the next decision on, if and while allowed."""
-        return self.recommendations.offer(msg, now)
+        return self.recommendations.offer(msg, now, origin)
 
     def set_mode(self, mode: Mode) -> None:
         """Change control authority (authorising a promotion is the config layer's job)."""
         if mode is not self.machine.mode:
             log.info("control authority %s -> %s", self.machine.mode.value, mode.value)
+            self.recommendations.drop(DropCause.MODE_CHANGED, f"control authority "
+                                      f"{self.machine.mode.value} -> {mode.value}")
         self.machine.set_mode(mode)
         self.recommendations.pause()
 
@@ -237,6 +257,8 @@ class Controller:
         for ev in events:
             self._twin_cause = ev.cause
             log.info("twin link %s -> %s (%s)", ev.old.name, ev.new.name, ev.cause)
+            if ev.new is LinkState.LOST:
+                self.recommendations.drop(DropCause.HEARTBEAT_LOST, ev.cause)
         return tuple(events)
 
     def _link_changed(self, events: list[LinkEvent], now: float, force: bool = False) -> Decision:
@@ -247,7 +269,9 @@ class Controller:
 
     def _decide(self, now: float, link_events: tuple[LinkEvent, ...]) -> Decision:
         was_safe = self.machine.outputs_safe
+        self._check_normal(())  # a state change made outside a decision (fault, stop)
         transitions = _logged(tuple(self.machine.assess(self.health(), now)))
+        self._check_normal(transitions)
         entering = self.machine.outputs_safe and (not was_safe or self._last_safe_write is None)
         writes = self._safe_writes(now, force=entering) if self.machine.outputs_safe else {}
         reason = "enter safe state" if entering else ("hold safe state" if writes else "")
@@ -266,6 +290,16 @@ class Controller:
         if self.machine.outputs_safe:
             return self._safe_decision(transitions, link_events, writes, reason, expired)
         return Decision(transitions, link_events, writes, reason, expired)
+
+    def _check_normal(self, transitions: tuple[Transition, ...]) -> None:
+        """Drop the live recommendations if the plant left NORMAL since the last check."""
+        left = [t for t in transitions if t.old is State.NORMAL]
+        normal = self.machine.state is State.NORMAL
+        if left or (self._was_normal and not normal):
+            why = (f"{left[0].old.name} -> {left[0].new.name} ({left[0].cause})" if left
+                   else f"the plant is {self.machine.state.name}")
+            self.recommendations.drop(DropCause.LEFT_NORMAL, why)
+        self._was_normal = normal
 
     def seed(self, actual: Mapping[str, float | None]) -> None:
         """What the PLC holds now, read when write authority is gained: rate limits start

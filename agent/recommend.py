@@ -2,8 +2,9 @@
 
 A recommendation (``agent.twin.messages.Recommend``) asks for one declared output to hold
 ``value`` (engineering units) for ``valid_s`` seconds. :class:`Recommendations` judges it
-the moment it arrives (:func:`validate`, first failing rule wins)::
+the moment it arrives (first failing rule wins; all but the first are :func:`validate`)::
 
+    not from the current session    -> stale_session (see "Lifetime" below)
     value or valid_s NaN            -> not_a_number
     output not in the profile       -> unknown_output
     value outside [minimum, maximum]-> out_of_limits
@@ -14,6 +15,24 @@ the moment it arrives (:func:`validate`, first failing rule wins)::
 and answers with a :class:`Verdict` (sent to the twin as ``recommend_result``). An accepted
 recommendation lives until ``received + valid_s`` (the agent's monotonic clock, never the
 twin's); :meth:`Recommendations.expire` drops it once, for the caller to log.
+
+Lifetime: recommendations die with the twin session that sent them. Each accepted one is
+bound to its :class:`~agent.twin.messages.Origin` (the link session it arrived on and the
+twin epoch in force there). The caller reports the session's life; every live
+recommendation is dropped (:class:`DropCause`, logged once per drop with why, counted in
+:attr:`Recommendations.dropped`) when
+
+- the session that sent it ended: heartbeat LOST for any cause (silence, ``healthy:
+  false``, ``bye``, the link dropped) -- :meth:`drop`, :meth:`session_down`, :meth:`bye`;
+  also when a new link session comes up while some are still live (:meth:`session_up`);
+- the twin's epoch changed (:meth:`epoch_seen` with a higher epoch);
+- the plant left NORMAL, or the control authority (mode) changed -- :meth:`drop`, called by
+  the controller (``agent.controller``), which sees those.
+
+A recommendation is rejected ``stale_session`` when it did not arrive on the current link
+session (none is up, or it came on an older one), when its epoch is older than the highest
+epoch seen, or when its epoch has said ``bye``. Recommendations accepted after a drop, on
+the current session, live on as usual.
 
 What happens to the live ones depends on the control authority, which the caller decides:
 
@@ -42,7 +61,7 @@ from dataclasses import dataclass
 
 from agent.outputs import clamp
 from agent.profile.model import Output
-from agent.twin.messages import Recommend, RecommendResult
+from agent.twin.messages import Origin, Recommend, RecommendResult
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +73,7 @@ class Reason(enum.Enum):
     """Why a recommendation was accepted or rejected (the wire's ``reason`` codes)."""
 
     OK = "ok"
+    STALE_SESSION = "stale_session"
     UNKNOWN_OUTPUT = "unknown_output"
     OUT_OF_LIMITS = "out_of_limits"
     NOT_A_NUMBER = "not_a_number"
@@ -61,9 +81,19 @@ class Reason(enum.Enum):
     TOO_LONG = "too_long"
 
 
+class DropCause(enum.Enum):
+    """Why live recommendations were dropped before their validity ended."""
+
+    HEARTBEAT_LOST = "heartbeat_lost"  # the session that sent them ended (LOST, any cause)
+    EPOCH_CHANGED = "epoch_changed"  # the twin's epoch (its session) changed
+    LEFT_NORMAL = "left_normal"  # the plant left NORMAL
+    MODE_CHANGED = "mode_changed"  # the control authority changed (shadow <-> active)
+
+
 @dataclass(frozen=True)
 class Recommendation:
-    """An accepted recommendation, timed by the agent's monotonic clock."""
+    """An accepted recommendation, timed by the agent's monotonic clock, bound to where it
+    came from (``origin``; None only from :func:`validate` called without one)."""
 
     id: str
     output: str
@@ -71,6 +101,7 @@ class Recommendation:
     valid_s: float
     received: float
     expires: float
+    origin: Origin | None = None
 
 
 @dataclass(frozen=True)
@@ -106,8 +137,9 @@ class ShadowLine:
 
 
 def validate(outputs: Mapping[str, Output], msg: Recommend, now: float,
-             max_validity_s: float) -> Verdict:
-    """Judge ``msg`` against the declared ``outputs`` (by name); see the module docstring."""
+             max_validity_s: float, origin: Origin | None = None) -> Verdict:
+    """Judge ``msg`` against the declared ``outputs`` (by name); see the module docstring.
+    The session rule is not checked here (that is :meth:`Recommendations.offer`)."""
 
     def no(reason: Reason, detail: str) -> Verdict:
         return Verdict(msg.id, msg.output, reason, detail)
@@ -124,7 +156,8 @@ def validate(outputs: Mapping[str, Output], msg: Recommend, now: float,
         return no(Reason.EXPIRED, f"valid_s {msg.valid_s:g} is not > 0")
     if msg.valid_s > max_validity_s:
         return no(Reason.TOO_LONG, f"valid_s {msg.valid_s:g} over the maximum {max_validity_s:g}")
-    rec = Recommendation(msg.id, msg.output, msg.value, msg.valid_s, now, now + msg.valid_s)
+    rec = Recommendation(msg.id, msg.output, msg.value, msg.valid_s, now, now + msg.valid_s,
+                         origin)
     return Verdict(msg.id, msg.output, Reason.OK, f"{msg.output}={msg.value:g} for "
                    f"{msg.valid_s:g} s", rec)
 
@@ -146,15 +179,26 @@ class Recommendations:
         self._unreported: set[str] = set()  # outputs whose current one was not shadow-logged
         self._shadow: dict[str, ShadowLine] = {}
         self._last_t: float | None = None
+        self._session: int | None = None  # the link session UP now
+        self._epoch: int | None = None  # the highest twin epoch seen
+        self._ended: int | None = None  # the highest epoch that said bye
         self.accepted = 0
-        self.rejected = 0
+        self.rejected = 0  # including stale
+        self.stale = 0  # rejected stale_session
         self.expired = 0
+        self.dropped = dict.fromkeys(DropCause, 0)  # recommendations dropped, by cause
 
     # --- inputs --------------------------------------------------------------------------
 
-    def offer(self, msg: Recommend, now: float) -> Verdict:
-        """Validate ``msg``; an accepted one replaces that output's live recommendation."""
-        verdict = validate(self.outputs, msg, now, self.max_validity_s)
+    def offer(self, msg: Recommend, now: float, origin: Origin | None) -> Verdict:
+        """Judge ``msg``, which arrived from ``origin`` (None: from no link session); an
+        accepted one replaces that output's live recommendation."""
+        stale = self._stale(origin)
+        if stale is not None:
+            verdict = Verdict(msg.id, msg.output, Reason.STALE_SESSION, stale)
+            self.stale += 1
+        else:
+            verdict = validate(self.outputs, msg, now, self.max_validity_s, origin)
         if verdict.recommendation is None:
             self.rejected += 1
             log.warning("recommendation %s rejected (%s): %s", msg.id, verdict.reason.value,
@@ -177,11 +221,73 @@ class Recommendations:
             log.info("recommendation %s for %s expired", r.id, r.output)
         return gone
 
-    def clear(self) -> None:
-        """Forget every live recommendation (e.g. after a change of authority)."""
-        self._live.clear()
-        self._unreported.clear()
-        self._shadow.clear()
+    # --- lifetime (see the module docstring) --------------------------------------------
+
+    def session_up(self, origin: Origin) -> list[Recommendation]:
+        """A link session came up: ``origin`` is its number and the epoch of its hello.
+        Recommendations may come from it from now on; any still live (from an earlier
+        session) are dropped."""
+        gone = self.drop(DropCause.HEARTBEAT_LOST,
+                         f"a new twin link session #{origin.session} came up")
+        self._session = origin.session
+        return gone + self.epoch_seen(origin.epoch)
+
+    def session_down(self, why: str) -> list[Recommendation]:
+        """The link session ended (``why``, for the log): every live one is dropped and no
+        recommendation is accepted until the next :meth:`session_up`."""
+        self._session = None
+        return self.drop(DropCause.HEARTBEAT_LOST, why)
+
+    def epoch_seen(self, epoch: int | None) -> list[Recommendation]:
+        """The twin epoch the heartbeat monitor (or a hello) now knows; a higher one than
+        before is a new twin session: the live recommendations of older epochs are dropped."""
+        if epoch is None or (self._epoch is not None and epoch <= self._epoch):
+            return []
+        old, self._epoch = self._epoch, epoch
+        gone = [r for r in self._live.values() if r.origin is None or r.origin.epoch < epoch]
+        return self._drop(gone, DropCause.EPOCH_CHANGED,
+                          f"the twin's epoch changed from {old} to {epoch}")
+
+    def bye(self, epoch: int) -> list[Recommendation]:
+        """The twin said bye for ``epoch``: that session is over (ignored if ``epoch`` is
+        older than the highest seen: a stale bye, as the heartbeat monitor judges it)."""
+        if self._epoch is not None and epoch < self._epoch:
+            return []
+        self._ended = epoch if self._ended is None else max(self._ended, epoch)
+        gone = self.epoch_seen(epoch)
+        return gone + self.drop(DropCause.HEARTBEAT_LOST, f"the twin said bye for epoch {epoch}")
+
+    def drop(self, cause: DropCause, why: str) -> list[Recommendation]:
+        """Drop every live recommendation now (logged once with ``why``, counted)."""
+        return self._drop(list(self._live.values()), cause, why)
+
+    def _drop(self, gone: list[Recommendation], cause: DropCause,
+              why: str) -> list[Recommendation]:
+        if not gone:
+            return []
+        for r in gone:
+            del self._live[r.output]
+            self._unreported.discard(r.output)
+            self._shadow.pop(r.output, None)
+        self.dropped[cause] += len(gone)
+        log.info("%d recommendation(s) dropped (%s: %s): %s", len(gone), cause.value, why,
+                 ", ".join(f"{r.id} {r.output}={r.value:g}" for r in gone))
+        return gone
+
+    def _stale(self, origin: Origin | None) -> str | None:
+        """Why a recommendation from ``origin`` is not from the current session, or None."""
+        if origin is None:
+            return "it did not arrive on a twin link session"
+        if self._session is None:
+            return f"twin link session #{origin.session} has ended"
+        if origin.session != self._session:
+            return (f"it arrived on twin link session #{origin.session}; the current one is "
+                    f"#{self._session}")
+        if self._epoch is not None and origin.epoch < self._epoch:
+            return f"it is from epoch {origin.epoch}; the twin's current epoch is {self._epoch}"
+        if self._ended is not None and origin.epoch <= self._ended:
+            return f"epoch {origin.epoch} has said bye"
+        return None
 
     # --- shadow --------------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ ahead (no burst of catch-up ticks). An exception inside a tick is a FAULT: logge
 set is written, the loop goes on. SIGTERM/SIGINT stop cleanly: the safe set is written, the
 twin link and the PLC connection closed.
 
-Twin recommendations are validated on arrival (``Controller.on_recommend``) and answered;
+Twin recommendations are validated on arrival (``Controller.on_recommend``), bound to the
+link session and epoch they came on (``TwinLink.delivering``; the controller drops them when
+that session ends), and answered within the link's reply budget (``TwinLink.reply``);
 in shadow mode the outputs are read after a complete tick while some are live, to log what
 would have been written. Telemetry (``agent.telemetry_feed``) only queues records on the
 loop; committing and sending run in a writer thread and the pump task.
@@ -150,7 +152,9 @@ class Runtime:
         if config.twin is None:
             return None
         t = config.twin
-        return TwinLink(
+        # the callbacks know which link called: an old link (replaced by _relink) is told
+        # apart from the current one, and a recommendation keeps the session it came on
+        link = TwinLink(
             TwinLinkSettings(
                 host=t.host, port=t.port, ca_file=t.ca_file, cert_file=t.cert_file,
                 key_file=t.key_file, server_name=t.server_name, device_id=config.device_id,
@@ -161,9 +165,10 @@ class Runtime:
                 heartbeat_timeout_s=self.profile.timing.heartbeat_timeout_s,
                 heartbeat_late_s=self.profile.timing.heartbeat_late_s,
             ),
-            self._on_message,
-            self._on_connection,
+            lambda msg, t: self._on_message(msg, t, link),
+            lambda up, reason, t: self._on_connection(up, reason, t, link),
         )
+        return link
 
     async def _send(self, msg: AgentMessage) -> bool:
         """Send to the twin over whatever link is current (False if none is UP)."""
@@ -391,28 +396,31 @@ class Runtime:
 
     # --- twin link callbacks -------------------------------------------------------------
 
-    def _on_message(self, msg: Message, t: float) -> None:
+    def _on_message(self, msg: Message, t: float, link: TwinLink) -> None:
         if isinstance(msg, Heartbeat):
             self._act(self.controller.on_heartbeat(msg, t))
         elif isinstance(msg, Bye):
             self._act(self.controller.on_bye(msg, t))
         elif isinstance(msg, Recommend):
-            verdict = self.controller.on_recommend(msg, t)
+            # bound to the session it came on; from a replaced link it is stale_session
+            origin = link.delivering if link is self.link else None
+            verdict = self.controller.on_recommend(msg, t, origin)
             self.telemetry.verdict(verdict, t)
-            if self.link is not None:
-                self._spawn(self._reply(verdict.to_message()), "recommend result")
+            link.reply(verdict.to_message())  # within the link's per-second reply budget
         elif isinstance(msg, Ack):
             self.telemetry.on_ack(msg.upto)
         elif isinstance(msg, ConfigPush):
             self._spawn(self._config_push(msg.bundle), "config push")
 
-    async def _reply(self, msg: AgentMessage) -> None:
-        await self._send(msg)
-
-    def _on_connection(self, up: bool, reason: str, t: float) -> None:
+    def _on_connection(self, up: bool, reason: str, t: float, link: TwinLink) -> None:
+        if link is not self.link:  # a replaced link ending late: _relink handled it
+            log.info("old twin link %s: %s (ignored)", "up" if up else "down", reason)
+            return
         log.info("twin link %s: %s", "up" if up else "down", reason)
         if up:
             self._link_sessions += 1
+            if link.session is not None:
+                self.controller.on_session(link.session)
             # the twin hears the agent's state as soon as the session is up (PROTOCOL.md §3.2)
             self._spawn(self._send_status(), "status to twin")
             if self._outbox:
@@ -564,6 +572,8 @@ class Runtime:
         self._link_sessions = 0
         if old is not None:
             old.close()
-        self._act(self.controller.on_disconnect(asyncio.get_running_loop().time()))
+        now = asyncio.get_running_loop().time()
+        self.telemetry.on_connection(False, now)  # the old link's own report is ignored
+        self._act(self.controller.on_disconnect(now))
         if self.link is not None:
             self._spawn(self.link.run(), "twin link")

@@ -62,8 +62,8 @@ UINT64_MAX = 2**64 - 1
 STATES = {"starting", "normal", "degraded", "failsafe", "recovering"}  # §3.2 status.state
 MODES = {"shadow", "active"}
 BODY_MAX = 61_440  # §7.2 telemetry.body, §7.3 bundle
-RECOMMEND_REASONS = {"ok", "unknown_output", "out_of_limits", "not_a_number", "expired",
-                     "too_long"}  # §7.1
+RECOMMEND_REASONS = {"ok", "stale_session", "unknown_output", "out_of_limits", "not_a_number",
+                     "expired", "too_long"}  # §7.1
 CONFIG_REASONS = {  # §7.3
     "accepted", "confirmed", "reverted", "too_large", "malformed", "unsigned", "unknown_key",
     "bad_signature", "wrong_device", "not_yet_valid", "expired", "replay", "rollback",

@@ -17,8 +17,15 @@ import pytest
 from agent.pki import PkiPaths, init_pki
 from agent.twin.frames import FrameDecoder, encode
 from agent.twin.link import TwinLink
-from agent.twin.messages import AgentHello, Heartbeat, TwinHello, decode_twin, to_wire
-from sim.twin.control import ControlServer, request
+from agent.twin.messages import (
+    AgentHello,
+    Heartbeat,
+    Recommend,
+    TwinHello,
+    decode_twin,
+    to_wire,
+)
+from sim.twin.control import ControlServer, handle, request
 from sim.twin.harness import Recorder, settings_for, wait_until
 from sim.twin.server import SimTwin
 
@@ -280,3 +287,50 @@ def test_cli_serves_and_reports_ready(pki: PkiPaths, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0
+
+
+def test_burst_sends_count_recommendations_and_a_heartbeat_in_one_write(pki: PkiPaths) -> None:
+    async def main() -> tuple[Recorder, dict[str, Any], list[dict[str, Any]], int]:
+        twin = SimTwin.from_pki(pki, rate_hz=20)
+        await twin.start()
+        writes: list[int] = []
+        rec = Recorder()
+        link = TwinLink(settings_for(pki, twin.port, idle_timeout_s=5), rec.on_message,
+                        rec.on_connection)
+        task = asyncio.create_task(link.run())
+        try:
+            await wait_until(lambda: twin.connections == 1 and len(rec.heartbeats()) >= 1)
+            conn = next(iter(twin._conns.values()))
+            real_write = conn.writer.write
+
+            def counted(data: bytes) -> None:
+                writes.append(len(data))
+                real_write(data)
+
+            conn.writer.write = counted  # type: ignore[method-assign]
+            bad = [handle(twin, json.dumps(r).encode()) for r in (
+                {"cmd": "burst", "count": 0, "output": "o", "value": 1},
+                {"cmd": "burst", "count": "many", "output": "o", "value": 1},
+                {"cmd": "burst", "count": 3, "output": "o"},
+                {"cmd": "burst", "count": 3, "output": "o", "value": 1, "heartbeat": 1})]
+            sent = handle(twin, json.dumps({"cmd": "burst", "count": 300, "output": "heater_power",
+                                            "value": 150, "heartbeat": True}).encode())
+            conn.writer.write = real_write  # type: ignore[method-assign]
+            await wait_until(lambda: any(isinstance(m, Heartbeat) and m.seq ==
+                                         sent["heartbeat_seq"] for m, _ in rec.messages))
+            await wait_until(lambda: sum(isinstance(m, Recommend) for m, _ in rec.messages)
+                             >= 300)  # (the heartbeat may well come first: liveness first)
+            return rec, sent, bad, writes[0] if len(writes) == 1 else -len(writes)
+        finally:
+            link.close()
+            await task
+            await twin.stop()
+
+    rec, sent, bad, write = asyncio.run(main())
+    assert sent["ok"] and sent["count"] == 300 and write == sent["bytes"], "ONE write"
+    recs = [m for m, _ in rec.messages if isinstance(m, Recommend)]
+    assert [r.id for r in recs] == [f"b1-{i:06d}" for i in range(300)]
+    assert {(r.output, r.value, r.valid_s) for r in recs} == {("heater_power", 150.0, 5.0)}
+    assert all(not b["ok"] for b in bad)
+    assert ["1..100000" in bad[0]["error"], "integer" in bad[1]["error"],
+            "number" in bad[2]["error"], "true or false" in bad[3]["error"]] == [True] * 4

@@ -60,7 +60,7 @@ from agent.status import (
     snapshot_from_dict,
     socket_path,
 )
-from agent.twin.messages import Heartbeat, Recommend
+from agent.twin.messages import Heartbeat, Origin, Recommend
 from firmware_bridge.results import WatchdogStats
 
 NOBODY = 65534
@@ -295,9 +295,12 @@ def test_build_snapshot_reports_live_recommendations_and_their_shadow() -> None:
     book, t0 = ctl.recommendations, clock[0]
     assert ctl.machine.mode is Mode.SHADOW
     assert snapshot_of(ctl, ring, t0).recommendations == ()
-    assert book.offer(Recommend("cool-1", "cooling_valve", 60.0, 10.0), t0).accepted
-    assert book.offer(Recommend("heat-1", "heater_power", 40.0, 30.0), t0).accepted
-    assert not book.offer(Recommend("heat-x", "heater_power", 140.0, 30.0), t0).accepted
+    origin = Origin(1, 7)  # the twin link session they arrive on (epoch 7, as the heartbeats)
+    book.session_up(origin)
+    assert book.offer(Recommend("cool-1", "cooling_valve", 60.0, 10.0), t0, origin).accepted
+    assert book.offer(Recommend("heat-1", "heater_power", 40.0, 30.0), t0, origin).accepted
+    assert not book.offer(Recommend("heat-x", "heater_power", 140.0, 30.0), t0,
+                          origin).accepted
     book.shadow({"heater_power": 35.0, "cooling_valve": None}, t0 + 0.5)
 
     snap = snapshot_of(ctl, ring, t0 + 1.0)
@@ -311,7 +314,8 @@ def test_build_snapshot_reports_live_recommendations_and_their_shadow() -> None:
     assert snapshot_from_dict(json.loads(snap.to_json())) == snap
 
     # a replacement not compared yet shows no comparison (the old one's is not its own)
-    assert book.offer(Recommend("heat-2", "heater_power", 45.0, 20.0), t0 + 2.0).accepted
+    assert book.offer(Recommend("heat-2", "heater_power", 45.0, 20.0), t0 + 2.0,
+                      origin).accepted
     heat = snapshot_of(ctl, ring, t0 + 3.0).recommendations[0]
     assert (heat.id, heat.value, heat.actual, heat.divergence) == ("heat-2", 45.0, None, None)
     assert heat.valid_left_s == pytest.approx(19.0)
@@ -322,11 +326,16 @@ def test_build_snapshot_reports_live_recommendations_and_their_shadow() -> None:
 
     # validity over (not dropped yet by a decision): left out; active mode: no comparison
     assert [r.id for r in snapshot_of(ctl, ring, t0 + 10.0).recommendations] == ["heat-2"]
+    # a mode change drops the live ones (PROTOCOL.md §7.1.1); new ones show no comparison
     ctl.set_mode(Mode.ACTIVE)
-    snap = snapshot_of(ctl, ring, t0 + 4.0)
+    assert snapshot_of(ctl, ring, t0 + 4.0).recommendations == ()
+    assert book.offer(Recommend("heat-3", "heater_power", 45.0, 20.0), t0 + 4.0,
+                      origin).accepted
+    book.shadow({"heater_power": 47.5, "cooling_valve": 58.0}, t0 + 4.5)  # (not in active)
+    snap = snapshot_of(ctl, ring, t0 + 5.0)
     assert [(r.id, r.actual, r.divergence) for r in snap.recommendations] == [
-        ("heat-2", None, None), ("cool-1", None, None)]
-    assert "heat-2" in rendered(snap) and "cool-1" in rendered(snap)
+        ("heat-3", None, None)]
+    assert "heat-3" in rendered(snap)
 
 
 # --- the server over a real socket ------------------------------------------------------------

@@ -13,7 +13,15 @@ import pytest
 
 from agent.pki import PkiPaths, Role, init_pki, issue_expired_cert
 from agent.twin.link import TwinLink, TwinLinkSettings, make_client_context
-from agent.twin.messages import Bye, Heartbeat, Status, TwinHello
+from agent.twin.messages import (
+    Bye,
+    Heartbeat,
+    Origin,
+    Recommend,
+    Status,
+    TwinHello,
+    TwinMessage,
+)
 from sim.twin.harness import Recorder, settings_for, wait_until
 from sim.twin.server import SimTwin
 
@@ -137,6 +145,7 @@ def test_reconnects_after_twin_restart_with_higher_epoch(pki: PkiPaths) -> None:
         "unknown_type",
         "wrong_types",
         "trailing",
+        "bad_recommend",
     ],
 )
 def test_garbage_frame_closes_and_reconnects(pki: PkiPaths, kind: str) -> None:
@@ -356,3 +365,46 @@ def test_trickling_bytes_without_a_frame_do_not_keep_the_link_alive(pki: PkiPath
     _link, rec = asyncio.run(main())
     assert [type(m) for m, _ in rec.messages][:1] == [TwinHello]
     assert rec.downs()[0].startswith("idle timeout")
+
+
+def test_each_session_has_its_own_number_and_every_message_its_origin(pki: PkiPaths) -> None:
+    """What recommendations are bound to (PROTOCOL.md §7.1.1): the UP session's number, unique
+    in the process and never reused, and the epoch in force where the message was read."""
+    origins: list[tuple[TwinMessage, Origin | None, Origin | None]] = []
+    link_box: list[TwinLink] = []
+
+    def on_message(msg: TwinMessage, t: float) -> None:
+        origins.append((msg, link_box[0].delivering, link_box[0].session))
+
+    async def main() -> TwinLink:
+        twin = SimTwin.from_pki(pki, rate_hz=100)
+        await twin.start()
+        link = TwinLink(settings_for(pki, twin.port), on_message, lambda up, r, t: None)
+        link_box.append(link)
+        task = asyncio.create_task(link.run())
+        try:
+            await wait_until(lambda: sum(isinstance(m, Heartbeat) for m, _, _ in origins) >= 2)
+            twin.recommend("heater_power", 10.0, 5.0)
+            await wait_until(lambda: any(isinstance(m, Recommend) for m, _, _ in origins))
+            twin.restart()
+            await wait_until(lambda: sum(isinstance(m, TwinHello) for m, _, _ in origins) == 2
+                             and isinstance(origins[-1][0], Heartbeat))
+            twin.recommend("heater_power", 20.0, 5.0)
+            await wait_until(lambda: sum(isinstance(m, Recommend) for m, _, _ in origins) == 2)
+        finally:
+            link.close()
+            await asyncio.wait_for(task, 5)
+            await twin.stop()
+        assert link.session is None and link.delivering is None, "nothing outside a session"
+        return link
+
+    asyncio.run(main())
+    hellos = [(m, d) for m, d, _ in origins if isinstance(m, TwinHello)]
+    (h1, o1), (h2, o2) = hellos
+    assert o1 is not None and o2 is not None and o2.session > o1.session
+    assert (o1.epoch, o2.epoch) == (h1.epoch, h2.epoch)
+    for _msg, delivering, session in origins:
+        assert delivering == session, "every message of a session carries it"
+        assert delivering in (o1, o2)
+    recs = [d for m, d, _ in origins if isinstance(m, Recommend)]
+    assert recs == [o1, o2]

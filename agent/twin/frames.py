@@ -19,7 +19,8 @@ One frame on the wire::
 Decoder state (``FrameDecoder``)::
 
     READY ──feed()── bytes appended to the buffer; every complete frame is decoded
-      │               and returned; a partial header or body stays buffered
+      │               and returned (feed_bodies(): only split off, not decoded); a
+      │               partial header or body stays buffered
       └── any violation ──▶ FAILED (ProtocolError raised; every later feed() raises too)
 
 A failed decoder is dead for good: the connection that fed it must be closed. Frames
@@ -51,11 +52,14 @@ Frame = dict[str, Any]
 
 
 class FrameError(ProtocolError):
-    """A frame broke the framing rules. ``decoded`` holds the good frames before it."""
+    """A frame broke the framing rules. ``decoded`` holds the good frames before it
+    (``bodies`` their raw bodies, from :meth:`FrameDecoder.feed_bodies`)."""
 
-    def __init__(self, reason: str, decoded: list[Frame] | None = None) -> None:
+    def __init__(self, reason: str, decoded: list[Frame] | None = None,
+                 bodies: list[bytes] | None = None) -> None:
         super().__init__(reason)
         self.decoded: list[Frame] = list(decoded or [])
+        self.bodies: list[bytes] = list(bodies or [])  # from feed_bodies: good ones before
 
 
 def _check_max_frame(max_frame: int) -> int:
@@ -123,11 +127,16 @@ def encode(msg: Mapping[str, Any], max_frame: int = DEFAULT_MAX_FRAME) -> bytes:
 
 
 class FrameDecoder:
-    """Incremental decoder: ``feed(bytes) -> list of message maps``. See the module doc."""
+    """Incremental decoder: ``feed(bytes) -> list of message maps``. See the module doc.
+
+    :meth:`feed_bodies` is the framing half alone (no msgpack decoding): bodies out, to be
+    decoded later with :func:`decode_body` (the twin link routes frames by a cheap look
+    at the raw body first; PROTOCOL.md §6.1).
+    """
 
     def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.max_frame = _check_max_frame(max_frame)
-        self._buf = bytearray()
+        self._buf = bytearray()  # the start of an incomplete frame (header checked if in)
         self._failed: str | None = None
 
     @property
@@ -137,7 +146,7 @@ class FrameDecoder:
 
     @property
     def buffered(self) -> int:
-        """Bytes of an incomplete frame held (never more than 4 + max_frame)."""
+        """Bytes of an incomplete frame held (never more than 4 + max_frame - 1)."""
         return len(self._buf)
 
     def feed(self, data: bytes) -> list[Frame]:
@@ -146,39 +155,57 @@ class FrameDecoder:
         Raises FrameError (a ProtocolError) on the first violation; frames completed
         before it are on the exception's ``decoded``. The decoder is then FAILED.
         """
-        if self._failed is not None:
-            raise FrameError(f"decoder already failed: {self._failed}")
+        try:
+            bodies, error = self.feed_bodies(data), None
+        except FrameError as exc:
+            bodies, error = exc.bodies, exc
         out: list[Frame] = []
-        view = memoryview(data)
-        pos = 0
-        while True:
-            # Header: take just enough bytes to complete it.
-            if len(self._buf) < HEADER.size:
-                take = min(HEADER.size - len(self._buf), len(view) - pos)
-                self._buf += view[pos : pos + take]
-                pos += take
-                if len(self._buf) < HEADER.size:
-                    return out
-                (length,) = HEADER.unpack(self._buf)
-                if length == 0:
-                    self._fail("zero-length frame", out)
-                if length > self.max_frame:
-                    self._fail(f"frame length {length} over max_frame {self.max_frame}", out)
-            (length,) = HEADER.unpack_from(self._buf)
-            need = HEADER.size + length - len(self._buf)
-            take = min(need, len(view) - pos)
-            self._buf += view[pos : pos + take]
-            pos += take
-            if take < need:
-                return out
-            body = bytes(self._buf[HEADER.size :])
-            self._buf.clear()
+        for body in bodies:
             try:
                 out.append(decode_body(body, self.max_frame))
             except ProtocolError as exc:
                 self._fail(str(exc), out)
+        if error is not None:
+            raise FrameError(str(error), out)
+        return out
 
-    def _fail(self, reason: str, decoded: list[Frame]) -> NoReturn:
+    def feed_bodies(self, data: bytes) -> list[bytes]:
+        """Append ``data``; return the body of every frame completed by it, undecoded.
+
+        Only the framing is checked (the length, from the 4 header bytes alone, before any
+        body byte is buffered). FrameError on a violation, with the complete bodies before
+        it on the exception's ``bodies``; the decoder is then FAILED.
+        """
+        if self._failed is not None:
+            raise FrameError(f"decoder already failed: {self._failed}")
+        # a partial frame grows in place (amortised: a trickling peer costs linear time);
+        # otherwise the chunk itself is split without a copy of it
+        if self._buf:
+            self._buf += data
+            buf: bytes | bytearray = self._buf
+        else:
+            buf = data
+        bodies: list[bytes] = []
+        pos, end, size, unpack = 0, len(buf), HEADER.size, HEADER.unpack_from
+        while end - pos >= size:
+            (length,) = unpack(buf, pos)
+            if length == 0:
+                self._fail("zero-length frame", bodies=bodies)
+            if length > self.max_frame:
+                self._fail(f"frame length {length} over max_frame {self.max_frame}",
+                           bodies=bodies)
+            if end - pos - size < length:
+                break
+            bodies.append(bytes(buf[pos + size : pos + size + length]))
+            pos += size + length
+        if buf is self._buf:
+            del self._buf[:pos]
+        else:
+            self._buf = bytearray(buf[pos:])
+        return bodies
+
+    def _fail(self, reason: str, decoded: list[Frame] | None = None,
+              bodies: list[bytes] | None = None) -> NoReturn:
         self._failed = reason
-        self._buf.clear()
-        raise FrameError(reason, decoded)
+        self._buf = bytearray()
+        raise FrameError(reason, decoded, bodies)

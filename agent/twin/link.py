@@ -11,13 +11,32 @@ One connection attempt::
     hostname checked against server_name), both within connect_timeout_s
       → send AgentHello (with the heartbeat timing in ms, so the twin can pace itself)
       → read frames; the first twin message must be TwinHello(protocol == 1)
-          → session UP: on_connection(True, ...), on_message(hello, t)
-      → every later twin message: on_message(msg, t)
+          → session UP (numbered: ``session``): on_connection(True, ...), on_message(hello, t)
+      → every later twin message: on_message(msg, t), with ``delivering`` telling where
+        it came from during the call (its session and epoch, ``Origin``)
     until: the twin closes, a read fails, no complete frame for idle_timeout_s (half-open
     or trickling twin), a malformed frame or message (counted in ``malformed``), or ``close()``.
     If the session was UP: on_connection(False, reason, t).
     Then wait a capped exponential backoff with jitter (``agent.backoff``; reset after a
     session that came UP) and dial again, until ``close()``.
+
+Bounded work per loop turn (PROTOCOL.md §6.1), so that a twin flooding the link, or a bug
+in one, cannot stall the control loop that shares the event loop. Two tasks per
+connection::
+
+    reader: one read (<= READ_CHUNK bytes) per turn ─ framing only (``feed_bodies``) ─┐
+        hello / heartbeat / bye: decoded and delivered at once (``ahead`` of the rest)│
+        everything else, undecoded, in order ──▶ inbox (``agent.twin.pacing``) ───────┘
+        no reading while the inbox is full (``read_pauses``): TCP holds the twin back
+    drain: per turn at most ``turn_frames`` messages or ``turn_s`` seconds (then
+        ``yields``), each decoded strictly and delivered; a malformed one ends the session;
+        it skips its turn while the reader is behind (its last read was a full one) and
+        the inbox has room, so that unread heartbeats are found first
+
+Receive time ``t`` is when a frame was read, whenever it is delivered. What still waits
+when a connection ends is discarded (``discarded``). Replies to the twin's requests go
+through :meth:`TwinLink.reply`: written at once within ``reply_rate`` per second, else
+dropped and counted (``replies_dropped``), never queued.
 
 ``run()`` never raises because of the peer or the network; errors are counted, logged,
 and kept in ``counters.last_error``. Exceptions raised by the callbacks are bugs of the
@@ -28,138 +47,78 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
+import re
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
 
-from agent import __version__
 from agent.backoff import Backoff
 from agent.errors import ProtocolError
-from agent.twin.frames import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, encode
+from agent.twin.frames import FrameDecoder, FrameError, decode_body, encode
 from agent.twin.messages import (
     PROTOCOL_VERSION,
-    AgentHello,
     AgentMessage,
+    Bye,
+    Heartbeat,
+    Origin,
     TwinHello,
     TwinMessage,
     decode_twin,
     to_wire,
 )
+from agent.twin.pacing import Inbox, RateBudget
+from agent.twin.settings import (
+    DEFAULT_HEARTBEAT_LATE_S,
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
+    LinkCounters,
+    TwinLinkSettings,
+    make_client_context,
+    to_ms,
+)
+
+__all__ = [  # the settings live in agent.twin.settings; importable from here as before
+    "DEFAULT_HEARTBEAT_LATE_S", "DEFAULT_HEARTBEAT_TIMEOUT_S", "READ_CHUNK", "LinkCounters",
+    "OnConnection", "OnMessage", "TwinLink", "TwinLinkSettings", "make_client_context", "to_ms",
+]
 
 log = logging.getLogger(__name__)
 
-READ_CHUNK = 65536
+READ_CHUNK = 65536  # bytes read (and frames decoded) per loop turn at most
+IMMEDIATE_TYPES = frozenset({"hello", "heartbeat", "bye"})  # delivered as read, ahead
+# a body without one of these names in its bytes (any msgpack str encoding holds them
+# verbatim) is not one of those messages; one with them is decoded to tell
+_maybe_immediate = re.compile(b"|".join(t.encode() for t in sorted(IMMEDIATE_TYPES))).search
+WRITE_BUFFER_MAX = 256 * 1024  # a reply finding more unsent bytes than this is dropped
+_SESSION_NUMBERS = itertools.count(1)  # UP sessions of every link of this process
 
 OnMessage = Callable[[TwinMessage, float], None]
 OnConnection = Callable[[bool, str, float], None]
 
 
-# Heartbeat timing announced in the hello when the caller gives none: the shipped sim-tank
-# profile's [timing]. Only for the link's own tests and tools; the runtime always passes the
-# profile's real values (agent.runtime.Runtime._make_link).
-DEFAULT_HEARTBEAT_TIMEOUT_S = 0.5
-DEFAULT_HEARTBEAT_LATE_S = 0.25
-
-
-def to_ms(seconds: float) -> int:
-    """``seconds`` as whole milliseconds, rounded to the nearest (the hello's unit)."""
-    return round(seconds * 1000)
-
-
-@dataclass(frozen=True)
-class TwinLinkSettings:
-    """Where the twin is and how to talk to it. ValueError on impossible values.
-
-    ``heartbeat_timeout_s`` / ``heartbeat_late_s`` are the agent's heartbeat timing (the
-    hardware profile's ``[timing]``); the link only announces them in its hello (in ms,
-    both >= 1 ms after rounding, late <= timeout), it never times heartbeats itself.
-    """
-
-    host: str
-    port: int
-    ca_file: Path
-    cert_file: Path
-    key_file: Path
-    server_name: str
-    device_id: str
-    max_frame: int = DEFAULT_MAX_FRAME
-    connect_timeout_s: float = 5.0
-    backoff_min_s: float = 0.5
-    backoff_max_s: float = 30.0
-    idle_timeout_s: float = 3.0
-    agent_version: str = __version__
-    crl_file: Path | None = None  # PEM CRL of ca_file's CA: a revoked twin cert is refused
-    heartbeat_timeout_s: float = DEFAULT_HEARTBEAT_TIMEOUT_S
-    heartbeat_late_s: float = DEFAULT_HEARTBEAT_LATE_S
-
-    def __post_init__(self) -> None:
-        if not 0 < self.port < 65536:
-            raise ValueError(f"port must be in 1..65535, got {self.port}")
-        for name in ("connect_timeout_s", "backoff_min_s", "idle_timeout_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        if not self.backoff_max_s >= self.backoff_min_s:
-            raise ValueError("backoff_max_s must be >= backoff_min_s")
-        if not self.server_name or not self.device_id:
-            raise ValueError("server_name and device_id must not be empty")
-        for name in ("heartbeat_timeout_s", "heartbeat_late_s"):
-            if not math.isfinite(getattr(self, name)):
-                raise ValueError(f"{name} must be finite, got {getattr(self, name)}")
-        late, timeout = to_ms(self.heartbeat_late_s), to_ms(self.heartbeat_timeout_s)
-        if not 1 <= late <= timeout:
-            raise ValueError(
-                "need 1 ms <= heartbeat_late_s <= heartbeat_timeout_s (in whole ms), got "
-                f"{self.heartbeat_late_s} s and {self.heartbeat_timeout_s} s")
-
-    def hello(self) -> AgentHello:
-        """The hello this link sends first on every connection."""
-        return AgentHello(self.device_id, self.agent_version, PROTOCOL_VERSION,
-                          to_ms(self.heartbeat_timeout_s), to_ms(self.heartbeat_late_s))
-
-
 @dataclass
-class LinkCounters:
-    """What the link has seen since it was made (never reset)."""
+class _Conn:
+    """One connection's delivery state (its inbox and the session it carries)."""
 
-    connects: int = 0  # TLS handshakes completed
-    sessions: int = 0  # twin hellos accepted (session UP)
-    disconnects: int = 0  # connections ended after a completed handshake
-    failures: int = 0  # attempts that ended before a handshake completed
-    frames_in: int = 0
-    frames_out: int = 0
-    malformed: int = 0  # frames or messages that broke the protocol
-    idle_timeouts: int = 0
-    dropped: int = 0  # send() while not connected
-    callback_errors: int = 0
-    last_error: str | None = None
-
-
-def make_client_context(settings: TwinLinkSettings) -> ssl.SSLContext:
-    """TLS >= 1.2 client context: our cert + key, the twin verified against ca_file only.
-
-    With ``crl_file`` the twin's certificate is also checked against that CRL
-    (``VERIFY_CRL_CHECK_LEAF``; a CRL that is missing, expired or from another CA makes every
-    handshake fail: fail closed). Expiry is checked by ``ssl`` itself.
-    Raises OSError / ssl.SSLError if a file is missing or not a valid cert/key/CRL.
-    """
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.verify_mode = ssl.CERT_REQUIRED
-    ctx.check_hostname = True
-    ctx.load_verify_locations(cafile=str(settings.ca_file))  # pinned: no system roots
-    if settings.crl_file is not None:
-        ctx.load_verify_locations(cafile=str(settings.crl_file))
-        ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
-    ctx.load_cert_chain(str(settings.cert_file), str(settings.key_file))
-    return ctx
+    inbox: Inbox
+    number: int = 0  # the session number once the twin's hello is accepted
+    epoch: int = 0  # the epoch in force at the read position (hello, then max of liveness)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # something is waiting
+    room: asyncio.Event = field(default_factory=asyncio.Event)  # the inbox has room again
+    behind: bool = False  # the last read was a full one: the drain lets the reader go first
 
 
 class _SessionEnd(Exception):
-    """Internal: a connection ended for ``reason``."""
+    """Internal: a connection ended for ``reason``. ``final``: the link's own verdict (idle,
+    protocol error), which stands even if ``close()`` came while the session unwound."""
+
+    def __init__(self, reason: str, *, final: bool = False) -> None:
+        super().__init__(reason)
+        self.final = final
 
 
 class TwinLink:
@@ -184,6 +143,11 @@ class TwinLink:
         make_client_context(settings)  # fail fast on a bad configuration
         self._writer: asyncio.StreamWriter | None = None
         self._up = False
+        self._up_session: Origin | None = None
+        self._delivering: Origin | None = None
+        self._replies = RateBudget(settings.reply_rate)
+        self._replies_refused = 0  # replies dropped since the last log line about it
+        self._refused_logged = -math.inf
         self._closing = False
         self._stop = asyncio.Event()
 
@@ -193,6 +157,17 @@ class TwinLink:
         return self._up
 
     @property
+    def session(self) -> Origin | None:
+        """The UP session: its number (unique in this process) and its hello's epoch."""
+        return self._up_session
+
+    @property
+    def delivering(self) -> Origin | None:
+        """During an ``on_message`` call: where that message came from (the session and the
+        epoch in force at its place in the stream); None outside the callback."""
+        return self._delivering
+
+    @property
     def closing(self) -> bool:
         """True once close() was called."""
         return self._closing
@@ -200,11 +175,11 @@ class TwinLink:
     async def run(self) -> None:
         """Connect, read, reconnect until ``close()``. Never raises for peer/network faults."""
         while not self._closing:
-            reason = "closed"
+            reason, final = "closed", False
             try:
                 await self._session()
             except _SessionEnd as exc:
-                reason = str(exc)
+                reason, final = str(exc), exc.final
             except (OSError, TimeoutError, ssl.SSLError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 if self._writer is None:
@@ -213,7 +188,7 @@ class TwinLink:
                 log.exception("twin link: unexpected error")
                 reason = f"unexpected {type(exc).__name__}: {exc}"
             finally:
-                self._end("closed" if self._closing else reason)
+                self._end(reason if final or not self._closing else "closed")
             if self.closing:
                 break
             delay = self._backoff.failed(self._clock())
@@ -242,6 +217,34 @@ class TwinLink:
             log.warning("twin link: send failed: %s", self.counters.last_error)
             writer.transport.abort()
             return False
+        return True
+
+    def reply(self, msg: AgentMessage) -> bool:
+        """Write a reply to a twin message (``recommend_result``) now, without waiting.
+
+        Within ``reply_rate`` per second (a token bucket, bursts of one second's worth) and
+        while a session is UP whose connection takes the bytes (fewer than
+        WRITE_BUFFER_MAX unsent); otherwise the reply is dropped, counted in
+        ``replies_dropped`` and logged (at most one line a second). True if written.
+        ProtocolError / TypeError for an invalid message (a bug of the caller).
+        """
+        writer, now = self._writer, self._clock()
+        if (not self._up or writer is None or writer.is_closing()
+                or not self._replies.take(now)
+                or writer.transport.get_write_buffer_size() > WRITE_BUFFER_MAX):
+            self.counters.replies_dropped += 1
+            self._replies_refused += 1
+            if now - self._refused_logged >= 1.0:  # at most one line a second
+                log.warning("twin link: %d repl%s dropped (over the budget of %g/s, or no "
+                            "connection to take it) since the last such line",
+                            self._replies_refused, "y" if self._replies_refused == 1 else "ies",
+                            self.settings.reply_rate)
+                self._replies_refused, self._refused_logged = 0, now
+            return False
+        frame = encode(to_wire(msg), self.settings.max_frame)  # only what is sent is encoded
+        writer.write(frame)
+        self.counters.frames_out += 1
+        self.counters.replies += 1
         return True
 
     def close(self) -> None:
@@ -273,33 +276,94 @@ class TwinLink:
             raise _SessionEnd("closed")
         writer.write(encode(to_wire(s.hello()), s.max_frame))
         self.counters.frames_out += 1
+        conn = _Conn(Inbox(s.inbox_frames, s.inbox_bytes))
+        reading = asyncio.ensure_future(self._read(reader, conn))
+        delivering = asyncio.ensure_future(self._drain(conn))
+        try:
+            done, _ = await asyncio.wait((reading, delivering),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # both loops end only by raising
+        finally:
+            # no await here: the session ends in this very step (its reason with it); a
+            # cancelled task delivers nothing more, it only unwinds on the next turn
+            for task in (reading, delivering):
+                task.cancel()
+            left = conn.inbox.clear()
+            if left:
+                self.counters.discarded += left
+                log.info("twin link: %d message(s) read but not delivered discarded with the "
+                         "connection", left)
+
+    async def _read(self, reader: asyncio.StreamReader, conn: _Conn) -> None:
+        """Read one chunk per loop turn: frames decoded, liveness messages delivered at once,
+        the others put in the inbox for :meth:`_drain`; no reading while the inbox is full."""
+        s = self.settings
         decoder = FrameDecoder(s.max_frame)
         # Idle means no complete frame: bytes trickling in without ever finishing a frame
         # do not keep a connection alive.
         idle_deadline = self._clock() + s.idle_timeout_s
         while True:
+            if conn.inbox.full:
+                self.counters.read_pauses += 1
+                conn.room.clear()
+                await conn.room.wait()
+                # frames were waiting here all along: the twin was not idle
+                idle_deadline = max(idle_deadline, self._clock() + s.idle_timeout_s)
+                continue
+            conn.behind = False  # (the read may wait: the drain must not wait with it)
             try:
-                wait = max(0.0, idle_deadline - self._clock())
-                data = await asyncio.wait_for(reader.read(READ_CHUNK), wait)
+                # a timeout scope, not wait_for(): no extra task, so a read of bytes already
+                # buffered returns at once and costs no loop turn of its own
+                async with asyncio.timeout(max(0.0, idle_deadline - self._clock())):
+                    data = await reader.read(READ_CHUNK)
             except TimeoutError:
                 self.counters.idle_timeouts += 1
-                raise _SessionEnd(f"idle timeout: no frame for {s.idle_timeout_s} s") from None
+                raise _SessionEnd(f"idle timeout: no frame for {s.idle_timeout_s} s",
+                                  final=True) from None
             if not data:
                 raise _SessionEnd("closed by twin")
             now = self._clock()
             try:
-                frames = decoder.feed(data)
+                bodies = decoder.feed_bodies(data)
             except FrameError as exc:
-                for frame in exc.decoded:
-                    self._deliver(frame, now)
+                self._arrived(exc.bodies, now, conn)
                 self._malformed(exc)
-            if frames:
+            if bodies:
                 idle_deadline = now + s.idle_timeout_s
-            for frame in frames:
-                self._deliver(frame, now)
+                self._arrived(bodies, now, conn)
+            conn.behind = len(data) == READ_CHUNK  # a full read: more is likely buffered
+            await asyncio.sleep(0)  # at most one read's worth of frames per loop turn
 
-    def _deliver(self, frame: dict[str, object], now: float) -> None:
-        self.counters.frames_in += 1
+    def _arrived(self, bodies: list[bytes], now: float, conn: _Conn) -> None:
+        """Route frames as read: the hello and the liveness messages (``heartbeat``, ``bye``)
+        are decoded and delivered now, everything else waits in the inbox, in order,
+        undecoded (PROTOCOL.md §6.1). A body without the bytes of one of those type names
+        cannot be one of them; one with them is decoded now to tell."""
+        self.counters.frames_in += len(bodies)
+        if self._closing:
+            return
+        inbox, run = conn.inbox, 0  # bodies[run:i] wait to go into the inbox
+        for i, body in enumerate(bodies):
+            if self._up and _maybe_immediate(body) is None:
+                continue
+            try:
+                frame = decode_body(body, self.settings.max_frame)
+            except ProtocolError as exc:
+                self._malformed(exc)  # what waits would be discarded with the connection
+            if self._up and frame["t"] not in IMMEDIATE_TYPES:
+                continue  # an ordinary message that merely contains such a name
+            inbox.put(bodies[run:i], now, Origin(conn.number, conn.epoch))
+            run = i + 1
+            if len(inbox):
+                self.counters.ahead += 1
+            self._deliver_now(frame, now, conn)
+        inbox.put(bodies[run:], now, Origin(conn.number, conn.epoch))
+        self.counters.waiting_max = max(self.counters.waiting_max, inbox.high_water)
+        if len(inbox):
+            conn.ready.set()
+
+    def _deliver_now(self, frame: dict[str, Any], now: float, conn: _Conn) -> None:
         try:
             msg = decode_twin(frame)
             if not self._up:
@@ -315,16 +379,59 @@ class TwinLink:
             self._malformed(exc)
         if isinstance(msg, TwinHello):
             self._up = True
+            conn.number, conn.epoch = next(_SESSION_NUMBERS), msg.epoch
+            self._up_session = Origin(conn.number, conn.epoch)
             self.counters.sessions += 1
             self._backoff.succeeded()
-            log.info("twin link: session up, twin %s epoch %d", msg.twin_id, msg.epoch)
+            log.info("twin link: session #%d up, twin %s epoch %d", conn.number, msg.twin_id,
+                     msg.epoch)
             self._call(self._on_connection, True, f"twin {msg.twin_id} epoch {msg.epoch}", now)
-        self._call(self._on_message, msg, now)
+        elif isinstance(msg, Heartbeat | Bye):
+            conn.epoch = max(conn.epoch, msg.epoch)
+        self._hand_over(msg, now, Origin(conn.number, conn.epoch))
 
-    def _malformed(self, exc: ProtocolError) -> None:
+    async def _drain(self, conn: _Conn) -> None:
+        """Deliver waiting messages in order, at most ``turn_frames`` or ``turn_s`` per loop
+        turn, then give the loop back."""
+        s = self.settings
+        while True:
+            if not len(conn.inbox):
+                conn.ready.clear()
+                await conn.ready.wait()
+            if conn.behind and not conn.inbox.full:
+                # reading first: the heartbeats still unread are more urgent than what
+                # waits (bounded: once the inbox is full the reader stops)
+                await asyncio.sleep(0)
+                continue
+            start = self._clock()
+            for _ in range(s.turn_frames):
+                item = conn.inbox.take()
+                if item is None or self._closing:
+                    break
+                try:
+                    msg = decode_twin(decode_body(item.body, s.max_frame))
+                except ProtocolError as exc:
+                    self._malformed(exc)
+                self._hand_over(msg, item.t, item.origin)
+                if self._clock() - start >= s.turn_s:
+                    break
+            if not conn.inbox.full:
+                conn.room.set()
+            if len(conn.inbox):
+                self.counters.yields += 1
+                await asyncio.sleep(0)
+
+    def _hand_over(self, msg: TwinMessage, t: float, origin: Origin) -> None:
+        self._delivering = origin
+        try:
+            self._call(self._on_message, msg, t)
+        finally:
+            self._delivering = None
+
+    def _malformed(self, exc: ProtocolError) -> NoReturn:
         self.counters.malformed += 1
         log.warning("twin link: protocol error, closing: %s", exc)
-        raise _SessionEnd(f"protocol error: {exc}") from exc
+        raise _SessionEnd(f"protocol error: {exc}", final=True) from exc
 
     def _call(self, fn: Callable[..., None], *args: object) -> None:
         try:
@@ -342,5 +449,6 @@ class TwinLink:
             self.counters.last_error = reason
         if self._up:
             self._up = False
+            self._up_session = None
             log.info("twin link: session down: %s", reason)
             self._call(self._on_connection, False, reason, self._clock())

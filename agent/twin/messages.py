@@ -145,8 +145,22 @@ class Status:
 
 RECOMMEND_ID_MAX = 64
 BODY_MAX = 60 * 1024  # one telemetry body; a frame around it stays under the default max_frame
-RECOMMEND_REASONS = ("ok", "unknown_output", "out_of_limits", "not_a_number", "expired",
-                     "too_long")
+RECOMMEND_REASONS = ("ok", "stale_session", "unknown_output", "out_of_limits", "not_a_number",
+                     "expired", "too_long")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a twin message came from, as the link saw it (not a wire message).
+
+    ``session`` numbers the link's UP sessions (one per accepted twin hello; unique within
+    the agent process, never reused); ``epoch`` is the twin epoch in force at the message's
+    place in the stream: the hello's, raised by any higher ``epoch`` of a heartbeat or bye
+    read before it on that connection. Recommendations are bound to it (PROTOCOL.md §7.1.1).
+    """
+
+    session: int
+    epoch: int
 
 
 @dataclass(frozen=True)

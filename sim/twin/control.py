@@ -132,6 +132,16 @@ def _recommend(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     return twin.recommend(output, _num(req, "value"), _num(req, "valid_s"), rid)
 
 
+def _burst(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+    count, output, heartbeat = req.get("count"), req.get("output"), req.get("heartbeat", False)
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValueError("'count' must be an integer")
+    if not isinstance(output, str) or not isinstance(heartbeat, bool):
+        raise ValueError("'output' must be a string and 'heartbeat' true or false")
+    valid_s = _num(req, "valid_s") if "valid_s" in req else 5.0
+    return twin.burst(count, output, _num(req, "value"), valid_s, heartbeat=heartbeat)
+
+
 def _script(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     items = req.get("items")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
@@ -184,6 +194,7 @@ COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
     "vanish": _vanish,
     "ack": _ack,
     "recommend": _recommend,
+    "burst": _burst,
     "script": _script,
     "model": _model,
     "telemetry": _telemetry,

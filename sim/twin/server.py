@@ -24,6 +24,7 @@ Faults (methods, also reachable through ``sim.twin.control``) apply to every con
 ``vanish(s)``         drop every connection and refuse new ones for ``s`` seconds
 ``set_ack(every, on)`` ack telemetry every ``every`` records (``on=False``: never ack)
 ``recommend(...)``    send one recommendation now; ``script(items)`` sends them on a timeline
+``burst(count, ...)`` ``count`` recommendations (and optionally a heartbeat) in ONE write
 ``model(...)``        a simple model: a P controller of the heater from the telemetry
 ``push(bundle)``      send one ``config_push`` (signed bundle bytes) now
 ====================  ================================================================
@@ -78,6 +79,7 @@ log = logging.getLogger(__name__)
 
 HISTORY = 256  # heartbeat frames remembered for replay
 RECORD_MAX = 10_000  # heartbeats / statuses kept for stats
+BURST_MAX = 100_000  # recommendations in one burst write
 
 GARBAGE: dict[str, bytes] = {
     "zero_length": HEADER.pack(0),
@@ -87,6 +89,10 @@ GARBAGE: dict[str, bytes] = {
     "unknown_type": encode({"t": "nonsense", "x": 1}),
     "wrong_types": encode({"t": "heartbeat", "epoch": 1, "seq": "one", "healthy": 1}),
     "trailing": HEADER.pack(2) + b"\x80\x80",  # two empty maps in one frame
+    # well-framed, but not a valid recommend (id is not text): the agent finds out only
+    # when it reaches it in order, not as it reads it (PROTOCOL.md §6.1)
+    "bad_recommend": encode({"t": "recommend", "id": 7, "output": "o", "value": 1.0,
+                             "valid_s": 1.0}),
 }
 
 
@@ -230,6 +236,7 @@ class SimTwin:
         self.config_results: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
         self.push_on_hello: bytes | None = None  # pushed once, to the first agent that greets
         self.recommended: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
+        self.bursts: deque[dict[str, Any]] = deque(maxlen=RECORD_MAX)
         self._rec_ids = itertools.count(1)
 
     @classmethod
@@ -367,6 +374,44 @@ class SimTwin:
         self.recommended.append(sent)
         return sent
 
+    def burst(self, count: int, output: str, value: float, valid_s: float = 5.0, *,
+              heartbeat: bool = False) -> dict[str, Any]:
+        """Send ``count`` recommendations (ids ``bN-000000`` up, N counting the bursts) to
+        every connection in one write (one ``write()`` call per connection, the frames back
+        to back), then, with ``heartbeat``, a fresh
+        heartbeat in the same write behind them (recorded like any other). ValueError for a
+        count outside 1..BURST_MAX. Returns what was sent (``bytes`` per connection)."""
+        if not 1 <= count <= BURST_MAX:
+            raise ValueError(f"burst count must be in 1..{BURST_MAX}, got {count}")
+        n = len(self.bursts) + 1
+        # one frame encoded by the strict encoder, the others made from it by swapping the
+        # id (all ids the same length, so the same frame length): 8,000 frames in a few ms,
+        # so that building them does not hold up this twin's own heartbeats
+        template = f"b{n}-{{:06d}}"
+        first = encode(to_wire(Recommend(template.format(0), output, value, valid_s)),
+                       self.max_frame)
+        head, tail = first.split(template.format(0).encode())
+        data = b"".join(head + template.format(i).encode() + tail for i in range(count))
+        hb_seq = None
+        if heartbeat:
+            self._seq += 1
+            hb = Heartbeat(self.epoch, self._seq, self.healthy, time.time_ns() // 1_000_000)
+            frame = encode(to_wire(hb))
+            self._history.append((hb.epoch, hb.seq, frame))
+            data += frame
+            hb_seq = hb.seq
+        t = time.monotonic()
+        for conn in self._conns.values():
+            conn.send(data)
+        if hb_seq is not None:
+            for conn in self._conns.values():
+                self.heartbeats.append(SentHeartbeat(t, conn.id, self.epoch, hb_seq,
+                                                     self.healthy))
+        sent = {"t": t, "count": count, "bytes": len(data), "heartbeat_seq": hb_seq,
+                "connections": len(self._conns)}
+        self.bursts.append(sent)
+        return sent
+
     def push(self, bundle: bytes) -> dict[str, Any]:
         """Send a ``config_push`` of ``bundle`` to every connection now (no size check
         beyond the frame: the agent's refusals are what tests look at)."""
@@ -465,6 +510,7 @@ class SimTwin:
             "refused": self.refused,
             "vanished": self.vanished,
             "recommended": list(self.recommended)[-last:] if last > 0 else [],
+            "bursts": list(self.bursts)[-last:] if last > 0 else [],
             "results": list(self.results)[-last:] if last > 0 else [],
             "pushes": list(self.pushes)[-last:] if last > 0 else [],
             "config_results": list(self.config_results)[-last:] if last > 0 else [],
