@@ -159,7 +159,7 @@ class NativeGuard:
         """Open the hw watchdog and the link (if the PLC is reachable), then arm."""
         hw = self.profile.board.hw_watchdog
         if hw is not None and self._hw_fd < 0:
-            self._hw_fd = os.open(hw, os.O_WRONLY | os.O_CLOEXEC)
+            self._hw_fd = os.open(hw, os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         self._values = guard_values(self.profile, last_written)
         self._plc_was_connected = plc_connected
         if plc_connected:

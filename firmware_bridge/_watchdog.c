@@ -19,6 +19,9 @@
  *   busy                  =>  plan != NULL and the thread is using plan's fds without mu.
  *   fired                 =>  latched; cleared only by arm(). No action runs twice per arming.
  *   plan->has_results     =>  plan fired and its result arrays are final.
+ *   forked                =>  a fork()ed child (set by the at-fork handler, which closed the
+ *                             plan's dups): no thread; mu, wake and idle are never used again.
+ *   joining (GIL)         =>  one close() has claimed the join; nobody joins again.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
@@ -74,13 +77,15 @@ typedef struct {
     int64_t file_results[WD_MAX_FILES];
 } wd_plan;
 
-typedef struct {
+typedef struct wd_core {
     pthread_mutex_t mu;
     pthread_cond_t wake;     /* Python side -> thread: state changed (CLOCK_MONOTONIC) */
     pthread_cond_t idle;     /* thread -> Python side: busy went back to 0 */
     pthread_t thread;
     int thread_started;      /* (mu) */
-    int thread_joined;       /* only touched by close(), under the GIL */
+    int joining;             /* (GIL) set by the one close() that joins the thread */
+    int forked;              /* set in a fork()ed child only: no thread, mu/cond never used */
+    struct wd_core *next;    /* (registry_mu) the live cores, for the at-fork handler */
     int stop;                /* (mu) thread must exit */
     int closed;              /* (mu) no further arm/kick */
     wd_plan *plan;           /* (mu) */
@@ -102,6 +107,13 @@ typedef struct {
 typedef struct {
     PyTypeObject *watchdog_type;
 } module_state;
+
+/* Every live core, so that a fork()ed child can find the dups to close. registry_mu is held
+ * across fork() (prepare .. parent/child), so the child sees a whole list. */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static wd_core *registry;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_err;
 
 /* ---------------------------------------------------------------- plain C, no Python -- */
 
@@ -125,12 +137,63 @@ plan_free(wd_plan *p)
     }
     for (size_t i = p->n_fds; i-- > 0;) {
         free(p->fds[i].data);
-        close(p->fds[i].fd);
+        if (p->fds[i].fd >= 0) {
+            close(p->fds[i].fd);
+        }
     }
     if (p->hw_fd >= 0) {
         close(p->hw_fd);
     }
     free(p);
+}
+
+/* Close the plan's dups without freeing anything (async-signal-safe: for the fork child). */
+static void
+plan_close_fds(wd_plan *p)
+{
+    for (size_t i = 0; i < p->n_fds; i++) {
+        if (p->fds[i].fd >= 0) {
+            close(p->fds[i].fd);
+            p->fds[i].fd = -1;
+        }
+    }
+    if (p->hw_fd >= 0) {
+        close(p->hw_fd);
+        p->hw_fd = -1;
+    }
+}
+
+/* fork(): the child has only the forking thread. Its cores become inert: marked forked, their
+ * dups closed; their mutex and condition variables (possibly held or waited on by a thread
+ * that does not exist here) are never touched again, not even destroyed. */
+static void
+atfork_prepare(void)
+{
+    pthread_mutex_lock(&registry_mu);
+}
+
+static void
+atfork_parent(void)
+{
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void
+atfork_child(void)
+{
+    for (wd_core *c = registry; c != NULL; c = c->next) {
+        c->forked = 1;
+        if (c->plan != NULL) {
+            plan_close_fds(c->plan);
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void
+atfork_register(void)
+{
+    atfork_err = pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 /* Wait up to until_ns for fd to become ready for `events`; 1 ready, 0 timeout, -errno. */
@@ -388,12 +451,29 @@ copy_payload(PyObject *obj, size_t *len)
     return out;
 }
 
+/* dup() fd (FD_CLOEXEC) for `role`; ValueError if a write to it could block the thread: a
+ * socket is written with MSG_DONTWAIT and a regular file never waits for a reader, anything
+ * else (pipe, FIFO, tty, character device) must be O_NONBLOCK. -1 with an exception set. */
 static int
-dup_fd(int fd)
+dup_fd(int fd, const char *role, int *is_sock)
 {
+    struct stat st;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fstat(fd, &st) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    if (!S_ISSOCK(st.st_mode) && !S_ISREG(st.st_mode) && !(flags & O_NONBLOCK)) {
+        PyErr_Format(PyExc_ValueError, "%s: fd %d is blocking: the watchdog thread must never "
+                     "block on a write, set O_NONBLOCK (os.set_blocking(fd, False))", role, fd);
+        return -1;
+    }
     int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (d < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (is_sock != NULL) {
+        *is_sock = S_ISSOCK(st.st_mode);
     }
     return d;
 }
@@ -422,12 +502,10 @@ parse_fd_writes(PyObject *seq, wd_plan *p)
         if ((a->data = copy_payload(payload, &a->len)) == NULL) {
             goto fail;
         }
-        if ((a->fd = dup_fd(fd)) < 0) {
+        if ((a->fd = dup_fd(fd, "fd_writes", &a->is_sock)) < 0) {
             free(a->data);
             goto fail;
         }
-        struct stat st;
-        a->is_sock = fstat(a->fd, &st) == 0 && S_ISSOCK(st.st_mode);
         p->n_fds++;
     }
     Py_DECREF(fast);
@@ -535,6 +613,14 @@ closed_error(void)
     return NULL;
 }
 
+static PyObject *
+forked_error(void)
+{
+    PyErr_SetString(PyExc_ValueError, "watchdog inherited through fork() is inert: its thread "
+                    "runs only in the parent; create a new Watchdog in this process");
+    return NULL;
+}
+
 PyDoc_STRVAR(arm_doc,
 "arm($self, /, deadline_s, *, fd_writes=(), reply_timeout_s=0.05, file_writes=(),\n"
 "    hw_watchdog_fd=-1, hw_feed_interval_s=1.0, exit_code=None)\n--\n\n"
@@ -554,6 +640,9 @@ wd_arm(WatchdogObject *self, PyObject *args, PyObject *kwargs)
                                      &fd_writes, &reply_s, &file_writes, &hw_fd, &feed_s,
                                      &exit_obj)) {
         return NULL;
+    }
+    if (self->core->forked) {
+        return forked_error();
     }
     wd_plan *p = calloc(1, sizeof *p);
     if (p == NULL) {
@@ -581,7 +670,7 @@ wd_arm(WatchdogObject *self, PyObject *args, PyObject *kwargs)
         || (file_writes != NULL && parse_file_writes(file_writes, p) < 0)) {
         goto fail;
     }
-    if (hw_fd != -1 && (p->hw_fd = dup_fd(hw_fd)) < 0) {
+    if (hw_fd != -1 && (p->hw_fd = dup_fd(hw_fd, "hw_watchdog_fd", NULL)) < 0) {
         goto fail;
     }
 
@@ -638,6 +727,9 @@ wd_kick(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
 {
     wd_core *c = self->core;
     int closed;
+    if (c->forked) {
+        return forked_error();
+    }
     pthread_mutex_lock(&c->mu);
     closed = c->closed;
     if (!closed && c->plan != NULL) {
@@ -691,6 +783,9 @@ PyDoc_STRVAR(disarm_doc,
 static PyObject *
 wd_disarm(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->core->forked) {
+        Py_RETURN_NONE; /* the dups were closed at fork; nothing runs here */
+    }
     wd_plan *old = detach(self->core, 0);
     int kept = keep_results(self, old);
     plan_free(old);
@@ -704,19 +799,21 @@ static void
 core_close(WatchdogObject *self)
 {
     wd_core *c = self->core;
-    if (c == NULL) {
-        return;
+    if (c == NULL || c->forked) {
+        return; /* forked: no thread to stop or join, mu/cond may be held by a ghost */
     }
     wd_plan *old = detach(c, 1);
     if (keep_results(self, old) < 0) {
         PyErr_Clear(); /* only reachable on MemoryError; the results are lost, not the fds */
     }
     plan_free(old);
-    if (c->thread_started && !c->thread_joined) {
+    /* thread_started is final once closed is set (detach); `joining` is claimed with the GIL
+     * held, so of two concurrent close() calls one joins and the other returns at once. */
+    if (c->thread_started && !c->joining) {
+        c->joining = 1;
         Py_BEGIN_ALLOW_THREADS
         pthread_join(c->thread, NULL);
         Py_END_ALLOW_THREADS
-        c->thread_joined = 1;
     }
 }
 
@@ -740,11 +837,13 @@ wd_stats(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
     wd_core *c = self->core;
     wd_core snap;
     wd_plan res;
-    int have = 0;
+    int have = 0, forked = c->forked;
     Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    snap.plan = c->plan;
+    if (!forked) { /* forked: a single thread, and mu may be held by one that is gone */
+        pthread_mutex_lock(&c->mu);
+        wait_idle(c);
+    }
+    snap.plan = forked ? NULL : c->plan;
     snap.fired = c->fired;
     snap.kicks = c->kicks;
     snap.fires = c->fires;
@@ -756,7 +855,9 @@ wd_stats(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
         memcpy(&res, c->plan, sizeof res); /* copy arrays; pointers inside are not used */
         have = 1;
     }
-    pthread_mutex_unlock(&c->mu);
+    if (!forked) {
+        pthread_mutex_unlock(&c->mu);
+    }
     Py_END_ALLOW_THREADS
     PyObject *results;
     if (have) {
@@ -819,6 +920,10 @@ wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     c->wait_until_ns = INT64_MAX;
     self->core = c;
+    pthread_mutex_lock(&registry_mu);
+    c->next = registry;
+    registry = c;
+    pthread_mutex_unlock(&registry_mu);
     return (PyObject *)self;
 }
 
@@ -832,9 +937,21 @@ wd_dealloc(WatchdogObject *self)
         PyErr_Fetch(&et, &ev, &tb);
         core_close(self);
         PyErr_Restore(et, ev, tb);
-        pthread_cond_destroy(&c->idle);
-        pthread_cond_destroy(&c->wake);
-        pthread_mutex_destroy(&c->mu);
+        pthread_mutex_lock(&registry_mu);
+        wd_core **link = &registry;
+        while (*link != c) {
+            link = &(*link)->next;
+        }
+        *link = c->next;
+        pthread_mutex_unlock(&registry_mu);
+        if (c->forked) {
+            plan_free(c->plan); /* its fds are already closed */
+        }
+        else {
+            pthread_cond_destroy(&c->idle);
+            pthread_cond_destroy(&c->wake);
+            pthread_mutex_destroy(&c->mu);
+        }
         free(c);
         self->core = NULL;
     }
@@ -875,6 +992,12 @@ static PyType_Spec wd_spec = {
 static int
 module_exec(PyObject *m)
 {
+    pthread_once(&atfork_once, atfork_register);
+    if (atfork_err != 0) {
+        errno = atfork_err;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
     module_state *st = PyModule_GetState(m);
     st->watchdog_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &wd_spec, NULL);
     if (st->watchdog_type == NULL) {

@@ -11,7 +11,9 @@ profile with ``require_native_watchdog = true`` refuses this class (see
 Contract (shared with the C extension, see ``_watchdog.pyi``): fds are ``os.dup()``'d and
 payloads copied at arm time; ``kick()`` never waits on I/O; a fire is latched until re-armed;
 ``disarm()`` writes the magic close ``b"V"`` to a held hw watchdog fd unless the watchdog
-fired; ``close()`` is idempotent and ``arm()``/``kick()`` raise ``ValueError`` afterwards.
+fired; ``close()`` is idempotent and ``arm()``/``kick()`` raise ``ValueError`` afterwards;
+``arm()`` refuses (``ValueError``) a non-socket, non-regular fd without O_NONBLOCK; in a
+``fork()``ed child (``os.register_at_fork``) every inherited watchdog is inert, its dups closed.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import socket
 import stat
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -50,6 +53,21 @@ def _ns(value: float, name: str, *, allow_zero: bool) -> int:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be {bound} and at most {int(MAX_SECONDS)} s, got {value!r}")
     return int(value * 1e9)
+
+
+FORKED = ("watchdog inherited through fork() is inert: its thread runs only in the parent; "
+          "create a new Watchdog in this process")
+
+
+def _writable_without_blocking(fd: int, role: str) -> bool:
+    """Whether ``fd`` is a socket; ValueError naming it if a write to it could block: a socket
+    is written with MSG_DONTWAIT, a regular file never waits for a reader, anything else
+    (pipe, FIFO, tty, character device) must be O_NONBLOCK."""
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISSOCK(mode) and not stat.S_ISREG(mode) and os.get_blocking(fd):
+        raise ValueError(f"{role}: fd {fd} is blocking: the watchdog thread must never block on "
+                         "a write, set O_NONBLOCK (os.set_blocking(fd, False))")
+    return stat.S_ISSOCK(mode)
 
 
 def _payload(data: bytes) -> bytes:
@@ -210,6 +228,8 @@ class Watchdog:
         self._kicks = self._fires = self._feeds = self._feed_errors = 0
         self._worst_lateness_ns = self._last_lateness_ns = 0
         self._last_results: FireResults | None = None
+        self._forked = False  # set in a fork()ed child: inert there
+        _LIVE.add(self)
 
     # -- public API ------------------------------------------------------------------
     def arm(
@@ -224,6 +244,8 @@ class Watchdog:
         exit_code: int | None = None,
     ) -> None:
         """Fire unless kick() comes within deadline_s; replaces the previous actions."""
+        if self._forked:
+            raise ValueError(FORKED)
         if exit_code is not None and not 0 <= exit_code <= 255:
             raise ValueError(f"exit_code must be in 0..255, got {exit_code}")
         plan = _Plan(
@@ -239,14 +261,14 @@ class Watchdog:
         try:
             for fd, data in fd_writes:
                 payload = _payload(data)
+                is_sock = _writable_without_blocking(fd, "fd_writes")
                 dup = os.dup(fd)
-                sock = None
-                if stat.S_ISSOCK(os.fstat(dup).st_mode):
-                    sock = socket.socket(fileno=dup)
-                plan.fds.append(_FdAction(dup, sock, payload))
+                plan.fds.append(_FdAction(dup, socket.socket(fileno=dup) if is_sock else None,
+                                          payload))
             for path, data in file_writes:
                 plan.files.append((os.fspath(path), _payload(data)))
             if hw_watchdog_fd != -1:
+                _writable_without_blocking(hw_watchdog_fd, "hw_watchdog_fd")
                 plan.hw_fd = os.dup(hw_watchdog_fd)
         except BaseException:
             plan.release()
@@ -272,6 +294,8 @@ class Watchdog:
 
     def kick(self) -> None:
         """Push the deadline to now + deadline_s; never waits on I/O."""
+        if self._forked:
+            raise ValueError(FORKED)
         with self._cv:
             if self._closed:
                 raise ValueError("watchdog is closed")
@@ -282,10 +306,14 @@ class Watchdog:
 
     def disarm(self) -> None:
         """Stop watching; 'V' to a held hw watchdog fd unless the watchdog fired."""
+        if self._forked:
+            return  # the dups were closed at fork; nothing runs here
         self._retire(self._detach(stop=False))
 
     def close(self) -> None:
         """disarm(), then stop and join the thread; idempotent."""
+        if self._forked:
+            return
         self._retire(self._detach(stop=True))
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
@@ -310,6 +338,17 @@ class Watchdog:
             )
 
     # -- internals -------------------------------------------------------------------
+    def _after_fork_in_child(self) -> None:
+        """In a fork()ed child: no thread; the condition may be held by a thread that is
+        gone, so it is replaced; the dups are closed. Every method but stats() is inert."""
+        self._forked = True
+        self._cv = threading.Condition(threading.Lock())
+        plan, self._plan = self._plan, None
+        self._busy = False
+        self._thread = None
+        if plan is not None:
+            plan.release()
+
     def _detach(self, *, stop: bool) -> _Plan | None:
         with self._cv:
             while self._busy:
@@ -403,3 +442,14 @@ def _copy(results: FireResults | None) -> FireResults | None:
         replies=list(results["replies"]),
         file_writes=list(results["file_writes"]),
     )
+
+
+_LIVE: weakref.WeakSet[Watchdog] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for wd in list(_LIVE):
+        wd._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

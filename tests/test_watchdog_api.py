@@ -6,7 +6,6 @@ disarm, the hw watchdog feed / magic close, error reporting and resource hygiene
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import socket
@@ -16,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from watchdog_kit import watchdog_threads
 
-from firmware_bridge import pywatchdog
 from firmware_bridge.results import WatchdogAPI
 
 try:
@@ -25,26 +24,7 @@ try:
 except ImportError:  # pragma: no cover - the build is wired in setup.py
     _watchdog = None  # type: ignore[assignment]
 
-IMPLS = [
-    pytest.param("native", id="native"),
-    pytest.param("python", id="python"),
-]
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request: pytest.FixtureRequest) -> type[WatchdogAPI]:
-    if request.param == "native":
-        if _watchdog is None:
-            pytest.fail("firmware_bridge._watchdog is not built")
-        return _watchdog.Watchdog
-    return pywatchdog.Watchdog
-
-
-@pytest.fixture
-def wd(impl: type[WatchdogAPI]) -> Iterator[WatchdogAPI]:
-    w = impl()
-    yield w
-    w.close()
+# the fixtures ``impl`` (both implementations) and ``wd`` (one of each) are in conftest.py
 
 
 @pytest.fixture
@@ -199,6 +179,7 @@ def test_broken_fds_are_reported_not_fatal(wd: WatchdogAPI, tmp_path: Path) -> N
     gone_ours, gone_peer = socket.socketpair()
     gone_peer.close()  # peer closed before the fire
     read_end, write_end = os.pipe()  # a read-only fd: write() gives EBADF
+    os.set_blocking(read_end, False)  # arm() refuses a blocking pipe
     ok_ours, ok_peer = socket.socketpair()
     try:
         wd.arm(
@@ -319,18 +300,6 @@ def test_close_is_idempotent_and_final(impl: type[WatchdogAPI]) -> None:
     w.disarm()  # harmless
 
 
-def _threads() -> int:
-    """Watchdog threads of this process: the native one by its OS name, the Python one by
-    its thread name (other tests leave unrelated threads that may come and go)."""
-    native = 0
-    for task in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError):
-            comm = Path(f"/proc/self/task/{task}/comm").read_text().strip()
-            native += comm == "tg-watchdog"
-    python = sum(t.name == "twinguard-pywatchdog" and t.is_alive() for t in threading.enumerate())
-    return native + python
-
-
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -355,16 +324,16 @@ def test_ten_thousand_cycles_leak_no_thread_and_no_fd(
             wd.disarm()
 
         cycle()  # the thread starts on the first arm
-        threads, fds = _threads(), _fds()
+        threads, fds = watchdog_threads(), _fds()
         for _ in range(10_000):
             cycle()
-        assert (_threads(), _fds()) == (threads, fds)
+        assert (watchdog_threads(), _fds()) == (threads, fds)
         assert wd.stats()["kicks"] == 10_001
         assert wd.stats()["fires"] == 0
     finally:
         os.close(dev)
     wd.close()
-    assert _threads() == threads - 1  # close() joins the thread
+    assert watchdog_threads() == threads - 1  # close() joins the thread
 
 
 @pytest.mark.timeout(10)
@@ -393,7 +362,6 @@ def test_concurrent_kicks_while_rearming(
     wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     """Kicks from several threads race arm/disarm/stats: no crash, no deadlock, sane counts."""
-    import threading
 
     ours, _peer = pair
     stop = threading.Event()
