@@ -7,14 +7,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware_bridge import pywatchdog
-from firmware_bridge.results import WatchdogAPI
+from firmware_bridge import WatchdogAPI, pywatchdog
 from sim.plc.harness import SimPlcProcess, SocatPair
 
 try:
-    from firmware_bridge import _watchdog
+    from firmware_bridge import native
 except ImportError:  # pragma: no cover - the build is wired in setup.py
-    _watchdog = None  # type: ignore[assignment]
+    native = None  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -36,9 +35,9 @@ def impl(request: pytest.FixtureRequest) -> type[WatchdogAPI]:
     """Each watchdog class in turn (test ids ``[native]``/``[python]``: CI's sanitizer leg
     selects ``-k native``); a missing native build fails rather than skips."""
     if request.param == "native":
-        if _watchdog is None:
+        if native is None:
             pytest.fail("firmware_bridge._watchdog is not built")
-        return _watchdog.Watchdog
+        return native.Watchdog
     return pywatchdog.Watchdog
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from watchdog_kit import watchdog_threads
 
-from firmware_bridge.results import WatchdogAPI
+from firmware_bridge import WatchdogAPI
 
 try:
-    from firmware_bridge import _watchdog
+    from firmware_bridge import native
 except ImportError:  # pragma: no cover - the build is wired in setup.py
-    _watchdog = None  # type: ignore[assignment]
+    native = None  # type: ignore[assignment]
 
 # the fixtures ``impl`` (both implementations) and ``wd`` (one of each) are in conftest.py
 
@@ -338,10 +338,10 @@ def test_ten_thousand_cycles_leak_no_thread_and_no_fd(
 
 @pytest.mark.timeout(10)
 def test_native_thread_blocks_all_signals() -> None:
-    if _watchdog is None:
+    if native is None:
         pytest.fail("firmware_bridge._watchdog is not built")
     before = set(os.listdir("/proc/self/task"))
-    w = _watchdog.Watchdog()
+    w = native.Watchdog()
     try:
         w.arm(5.0)
         new = set(os.listdir("/proc/self/task")) - before
@@ -419,3 +419,39 @@ def test_a_full_peer_times_out_and_the_file_action_still_runs(
         "file_writes": [0],
     }
     assert led.read_bytes() == b"1"
+
+
+@pytest.mark.timeout(10)
+def test_fired_is_the_latch_read_cheaply(
+    wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """``fired`` follows the latch (what stats() says), no dict built: False while kicked,
+    True once the deadline passed, False again after a re-arm."""
+    ours, peer = pair
+    assert wd.fired is False  # never armed
+    wd.arm(30.0, fd_writes=[(ours.fileno(), b"F")], reply_timeout_s=0.0)
+    wd.kick()
+    assert wd.fired is False
+    wd.arm(0.02, fd_writes=[(ours.fileno(), b"F")], reply_timeout_s=0.0)
+    assert recv_exactly(peer, 1) == b"F"
+    assert wait_for(lambda: wd.fired)
+    assert wd.stats()["fired"] is True
+    wd.arm(30.0)
+    assert wd.fired is False and wd.stats()["fired"] is False
+
+
+@pytest.mark.timeout(10)
+def test_the_led_file_is_the_one_opened_at_arm(wd: WatchdogAPI, tmp_path: Path) -> None:
+    """The fault LED path is opened by arm(): a file that appears later is not written (its
+    fire result is the -ENOENT of that open), a file replaced later keeps its old inode."""
+    late, kept = tmp_path / "late", tmp_path / "kept"
+    kept.write_bytes(b"0\n")
+    wd.arm(0.05, file_writes=[(str(late), b"1"), (str(kept), b"1")])
+    late.write_bytes(b"0")
+    kept.rename(tmp_path / "kept.old")
+    kept.write_bytes(b"new")
+    assert wait_for(lambda: wd.stats()["last_fire_results"] is not None)
+    assert wd.stats()["last_fire_results"] == {
+        "fd_writes": [], "replies": [], "file_writes": [-errno.ENOENT, 0]}
+    assert late.read_bytes() == b"0" and kept.read_bytes() == b"new"
+    assert (tmp_path / "kept.old").read_bytes() == b"1", "written at offset 0, truncated"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from watchdog_kit import child_env
 
-from firmware_bridge.results import WatchdogAPI
+from firmware_bridge import WatchdogAPI
 
 RACE = """
 import os, threading

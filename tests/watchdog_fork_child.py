@@ -20,7 +20,7 @@ After the children the parent re-arms with a short deadline to show its own watc
 fires (a new socket pair's other end receives the payload). One JSON line on stdout::
 
     {"children": [{"pid", "held": [link, ...], "status": int | "hung", "exit_s"}, ...],
-     "parent_fired": bool, "module": the file the Watchdog class was loaded from}
+     "parent_fired": bool, "module": the file the C core was loaded from, or null}
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def main() -> int:
     global WD  # noqa: PLW0603 - the point is a module-level watchdog
     cfg = json.loads(sys.argv[1])
     if cfg["impl"] == "native":
-        from firmware_bridge._watchdog import Watchdog
+        from firmware_bridge.native import Watchdog
     else:
         from firmware_bridge.pywatchdog import Watchdog  # type: ignore[assignment]
     WD = Watchdog()
@@ -117,7 +117,8 @@ def main() -> int:
     again_peer.settimeout(5.0)
     fired = again_peer.recv(4) == b"SAFE"
     WD.close()
-    module = sys.modules[Watchdog.__module__].__file__
+    core = sys.modules.get("firmware_bridge._watchdog")
+    module = None if core is None else core.__file__
     print(json.dumps({"children": children, "parent_fired": fired, "module": module}),
           flush=True)
     return 0
