@@ -139,7 +139,7 @@ class NativeGuard:
         self.exit_code = exit_code
         self.reply_timeout_s = reply_timeout_s
         self.hw_feed_interval_s = hw_feed_interval_s
-        self.native = watchdog_cls.__module__.endswith("_watchdog")
+        self.native = watchdog_cls.native
         self._wd: WatchdogAPI = watchdog_cls()
         self._values = guard_values(profile, {})
         self._frames = b""
@@ -160,7 +160,7 @@ class NativeGuard:
         """Open the hw watchdog and the link (if the PLC is reachable), then arm."""
         hw = self.profile.board.hw_watchdog
         if hw is not None and self._hw_fd < 0:
-            self._hw_fd = os.open(hw, os.O_WRONLY | os.O_CLOEXEC)
+            self._hw_fd = os.open(hw, os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)
         self._values = guard_values(self.profile, last_written)
         self._plc_was_connected = plc_connected
         if plc_connected:
@@ -176,8 +176,9 @@ class NativeGuard:
         self._wd.kick()
 
     def fired(self) -> bool:
-        """The watchdog fired since it was last armed (latched until :meth:`rearm`)."""
-        return self._wd.stats()["fired"]
+        """The watchdog fired since it was last armed (latched until :meth:`rearm`); a cheap
+        read of the latch, fit for a check before every PLC write."""
+        return self._wd.fired
 
     def rearm(self, values: Mapping[str, float] | None = None) -> None:
         """Re-encode the frames (for ``values`` if given) and arm again; clears a fire."""

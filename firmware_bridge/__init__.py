@@ -1,8 +1,16 @@
-"""firmware_bridge: the native watchdog (C extension ``_watchdog``) and its pure-Python twin.
+"""firmware_bridge: the native watchdog and its pure-Python twin, one API (``api``).
 
-``Watchdog`` is the native class when it can be imported, else the pure-Python twin
-(``pywatchdog``), which cannot fire while another thread holds the GIL. ``NATIVE`` says
-which one. The environment variable ``TWINGUARD_WATCHDOG`` overrides the choice:
+=================  ===========================================================================
+``api``            ``WatchdogAPI``: ``arm()`` (written once), the reporting, the contract
+``native``         ``Watchdog``: the C core (``_watchdog.c``, stub ``_watchdog.pyi``) + the API
+``pywatchdog``     ``Watchdog``: a Python thread core + the API (cannot fire while the GIL is
+                   held)
+``results``        the shapes ``stats()`` returns, the result codes of a fire
+=================  ===========================================================================
+
+``Watchdog`` is the native class when it can be imported, else the pure-Python twin.
+``NATIVE`` (and each class's ``native``) says which one. The environment variable
+``TWINGUARD_WATCHDOG`` overrides the choice:
 
     unset, "" or "auto"   native if importable, else Python
     "native"              native; ImportError at import if it is not built
@@ -19,7 +27,8 @@ import logging
 import os
 
 from firmware_bridge import pywatchdog
-from firmware_bridge.results import FireResults, WatchdogAPI, WatchdogStats
+from firmware_bridge.api import WatchdogAPI
+from firmware_bridge.results import FireResults, WatchdogStats
 
 __all__ = [
     "NATIVE",
@@ -42,7 +51,7 @@ if _choice not in ("", "auto", "native", "python"):
 
 if _choice != "python":
     try:
-        from firmware_bridge._watchdog import Watchdog as _NativeWatchdog
+        from firmware_bridge.native import Watchdog as _NativeWatchdog
     except ImportError as exc:
         if _choice == "native":
             raise ImportError(

@@ -1,908 +1,488 @@
-/* firmware_bridge._watchdog: a native watchdog thread that acts while Python is hung.
+/* firmware_bridge._watchdog: the native watchdog's core, what must run without the GIL.
  *
- * Model: CPython's Modules/faulthandler.c (dump_traceback_later). Everything the thread needs
- * is prepared in C memory while the GIL is held (payload bytes and paths copied, file
- * descriptors dup()'d with FD_CLOEXEC, so Python closing its socket objects cannot pull them
- * away). The thread is created with every signal blocked, never touches a Python object or
- * the GIL, and uses one pthread condition variable on CLOCK_MONOTONIC as both its timer and
- * its wake-up: no polling loop.
- *
- * Locking. One mutex `mu` guards every field of `wd_core` marked (mu). The thread never holds
- * `mu` while doing I/O: it sets `busy`, unlocks, does the I/O on the plan's own fds, relocks,
- * clears `busy` and broadcasts `idle`. kick() only ever takes `mu` for a few stores, so it
- * never waits on I/O. arm/disarm/close/stats release the GIL, then wait for `!busy` before
- * they replace, free or read a plan. Lock order: never take the GIL while holding `mu`.
- *
- * Invariants (under mu):
- *   plan != NULL          <=> armed; the plan is owned by the core, freed only by the Python
- *                             side after it has been detached with busy == 0.
- *   busy                  =>  plan != NULL and the thread is using plan's fds without mu.
- *   fired                 =>  latched; cleared only by arm(). No action runs twice per arming.
- *   plan->has_results     =>  plan fired and its result arrays are final.
+ * Modelled on CPython's faulthandler (dump_traceback_later); the contract is in _watchdog.pyi.
+ * Python (firmware_bridge.api) checks arguments, dup()s fds, opens the LED file and keeps the
+ * reports; the core owns what it is given. The thread starts with every signal blocked, never
+ * touches a Python object or the GIL, and waits on one condition variable (CLOCK_MONOTONIC),
+ * its timer and its wake-up. It never holds `mu` during I/O: it sets `busy`, unlocks, uses the
+ * plan, relocks, clears `busy`, broadcasts `idle`. kick() takes `mu` for a few stores; the
+ * other methods release the GIL and wait for !busy. Never take the GIL while holding `mu`.
  */
 #define _GNU_SOURCE
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define WD_MAX_FDS 16
-#define WD_MAX_FILES 16
-#define WD_MAX_PAYLOAD 65536
-#define WD_MAX_SECONDS 86400.0
+#define WD_MAX 16 /* fd writes, and file writes, per plan */
 #define NS 1000000000LL
+#define VIEW_HEAD 6 /* armed, fired, kicks, fires, feeds, feed_errors */
 
 typedef struct {
-    int fd;          /* our dup, FD_CLOEXEC; closed by plan_free */
-    int is_sock;     /* send(MSG_DONTWAIT|MSG_NOSIGNAL) instead of write() */
-    char *data;
+    int fd;           /* owned by the core from a successful _arm() until it is replaced */
+    const char *data; /* into a bytes object of `payloads` */
     size_t len;
-} wd_fd_action;
+} wd_action;
 
 typedef struct {
-    char *path;      /* file-system encoded, NUL terminated */
-    char *data;
-    size_t len;
-} wd_file_action;
-
-typedef struct {
-    int64_t period_ns;
-    int64_t reply_timeout_ns;
-    int64_t feed_interval_ns;
-    int hw_fd;       /* our dup or -1 */
-    int exit_code;   /* -1: do not _exit */
-    size_t n_fds, n_files;
-    wd_fd_action fds[WD_MAX_FDS];
-    wd_file_action files[WD_MAX_FILES];
-    /* results: written by the thread while busy, final once has_results is set (mu) */
-    int has_results;
-    int64_t written[WD_MAX_FDS];
-    int64_t replies[WD_MAX_FDS];
-    int64_t file_results[WD_MAX_FILES];
+    int64_t period_ns, budget_ns, feed_ns;
+    int exit_code, hw_fd;      /* -1: no _exit / no hw watchdog */
+    size_t n_writes, n_files;  /* act[0..n_writes) fd writes, then n_files file writes */
+    wd_action act[2 * WD_MAX]; /* a file's fd < 0 is the -errno its open() got: reported */
+    PyObject *payloads;        /* (GIL) the (writes, files) tuple act[].data points into */
 } wd_plan;
 
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t wake;     /* Python side -> thread: state changed (CLOCK_MONOTONIC) */
-    pthread_cond_t idle;     /* thread -> Python side: busy went back to 0 */
-    pthread_t thread;
-    int thread_started;      /* (mu) */
-    int thread_joined;       /* only touched by close(), under the GIL */
-    int stop;                /* (mu) thread must exit */
-    int closed;              /* (mu) no further arm/kick */
-    wd_plan *plan;           /* (mu) */
-    int busy;                /* (mu) */
-    int fired;               /* (mu) */
-    int64_t deadline_ns;     /* (mu) */
-    int64_t next_feed_ns;    /* (mu) */
-    int64_t wait_until_ns;   /* (mu) what the thread sleeps towards; INT64_MAX = no timeout */
-    uint64_t kicks, fires, feeds, feed_errors; /* (mu) */
-    int64_t worst_lateness_ns, last_lateness_ns; /* (mu) */
-} wd_core;
-
-typedef struct {
+/* The one struct. Invariants (under mu):
+ *   armed     <=> plan holds fds and payloads the core owns, and the thread watches it;
+ *                 disarmed, plan is empty (no fds, no payloads).
+ *   busy      =>  armed, and the thread uses plan and res without mu: nobody else may.
+ *   fired     =>  latched until the next _arm(); no action runs twice; res final once !busy.
+ *   stop      =>  closed: !armed for good, the thread exits; kick() and _arm() raise.
+ *   forked    =>  no thread, and mu, wake, idle are never used (again): a fork()ed child
+ *                 (the at-fork handler disarmed it and closed the fds), or a failed init.
+ *   joining   (GIL) one _close() has claimed the join; nobody joins again.
+ */
+typedef struct wd {
     PyObject_HEAD
-    wd_core *core;           /* NULL only if __new__ failed half-way */
-    PyObject *last_results;  /* dict of a plan that fired and was since replaced, or NULL */
-} WatchdogObject;
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* Python side -> thread: the state changed (CLOCK_MONOTONIC) */
+    pthread_cond_t idle; /* thread -> Python side: busy went back to 0 */
+    pthread_t thread;
+    int stop, armed, busy, fired, joining, forked;
+    int64_t deadline_ns, next_feed_ns; /* kick() only ever moves deadline_ns later */
+    int64_t kicks, fires, feeds, feed_errors;
+    int64_t lateness_ns;   /* of the latest fire */
+    int64_t res[3 * WD_MAX]; /* a fire: per fd bytes written, per fd reply bytes, per file 0 */
+    wd_plan plan;
+    struct wd *next, **prev; /* (registry_mu) */
+} wd;
 
-typedef struct {
-    PyTypeObject *watchdog_type;
-} module_state;
+/* What the Python side reads (see _watchdog.pyi): the VIEW_HEAD counters, then for a fired
+ * plan lateness_ns, n_writes and res[0 .. 2 * n_writes + n_files). */
+typedef struct { size_t n; int64_t v[VIEW_HEAD + 2 + 3 * WD_MAX]; } wd_view;
+
+/* Every live core, for the at-fork handler; registry_mu is held across fork(). */
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static wd *registry;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static int atfork_err;
 
 /* ---------------------------------------------------------------- plain C, no Python -- */
 
-static int64_t
-mono_ns(void)
-{
+static int64_t mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
 }
 
-static void
-plan_free(wd_plan *p)
-{
-    if (p == NULL) {
-        return;
-    }
-    for (size_t i = p->n_files; i-- > 0;) {
-        free(p->files[i].data);
-        free(p->files[i].path);
-    }
-    for (size_t i = p->n_fds; i-- > 0;) {
-        free(p->fds[i].data);
-        close(p->fds[i].fd);
-    }
-    if (p->hw_fd >= 0) {
-        close(p->hw_fd);
-    }
-    free(p);
+static int ms_left(int64_t until_ns) {
+    int64_t left = until_ns - mono_ns();
+    return left <= 0 ? 0 : (int)((left + 999999) / 1000000);
 }
 
-/* Wait up to until_ns for fd to become ready for `events`; 1 ready, 0 timeout, -errno. */
-static int
-wait_fd(int fd, short events, int64_t until_ns)
-{
-    for (;;) {
-        int64_t left = until_ns - mono_ns();
-        int ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-        struct pollfd pfd = {.fd = fd, .events = events};
-        int r = poll(&pfd, 1, ms);
-        if (r > 0) {
-            return (pfd.revents & POLLNVAL) ? -EBADF : 1;
-        }
-        if (r == 0) {
-            return 0;
-        }
-        if (errno != EINTR) {
-            return -errno;
-        }
+/* Close a plan's fds; if magic, first 'V' to its hw watchdog fd (the magic close: a clean stop
+ * must not reboot the board; not after a fire, then the board is left to reboot). */
+static void plan_close(wd_plan *p, int magic) {
+    if (magic && p->hw_fd >= 0) {
+        while (write(p->hw_fd, "V", 1) < 0 && errno == EINTR) {}
     }
+    for (size_t i = p->n_writes + p->n_files; i-- > 0;) {
+        if (p->act[i].fd >= 0) close(p->act[i].fd);
+    }
+    if (p->hw_fd >= 0) close(p->hw_fd);
 }
 
-/* Write all of data; partial writes and EINTR loop, EAGAIN waits until until_ns.
- * Returns bytes written (== len) or -errno (-ETIMEDOUT if the fd stayed full). */
-static int64_t
-write_all(int fd, int is_sock, const char *data, size_t len, int64_t until_ns)
-{
+/* All of data to fd: send(MSG_DONTWAIT|MSG_NOSIGNAL), or write() if fd is not a socket (it is
+ * O_NONBLOCK or a regular file: arm() refuses others). EAGAIN polls until until_ns. len, or
+ * -errno (-ETIMEDOUT: the fd stayed full). */
+static int64_t write_all(int fd, const char *data, size_t len, int64_t until_ns) {
     size_t off = 0;
+    int sock = 1;
     while (off < len) {
-        ssize_t n = is_sock ? send(fd, data + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL)
-                            : write(fd, data + off, len - off);
+        ssize_t n = sock ? send(fd, data + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL)
+                         : write(fd, data + off, len - off);
         if (n >= 0) {
             off += (size_t)n;
-            continue;
-        }
-        if (errno == EINTR) {
-            continue;
-        }
-        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        } else if (errno == ENOTSOCK && sock) {
+            sock = 0;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+            int r = poll(&pfd, 1, ms_left(until_ns));
+            if (r == 0 || (r > 0 && (pfd.revents & POLLNVAL)) || (r < 0 && errno != EINTR)) {
+                return r == 0 ? -ETIMEDOUT : r > 0 ? -EBADF : -errno;
+            }
+        } else if (errno != EINTR) {
             return -errno;
-        }
-        int w = wait_fd(fd, POLLOUT, until_ns);
-        if (w == 0) {
-            return -ETIMEDOUT;
-        }
-        if (w < 0) {
-            return w;
         }
     }
     return (int64_t)len;
 }
 
-/* The fire: runs on the watchdog thread without mu, with busy set. */
-static void
-plan_fire(wd_plan *p)
-{
-    int64_t until = mono_ns() + p->reply_timeout_ns;
-    struct pollfd pfds[WD_MAX_FDS];
-    size_t waiting = 0;
+/* A file opened at arm time (a sysfs LED attribute): one write at offset 0, then truncated to
+ * the payload (a regular file then holds exactly it; sysfs ignores offset and size). 0 or
+ * -errno. */
+static int64_t write_file(const wd_action *a) {
+    ssize_t n;
+    while ((n = pwrite(a->fd, a->data, a->len, 0)) < 0 && errno == EINTR) {}
+    if (n < 0 || (size_t)n != a->len) return n < 0 ? -errno : -EIO;
+    (void)ftruncate(a->fd, (off_t)a->len);
+    return 0;
+}
 
-    for (size_t i = 0; i < p->n_fds; i++) {
-        p->written[i] = write_all(p->fds[i].fd, p->fds[i].is_sock, p->fds[i].data,
-                                  p->fds[i].len, until);
-        pfds[i].fd = p->written[i] >= 0 ? p->fds[i].fd : -1;
-        pfds[i].events = POLLIN;
-        pfds[i].revents = 0;
-        p->replies[i] = p->written[i] >= 0 ? -ETIMEDOUT : -ECANCELED;
-        waiting += p->written[i] >= 0;
+/* The fire: on the watchdog thread, without mu, with busy set. The budget runs from its start
+ * and covers the writes and the reply reads; the hw watchdog is fed no more. */
+static void fire(wd *w) {
+    const wd_plan *p = &w->plan;
+    size_t n = p->n_writes;
+    int64_t *written = w->res, *replies = w->res + n, *files = w->res + 2 * n;
+    int64_t until = mono_ns() + p->budget_ns;
+    for (size_t i = 0; i < n; i++) {
+        written[i] = write_all(p->act[i].fd, p->act[i].data, p->act[i].len, until);
     }
-    while (waiting > 0) {
-        int64_t left = until - mono_ns();
-        int ms = left <= 0 ? 0 : (int)((left + 999999) / 1000000);
-        int r = poll(pfds, (nfds_t)p->n_fds, ms);
-        if (r < 0 && errno == EINTR) {
+    for (size_t j = 0; j < p->n_files; j++) {
+        files[j] = p->act[n + j].fd < 0 ? p->act[n + j].fd : write_file(&p->act[n + j]);
+    }
+    for (size_t i = 0; i < n; i++) { /* one read per fd whose write succeeded, in the budget */
+        struct pollfd pfd = {.fd = p->act[i].fd, .events = POLLIN};
+        char buf[512];
+        ssize_t got = -1;
+        int r = 0;
+        while (written[i] >= 0 && (r = poll(&pfd, 1, ms_left(until))) < 0 && errno == EINTR) {}
+        if (written[i] < 0 || r == 0) {
+            replies[i] = written[i] < 0 ? -ECANCELED : -ETIMEDOUT;
             continue;
         }
-        if (r <= 0) {
-            if (r < 0) {
-                for (size_t i = 0; i < p->n_fds; i++) {
-                    if (pfds[i].fd >= 0) {
-                        p->replies[i] = -errno;
-                    }
-                }
-            }
-            break; /* timeout: the remaining ones keep -ETIMEDOUT */
+        if (r > 0 && (pfd.revents & POLLNVAL)) {
+            errno = EBADF;
+        } else if (r > 0) {
+            while ((got = read(pfd.fd, buf, sizeof buf)) < 0 && errno == EINTR) {}
         }
-        for (size_t i = 0; i < p->n_fds; i++) {
-            if (pfds[i].fd < 0 || pfds[i].revents == 0) {
-                continue;
-            }
-            if (pfds[i].revents & POLLNVAL) {
-                p->replies[i] = -EBADF;
-            }
-            else {
-                char buf[512];
-                ssize_t n;
-                do {
-                    n = read(pfds[i].fd, buf, sizeof buf);
-                } while (n < 0 && errno == EINTR);
-                p->replies[i] = n >= 0 ? (int64_t)n : -errno;
-            }
-            pfds[i].fd = -1;
-            waiting--;
-        }
-    }
-    for (size_t i = 0; i < p->n_files; i++) {
-        int fd;
-        do {
-            fd = open(p->files[i].path,
-                      O_WRONLY | O_CLOEXEC | O_TRUNC | O_NOCTTY | O_NONBLOCK);
-        } while (fd < 0 && errno == EINTR);
-        if (fd < 0) {
-            p->file_results[i] = -errno;
-            continue;
-        }
-        int64_t w = write_all(fd, 0, p->files[i].data, p->files[i].len,
-                              mono_ns() + p->reply_timeout_ns);
-        int c = close(fd);
-        p->file_results[i] = w < 0 ? w : (c < 0 && errno != EINTR ? -errno : 0);
+        replies[i] = got >= 0 ? (int64_t)got : -errno; /* r < 0: poll's errno */
     }
 }
 
-static void *
-wd_main(void *arg)
-{
-    wd_core *c = arg;
-    pthread_mutex_lock(&c->mu);
-    while (!c->stop) {
-        wd_plan *p = c->plan;
-        if (p == NULL || c->fired) {
-            c->wait_until_ns = INT64_MAX;
-            pthread_cond_wait(&c->wake, &c->mu);
+static void *wd_main(void *arg) {
+    wd *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        int64_t now = mono_ns(), wake = w->deadline_ns;
+        int firing = now >= w->deadline_ns;
+        if (!w->armed || w->fired) {
+            pthread_cond_wait(&w->wake, &w->mu);
             continue;
         }
-        int64_t now = mono_ns();
-        if (now >= c->deadline_ns) {
-            c->last_lateness_ns = now - c->deadline_ns;
-            if (c->last_lateness_ns > c->worst_lateness_ns) {
-                c->worst_lateness_ns = c->last_lateness_ns;
+        if (firing || (w->plan.hw_fd >= 0 && now >= w->next_feed_ns)) {
+            ssize_t fed = 0;
+            if (firing) {
+                __atomic_store_n(&w->fired, 1, __ATOMIC_RELEASE);
+                w->fires++;
+                w->lateness_ns = now - w->deadline_ns;
             }
-            c->fired = 1;
-            c->fires++;
-            c->busy = 1;
-            pthread_mutex_unlock(&c->mu);
-            plan_fire(p);
-            if (p->exit_code >= 0) {
-                _exit(p->exit_code);
+            w->busy = 1;
+            pthread_mutex_unlock(&w->mu);
+            if (firing) {
+                fire(w); /* and the hw watchdog is fed no more */
+                if (w->plan.exit_code >= 0) _exit(w->plan.exit_code);
+            } else {
+                /* one NUL byte: anything but 'V' feeds */
+                while ((fed = write(w->plan.hw_fd, "", 1)) < 0 && errno == EINTR) {}
             }
-            pthread_mutex_lock(&c->mu);
-            p->has_results = 1;
-            c->busy = 0;
-            pthread_cond_broadcast(&c->idle);
-            continue; /* fired: stop feeding the hw watchdog, wait for re-arm */
+            pthread_mutex_lock(&w->mu);
+            if (!firing) {
+                w->feeds += fed == 1;
+                w->feed_errors += fed != 1;
+                w->next_feed_ns = now + w->plan.feed_ns;
+            }
+            w->busy = 0;
+            pthread_cond_broadcast(&w->idle);
+            continue;
         }
-        int64_t wake = c->deadline_ns;
-        if (p->hw_fd >= 0) {
-            if (now >= c->next_feed_ns) {
-                c->busy = 1;
-                pthread_mutex_unlock(&c->mu);
-                ssize_t n;
-                do {
-                    n = write(p->hw_fd, "", 1); /* one NUL byte: anything but 'V' feeds */
-                } while (n < 0 && errno == EINTR);
-                pthread_mutex_lock(&c->mu);
-                if (n == 1) {
-                    c->feeds++;
-                }
-                else {
-                    c->feed_errors++;
-                }
-                c->next_feed_ns = now + p->feed_interval_ns;
-                c->busy = 0;
-                pthread_cond_broadcast(&c->idle);
-                continue;
-            }
-            if (c->next_feed_ns < wake) {
-                wake = c->next_feed_ns;
-            }
-        }
-        c->wait_until_ns = wake;
-        struct timespec ts = {.tv_sec = wake / NS, .tv_nsec = wake % NS};
-        pthread_cond_timedwait(&c->wake, &c->mu, &ts);
-        c->wait_until_ns = INT64_MAX;
+        if (w->plan.hw_fd >= 0 && w->next_feed_ns < wake) wake = w->next_feed_ns;
+        struct timespec ts = {.tv_sec = wake / NS, .tv_nsec = wake % NS}; /* a kick since: */
+        pthread_cond_timedwait(&w->wake, &w->mu, &ts); /* wake up early, sleep again */
     }
-    pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&w->mu);
     return NULL;
 }
 
-/* Create the thread with every signal blocked (it inherits the mask). Called under mu. */
-static int
-start_thread(wd_core *c)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    int err = pthread_sigmask(SIG_BLOCK, &all, &old);
-    if (err != 0) {
-        return err;
+/* Under mu, GIL released: wait for !busy, fill *view, then (if old) detach the plan into it. */
+static void take(wd *w, wd_view *view, wd_plan *old) {
+    while (w->busy && !w->forked) pthread_cond_wait(&w->idle, &w->mu);
+    int64_t head[VIEW_HEAD] = {w->armed, w->fired, w->kicks, w->fires, w->feeds, w->feed_errors};
+    size_t n = VIEW_HEAD;
+    memcpy(view->v, head, sizeof head);
+    if (w->armed && w->fired) {
+        size_t n_res = 2 * w->plan.n_writes + w->plan.n_files;
+        view->v[n++] = w->lateness_ns;
+        view->v[n++] = (int64_t)w->plan.n_writes;
+        memcpy(view->v + n, w->res, n_res * sizeof w->res[0]);
+        n += n_res;
     }
-    err = pthread_create(&c->thread, NULL, wd_main, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err == 0) {
-        c->thread_started = 1;
-        (void)pthread_setname_np(c->thread, "tg-watchdog"); /* visible in ps -L, top -H */
+    view->n = n;
+    if (old != NULL) {
+        *old = w->plan;
+        w->plan = (wd_plan){.hw_fd = -1};
+        w->armed = 0;
+        if (!w->forked) pthread_cond_signal(&w->wake);
     }
-    return err;
 }
 
-/* Wait until the thread is not using the plan. Called under mu, GIL released. */
-static void
-wait_idle(wd_core *c)
-{
-    while (c->busy) {
-        pthread_cond_wait(&c->idle, &c->mu);
+/* fork(): the child has only the forking thread. Its cores become inert (see `forked`); their
+ * mutex and condition variables, which a thread that does not exist here may have held or
+ * waited on, are never touched again, not even destroyed, so the child can exit. */
+static void atfork_prepare(void) { pthread_mutex_lock(&registry_mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&registry_mu); }
+
+static void atfork_child(void) {
+    for (wd *w = registry; w != NULL; w = w->next) {
+        PyObject *payloads = w->plan.payloads; /* released later, with the GIL */
+        plan_close(&w->plan, 0);
+        w->plan = (wd_plan){.hw_fd = -1, .payloads = payloads};
+        w->armed = 0;
+        w->forked = 1;
     }
+    pthread_mutex_unlock(&registry_mu);
+}
+
+static void atfork_register(void) {
+    atfork_err = pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 /* --------------------------------------------------------- Python side (GIL held) -- */
 
-static int64_t
-seconds_to_ns(double s, const char *name, int allow_zero)
-{
-    if (!isfinite(s) || s < 0.0 || (!allow_zero && s == 0.0) || s > WD_MAX_SECONDS) {
-        PyObject *v = PyFloat_FromDouble(s);
-        if (v != NULL) {
-            PyErr_Format(PyExc_ValueError, "%s must be %s and at most %d s, got %R", name,
-                         allow_zero ? ">= 0" : "> 0", (int)WD_MAX_SECONDS, v);
-            Py_DECREF(v);
-        }
-        return -1;
-    }
-    return (int64_t)(s * 1e9);
-}
+#define CLOSED "watchdog is closed"
+#define FORKED "watchdog inherited through fork() is inert: its thread runs only in the " \
+               "parent; create a new Watchdog in this process"
 
-static char *
-copy_payload(PyObject *obj, size_t *len)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) {
-        return NULL;
-    }
-    char *out = NULL;
-    if (view.len > WD_MAX_PAYLOAD) {
-        PyErr_Format(PyExc_ValueError, "payload of %zd bytes exceeds %d", view.len,
-                     WD_MAX_PAYLOAD);
-    }
-    else if ((out = malloc(view.len > 0 ? (size_t)view.len : 1)) == NULL) {
-        PyErr_NoMemory();
-    }
-    else {
-        memcpy(out, view.buf, (size_t)view.len);
-        *len = (size_t)view.len;
-    }
-    PyBuffer_Release(&view);
-    return out;
-}
-
-static int
-dup_fd(int fd)
-{
-    int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (d < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-    }
-    return d;
-}
-
-/* Parse `seq` of pairs into p. On error: exception set, p holds only what it owns. */
-static int
-parse_fd_writes(PyObject *seq, wd_plan *p)
-{
-    PyObject *fast = PySequence_Fast(seq, "fd_writes must be a sequence of (fd, bytes)");
-    if (fast == NULL) {
-        return -1;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    if (n > WD_MAX_FDS) {
-        PyErr_Format(PyExc_ValueError, "at most %d fd_writes, got %zd", WD_MAX_FDS, n);
-        goto fail;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int fd;
-        PyObject *payload;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "iO;fd_writes item must be "
-                              "(fd: int, payload: bytes)", &fd, &payload)) {
-            goto fail;
-        }
-        wd_fd_action *a = &p->fds[p->n_fds];
-        if ((a->data = copy_payload(payload, &a->len)) == NULL) {
-            goto fail;
-        }
-        if ((a->fd = dup_fd(fd)) < 0) {
-            free(a->data);
-            goto fail;
-        }
-        struct stat st;
-        a->is_sock = fstat(a->fd, &st) == 0 && S_ISSOCK(st.st_mode);
-        p->n_fds++;
-    }
-    Py_DECREF(fast);
-    return 0;
-fail:
-    Py_DECREF(fast);
-    return -1;
-}
-
-static int
-parse_file_writes(PyObject *seq, wd_plan *p)
-{
-    PyObject *fast = PySequence_Fast(seq, "file_writes must be a sequence of (path, bytes)");
-    if (fast == NULL) {
-        return -1;
-    }
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    if (n > WD_MAX_FILES) {
-        PyErr_Format(PyExc_ValueError, "at most %d file_writes, got %zd", WD_MAX_FILES, n);
-        goto fail;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *path = NULL, *payload;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, i), "O&O;file_writes item must "
-                              "be (path: str, payload: bytes)", PyUnicode_FSConverter, &path,
-                              &payload)) {
-            goto fail;
-        }
-        wd_file_action *a = &p->files[p->n_files];
-        a->path = strdup(PyBytes_AS_STRING(path));
-        Py_DECREF(path);
-        if (a->path == NULL) {
-            PyErr_NoMemory();
-            goto fail;
-        }
-        if ((a->data = copy_payload(payload, &a->len)) == NULL) {
-            free(a->path);
-            goto fail;
-        }
-        p->n_files++;
-    }
-    Py_DECREF(fast);
-    return 0;
-fail:
-    Py_DECREF(fast);
-    return -1;
-}
-
-static PyObject *
-results_dict(const int64_t *written, const int64_t *replies, size_t n_fds,
-             const int64_t *files, size_t n_files)
-{
-    PyObject *w = PyList_New((Py_ssize_t)n_fds);
-    PyObject *r = PyList_New((Py_ssize_t)n_fds);
-    PyObject *f = PyList_New((Py_ssize_t)n_files);
-    PyObject *d = NULL;
-    if (w == NULL || r == NULL || f == NULL) {
-        goto done;
-    }
-    for (size_t i = 0; i < n_fds; i++) {
-        PyObject *a = PyLong_FromLongLong(written[i]), *b = PyLong_FromLongLong(replies[i]);
-        if (a == NULL || b == NULL) {
-            Py_XDECREF(a);
-            Py_XDECREF(b);
-            goto done;
-        }
-        PyList_SET_ITEM(w, (Py_ssize_t)i, a);
-        PyList_SET_ITEM(r, (Py_ssize_t)i, b);
-    }
-    for (size_t i = 0; i < n_files; i++) {
-        PyObject *a = PyLong_FromLongLong(files[i]);
-        if (a == NULL) {
-            goto done;
-        }
-        PyList_SET_ITEM(f, (Py_ssize_t)i, a);
-    }
-    d = Py_BuildValue("{sOsOsO}", "fd_writes", w, "replies", r, "file_writes", f);
-done:
-    Py_XDECREF(w);
-    Py_XDECREF(r);
-    Py_XDECREF(f);
-    return d;
-}
-
-/* Keep the results of a detached plan that fired (GIL held, plan private to us). */
-static int
-keep_results(WatchdogObject *self, wd_plan *old)
-{
-    if (old == NULL || !old->has_results) {
-        return 0;
-    }
-    PyObject *d = results_dict(old->written, old->replies, old->n_fds, old->file_results,
-                               old->n_files);
-    if (d == NULL) {
-        return -1;
-    }
-    Py_XSETREF(self->last_results, d);
-    return 0;
-}
-
-static PyObject *
-closed_error(void)
-{
-    PyErr_SetString(PyExc_ValueError, "watchdog is closed");
+static PyObject *refuse(const char *why) {
+    PyErr_SetString(PyExc_ValueError, why);
     return NULL;
 }
 
-PyDoc_STRVAR(arm_doc,
-"arm($self, /, deadline_s, *, fd_writes=(), reply_timeout_s=0.05, file_writes=(),\n"
-"    hw_watchdog_fd=-1, hw_feed_interval_s=1.0, exit_code=None)\n--\n\n"
-"Fire unless kick() comes within deadline_s. Replaces any previous actions atomically and\n"
-"clears the fired latch. fds are dup()'d and payloads copied now; ValueError/TypeError on bad\n"
-"arguments, OSError if an fd cannot be dup()'d; nothing changes on error.");
-
-static PyObject *
-wd_arm(WatchdogObject *self, PyObject *args, PyObject *kwargs)
-{
-    static char *kwlist[] = {"deadline_s", "fd_writes", "reply_timeout_s", "file_writes",
-                             "hw_watchdog_fd", "hw_feed_interval_s", "exit_code", NULL};
-    double deadline_s, reply_s = 0.05, feed_s = 1.0;
-    PyObject *fd_writes = NULL, *file_writes = NULL, *exit_obj = Py_None;
-    int hw_fd = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "d|$OdOidO:arm", kwlist, &deadline_s,
-                                     &fd_writes, &reply_s, &file_writes, &hw_fd, &feed_s,
-                                     &exit_obj)) {
-        return NULL;
-    }
-    wd_plan *p = calloc(1, sizeof *p);
-    if (p == NULL) {
-        return PyErr_NoMemory();
-    }
-    p->hw_fd = -1;
-    p->exit_code = -1;
-    if ((p->period_ns = seconds_to_ns(deadline_s, "deadline_s", 0)) < 0
-        || (p->reply_timeout_ns = seconds_to_ns(reply_s, "reply_timeout_s", 1)) < 0
-        || (p->feed_interval_ns = seconds_to_ns(feed_s, "hw_feed_interval_s", 0)) < 0) {
-        goto fail;
-    }
-    if (exit_obj != Py_None) {
-        long code = PyLong_AsLong(exit_obj);
-        if (code == -1 && PyErr_Occurred()) {
-            goto fail;
+static PyObject *view_tuple(const wd_view *view) {
+    PyObject *t = PyTuple_New((Py_ssize_t)view->n);
+    for (size_t i = 0; t != NULL && i < view->n; i++) {
+        PyObject *o = PyLong_FromLongLong(view->v[i]);
+        if (o == NULL) {
+            Py_CLEAR(t);
+        } else {
+            PyTuple_SET_ITEM(t, (Py_ssize_t)i, o);
         }
-        if (code < 0 || code > 255) {
-            PyErr_Format(PyExc_ValueError, "exit_code must be in 0..255, got %ld", code);
-            goto fail;
-        }
-        p->exit_code = (int)code;
     }
-    if ((fd_writes != NULL && parse_fd_writes(fd_writes, p) < 0)
-        || (file_writes != NULL && parse_file_writes(file_writes, p) < 0)) {
-        goto fail;
-    }
-    if (hw_fd != -1 && (p->hw_fd = dup_fd(hw_fd)) < 0) {
-        goto fail;
-    }
-
-    wd_core *c = self->core;
-    wd_plan *old = NULL;
-    int closed = 0, err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    if (c->closed) {
-        closed = 1;
-    }
-    else if (!c->thread_started && (err = start_thread(c)) != 0) {
-        /* nothing swapped */
-    }
-    else {
-        old = c->plan;
-        c->plan = p;
-        c->fired = 0;
-        int64_t now = mono_ns();
-        c->deadline_ns = now + p->period_ns;
-        c->next_feed_ns = now; /* feed at once */
-        pthread_cond_signal(&c->wake);
-    }
-    pthread_mutex_unlock(&c->mu);
-    Py_END_ALLOW_THREADS
-    if (closed) {
-        closed_error();
-        goto fail;
-    }
-    if (err != 0) {
-        errno = err;
-        PyErr_SetFromErrno(PyExc_OSError);
-        goto fail;
-    }
-    int kept = keep_results(self, old);
-    plan_free(old);
-    if (kept < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-fail:
-    plan_free(p);
-    return NULL;
+    return t;
 }
 
-PyDoc_STRVAR(kick_doc,
-"kick($self, /)\n--\n\nPush the deadline to now + deadline_s. O(1), never waits on the thread. No\n"
-"effect when disarmed; after a fire it is counted but does not un-fire (re-arm does).\n"
-"ValueError after close().");
+/* Append (fd, bytes) pairs to p->act and count them. -1 with an exception set. */
+static int add_actions(wd_plan *p, PyObject *items, size_t *count) {
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(items); i++) {
+        wd_action *a = &p->act[p->n_writes + p->n_files];
+        PyObject *data;
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(items, i), "iO!;_arm: (fd, bytes) expected",
+                              &a->fd, &PyBytes_Type, &data)) {
+            return -1;
+        }
+        a->data = PyBytes_AS_STRING(data);
+        a->len = (size_t)PyBytes_GET_SIZE(data);
+        *count += 1;
+    }
+    return 0;
+}
 
-static PyObject *
-wd_kick(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
-{
-    wd_core *c = self->core;
+static PyObject *core_arm(wd *w, PyObject *args) {
+    wd_plan p = {.hw_fd = -1}, old = {.hw_fd = -1};
+    wd_view view = {0};
+    long long period, budget, feed;
+    PyObject *writes, *files;
     int closed;
-    pthread_mutex_lock(&c->mu);
-    closed = c->closed;
-    if (!closed && c->plan != NULL) {
-        c->kicks++;
-        int64_t next = mono_ns() + c->plan->period_ns;
-        c->deadline_ns = next;
-        if (next < c->wait_until_ns && c->wait_until_ns != INT64_MAX) {
-            pthread_cond_signal(&c->wake);
-        }
+    if (!PyArg_ParseTuple(args, "LLLiiO!O!:_arm", &period, &budget, &feed, &p.exit_code,
+                          &p.hw_fd, &PyTuple_Type, &writes, &PyTuple_Type, &files)) {
+        return NULL;
     }
-    pthread_mutex_unlock(&c->mu);
+    if (period <= 0 || budget < 0 || feed <= 0 || p.exit_code < -1 || p.exit_code > 255
+        || PyTuple_GET_SIZE(writes) > WD_MAX || PyTuple_GET_SIZE(files) > WD_MAX) {
+        return refuse("_arm: plan out of range (arm() checks it)");
+    }
+    if (w->forked) return refuse(FORKED);
+    p.period_ns = period;
+    p.budget_ns = budget;
+    p.feed_ns = feed;
+    if ((p.payloads = PyTuple_Pack(2, writes, files)) == NULL
+        || add_actions(&p, writes, &p.n_writes) < 0 || add_actions(&p, files, &p.n_files) < 0) {
+        Py_XDECREF(p.payloads);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&w->mu);
+    if (!(closed = w->stop)) {
+        take(w, &view, &old);
+        w->plan = p;
+        w->armed = 1;
+        __atomic_store_n(&w->fired, 0, __ATOMIC_RELEASE);
+        w->deadline_ns = mono_ns() + p.period_ns;
+        w->next_feed_ns = 0; /* feed at once */
+    }
+    pthread_mutex_unlock(&w->mu);
+    plan_close(&old, 0);
+    Py_END_ALLOW_THREADS
     if (closed) {
-        return closed_error();
+        Py_DECREF(p.payloads); /* and the caller still owns the fds */
+        return refuse(CLOSED);
     }
-    Py_RETURN_NONE;
+    Py_XDECREF(old.payloads);
+    return view_tuple(&view);
 }
 
-/* Detach the plan (and stop the thread if `stop`); write 'V' to the hw watchdog unless the
- * watchdog fired (then the board is left to reboot). Returns the detached plan. */
-static wd_plan *
-detach(wd_core *c, int stop)
-{
-    wd_plan *old;
-    int fired;
+static PyObject *core_kick(wd *w, PyObject *Py_UNUSED(ignored)) {
+    if (w->forked) return refuse(FORKED);
+    pthread_mutex_lock(&w->mu);
+    int closed = w->stop;
+    if (w->armed) {
+        w->kicks++;
+        w->deadline_ns = mono_ns() + w->plan.period_ns;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return closed ? refuse(CLOSED) : Py_NewRef(Py_None);
+}
+
+/* _counters() (op 0), _disarm() (1), _close() (2): the view, then detach and retire the plan
+ * (1, 2), then stop and join the thread (2: one caller joins, a concurrent one returns). */
+static PyObject *core_op(wd *w, int op) {
+    wd_view view;
+    wd_plan old = {.hw_fd = -1};
     Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    old = c->plan;
-    c->plan = NULL;
-    fired = c->fired;
-    if (stop) {
-        c->stop = 1;
-        c->closed = 1;
-    }
-    pthread_cond_signal(&c->wake);
-    pthread_mutex_unlock(&c->mu);
-    if (old != NULL && old->hw_fd >= 0 && !fired) {
-        ssize_t n;
-        do {
-            n = write(old->hw_fd, "V", 1); /* magic close: a clean stop must not reboot */
-        } while (n < 0 && errno == EINTR);
-    }
+    if (!w->forked) pthread_mutex_lock(&w->mu); /* forked: it may be held by a gone thread */
+    take(w, &view, op > 0 ? &old : NULL);
+    w->stop |= op == 2;
+    if (!w->forked) pthread_mutex_unlock(&w->mu);
+    plan_close(&old, op > 0 && !view.v[1]); /* v[1]: fired */
     Py_END_ALLOW_THREADS
-    return old;
-}
-
-PyDoc_STRVAR(disarm_doc,
-"disarm($self, /)\n--\n\nStop watching and release the actions' fds. A held hw watchdog fd gets the\n"
-"magic close 'V' first, unless the watchdog fired (the board is then left to reboot).");
-
-static PyObject *
-wd_disarm(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
-{
-    wd_plan *old = detach(self->core, 0);
-    int kept = keep_results(self, old);
-    plan_free(old);
-    if (kept < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static void
-core_close(WatchdogObject *self)
-{
-    wd_core *c = self->core;
-    if (c == NULL) {
-        return;
-    }
-    wd_plan *old = detach(c, 1);
-    if (keep_results(self, old) < 0) {
-        PyErr_Clear(); /* only reachable on MemoryError; the results are lost, not the fds */
-    }
-    plan_free(old);
-    if (c->thread_started && !c->thread_joined) {
+    Py_XDECREF(old.payloads);
+    if (op == 2 && !w->joining && !w->forked) {
+        w->joining = 1;
         Py_BEGIN_ALLOW_THREADS
-        pthread_join(c->thread, NULL);
+        pthread_join(w->thread, NULL);
         Py_END_ALLOW_THREADS
-        c->thread_joined = 1;
     }
+    return view_tuple(&view);
 }
 
-PyDoc_STRVAR(close_doc,
-"close($self, /)\n--\n\ndisarm(), then stop and join the thread. Idempotent; arm() and kick() raise\n"
-"ValueError afterwards.");
+static PyObject *core_counters(wd *w, PyObject *Py_UNUSED(x)) { return core_op(w, 0); }
+static PyObject *core_disarm(wd *w, PyObject *Py_UNUSED(x)) { return core_op(w, 1); }
+static PyObject *core_close(wd *w, PyObject *Py_UNUSED(x)) { return core_op(w, 2); }
 
-static PyObject *
-wd_close(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
-{
-    core_close(self);
-    Py_RETURN_NONE;
+static PyObject *core_fired(wd *w, void *Py_UNUSED(closure)) {
+    return PyBool_FromLong(__atomic_load_n(&w->fired, __ATOMIC_ACQUIRE)); /* no mu: cheap */
 }
 
-PyDoc_STRVAR(stats_doc,
-"stats($self, /)\n--\n\nCounters and the last fire's results, as a new dict (see the .pyi stub).");
-
-static PyObject *
-wd_stats(WatchdogObject *self, PyObject *Py_UNUSED(ignored))
-{
-    wd_core *c = self->core;
-    wd_core snap;
-    wd_plan res;
-    int have = 0;
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&c->mu);
-    wait_idle(c);
-    snap.plan = c->plan;
-    snap.fired = c->fired;
-    snap.kicks = c->kicks;
-    snap.fires = c->fires;
-    snap.feeds = c->feeds;
-    snap.feed_errors = c->feed_errors;
-    snap.worst_lateness_ns = c->worst_lateness_ns;
-    snap.last_lateness_ns = c->last_lateness_ns;
-    if (c->plan != NULL && c->plan->has_results) {
-        memcpy(&res, c->plan, sizeof res); /* copy arrays; pointers inside are not used */
-        have = 1;
-    }
-    pthread_mutex_unlock(&c->mu);
-    Py_END_ALLOW_THREADS
-    PyObject *results;
-    if (have) {
-        results = results_dict(res.written, res.replies, res.n_fds, res.file_results,
-                               res.n_files);
-        if (results == NULL) {
-            return NULL;
-        }
-    }
-    else {
-        results = Py_NewRef(self->last_results != NULL ? self->last_results : Py_None);
-    }
-    PyObject *d = Py_BuildValue(
-        "{sOsOsKsKsKsKsLsLsN}", "armed", snap.plan != NULL ? Py_True : Py_False, "fired",
-        snap.fired ? Py_True : Py_False, "kicks", (unsigned long long)snap.kicks, "fires",
-        (unsigned long long)snap.fires, "feeds", (unsigned long long)snap.feeds,
-        "feed_errors", (unsigned long long)snap.feed_errors, "worst_lateness_ns",
-        (long long)snap.worst_lateness_ns, "last_lateness_ns",
-        (long long)snap.last_lateness_ns, "last_fire_results", results);
-    return d;
-}
-
-static PyObject *
-wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
-{
-    if (PyTuple_GET_SIZE(args) != 0 || (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
-        PyErr_SetString(PyExc_TypeError, "Watchdog() takes no arguments");
-        return NULL;
-    }
-    WatchdogObject *self = (WatchdogObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    wd_core *c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        Py_DECREF(self);
-        return PyErr_NoMemory();
-    }
+/* No arguments: the public classes' __init__ (firmware_bridge.api) takes none. */
+static PyObject *core_new(PyTypeObject *type, PyObject *Py_UNUSED(a), PyObject *Py_UNUSED(k)) {
+    wd *w = (wd *)type->tp_alloc(type, 0); /* zeroed */
+    if (w == NULL) return NULL;
+    w->plan.hw_fd = -1;
     pthread_condattr_t attr;
-    int err = pthread_condattr_init(&attr);
-    if (err == 0) {
-        err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-        if (err == 0 && (err = pthread_mutex_init(&c->mu, NULL)) == 0) {
-            if ((err = pthread_cond_init(&c->wake, &attr)) == 0) {
-                if ((err = pthread_cond_init(&c->idle, NULL)) != 0) {
-                    pthread_cond_destroy(&c->wake);
-                }
-            }
-            if (err != 0) {
-                pthread_mutex_destroy(&c->mu);
-            }
-        }
-        pthread_condattr_destroy(&attr);
+    sigset_t all, mask; /* the thread inherits a mask with every signal blocked */
+    int err;
+    sigfillset(&all);
+    if ((err = pthread_condattr_init(&attr)) != 0) goto fail;
+    if ((err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) != 0
+        || (err = pthread_mutex_init(&w->mu, NULL)) != 0) goto fail_attr;
+    if ((err = pthread_cond_init(&w->wake, &attr)) != 0) goto fail_mu;
+    if ((err = pthread_cond_init(&w->idle, NULL)) != 0) goto fail_wake;
+    if ((err = pthread_sigmask(SIG_BLOCK, &all, &mask)) == 0) {
+        err = pthread_create(&w->thread, NULL, wd_main, w);
+        pthread_sigmask(SIG_SETMASK, &mask, NULL);
     }
-    if (err != 0) {
-        free(c);
-        Py_DECREF(self);
-        errno = err;
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    c->wait_until_ns = INT64_MAX;
-    self->core = c;
-    return (PyObject *)self;
+    if (err != 0) goto fail_idle;
+    pthread_condattr_destroy(&attr);
+    (void)pthread_setname_np(w->thread, "tg-watchdog"); /* ps -L, top -H */
+    pthread_mutex_lock(&registry_mu);
+    if ((w->next = registry) != NULL) registry->prev = &w->next;
+    w->prev = &registry;
+    registry = w;
+    pthread_mutex_unlock(&registry_mu);
+    return (PyObject *)w;
+fail_idle: /* undo in reverse */
+    pthread_cond_destroy(&w->idle);
+fail_wake:
+    pthread_cond_destroy(&w->wake);
+fail_mu:
+    pthread_mutex_destroy(&w->mu);
+fail_attr:
+    pthread_condattr_destroy(&attr);
+fail:
+    w->forked = 1; /* no thread, no mu/cond: dealloc destroys nothing */
+    Py_DECREF(w);
+    errno = err;
+    return PyErr_SetFromErrno(PyExc_OSError);
 }
 
-static void
-wd_dealloc(WatchdogObject *self)
-{
-    PyTypeObject *tp = Py_TYPE(self);
-    wd_core *c = self->core;
-    if (c != NULL) {
+static void core_dealloc(wd *w) {
+    PyTypeObject *tp = Py_TYPE(w);
+    pthread_mutex_lock(&registry_mu);
+    if (w->prev != NULL && (*w->prev = w->next) != NULL) w->next->prev = w->prev;
+    pthread_mutex_unlock(&registry_mu);
+    if (!w->forked) {
         PyObject *et, *ev, *tb;
         PyErr_Fetch(&et, &ev, &tb);
-        core_close(self);
+        Py_XDECREF(core_op(w, 2));
         PyErr_Restore(et, ev, tb);
-        pthread_cond_destroy(&c->idle);
-        pthread_cond_destroy(&c->wake);
-        pthread_mutex_destroy(&c->mu);
-        free(c);
-        self->core = NULL;
+        pthread_cond_destroy(&w->idle);
+        pthread_cond_destroy(&w->wake);
+        pthread_mutex_destroy(&w->mu);
     }
-    Py_CLEAR(self->last_results);
-    tp->tp_free((PyObject *)self);
+    Py_CLEAR(w->plan.payloads); /* forked: what the at-fork handler could not release */
+    tp->tp_free((PyObject *)w);
     Py_DECREF(tp);
 }
 
-static PyMethodDef wd_methods[] = {
-    {"arm", (PyCFunction)(void (*)(void))wd_arm, METH_VARARGS | METH_KEYWORDS, arm_doc},
-    {"kick", (PyCFunction)wd_kick, METH_NOARGS, kick_doc},
-    {"disarm", (PyCFunction)wd_disarm, METH_NOARGS, disarm_doc},
-    {"close", (PyCFunction)wd_close, METH_NOARGS, close_doc},
-    {"stats", (PyCFunction)wd_stats, METH_NOARGS, stats_doc},
+static PyMethodDef core_methods[] = {
+    {"kick", (PyCFunction)core_kick, METH_NOARGS, "kick($self, /)\n--\n\n"},
+    {"_arm", (PyCFunction)core_arm, METH_VARARGS,
+     "_arm($self, period_ns, budget_ns, feed_ns, exit_code, hw_fd, writes, files, /)\n--\n\n"},
+    {"_disarm", (PyCFunction)core_disarm, METH_NOARGS, "_disarm($self, /)\n--\n\n"},
+    {"_close", (PyCFunction)core_close, METH_NOARGS, "_close($self, /)\n--\n\n"},
+    {"_counters", (PyCFunction)core_counters, METH_NOARGS, "_counters($self, /)\n--\n\n"},
     {NULL, NULL, 0, NULL},
 };
 
-PyDoc_STRVAR(wd_doc,
-"Watchdog()\n--\n\nA native watchdog thread that writes prepared bytes to fds and files, stops\n"
-"feeding a hw watchdog and optionally _exit()s when kick() is late, even while another\n"
-"thread holds the GIL. See firmware_bridge/_watchdog.pyi for the full contract.");
+static PyGetSetDef core_getset[] = {
+    {"fired", (getter)core_fired, NULL, "Fired since the last arm() (latched).", NULL},
+    {NULL},
+};
 
-static PyType_Slot wd_slots[] = {
-    {Py_tp_new, wd_new},
-    {Py_tp_dealloc, wd_dealloc},
-    {Py_tp_methods, wd_methods},
-    {Py_tp_doc, (void *)wd_doc},
+static PyType_Slot core_slots[] = {
+    {Py_tp_new, core_new},
+    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_methods, core_methods},
+    {Py_tp_getset, core_getset},
+    {Py_tp_doc, (void *)"Core()\n--\n\nThe native watchdog's thread and plan (_watchdog.pyi)."},
     {0, NULL},
 };
 
-static PyType_Spec wd_spec = {
-    .name = "firmware_bridge._watchdog.Watchdog",
-    .basicsize = sizeof(WatchdogObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE,
-    .slots = wd_slots,
+static PyType_Spec core_spec = {
+    .name = "firmware_bridge._watchdog.Core",
+    .basicsize = sizeof(wd),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = core_slots,
 };
 
-static int
-module_exec(PyObject *m)
-{
-    module_state *st = PyModule_GetState(m);
-    st->watchdog_type = (PyTypeObject *)PyType_FromModuleAndSpec(m, &wd_spec, NULL);
-    if (st->watchdog_type == NULL) {
+static int module_exec(PyObject *m) {
+    pthread_once(&atfork_once, atfork_register);
+    if (atfork_err != 0) {
+        errno = atfork_err;
+        PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    return PyModule_AddType(m, st->watchdog_type);
-}
-
-static int
-module_traverse(PyObject *m, visitproc visit, void *arg)
-{
-    module_state *st = PyModule_GetState(m);
-    Py_VISIT(st->watchdog_type);
-    return 0;
-}
-
-static int
-module_clear(PyObject *m)
-{
-    module_state *st = PyModule_GetState(m);
-    Py_CLEAR(st->watchdog_type);
-    return 0;
-}
-
-static void
-module_free(void *m)
-{
-    module_clear((PyObject *)m);
+    PyObject *type = PyType_FromModuleAndSpec(m, &core_spec, NULL);
+    int r = type == NULL ? -1 : PyModule_AddType(m, (PyTypeObject *)type);
+    Py_XDECREF(type);
+    return r;
 }
 
 static PyModuleDef_Slot module_slots[] = {
@@ -913,16 +493,8 @@ static PyModuleDef_Slot module_slots[] = {
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
     .m_name = "firmware_bridge._watchdog",
-    .m_doc = "Native watchdog thread (see Watchdog).",
-    .m_size = sizeof(module_state),
+    .m_doc = "The native watchdog's core (Core); the public class is firmware_bridge.native.",
     .m_slots = module_slots,
-    .m_traverse = module_traverse,
-    .m_clear = module_clear,
-    .m_free = module_free,
 };
 
-PyMODINIT_FUNC
-PyInit__watchdog(void)
-{
-    return PyModuleDef_Init(&module_def);
-}
+PyMODINIT_FUNC PyInit__watchdog(void) { return PyModuleDef_Init(&module_def); }

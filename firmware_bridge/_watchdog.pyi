@@ -1,68 +1,43 @@
-"""Native watchdog thread (C). Contract in full; the Python twin is ``pywatchdog``.
+"""The native watchdog's core (C). The public class is ``firmware_bridge.native.Watchdog``
+(``class Watchdog(Core, WatchdogAPI)``); its contract is in ``firmware_bridge.api``.
 
-The thread is created on the first ``arm()`` with every signal blocked. It waits on one
-condition variable (CLOCK_MONOTONIC) until the deadline, or until the next hw watchdog feed,
-and never touches a Python object or the GIL, so it fires while another thread holds the GIL.
-
-On expiry (``now >= deadline``), in this order, then latched (no repeat) until re-armed:
-
-1. record lateness = actions start - deadline (``worst_lateness_ns``/``last_lateness_ns``);
-2. write each ``fd_writes`` payload in full (partial writes and EINTR loop; sockets use
-   ``send(MSG_DONTWAIT|MSG_NOSIGNAL)`` and wait with poll() up to ``reply_timeout_s`` if full);
-3. wait up to ``reply_timeout_s`` (jointly, from the start of the fire) with poll() for a
-   reply on each fd whose write succeeded; read once (<= 512 bytes) and record the count;
-4. write each ``file_writes`` payload: open(O_WRONLY|O_CLOEXEC|O_TRUNC|O_NOCTTY|O_NONBLOCK),
-   no O_CREAT (a missing sysfs LED file is reported, never created), write, close;
-5. stop feeding the hw watchdog (the board reboots unless something re-arms);
-6. ``_exit(exit_code)`` when ``exit_code`` is not None (no atexit, no flushing).
-
-Ownership: ``arm()`` dup()s every fd (F_DUPFD_CLOEXEC) and copies every payload and path, so
-Python may close its socket objects afterwards; the dups are closed when the actions are
-replaced, on ``disarm()``/``close()``. Give the watchdog its *own* connection to the PLC (a
-Modbus TCP server accepts several): bytes written on a connection Python was using in the
-middle of a frame would interleave, and the reply read here is taken off that connection.
-For the hw watchdog (``/dev/watchdog``), the caller should close its own fd right after
-``arm()`` and never write to it: the driver's release happens on the last close.
-
-``kick()`` takes the mutex for a few stores only (the thread never holds it during I/O).
-``arm()``, ``disarm()``, ``close()`` and ``stats()`` release the GIL and wait while the
-thread is in the middle of a fire or a feed. A fork()ed child has no watchdog thread.
+The core owns the thread (started with every signal blocked by ``Core()``, joined by
+``_close()``) and the plan in force. ``WatchdogAPI`` checks every value before it calls
+``_arm``; the core only refuses what it cannot hold (ValueError, nothing taken). Every
+method but ``kick`` and ``fired`` returns a view (``firmware_bridge.results.View``): the
+counters, and the results of the plan it reports on if that plan fired. ``pywatchdog.PyCore``
+implements these same signatures; a test checks both against this stub.
 """
 
-import os
-from collections.abc import Sequence
-from typing import final
+from firmware_bridge.results import Actions, View
 
-from firmware_bridge.results import WatchdogStats
-
-@final
-class Watchdog:
+class Core:
     def __init__(self) -> None: ...
-    def arm(
-        self,
-        deadline_s: float,
-        *,
-        fd_writes: Sequence[tuple[int, bytes]] = (),
-        reply_timeout_s: float = 0.05,
-        file_writes: Sequence[tuple[str | os.PathLike[str], bytes]] = (),
-        hw_watchdog_fd: int = -1,
-        hw_feed_interval_s: float = 1.0,
-        exit_code: int | None = None,
-    ) -> None:
-        """Fire unless kick() within deadline_s (> 0, <= 1 day); replace actions atomically.
-
-        Clears the fired latch and feeds the hw watchdog at once. At most 16 fd writes, 16
-        file writes, 64 KiB per payload. ValueError (bad value, closed watchdog), TypeError
-        (bad shape), OSError (an fd cannot be dup()'d, the thread cannot start): nothing
-        changes, no fd is leaked.
-        """
     def kick(self) -> None:
-        """deadline = now + deadline_s. No effect when disarmed. After a fire it is counted
-        but does not un-fire: only arm() does. ValueError after close()."""
-    def disarm(self) -> None:
-        """Stop watching, close the dups. A held hw watchdog fd gets the magic close b"V"
-        first, unless the watchdog fired (then the board is left to reboot)."""
-    def close(self) -> None:
-        """disarm() + stop and join the thread. Idempotent; also done on dealloc."""
-    def stats(self) -> WatchdogStats:
-        """A new dict of counters and the latest fire's results (see results.py)."""
+        """deadline = now + period. A few stores under the mutex, never waits on the thread."""
+    @property
+    def fired(self) -> bool:
+        """The latch, read without the mutex (an atomic load)."""
+    def _arm(
+        self,
+        period_ns: int,
+        budget_ns: int,
+        feed_ns: int,
+        exit_code: int,
+        hw_fd: int,
+        writes: Actions,
+        files: Actions,
+        /,
+    ) -> View:
+        """Replace the plan: deadline = now + period_ns, latch cleared, the hw watchdog fd
+        (-1: none) fed at once and every feed_ns. On success the core owns every fd given
+        and holds the payloads; on ValueError (closed, forked, out of range) the caller
+        still owns them. exit_code -1: no _exit. A file whose fd is negative is reported
+        with that value (the -errno its open() got). Returns the replaced plan's view."""
+    def _disarm(self) -> View:
+        """Detach the plan and close its fds (after b"V" to the hw watchdog fd unless it
+        fired). Returns the detached plan's view."""
+    def _close(self) -> View:
+        """_disarm(), then stop and join the thread (of concurrent calls, one joins)."""
+    def _counters(self) -> View:
+        """The view of the plan in force (waits while a fire or a feed is under way)."""

@@ -1,17 +1,15 @@
-"""The pure-Python twin of the native watchdog (``firmware_bridge._watchdog``).
+"""The pure-Python twin of the native watchdog: the same API (``firmware_bridge.api``) on a
+core that is a ``threading.Thread`` waiting on a ``threading.Condition``.
 
-Same API, same result codes, same latching rules, implemented with a ``threading.Thread``
-waiting on a ``threading.Condition``. It exists for development and for platforms without a
-compiler. By nature it **cannot fire while another thread holds the GIL** (a catastrophic
-regex, a long C call that does not release the GIL, a deadlock inside the interpreter): its
-thread needs the GIL to run at all. That is exactly the hang the native watchdog is for, so a
-profile with ``require_native_watchdog = true`` refuses this class (see
-``firmware_bridge.load_watchdog``).
+It exists for development and for platforms without a compiler. By nature it **cannot fire
+while another thread holds the GIL** (a catastrophic regex, a long C call that does not
+release the GIL, a deadlock inside the interpreter): its thread needs the GIL to run at all.
+That is exactly the hang the native watchdog is for, so a profile with
+``require_native_watchdog = true`` refuses this class (see ``firmware_bridge.load_watchdog``).
 
-Contract (shared with the C extension, see ``_watchdog.pyi``): fds are ``os.dup()``'d and
-payloads copied at arm time; ``kick()`` never waits on I/O; a fire is latched until re-armed;
-``disarm()`` writes the magic close ``b"V"`` to a held hw watchdog fd unless the watchdog
-fired; ``close()`` is idempotent and ``arm()``/``kick()`` raise ``ValueError`` afterwards.
+``PyCore`` mirrors ``firmware_bridge._watchdog.Core`` (signatures in ``_watchdog.pyi``, the
+same plan, view, latch, ownership and fork rules); only the thread start differs (at the
+first ``_arm``, not at construction, since the thread holds a reference to its core).
 """
 
 from __future__ import annotations
@@ -19,89 +17,68 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
-import math
 import os
 import select
 import socket
-import stat
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass
 
-from firmware_bridge.results import FireResults, WatchdogStats
+from firmware_bridge.api import FORKED, MAX_ACTIONS, WatchdogAPI
+from firmware_bridge.results import Actions, View
+
+__all__ = ["PyCore", "Watchdog"]
 
 log = logging.getLogger(__name__)
-
-MAX_FDS = 16
-MAX_FILES = 16
-MAX_PAYLOAD = 65536
-MAX_SECONDS = 86400.0
-_NEVER = 2**63 - 1
-
-
-def _ns(value: float, name: str, *, allow_zero: bool) -> int:
-    if (
-        not math.isfinite(value)
-        or value < 0.0
-        or (value == 0.0 and not allow_zero)
-        or value > MAX_SECONDS
-    ):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be {bound} and at most {int(MAX_SECONDS)} s, got {value!r}")
-    return int(value * 1e9)
-
-
-def _payload(data: bytes) -> bytes:
-    out = bytes(memoryview(data))
-    if len(out) > MAX_PAYLOAD:
-        raise ValueError(f"payload of {len(out)} bytes exceeds {MAX_PAYLOAD}")
-    return out
-
-
-@dataclass
-class _FdAction:
-    fd: int  # our dup; for a socket, owned by ``sock``
-    sock: socket.socket | None
-    data: bytes
-
-    def close(self) -> None:
-        if self.sock is not None:
-            self.sock.close()
-        else:
-            os.close(self.fd)
 
 
 @dataclass
 class _Plan:
-    """What one arming will do; owned by the watchdog, its fds closed by ``release``."""
+    """What one arming does; its fds are the core's once ``_arm`` returned."""
 
     period_ns: int
-    reply_timeout_ns: int
-    feed_interval_ns: int
-    exit_code: int | None
-    fds: list[_FdAction] = field(default_factory=list)
-    files: list[tuple[str | os.PathLike[str], bytes]] = field(default_factory=list)
-    hw_fd: int = -1
-    results: FireResults | None = None
+    budget_ns: int
+    feed_ns: int
+    exit_code: int  # -1: no _exit
+    hw_fd: int  # -1: no hw watchdog
+    writes: Actions
+    files: Actions  # fd < 0: the -errno its open() got
 
-    def release(self) -> None:
-        """Close every fd the plan owns, in reverse order of acquisition."""
-        if self.hw_fd >= 0:
-            os.close(self.hw_fd)
-            self.hw_fd = -1
-        for action in reversed(self.fds):
-            action.close()
-        self.fds.clear()
+    def close(self, *, magic: bool) -> None:
+        """Close every fd, in reverse; first b"V" to the hw watchdog fd if ``magic``."""
+        if magic and self.hw_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self.hw_fd, b"V")  # magic close: a clean stop must not reboot
+        for fd in [self.hw_fd, *(fd for fd, _ in (*self.writes, *self.files))][::-1]:
+            if fd >= 0:
+                os.close(fd)
 
 
-def _wait(fd: int, events: int, until_ns: int) -> int:
-    """1 when ready, 0 on timeout, -errno (-EBADF for a closed fd)."""
-    left_ms = max(0, (until_ns - time.monotonic_ns() + 999_999) // 1_000_000)
+def _ms_left(until_ns: int) -> int:
+    return max(0, (until_ns - time.monotonic_ns() + 999_999) // 1_000_000)
+
+
+def _send(fd: int, data: bytes) -> int:
+    """send(MSG_DONTWAIT|MSG_NOSIGNAL), or os.write() if fd is not a socket; OSError."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        if exc.errno != errno.ENOTSOCK:
+            raise
+        return os.write(fd, data)
+    try:
+        return sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+    finally:
+        sock.detach()  # the fd stays the core's
+
+
+def _poll(fd: int, events: int, until_ns: int) -> int:
+    """1 ready, 0 timeout, -errno (-EBADF for a closed fd)."""
     poller = select.poll()
     poller.register(fd, events)
     try:
-        ready = poller.poll(left_ms)
+        ready = poller.poll(_ms_left(until_ns))
     except OSError as exc:
         return -(exc.errno or errno.EIO)
     if not ready:
@@ -109,19 +86,13 @@ def _wait(fd: int, events: int, until_ns: int) -> int:
     return -errno.EBADF if ready[0][1] & select.POLLNVAL else 1
 
 
-def _write_all(action: _FdAction, until_ns: int) -> int:
-    """Bytes written (all of them) or -errno; -ETIMEDOUT if the fd stayed full."""
-    data, off = action.data, 0
+def _write_all(fd: int, data: bytes, until_ns: int) -> int:
+    off = 0
     while off < len(data):
         try:
-            if action.sock is not None:
-                off += action.sock.send(data[off:], socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-            else:
-                off += os.write(action.fd, data[off:])
-        except InterruptedError:
-            continue
-        except BlockingIOError:
-            ready = _wait(action.fd, select.POLLOUT, until_ns)
+            off += _send(fd, data[off:])
+        except (BlockingIOError, InterruptedError):
+            ready = _poll(fd, select.POLLOUT, until_ns)
             if ready <= 0:
                 return ready or -errno.ETIMEDOUT
         except OSError as exc:
@@ -129,206 +100,142 @@ def _write_all(action: _FdAction, until_ns: int) -> int:
     return len(data)
 
 
-def _read_replies(plan: _Plan, written: list[int], until_ns: int) -> list[int]:
-    replies = [-errno.ETIMEDOUT if w >= 0 else -errno.ECANCELED for w in written]
-    pending = {a.fd: i for i, a in enumerate(plan.fds) if written[i] >= 0}
-    poller = select.poll()
-    for fd in pending:
-        poller.register(fd, select.POLLIN)
-    while pending:
-        left_ms = max(0, (until_ns - time.monotonic_ns() + 999_999) // 1_000_000)
-        try:
-            events = poller.poll(left_ms)
-        except InterruptedError:
-            continue
-        except OSError as exc:
-            for i in pending.values():
-                replies[i] = -(exc.errno or errno.EIO)
-            break
-        if not events:
-            break
-        for fd, ev in events:
-            i = pending.pop(fd)
-            poller.unregister(fd)
-            if ev & select.POLLNVAL:
-                replies[i] = -errno.EBADF
-                continue
-            try:
-                replies[i] = len(os.read(fd, 512))
-            except OSError as exc:
-                replies[i] = -(exc.errno or errno.EIO)
-    return replies
-
-
-def _write_file(path: str | os.PathLike[str], data: bytes, until_ns: int) -> int:
-    """0 when written, else -errno. No O_CREAT: a missing sysfs file is an error."""
-    flags = os.O_WRONLY | os.O_CLOEXEC | os.O_TRUNC | os.O_NOCTTY | os.O_NONBLOCK
+def _write_file(fd: int, data: bytes) -> int:
+    if fd < 0:
+        return fd
     try:
-        fd = os.open(path, flags)
+        if os.pwrite(fd, data, 0) != len(data):
+            return -errno.EIO
     except OSError as exc:
         return -(exc.errno or errno.EIO)
-    action = _FdAction(fd, None, data)
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, len(data))
+    return 0
+
+
+def _read_once(fd: int, until_ns: int) -> int:
+    ready = _poll(fd, select.POLLIN, until_ns)
+    if ready <= 0:
+        return ready or -errno.ETIMEDOUT
     try:
-        written = _write_all(action, until_ns)
-    finally:
-        try:
-            os.close(fd)
-        except OSError as exc:
-            written = -(exc.errno or errno.EIO) if written >= 0 else written
-    return min(written, 0)
+        return len(os.read(fd, 512))
+    except OSError as exc:
+        return -(exc.errno or errno.EIO)
 
 
-def _fire(plan: _Plan) -> FireResults:
-    until = time.monotonic_ns() + plan.reply_timeout_ns
-    written = [_write_all(a, until) for a in plan.fds]
-    replies = _read_replies(plan, written, until)
-    files = [
-        _write_file(path, data, time.monotonic_ns() + plan.reply_timeout_ns)
-        for path, data in plan.files
-    ]
-    return FireResults(fd_writes=written, replies=replies, file_writes=files)
+def _fire(plan: _Plan) -> list[int]:
+    """The fire's result codes, in the view's order (see firmware_bridge.results)."""
+    until = time.monotonic_ns() + plan.budget_ns
+    written = [_write_all(fd, data, until) for fd, data in plan.writes]
+    files = [_write_file(fd, data) for fd, data in plan.files]
+    replies = [_read_once(fd, until) if w >= 0 else -errno.ECANCELED
+               for (fd, _), w in zip(plan.writes, written, strict=True)]
+    return written + replies + files
 
 
-class Watchdog:
-    """Pure-Python watchdog; see the module docstring for what it cannot do.
-
-    Call ``close()`` when done: the (daemon) thread holds a reference to the watchdog, so
-    it is not collected while the thread runs.
-    """
+class PyCore:
+    """The twin's core; each method's contract is the native one's (``_watchdog.pyi``)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._cv = threading.Condition(threading.Lock())
         self._thread: threading.Thread | None = None
-        self._plan: _Plan | None = None  # (cv) None = disarmed
-        self._busy = False  # (cv) the thread uses _plan's fds without the lock
-        self._fired = False  # (cv) latched until arm()
-        self._stop = False
-        self._closed = False
-        self._deadline_ns = 0
-        self._next_feed_ns = 0
-        self._wait_until_ns = _NEVER
+        self._plan: _Plan | None = None  # (cv) None: disarmed
+        self._busy = False  # (cv) the thread uses _plan and _res without the lock
+        self._fired = False  # (cv) latched until _arm
+        self._stop = False  # (cv) closed
+        self._joining = False
+        self._forked = False  # a fork()ed child: inert
+        self._deadline_ns = self._next_feed_ns = self._lateness_ns = 0
         self._kicks = self._fires = self._feeds = self._feed_errors = 0
-        self._worst_lateness_ns = self._last_lateness_ns = 0
-        self._last_results: FireResults | None = None
-
-    # -- public API ------------------------------------------------------------------
-    def arm(
-        self,
-        deadline_s: float,
-        *,
-        fd_writes: Sequence[tuple[int, bytes]] = (),
-        reply_timeout_s: float = 0.05,
-        file_writes: Sequence[tuple[str | os.PathLike[str], bytes]] = (),
-        hw_watchdog_fd: int = -1,
-        hw_feed_interval_s: float = 1.0,
-        exit_code: int | None = None,
-    ) -> None:
-        """Fire unless kick() comes within deadline_s; replaces the previous actions."""
-        if exit_code is not None and not 0 <= exit_code <= 255:
-            raise ValueError(f"exit_code must be in 0..255, got {exit_code}")
-        plan = _Plan(
-            _ns(deadline_s, "deadline_s", allow_zero=False),
-            _ns(reply_timeout_s, "reply_timeout_s", allow_zero=True),
-            _ns(hw_feed_interval_s, "hw_feed_interval_s", allow_zero=False),
-            exit_code,
-        )
-        if len(fd_writes) > MAX_FDS:
-            raise ValueError(f"at most {MAX_FDS} fd_writes, got {len(fd_writes)}")
-        if len(file_writes) > MAX_FILES:
-            raise ValueError(f"at most {MAX_FILES} file_writes, got {len(file_writes)}")
-        try:
-            for fd, data in fd_writes:
-                payload = _payload(data)
-                dup = os.dup(fd)
-                sock = None
-                if stat.S_ISSOCK(os.fstat(dup).st_mode):
-                    sock = socket.socket(fileno=dup)
-                plan.fds.append(_FdAction(dup, sock, payload))
-            for path, data in file_writes:
-                plan.files.append((os.fspath(path), _payload(data)))
-            if hw_watchdog_fd != -1:
-                plan.hw_fd = os.dup(hw_watchdog_fd)
-        except BaseException:
-            plan.release()
-            raise
-        with self._cv:
-            while self._busy:
-                self._cv.wait()
-            if self._closed:
-                plan.release()
-                raise ValueError("watchdog is closed")
-            old, self._plan = self._plan, plan
-            self._fired = False
-            now = time.monotonic_ns()
-            self._deadline_ns = now + plan.period_ns
-            self._next_feed_ns = now
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="twinguard-pywatchdog", daemon=True
-                )
-                self._thread.start()
-            self._cv.notify_all()
-        self._retire(old)
+        self._res: list[int] = []
+        _LIVE.add(self)
 
     def kick(self) -> None:
-        """Push the deadline to now + deadline_s; never waits on I/O."""
+        if self._forked:
+            raise ValueError(FORKED)
         with self._cv:
-            if self._closed:
+            if self._stop:
                 raise ValueError("watchdog is closed")
-            if self._plan is None:
-                return
-            self._kicks += 1
-            self._deadline_ns = time.monotonic_ns() + self._plan.period_ns
+            if self._plan is not None:
+                self._kicks += 1
+                self._deadline_ns = time.monotonic_ns() + self._plan.period_ns
 
-    def disarm(self) -> None:
-        """Stop watching; 'V' to a held hw watchdog fd unless the watchdog fired."""
-        self._retire(self._detach(stop=False))
+    @property
+    def fired(self) -> bool:
+        return self._fired
 
-    def close(self) -> None:
-        """disarm(), then stop and join the thread; idempotent."""
-        self._retire(self._detach(stop=True))
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
-
-    def stats(self) -> WatchdogStats:
-        """Counters and the last fire's results (a new dict)."""
+    def _arm(self, period_ns: int, budget_ns: int, feed_ns: int,  # noqa: PLR0917 - as in C
+             exit_code: int, hw_fd: int, writes: Actions, files: Actions, /) -> View:
+        if (period_ns <= 0 or budget_ns < 0 or feed_ns <= 0 or not -1 <= exit_code <= 255
+                or len(writes) > MAX_ACTIONS or len(files) > MAX_ACTIONS):
+            raise ValueError("_arm: plan out of range (arm() checks it)")
+        if self._forked:
+            raise ValueError(FORKED)
+        plan = _Plan(period_ns, budget_ns, feed_ns, exit_code, hw_fd, writes, files)
         with self._cv:
-            while self._busy:
-                self._cv.wait()
-            results = self._plan.results if self._plan is not None else None
-            return WatchdogStats(
-                armed=self._plan is not None,
-                fired=self._fired,
-                kicks=self._kicks,
-                fires=self._fires,
-                feeds=self._feeds,
-                feed_errors=self._feed_errors,
-                worst_lateness_ns=self._worst_lateness_ns,
-                last_lateness_ns=self._last_lateness_ns,
-                last_fire_results=_copy(results if results is not None else self._last_results),
-            )
+            if self._stop:
+                raise ValueError("watchdog is closed")
+            view, old = self._take(detach=True)
+            self._plan, self._fired = plan, False
+            self._deadline_ns = time.monotonic_ns() + period_ns
+            self._next_feed_ns = 0  # feed at once
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="twinguard-pywatchdog", daemon=True)
+                self._thread.start()
+        if old is not None:
+            old.close(magic=False)
+        return view
+
+    def _disarm(self) -> View:
+        return self._op(stop=False)
+
+    def _close(self) -> View:
+        return self._op(stop=True)
+
+    def _counters(self) -> View:
+        with self._cv:
+            return self._take(detach=False)[0]
 
     # -- internals -------------------------------------------------------------------
-    def _detach(self, *, stop: bool) -> _Plan | None:
-        with self._cv:
-            while self._busy:
-                self._cv.wait()
-            old, self._plan = self._plan, None
-            if stop:
-                self._stop = self._closed = True
-            self._cv.notify_all()
-            if old is not None and old.hw_fd >= 0 and not self._fired:
-                with contextlib.suppress(OSError):
-                    os.write(old.hw_fd, b"V")  # magic close: a clean stop must not reboot
-        return old
+    def _op(self, *, stop: bool) -> View:
+        with self._cv:  # in a fork()ed child: a new lock, no plan, no thread (see below)
+            view, old = self._take(detach=True)
+            self._stop |= stop
+        if old is not None:
+            old.close(magic=not view[1])  # view[1]: fired
+        thread = self._thread
+        if stop and not self._joining and thread is not None:
+            self._joining = True
+            if thread is not threading.current_thread():
+                thread.join()
+        return view
 
-    def _retire(self, old: _Plan | None) -> None:
-        if old is None:
-            return
-        if old.results is not None:
-            self._last_results = old.results
-        old.release()
+    def _take(self, *, detach: bool) -> tuple[View, _Plan | None]:
+        """Under the lock: wait for !busy; the view; then (if detach) the plan taken out."""
+        while self._busy:
+            self._cv.wait()
+        plan = self._plan
+        view: View = (plan is not None, self._fired, self._kicks, self._fires, self._feeds,
+                      self._feed_errors)
+        if plan is not None and self._fired:
+            view += (self._lateness_ns, len(plan.writes), *self._res)
+        if detach:
+            self._plan = None
+            self._cv.notify_all()
+        return view, plan if detach else None
+
+    def _after_fork_in_child(self) -> None:
+        """No thread here, and the lock may be held by one that is gone: a new lock; the
+        plan's fds closed; arm() and kick() raise from now on."""
+        self._forked = True
+        self._cv = threading.Condition(threading.Lock())
+        plan, self._plan = self._plan, None
+        self._busy = False
+        self._thread = None
+        if plan is not None:
+            plan.close(magic=False)
 
     def _run(self) -> None:
         with self._cv:
@@ -340,40 +247,32 @@ class Watchdog:
                 now = time.monotonic_ns()
                 if now >= self._deadline_ns:
                     self._fire_locked(plan, now)
-                    continue
-                wake = self._deadline_ns
-                if plan.hw_fd >= 0:
-                    if now >= self._next_feed_ns:
-                        self._feed_locked(plan, now)
-                        continue
-                    wake = min(wake, self._next_feed_ns)
-                self._cv.wait((wake - now) / 1e9)
+                elif plan.hw_fd >= 0 and now >= self._next_feed_ns:
+                    self._feed_locked(plan, now)
+                else:
+                    wake = self._deadline_ns
+                    if plan.hw_fd >= 0:
+                        wake = min(wake, self._next_feed_ns)
+                    self._cv.wait((wake - now) / 1e9)
 
     def _fire_locked(self, plan: _Plan, now: int) -> None:
-        self._last_lateness_ns = now - self._deadline_ns
-        self._worst_lateness_ns = max(self._worst_lateness_ns, self._last_lateness_ns)
         self._fired = True
         self._fires += 1
+        self._lateness_ns = now - self._deadline_ns
         self._busy = True
         self._cv.release()
-        lateness = self._last_lateness_ns
         try:
-            results = _fire(plan)
+            res = _fire(plan)
         except Exception:  # a bug here must not leave busy set and wedge arm/stats
             log.exception("watchdog fire failed")
-            eio = -errno.EIO
-            results = FireResults(
-                fd_writes=[eio] * len(plan.fds),
-                replies=[eio] * len(plan.fds),
-                file_writes=[eio] * len(plan.files),
-            )
+            res = [-errno.EIO] * (2 * len(plan.writes) + len(plan.files))
         try:
-            log.warning("watchdog fired %d ns late: %s", lateness, results)
-            if plan.exit_code is not None:
+            log.warning("watchdog fired %d ns late: %s", self._lateness_ns, res)
+            if plan.exit_code >= 0:
                 os._exit(plan.exit_code)
         finally:
             self._cv.acquire()
-        plan.results = results
+        self._res = res
         self._busy = False
         self._cv.notify_all()
 
@@ -381,25 +280,34 @@ class Watchdog:
         self._busy = True
         self._cv.release()
         try:
-            ok = os.write(plan.hw_fd, b"\0") == 1
+            ok = os.write(plan.hw_fd, b"\0") == 1  # anything but 'V' feeds
         except OSError:
             ok = False
         finally:
             self._cv.acquire()
-        if ok:
-            self._feeds += 1
-        else:
-            self._feed_errors += 1
-        self._next_feed_ns = now + plan.feed_interval_ns
+        self._feeds += ok
+        self._feed_errors += not ok
+        self._next_feed_ns = now + plan.feed_ns
         self._busy = False
         self._cv.notify_all()
 
 
-def _copy(results: FireResults | None) -> FireResults | None:
-    if results is None:
-        return None
-    return FireResults(
-        fd_writes=list(results["fd_writes"]),
-        replies=list(results["replies"]),
-        file_writes=list(results["file_writes"]),
-    )
+class Watchdog(PyCore, WatchdogAPI):
+    """The pure-Python watchdog; see the module docstring for what it cannot do.
+
+    Call ``close()`` when done: the (daemon) thread holds a reference to the watchdog, so it
+    is not collected while the thread runs.
+    """
+
+    native = False
+
+
+_LIVE: weakref.WeakSet[PyCore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_LIVE):
+        core._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

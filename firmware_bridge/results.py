@@ -1,22 +1,32 @@
-"""What a watchdog reports: the shapes returned by ``Watchdog.stats()`` and the common API.
+"""What a watchdog reports: the shapes returned by ``Watchdog.stats()``, and how a core's view
+becomes them.
 
 Result codes of one fire (same in the native and the Python watchdog), one per action, in
 the order the actions were given to ``arm()``:
 
     fd_writes[i]    bytes written (the whole payload) or -errno
                     (-ETIMEDOUT: the fd stayed full for reply_timeout_s; -EPIPE/-ECONNRESET:
-                    peer gone; -EBADF: fd closed under us)
+                    peer gone; -EBADF: fd not writable)
     replies[i]      bytes read from fd i after the write (one read, not parsed);
                     0 = peer closed (EOF); -ETIMEDOUT = nothing within reply_timeout_s;
                     -ECANCELED = not waited for because the write failed; other -errno
-    file_writes[j]  0 = written, or -errno (-ENOENT: the path does not exist; never created)
+    file_writes[j]  0 = written, or -errno (-ENOENT: the path did not exist at arm time; a
+                    file is never created)
+
+A core's view (what ``_arm``/``_disarm``/``_close``/``_counters`` return, see
+``_watchdog.pyi``) is a flat tuple of ints::
+
+    armed, fired, kicks, fires, feeds, feed_errors          the counters, always
+    lateness_ns, n, w[0..n), r[0..n), f[0..)                 only for a plan that fired
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from typing import Protocol, TypedDict
+from typing import TypedDict
+
+View = tuple[int, ...]
+Actions = tuple[tuple[int, bytes], ...]  # what a core is handed: (fd, payload) pairs
+VIEW_HEAD = 6  # armed, fired, kicks, fires, feeds, feed_errors
 
 
 class FireResults(TypedDict):
@@ -37,21 +47,22 @@ class WatchdogStats(TypedDict):
     last_fire_results: FireResults | None  # the latest fire, kept across re-arm/disarm
 
 
-class WatchdogAPI(Protocol):
-    """The API both ``_watchdog.Watchdog`` and ``pywatchdog.Watchdog`` implement."""
+def fire_in(view: View) -> tuple[int, FireResults] | None:
+    """(lateness_ns, results) of the fire a view carries, or None if its plan has not fired."""
+    if len(view) == VIEW_HEAD:
+        return None
+    lateness_ns, n, *codes = view[VIEW_HEAD:]
+    return lateness_ns, FireResults(
+        fd_writes=codes[:n], replies=codes[n : 2 * n], file_writes=codes[2 * n :]
+    )
 
-    def arm(
-        self,
-        deadline_s: float,
-        *,
-        fd_writes: Sequence[tuple[int, bytes]] = (),
-        reply_timeout_s: float = 0.05,
-        file_writes: Sequence[tuple[str | os.PathLike[str], bytes]] = (),
-        hw_watchdog_fd: int = -1,
-        hw_feed_interval_s: float = 1.0,
-        exit_code: int | None = None,
-    ) -> None: ...
-    def kick(self) -> None: ...
-    def disarm(self) -> None: ...
-    def close(self) -> None: ...
-    def stats(self) -> WatchdogStats: ...
+
+def copy_results(results: FireResults | None) -> FireResults | None:
+    """A copy the caller may change."""
+    if results is None:
+        return None
+    return FireResults(
+        fd_writes=list(results["fd_writes"]),
+        replies=list(results["replies"]),
+        file_writes=list(results["file_writes"]),
+    )

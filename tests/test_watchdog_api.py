@@ -6,7 +6,6 @@ disarm, the hw watchdog feed / magic close, error reporting and resource hygiene
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import socket
@@ -16,35 +15,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from watchdog_kit import watchdog_threads
 
-from firmware_bridge import pywatchdog
-from firmware_bridge.results import WatchdogAPI
+from firmware_bridge import WatchdogAPI
 
 try:
-    from firmware_bridge import _watchdog
+    from firmware_bridge import native
 except ImportError:  # pragma: no cover - the build is wired in setup.py
-    _watchdog = None  # type: ignore[assignment]
+    native = None  # type: ignore[assignment]
 
-IMPLS = [
-    pytest.param("native", id="native"),
-    pytest.param("python", id="python"),
-]
-
-
-@pytest.fixture(params=IMPLS)
-def impl(request: pytest.FixtureRequest) -> type[WatchdogAPI]:
-    if request.param == "native":
-        if _watchdog is None:
-            pytest.fail("firmware_bridge._watchdog is not built")
-        return _watchdog.Watchdog
-    return pywatchdog.Watchdog
-
-
-@pytest.fixture
-def wd(impl: type[WatchdogAPI]) -> Iterator[WatchdogAPI]:
-    w = impl()
-    yield w
-    w.close()
+# the fixtures ``impl`` (both implementations) and ``wd`` (one of each) are in conftest.py
 
 
 @pytest.fixture
@@ -199,6 +179,7 @@ def test_broken_fds_are_reported_not_fatal(wd: WatchdogAPI, tmp_path: Path) -> N
     gone_ours, gone_peer = socket.socketpair()
     gone_peer.close()  # peer closed before the fire
     read_end, write_end = os.pipe()  # a read-only fd: write() gives EBADF
+    os.set_blocking(read_end, False)  # arm() refuses a blocking pipe
     ok_ours, ok_peer = socket.socketpair()
     try:
         wd.arm(
@@ -319,18 +300,6 @@ def test_close_is_idempotent_and_final(impl: type[WatchdogAPI]) -> None:
     w.disarm()  # harmless
 
 
-def _threads() -> int:
-    """Watchdog threads of this process: the native one by its OS name, the Python one by
-    its thread name (other tests leave unrelated threads that may come and go)."""
-    native = 0
-    for task in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError):
-            comm = Path(f"/proc/self/task/{task}/comm").read_text().strip()
-            native += comm == "tg-watchdog"
-    python = sum(t.name == "twinguard-pywatchdog" and t.is_alive() for t in threading.enumerate())
-    return native + python
-
-
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -355,24 +324,24 @@ def test_ten_thousand_cycles_leak_no_thread_and_no_fd(
             wd.disarm()
 
         cycle()  # the thread starts on the first arm
-        threads, fds = _threads(), _fds()
+        threads, fds = watchdog_threads(), _fds()
         for _ in range(10_000):
             cycle()
-        assert (_threads(), _fds()) == (threads, fds)
+        assert (watchdog_threads(), _fds()) == (threads, fds)
         assert wd.stats()["kicks"] == 10_001
         assert wd.stats()["fires"] == 0
     finally:
         os.close(dev)
     wd.close()
-    assert _threads() == threads - 1  # close() joins the thread
+    assert watchdog_threads() == threads - 1  # close() joins the thread
 
 
 @pytest.mark.timeout(10)
 def test_native_thread_blocks_all_signals() -> None:
-    if _watchdog is None:
+    if native is None:
         pytest.fail("firmware_bridge._watchdog is not built")
     before = set(os.listdir("/proc/self/task"))
-    w = _watchdog.Watchdog()
+    w = native.Watchdog()
     try:
         w.arm(5.0)
         new = set(os.listdir("/proc/self/task")) - before
@@ -393,7 +362,6 @@ def test_concurrent_kicks_while_rearming(
     wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket]
 ) -> None:
     """Kicks from several threads race arm/disarm/stats: no crash, no deadlock, sane counts."""
-    import threading
 
     ours, _peer = pair
     stop = threading.Event()
@@ -451,3 +419,39 @@ def test_a_full_peer_times_out_and_the_file_action_still_runs(
         "file_writes": [0],
     }
     assert led.read_bytes() == b"1"
+
+
+@pytest.mark.timeout(10)
+def test_fired_is_the_latch_read_cheaply(
+    wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """``fired`` follows the latch (what stats() says), no dict built: False while kicked,
+    True once the deadline passed, False again after a re-arm."""
+    ours, peer = pair
+    assert wd.fired is False  # never armed
+    wd.arm(30.0, fd_writes=[(ours.fileno(), b"F")], reply_timeout_s=0.0)
+    wd.kick()
+    assert wd.fired is False
+    wd.arm(0.02, fd_writes=[(ours.fileno(), b"F")], reply_timeout_s=0.0)
+    assert recv_exactly(peer, 1) == b"F"
+    assert wait_for(lambda: wd.fired)
+    assert wd.stats()["fired"] is True
+    wd.arm(30.0)
+    assert wd.fired is False and wd.stats()["fired"] is False
+
+
+@pytest.mark.timeout(10)
+def test_the_led_file_is_the_one_opened_at_arm(wd: WatchdogAPI, tmp_path: Path) -> None:
+    """The fault LED path is opened by arm(): a file that appears later is not written (its
+    fire result is the -ENOENT of that open), a file replaced later keeps its old inode."""
+    late, kept = tmp_path / "late", tmp_path / "kept"
+    kept.write_bytes(b"0\n")
+    wd.arm(0.05, file_writes=[(str(late), b"1"), (str(kept), b"1")])
+    late.write_bytes(b"0")
+    kept.rename(tmp_path / "kept.old")
+    kept.write_bytes(b"new")
+    assert wait_for(lambda: wd.stats()["last_fire_results"] is not None)
+    assert wd.stats()["last_fire_results"] == {
+        "fd_writes": [], "replies": [], "file_writes": [-errno.ENOENT, 0]}
+    assert late.read_bytes() == b"0" and kept.read_bytes() == b"new"
+    assert (tmp_path / "kept.old").read_bytes() == b"1", "written at offset 0, truncated"

@@ -9,7 +9,6 @@ tests on the pure-Python twin are strict xfails: its thread needs the GIL to run
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 from pymodbus.framer import FramerSocket
 from pymodbus.pdu import DecodePDU
 from pymodbus.pdu.register_message import WriteMultipleRegistersRequest
+from watchdog_kit import child_env
 
 from sim.plc.harness import SimPlcProcess
 
@@ -44,13 +44,12 @@ class Child:
     """The child process; killed on exit whatever happened."""
 
     def __init__(self, cfg: dict[str, object]) -> None:
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
             [sys.executable, str(CHILD), json.dumps(cfg)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
+            env=child_env(),  # the same firmware_bridge build as this process (CI: sanitized)
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()

@@ -47,9 +47,9 @@ def test_native_is_chosen_when_built(value: str | None) -> None:
     out = probe(value)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "True firmware_bridge._watchdog",
+        "True firmware_bridge.native",
         "required-ok",
-        "firmware_bridge._watchdog",
+        "firmware_bridge.native",
     ]
 
 
@@ -77,7 +77,7 @@ def test_missing_native_falls_back_or_refuses(tmp_path: Path) -> None:
     """A copy without the .so: auto falls back, native is an ImportError, required refuses."""
     pkg = tmp_path / "firmware_bridge"
     pkg.mkdir()
-    for name in ("__init__.py", "pywatchdog.py", "results.py"):
+    for name in ("__init__.py", "api.py", "native.py", "pywatchdog.py", "results.py"):
         (pkg / name).write_bytes((ROOT / "firmware_bridge" / name).read_bytes())
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     env.pop("TWINGUARD_WATCHDOG", None)

@@ -27,7 +27,7 @@ import sys
 def main() -> int:
     cfg = json.loads(sys.argv[1])
     if cfg["impl"] == "native":
-        from firmware_bridge._watchdog import Watchdog
+        from firmware_bridge.native import Watchdog
     else:
         from firmware_bridge.pywatchdog import Watchdog  # type: ignore[assignment]
 
