@@ -93,7 +93,7 @@ class PlantIO:
         """Why a decision taken at loop time ``decided_at`` must not reach the PLC now
         (the native watchdog fired, or it is older than the watchdog deadline), or None."""
         if self.fired():
-            return "the native watchdog fired: only the safe set may be written"
+            return "the native watchdog has fired: only the safe set may be written"
         age = asyncio.get_running_loop().time() - decided_at
         if age > self.stale_after_s:
             return (f"decided {age * 1000:.0f} ms ago, over the watchdog deadline "

@@ -70,7 +70,8 @@ def hang_and_measure(stack: Stack, hang_s: float) -> tuple[float, float, float]:
     t_sig = time.monotonic()
     stack.agent.signal(signal.SIGUSR2)
     wait_for(lambda: safe_writes(stack, t_sig), hang_s * 4 + 5.0, "a safe write after the hang")
-    late, t_safe = measure(stack.plc.write_log(), t_sig, HB_ADDRESS, HB_UNIT, DEADLINE_S)
+    late, t_safe = measure(stack.plc.write_log(), t_sig, HB_ADDRESS, HB_UNIT, DEADLINE_S,
+                           period_s=PERIOD_S)
     return late, t_safe, t_sig
 
 
@@ -99,7 +100,7 @@ def test_every_layer_in_turn() -> None:
             plc_fallbacks(stack, t_sig)[0]["t"] > t_safe, "the native layer acts first"
 
         # 4. the hang ends: the agent reports the fire, goes FAILSAFE, recovers
-        wait_for(lambda: "native watchdog fired" in stack.agent_stderr(), 20.0,
+        wait_for(lambda: "native watchdog fired: the loop missed" in stack.agent_stderr(), 20.0,
                  "the agent notices the fire once the GIL is free")
         assert "'replies': [12]" in stack.agent_stderr(), "the PLC answered the watchdog's frame"
         t_back = stack.wait_state("normal", since=t_safe, timeout=30)

@@ -17,9 +17,11 @@ Both times are the sim PLC's CLOCK_MONOTONIC stamps when it decoded the request.
 kicks the watchdog right after the heartbeat write's reply has come back, so the true
 deadline is later than the one above by the reply's trip and the agent's wake-up (tens to
 hundreds of microseconds on loopback): the measured lateness **overstates** the watchdog's
-own by that much (a conservative bias). If the hang lands in the few microseconds between
-the heartbeat reply and the kick, the last kick was one poll period earlier and the trial
-shows about ``-poll_period_s`` (not seen in practice; it would show as an outlier below 0).
+own by that much (a conservative bias). If the hang lands between the heartbeat write and
+the kick (the reply's trip and the end of the tick), the last kick followed the heartbeat
+*before* that one: a lateness below ``-poll_period_s / 2`` can only mean that (the watchdog
+never fires before its deadline), so :func:`measure` then takes the deadline from the
+heartbeat before the last (seen in about one trial in 30 at 20 Hz).
 
 The watchdog's write is told apart from the agent's by time: it is the first safe-state write
 after the signal, and the agent's loop cannot write while its main thread holds the GIL (no
@@ -52,7 +54,7 @@ def heartbeat_writes(log: list[dict[str, Any]], address: int, unit: int) -> list
 
 
 def measure(log: list[dict[str, Any]], t_signal: float, address: int, unit: int,
-            deadline_s: float) -> tuple[float, float]:
+            deadline_s: float, *, period_s: float) -> tuple[float, float]:
     """(lateness_s, t of the watchdog's write) from a write log; ValueError if not there."""
     safe = output_writes(log, SAFE_OUTPUT, since=t_signal)
     if not safe:
@@ -64,7 +66,10 @@ def measure(log: list[dict[str, Any]], t_signal: float, address: int, unit: int,
         raise ValueError("no heartbeat write before the watchdog's write")
     if any(t_signal + deadline_s < t < t_safe for t in beats):
         raise ValueError("the agent's loop kept writing heartbeats: it was not hung")
-    return t_safe - (before[-1] + deadline_s), t_safe
+    late = t_safe - (before[-1] + deadline_s)
+    if late < -period_s / 2 and len(before) >= 2:  # hung between that heartbeat and its kick
+        late = t_safe - (before[-2] + deadline_s)
+    return late, t_safe
 
 
 def native_trials(trials: int, rng: Any, log: Any) -> tuple[list[float], float]:
@@ -90,7 +95,7 @@ def native_trials(trials: int, rng: Any, log: Any) -> tuple[list[float], float]:
             wait_for(landed, deadline_s + 10.0, "the watchdog's safe-state write at the PLC")
             code = agent.proc.wait(15)
             late, _ = measure(stack.plc.write_log(), t_signal, hb.heartbeat_address,
-                              hb.unit_id, deadline_s)
+                              hb.unit_id, deadline_s, period_s=period)
             lateness.append(late)
             print(f"trial {i + 1}/{trials}: {late * 1000:+.3f} ms (agent exit {code})",
                   file=log, flush=True)
