@@ -555,3 +555,14 @@ def test_views_show_plant_agent_and_events(profile: Any) -> None:
     assert "heartbeat" not in out, "heartbeat-register writes are not events"
     assert "config v1: ACCEPTED (accepted)" in out and "config v2: REFUSED (replay)" in out
     assert "mode ACTIVE, was shadow" in out
+
+
+def test_native_lateness_runs_from_the_kick_that_followed_a_complete_tick() -> None:
+    from sim.demo.judge import native_lateness
+
+    beats = [10.0, 10.05, 10.1]
+    assert native_lateness(beats, 10.3012, 0.2, 0.05) == pytest.approx(0.0012)
+    # hung between the 10.1 heartbeat write and its kick: the deadline ran from 10.05
+    assert native_lateness(beats, 10.2509, 0.2, 0.05) == pytest.approx(0.0009)
+    assert native_lateness([], 10.3, 0.2, 0.05) is None
+    assert native_lateness([10.4], 10.3, 0.2, 0.05) is None, "only heartbeats before count"

@@ -36,6 +36,7 @@ from typing import Any
 
 from agent.profile import load_profile
 from sim.bench.reaction import SAFE_OUTPUT, bench_profile
+from sim.demo.judge import native_lateness
 from sim.stack import Stack, output_writes, wait_for
 
 EXIT_CODE = 3
@@ -61,14 +62,11 @@ def measure(log: list[dict[str, Any]], t_signal: float, address: int, unit: int,
         raise ValueError("no safe-state write after the signal")
     t_safe = float(safe[0]["t"])
     beats = [float(r["t"]) for r in heartbeat_writes(log, address, unit)]
-    before = [t for t in beats if t < t_safe]
-    if not before:
-        raise ValueError("no heartbeat write before the watchdog's write")
     if any(t_signal + deadline_s < t < t_safe for t in beats):
         raise ValueError("the agent's loop kept writing heartbeats: it was not hung")
-    late = t_safe - (before[-1] + deadline_s)
-    if late < -period_s / 2 and len(before) >= 2:  # hung between that heartbeat and its kick
-        late = t_safe - (before[-2] + deadline_s)
+    late = native_lateness(beats, t_safe, deadline_s, period_s)
+    if late is None:
+        raise ValueError("no heartbeat write before the watchdog's write")
     return late, t_safe
 
 

@@ -195,6 +195,25 @@ def first_fallback(log: Sequence[Record], since: float) -> Record | None:
                 None)
 
 
+def native_lateness(beats: Sequence[float], t_frame: float, deadline_s: float,
+                    period_s: float) -> float | None:
+    """Seconds the native watchdog's frame (received at ``t_frame``) came past its deadline.
+
+    The deadline runs from the agent's last kick, which follows the heartbeat-register
+    write of a complete tick: the last of ``beats`` (heartbeat write times, ascending)
+    before the frame, + ``deadline_s``. A result below ``-period_s / 2`` can only mean the
+    agent hung between that write and its kick (the watchdog never fires early): then the
+    deadline runs from the heartbeat before it. None without a heartbeat before the frame.
+    """
+    before = [t for t in beats if t < t_frame]
+    if not before:
+        return None
+    late = t_frame - (before[-1] + deadline_s)
+    if late < -period_s / 2 and len(before) >= 2:
+        late = t_frame - (before[-2] + deadline_s)
+    return late
+
+
 def last_heartbeat_write(log: Sequence[Record], address: int, before: float) -> Record | None:
     """The agent's last write to the PLC heartbeat register received before ``before``."""
     hits = [r for r in log if r.get("source") == "modbus" and r.get("table") == "holding"

@@ -51,6 +51,7 @@ from sim.demo.judge import (
     first_safe_write,
     judge_shadow,
     last_heartbeat_write,
+    native_lateness,
     output_names,
     outputs_at_safe,
     ramp_time_s,
@@ -320,12 +321,16 @@ def python_hang(ctx: DemoContext) -> ScenarioResult:
     if write is None:
         ok, detail = False, "no safe frame at the PLC within the deadline + 3 s"
     else:
-        last = last_heartbeat_write(stack.plc.write_log(),
-                                    ctx.profile.plc_watchdog.heartbeat_address, before=write["t"])
-        if last is None:
+        address = ctx.profile.plc_watchdog.heartbeat_address
+        beats = [float(r["t"]) for r in stack.plc.write_log()
+                 if r.get("source") == "modbus" and r.get("table") == "holding"
+                 and r.get("address") == address]
+        late = native_lateness(beats, float(write["t"]), deadline_s,
+                               ctx.profile.timing.poll_period_s)
+        if late is None:
             ok, detail = False, "no heartbeat-register write before the safe frame"
         else:
-            reaction = (write["t"] - last["t"] - deadline_s) * 1000.0
+            reaction = late * 1000.0
             ok = within(reaction, NATIVE_BUDGET_MS, low_ms=-1.0)
             detail = (f"native safe frame {reaction:+.1f} ms past the {deadline_s * 1000:g} ms "
                       "watchdog deadline")
