@@ -32,7 +32,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from agent.leds import GpioError
+from agent.model.errors import GpioError
 
 log = logging.getLogger(__name__)
 

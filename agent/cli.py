@@ -22,9 +22,9 @@ from pathlib import Path
 
 import agent
 from agent import auditcmd, certscmd, configcmd, keyscmd
-from agent.errors import ProfileError
-from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile, RtuLink, TcpLink
+from agent.config.profile.load import load_profile, with_connection
+from agent.model.errors import ProfileError
+from agent.model.profile import Profile, RtuLink, TcpLink
 
 __all__ = ["COMMANDS", "Command", "build_parser", "describe_link", "main", "profile_from_args"]
 

@@ -49,9 +49,12 @@ def _fail(message: str, code: int = 2) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from agent.bundle import Bundle, BundleError, add_signature  # noqa: PLC0415
-    from agent.config import load_config  # noqa: PLC0415
-    from agent.errors import ConfigError  # noqa: PLC0415
+    from agent.config.agentconfig import load_config  # noqa: PLC0415
+    from agent.config.bundle import Bundle, add_signature  # noqa: PLC0415
+    from agent.model.errors import (  # noqa: PLC0415
+        BundleError,
+        ConfigError,
+    )
 
     try:
         config = load_config(args.file)
@@ -68,7 +71,7 @@ def _sign(args: argparse.Namespace) -> int:
         for path in args.key:
             key_id, key = load_key(path)
             bundle = add_signature(bundle, key_id, key)
-        from agent.bundle import decode  # noqa: PLC0415
+        from agent.config.bundle import decode  # noqa: PLC0415
 
         decode(bundle.encode())
     except (OSError, ValueError, BundleError) as exc:
@@ -80,7 +83,8 @@ def _sign(args: argparse.Namespace) -> int:
 
 
 def _cosign(args: argparse.Namespace) -> int:
-    from agent.bundle import BundleError, add_signature, decode  # noqa: PLC0415
+    from agent.config.bundle import add_signature, decode  # noqa: PLC0415
+    from agent.model.errors import BundleError  # noqa: PLC0415
 
     try:
         bundle = decode(args.bundle.read_bytes())
@@ -96,13 +100,17 @@ def _cosign(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     import tomllib  # noqa: PLC0415
 
-    from agent.bundle import BundleError, decode  # noqa: PLC0415
-    from agent.config import load_config  # noqa: PLC0415
-    from agent.configpush import Accepted, Current, Situation, evaluate  # noqa: PLC0415
+    from agent.config.agentconfig import load_config  # noqa: PLC0415
+    from agent.config.bundle import decode  # noqa: PLC0415
+    from agent.config.profile.load import load_profile  # noqa: PLC0415
+    from agent.config.push import Accepted, Current, Situation, evaluate  # noqa: PLC0415
     from agent.configstore import ConfigStore  # noqa: PLC0415
-    from agent.errors import ConfigError, ProfileError  # noqa: PLC0415
-    from agent.profile.load import load_profile  # noqa: PLC0415
-    from agent.safety import Mode  # noqa: PLC0415
+    from agent.model.errors import (  # noqa: PLC0415
+        BundleError,
+        ConfigError,
+        ProfileError,
+    )
+    from agent.model.mode import Mode  # noqa: PLC0415
 
     try:
         data = args.bundle.read_bytes()

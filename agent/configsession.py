@@ -43,15 +43,15 @@ from pathlib import Path
 from typing import Any
 
 from agent.audit import AuditKind, AuditLog
-from agent.config import AgentConfig, parse_config
-from agent.configpush import Accepted, Current, Situation, evaluate
+from agent.config.agentconfig import AgentConfig, parse_config
+from agent.config.effective import effective_profile
+from agent.config.push import Accepted, Current, Situation, evaluate
+from agent.config.roles import changed_paths
 from agent.configstore import ConfigStore
-from agent.effective import effective_profile
-from agent.errors import ConfigError, Problem
-from agent.profile.model import Profile
-from agent.roles import changed_paths
-from agent.safety import Mode
-from agent.twin.messages import TEXT_MAX, ConfigResult
+from agent.model.errors import ConfigError, Problem
+from agent.model.messages import TEXT_MAX, ConfigResult
+from agent.model.mode import Mode
+from agent.model.profile import Profile
 
 __all__ = ["EXIT_RESTART", "RESTART_PREFIXES", "ConfigSession", "Step"]
 

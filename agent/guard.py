@@ -68,7 +68,7 @@ from typing import Any
 import serial
 
 from agent.modbus.frames import encode_write_frames
-from agent.profile.model import FailsafePolicy, Profile, RtuLink, TcpLink
+from agent.model.profile import FailsafePolicy, Profile, RtuLink, TcpLink
 from firmware_bridge import WatchdogAPI, WatchdogStats
 
 log = logging.getLogger(__name__)

@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
         Ed25519PrivateKey,
     )
 
-    from agent.profile.fields import is_identifier  # noqa: PLC0415
+    from agent.config.fields import is_identifier  # noqa: PLC0415
 
     key_id: str = args.key_id
     if not is_identifier(key_id.replace("-", "_")):

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.button import ResetButton
-from agent.leds import GpioError, Indication, StatusLeds
-from agent.profile.model import Profile, RecoveryPolicy
-from agent.safety import SafetyMachine, State
+from agent.core.leds import Indication
+from agent.leds import StatusLeds
+from agent.model.errors import GpioError, StatusSocketInUse
+from agent.model.profile import Profile
+from agent.model.status import StatusSnapshot
 from agent.sdnotify import Notifier
-from agent.status import StatusServer, StatusSnapshot, StatusSocketInUse, socket_path
+from agent.status import StatusServer, socket_path
 
 log = logging.getLogger(__name__)
 
@@ -46,13 +48,6 @@ def gpio_present(dev: Path = Path("/dev")) -> bool:
         return True
     gpiozero = sys.modules.get("gpiozero")  # already loaded: a caller chose a pin factory
     return gpiozero is not None and gpiozero.Device.pin_factory is not None
-
-
-def indication(machine: SafetyMachine, link: str, recovery: RecoveryPolicy,
-               safe_confirmed: bool = True) -> Indication:
-    """What the LEDs should say for this safety state, mode, twin link and safe set."""
-    waiting = machine.state is State.RECOVERING and recovery is RecoveryPolicy.MANUAL
-    return Indication(machine.state.value, machine.mode.value, link, waiting, safe_confirmed)
 
 
 class OperatorPanel:

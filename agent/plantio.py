@@ -31,11 +31,11 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
-from agent.errors import WriteRefused
 from agent.modbus.client import PlcClient, WriteResult
 from agent.modbus.codec import encode_output
-from agent.profile.model import Profile
-from agent.readings import Quality, Reading
+from agent.model.errors import WriteRefused
+from agent.model.profile import Profile
+from agent.model.readings import Quality, Reading
 
 log = logging.getLogger(__name__)
 

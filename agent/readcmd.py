@@ -32,10 +32,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from agent.errors import ProfileError
 from agent.modbus.client import PlcClient
-from agent.profile.model import Profile, Signal, TcpLink
-from agent.readings import Quality, Reading
+from agent.model.errors import ProfileError
+from agent.model.profile import Profile, Signal, TcpLink
+from agent.model.readings import Quality, Reading
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def _load(ns: argparse.Namespace) -> Profile:
-    from agent.profile.load import load_profile, with_connection  # noqa: PLC0415
+    from agent.config.profile.load import load_profile, with_connection  # noqa: PLC0415
 
     profile = load_profile(ns.profile)
     if ns.tcp or ns.rtu:

@@ -10,9 +10,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from agent.config import load_config
-from agent.errors import ConfigError, ProfileError
-from agent.status import StatusSocketInUse
+from agent.config.agentconfig import load_config
+from agent.model.errors import ConfigError, ProfileError, StatusSocketInUse
 
 log = logging.getLogger(__name__)
 

@@ -56,21 +56,14 @@ from typing import Any
 
 from agent import faultinject
 from agent.audit import AuditKind, transition_record
-from agent.config import AgentConfig
-from agent.configpush import Situation
+from agent.config.agentconfig import AgentConfig
+from agent.config.push import Situation
 from agent.configsession import EXIT_RESTART, ConfigSession, Step
-from agent.controller import Controller, Decision
+from agent.core.controller import Controller, Decision
+from agent.core.heartbeat import LinkState
+from agent.core.leds import Indication, indication
 from agent.guard import NativeGuard, exit_code_from_env
-from agent.heartbeat import LinkState
-from agent.leds import Indication
-from agent.panel import OperatorPanel, indication
-from agent.plantio import PlantIO
-from agent.profile.model import Profile
-from agent.safety import Mode
-from agent.status import EventRing, StatusSnapshot, build_snapshot
-from agent.telemetry_feed import TelemetryFeed
-from agent.twin.link import TwinLink, TwinLinkSettings
-from agent.twin.messages import (
+from agent.model.messages import (
     Ack,
     AgentMessage,
     Bye,
@@ -81,6 +74,14 @@ from agent.twin.messages import (
     Recommend,
     Status,
 )
+from agent.model.mode import Mode
+from agent.model.profile import Profile
+from agent.model.status import StatusSnapshot
+from agent.panel import OperatorPanel
+from agent.plantio import PlantIO
+from agent.status import EventRing, build_snapshot
+from agent.telemetry_feed import TelemetryFeed
+from agent.twin.link import TwinLink, TwinLinkSettings
 from firmware_bridge import WatchdogAPI, load_watchdog
 
 log = logging.getLogger(__name__)

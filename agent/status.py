@@ -50,19 +50,20 @@ import socket
 import stat
 import struct
 import tempfile
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import agent
-from agent.errors import TwinguardError
-from agent.profile.model import RecoveryPolicy
-from agent.safety import Mode, State
-from agent.statusmodel import (
+from agent.core.safety import State
+from agent.model.errors import StatusSocketError, StatusSocketInUse
+from agent.model.mode import Mode
+from agent.model.profile import RecoveryPolicy
+from agent.model.status import (
     EVENTS_KEPT,
     SCHEMA,
     EventEntry,
-    EventRing,
     ExcludedChannel,
     LoopStatus,
     OutputStatus,
@@ -77,44 +78,16 @@ from agent.statusmodel import (
     TwinStatus,
     VoteStatus,
     WatchdogStatus,
-    snapshot_from_dict,
 )
 
 if TYPE_CHECKING:
-    from agent.controller import Controller
+    from agent.core.controller import Controller, Decision
+    from agent.core.heartbeat import LinkEvent
+    from agent.core.safety import Transition
     from agent.modbus.client import ClientStats
-    from agent.spool.records import Backlog
+    from agent.model.spool import Backlog
     from firmware_bridge.results import WatchdogStats
 
-__all__ = [  # the snapshot model lives in agent.statusmodel; re-exported for old imports
-    "EVENTS_KEPT",
-    "SCHEMA",
-    "EventEntry",
-    "EventRing",
-    "ExcludedChannel",
-    "LoopCounters",
-    "LoopStatus",
-    "OutputStatus",
-    "PlcStatus",
-    "RecommendationCounts",
-    "RecommendationStatus",
-    "SafeSetStatus",
-    "SocketStatus",
-    "SpoolStatus",
-    "StatusServer",
-    "StatusSnapshot",
-    "StatusSocketError",
-    "StatusSocketInUse",
-    "TripStatus",
-    "TwinStatus",
-    "VoteStatus",
-    "WatchdogStatus",
-    "build_snapshot",
-    "describe_peer",
-    "peer_credentials",
-    "snapshot_from_dict",
-    "socket_path",
-]
 
 log = logging.getLogger(__name__)
 
@@ -133,14 +106,6 @@ AckHandler = Callable[[str, str], Awaitable[tuple[bool, str]]]
 def socket_path(state_dir: Path) -> Path:
     """Where the agent with state directory ``state_dir`` listens."""
     return state_dir / SOCKET_NAME
-
-
-class StatusSocketError(TwinguardError, OSError):
-    """The status socket cannot be set up (path too long, permissions, a file in the way)."""
-
-
-class StatusSocketInUse(StatusSocketError):
-    """Another agent answers on the socket: two agents must never share one state dir."""
 
 
 # --- building a snapshot ---------------------------------------------------------------------
@@ -482,3 +447,32 @@ def _bind_private(path: Path) -> socket.socket:
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return sock
+
+
+# --- recent events ---------------------------------------------------------------------
+
+class EventRing:
+    """The last ``size`` transitions and events, with wall time, for ``twinguard status``."""
+
+    def __init__(self, size: int = EVENTS_KEPT) -> None:
+        self._ring: deque[EventEntry] = deque(maxlen=size)
+
+    def add(self, wall: float, kind: str, text: str) -> None:
+        self._ring.append(EventEntry(wall, kind, text))
+
+    def transition(self, tr: Transition, wall: float) -> None:
+        self.add(wall, "transition",
+                 f"{tr.old.name} -> {tr.new.name} on {tr.event.name}: {tr.cause}")
+
+    def link(self, ev: LinkEvent, wall: float) -> None:
+        self.add(wall, "link", f"twin {ev.old.name} -> {ev.new.name}: {ev.cause}")
+
+    def decision(self, decision: Decision, wall: float) -> None:
+        """Record a controller decision's link events and transitions, in that order."""
+        for ev in decision.link_events:
+            self.link(ev, wall)
+        for tr in decision.transitions:
+            self.transition(tr, wall)
+
+    def entries(self) -> tuple[EventEntry, ...]:
+        return tuple(self._ring)

@@ -29,9 +29,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent.errors import ProtocolError, TwinguardError
+from agent.model.errors import AgentNotRunning, ProtocolError
+from agent.model.status import StatusSnapshot, snapshot_from_dict
 from agent.status import socket_path
-from agent.statusmodel import StatusSnapshot, snapshot_from_dict
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,10 +43,6 @@ STATE_STYLE = {"normal": "bold green", "degraded": "bold yellow", "starting": "b
                "recovering": "bold red", "failsafe": "bold white on red"}
 QUALITY_STYLE = {"good": "green", "degraded": "yellow", "bad": "bold red"}
 LINK_STYLE = {"alive": "green", "late": "yellow", "lost": "bold red"}
-
-
-class AgentNotRunning(TwinguardError, ConnectionError):
-    """No agent serves the status socket (missing, or nothing listens on it)."""
 
 
 def state_dir_from(args: argparse.Namespace) -> Path:

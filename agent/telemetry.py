@@ -37,14 +37,14 @@ from typing import Any
 
 import msgpack
 
-from agent.heartbeat import LinkEvent
-from agent.readings import Reading
-from agent.recommend import Recommendation, ShadowLine, Verdict
-from agent.safety import Transition
-from agent.spool.records import SpoolEvent
-from agent.trips import TripHit
-from agent.twin.messages import BODY_MAX
-from agent.voting import Vote
+from agent.core.heartbeat import LinkEvent
+from agent.core.recommend import Recommendation, ShadowLine, Verdict
+from agent.core.safety import Transition
+from agent.core.trips import TripHit
+from agent.core.voting import Vote
+from agent.model.messages import BODY_MAX
+from agent.model.readings import Reading
+from agent.model.spool import SpoolEvent
 
 
 def pack(record: Mapping[str, Any]) -> bytes:

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 from agent import telemetry as records
-from agent.config import AgentConfig
-from agent.controller import Controller, Decision
-from agent.recommend import ShadowLine, Verdict
+from agent.config.agentconfig import AgentConfig
+from agent.core.controller import Controller, Decision
+from agent.core.recommend import ShadowLine, Verdict
 from agent.telemetry_pump import Send, TelemetryPump
 
 log = logging.getLogger(__name__)

@@ -33,9 +33,11 @@ from pathlib import Path
 
 import msgpack
 
-from agent.config import SpoolConfig, TelemetryConfig
-from agent.spool import AppendResult, AppendStatus, Forwarder, Spool, SpoolEvent, SpoolWriter
-from agent.twin.messages import BODY_MAX, AgentMessage, Resume, Telemetry
+from agent.config.agentconfig import SpoolConfig, TelemetryConfig
+from agent.core.forwarder import Forwarder
+from agent.model.messages import BODY_MAX, AgentMessage, Resume, Telemetry
+from agent.model.spool import AppendResult, AppendStatus, SpoolEvent
+from agent.spool import Spool, SpoolWriter
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from agent.errors import ProfileError
-from agent.profile.model import RtuLink
-from agent.systemd_unit import render_unit
+from agent.config.systemd_unit import render_unit
+from agent.model.errors import ProfileError
+from agent.model.profile import RtuLink
 
 DEFAULT_STATE_DIR = "/var/lib/twinguard"
 
@@ -37,7 +37,7 @@ def watchdog_sec(deadline_s: float) -> float:
 
 def main(args: argparse.Namespace) -> int:
     from agent.cli import report_problems  # noqa: PLC0415 - cli imports this module lazily
-    from agent.profile.load import load_profile  # noqa: PLC0415
+    from agent.config.profile.load import load_profile  # noqa: PLC0415
 
     try:
         profile = load_profile(args.profile)

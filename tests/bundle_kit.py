@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.bundle import Bundle, signed_by
+from agent.config.bundle import Bundle, signed_by
 
 DEVICE = "tank-01"
 ROLES = {"op1": "operator", "eng1": "engineer", "saf1": "safety", "ap1": "approver",

@@ -17,7 +17,8 @@ import random
 import sys
 import time
 
-from agent.spool import Overflow, Spool
+from agent.model.spool import Overflow
+from agent.spool import Spool
 
 
 def main(argv: list[str]) -> int:

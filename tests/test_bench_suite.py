@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from agent.profile.load import read_toml
-from agent.profile.parse import parse_profile
+from agent.config.profile.load import read_toml
+from agent.config.profile.parse import parse_profile
 from sim.bench import all as bench_all
 from sim.bench.footprint import deadline_for, profile_text, read_proc
 from sim.bench.poll import Samples, summarize

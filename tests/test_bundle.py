@@ -10,15 +10,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.bundle import (
-    BUNDLE_MAX,
-    FORMAT,
-    Bundle,
-    BundleError,
-    add_signature,
-    decode,
-    verify_signature,
-)
+from agent.config.bundle import BUNDLE_MAX, FORMAT, Bundle, add_signature, decode, verify_signature
+from agent.model.errors import BundleError
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.model.messages import ConfigPush, ConfigResult, TwinMessage
 from agent.pki import init_pki
 from agent.twin.link import TwinLink, TwinLinkSettings
-from agent.twin.messages import ConfigPush, ConfigResult, TwinMessage
 from sim.twin.control import handle
 from sim.twin.server import SimTwin
 

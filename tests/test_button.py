@@ -17,7 +17,7 @@ from gpiozero import Button
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from agent.button import ResetButton, call_in_loop
-from agent.leds import GpioError
+from agent.model.errors import GpioError
 
 PIN = 23
 HOLD_S = 0.2

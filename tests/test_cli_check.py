@@ -12,7 +12,8 @@ import pytest
 
 import agent
 from agent.cli import COMMANDS, build_parser, main
-from agent.profile import TcpLink, list_profiles, load_profile
+from agent.config.profile.load import list_profiles, load_profile
+from agent.model.profile import TcpLink
 
 pytestmark = pytest.mark.timeout(30)
 

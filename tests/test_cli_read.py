@@ -101,7 +101,7 @@ def test_read_a_profile_the_sim_has_never_been_built_for() -> None:
         )
     assert proc.returncode in (0, 1), proc.stderr
     doc = json.loads(proc.stdout)
-    from agent.profile.load import load_profile
+    from agent.config.profile.load import load_profile
 
     profile = load_profile("pi-modbus-tcp")
     assert set(doc["signals"]) == {s.name for s in profile.signals}

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentConfig, Overflow, Role, load_config, parse_config
-from agent.errors import ConfigError
-from agent.safety import Mode
+from agent.config.agentconfig import AgentConfig, Role, load_config, parse_config
+from agent.model.errors import ConfigError
+from agent.model.mode import Mode
+from agent.model.spool import Overflow
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from bundle_kit import DEVICE, Kit
 
-from agent.bundle import BUNDLE_MAX, Bundle, decode
-from agent.config import parse_config
-from agent.configpush import Accepted, Current, Reason, Rejected, Situation, evaluate
-from agent.profile import load_profile
-from agent.safety import Mode
+from agent.config.agentconfig import parse_config
+from agent.config.bundle import BUNDLE_MAX, Bundle, decode
+from agent.config.profile.load import load_profile
+from agent.config.push import Accepted, Current, Reason, Rejected, Situation, evaluate
+from agent.model.mode import Mode
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -188,14 +188,8 @@ def test_device_constant() -> None:
 
 
 def test_every_reason_can_go_on_the_wire() -> None:
-    from agent.twin.messages import (
-        CONFIG_REASONS,
-        ConfigPush,
-        ConfigResult,
-        decode_agent,
-        decode_twin,
-        to_wire,
-    )
+    from agent.model.messages import CONFIG_REASONS, ConfigPush, ConfigResult
+    from agent.twin.messages import decode_agent, decode_twin, to_wire
 
     assert {r.value for r in Reason} <= set(CONFIG_REASONS)
     data = KIT.bundle(KIT.config(), 4, ("op1",))

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import Overrides
-from agent.effective import effective_profile
-from agent.errors import ConfigError
-from agent.profile import load_profile
+from agent.config.agentconfig import Overrides
+from agent.config.effective import effective_profile
+from agent.config.profile.load import load_profile
+from agent.model.errors import ConfigError
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -9,11 +9,11 @@ import pytest
 from bundle_kit import Kit
 
 from agent.audit import AuditLog
-from agent.config import load_config
-from agent.configpush import Situation
+from agent.config.agentconfig import load_config
+from agent.config.profile.load import load_profile
+from agent.config.push import Situation
 from agent.configsession import ConfigSession
-from agent.profile import load_profile
-from agent.safety import Mode
+from agent.model.mode import Mode
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -12,13 +12,14 @@ from collections.abc import Callable
 
 import pytest
 
-from agent.controller import Controller, Decision
-from agent.heartbeat import LinkState
-from agent.profile.load import load_profile
-from agent.readings import Quality, Reading
-from agent.recommend import DropCause, Reason
-from agent.safety import Mode, State
-from agent.twin.messages import Bye, Heartbeat, Origin, Recommend
+from agent.config.profile.load import load_profile
+from agent.core.controller import Controller, Decision
+from agent.core.heartbeat import LinkState
+from agent.core.recommend import DropCause, Reason
+from agent.core.safety import State
+from agent.model.messages import Bye, Heartbeat, Origin, Recommend
+from agent.model.mode import Mode
+from agent.model.readings import Quality, Reading
 
 pytestmark = pytest.mark.timeout(10)
 

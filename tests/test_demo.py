@@ -25,10 +25,10 @@ from pymodbus.client import ModbusTcpClient
 from rich.console import Console
 
 from agent.audit import AuditLog, AuditRecord
-from agent.bundle import decode, verify_signature
-from agent.config import load_config
-from agent.leds import LedMode
-from agent.profile.load import load_profile
+from agent.config.agentconfig import load_config
+from agent.config.bundle import decode, verify_signature
+from agent.config.profile.load import load_profile
+from agent.core.leds import LedMode
 from sim.demo import cli, pushes, run, timeline
 from sim.demo.context import DemoContext, ScenarioResult, Skipped
 from sim.demo.judge import (

@@ -16,7 +16,7 @@ import pytest
 from bundle_kit import Kit
 
 from agent.audit import AuditLog
-from agent.bundle import BUNDLE_MAX, Bundle, decode
+from agent.config.bundle import BUNDLE_MAX, Bundle, decode
 from sim.stack import DEVICE_ID, Stack, output_writes, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

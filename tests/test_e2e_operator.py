@@ -26,11 +26,12 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from agent.audit import AuditLog
-from agent.config import load_config
-from agent.profile.load import load_profile, with_connection
+from agent.config.agentconfig import load_config
+from agent.config.profile.load import load_profile, with_connection
+from agent.model.errors import AgentNotRunning
 from agent.runtime import Runtime
 from agent.status import socket_path
-from agent.statuscmd import AgentNotRunning, fetch_status
+from agent.statuscmd import fetch_status
 from sim.stack import Stack, sim_tank_text, wait_for
 
 pytestmark = [pytest.mark.slow]

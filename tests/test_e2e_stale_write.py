@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agent.profile import load_profile
+from agent.config.profile.load import load_profile
 from sim.bench.native import heartbeat_writes
 from sim.stack import Stack, output_writes, recommend_script, sim_tank_text, wait_for
 

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
-from agent.profile.model import Timing
-from agent.twin.messages import Bye, Heartbeat
+from agent.core.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
+from agent.model.messages import Bye, Heartbeat
+from agent.model.profile import Timing
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -18,20 +18,20 @@ import pytest
 from gpiozero import LED
 from gpiozero.pins.mock import MockFactory, MockPin
 
-import agent.leds
-from agent.leds import (
+import agent.core.leds
+from agent.core.leds import (
     LINKS,
     MODES,
     RULES,
     STATES,
-    GpioError,
     Indication,
     LedMode,
     LedPattern,
-    StatusLeds,
     markdown_table,
     pattern_for,
 )
+from agent.leds import StatusLeds
+from agent.model.errors import GpioError
 
 OFF, ON, SLOW, FAST = LedMode.OFF, LedMode.ON, LedMode.BLINK_SLOW, LedMode.BLINK_FAST
 GREEN, AMBER, RED = 17, 27, 22
@@ -92,7 +92,7 @@ def test_red_is_lit_exactly_when_the_plant_is_in_its_safe_state_or_not_confirmed
 
 
 def test_missing_rule_falls_back_to_failsafe_pattern(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(agent.leds, "RULES", ())
+    monkeypatch.setattr(agent.core.leds, "RULES", ())
     assert pattern_for(Indication("normal", "active", "alive", False)) == LedPattern(OFF, OFF, FAST)
 
 
@@ -107,8 +107,8 @@ def test_unknown_values_are_rejected(field: str, value: str) -> None:
 
 
 def test_docstring_table_is_the_rules_table() -> None:
-    assert agent.leds.__doc__ is not None
-    assert markdown_table() in agent.leds.__doc__
+    assert agent.core.leds.__doc__ is not None
+    assert markdown_table() in agent.core.leds.__doc__
     assert len(markdown_table().splitlines()) == len(RULES) + 2
 
 

@@ -294,11 +294,11 @@ def test_codec_is_sans_io(module: str) -> None:
 def test_watchdog_frames_are_the_masters_frames(ref: str) -> None:
     """The native watchdog's pre-encoded safe set (pymodbus's framers, agent.modbus.frames)
     is byte for byte what the master would send for the same writes."""
+    from agent.config.profile.load import load_profile
     from agent.modbus.client import write_request
     from agent.modbus.frames import SAFE_TRANSACTION_ID, encode_write_frames, resolve_writes
     from agent.modbus.plan import plan_writes
-    from agent.profile.load import load_profile
-    from agent.profile.model import TcpLink
+    from agent.model.profile import TcpLink
 
     profile = load_profile(ref)
     safe = {o.name: o.safe_value for o in profile.outputs}

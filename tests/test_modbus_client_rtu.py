@@ -16,11 +16,11 @@ from typing import TypeVar
 
 import pytest
 
+from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
 from agent.modbus.frames import encode_write_frames
-from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile, RtuLink
-from agent.readings import Quality
+from agent.model.profile import Profile, RtuLink
+from agent.model.readings import Quality
 from sim.plc.harness import SimPlcProcess, SocatPair
 
 pytestmark = pytest.mark.timeout(40)

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from agent.errors import WriteRefused
+from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
-from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile
-from agent.readings import Quality, Reading
+from agent.model.errors import WriteRefused
+from agent.model.profile import Profile
+from agent.model.readings import Quality, Reading
 from sim.plc.harness import SimPlcProcess
 
 pytestmark = pytest.mark.timeout(30)

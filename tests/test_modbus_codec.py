@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import WriteRefused
 from agent.modbus.codec import decode, decode_raw, decoder, encode_output, encode_raw
-from agent.profile.model import DataType, FailsafePolicy, Output, Table, WordOrder
+from agent.model.errors import WriteRefused
+from agent.model.profile import DataType, FailsafePolicy, Output, Table, WordOrder
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
-from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile
-from agent.readings import Quality
+from agent.model.profile import Profile
+from agent.model.readings import Quality
 from sim.plc.harness import SocatPair, pty_accepts_parity
 
 pytestmark = pytest.mark.timeout(40)
@@ -37,8 +37,9 @@ RTU_N = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = 
 # so the child loads everything the read needs as root, then drops to nobody and runs it
 AS_NOBODY = """
 import asyncio, json, os, sys, termios, serial, rich.console, rich.table
-import agent.cli, agent.readcmd, agent.profile.load, agent.modbus.client, agent.modbus.transport
-agent.profile.load.load_profile("sim-tank")  # warms importlib.resources up
+import agent.cli, agent.readcmd, agent.config.profile.load
+import agent.modbus.client, agent.modbus.transport
+agent.config.profile.load.load_profile("sim-tank")  # warms importlib.resources up
 pw = __import__("pwd").getpwnam("nobody")
 os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)
 sys.exit(agent.cli.main(sys.argv[1:]))

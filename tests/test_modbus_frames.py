@@ -9,10 +9,10 @@ import pytest
 from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU
 
-from agent.errors import WriteRefused
-from agent.modbus.backoff import Backoff, UnitGuard
+from agent.core.backoff import Backoff, UnitGuard
 from agent.modbus.frames import SAFE_TRANSACTION_ID, encode_write_frames
-from agent.profile.model import (
+from agent.model.errors import WriteRefused
+from agent.model.profile import (
     Board,
     DataType,
     FailsafePolicy,

@@ -28,10 +28,10 @@ from hostile_modbus import (
     HostileServer,
 )
 
+from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
-from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile
-from agent.readings import Quality, Reading
+from agent.model.profile import Profile
+from agent.model.readings import Quality, Reading
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ from agent.modbus.plan import (
     plan_reads,
     plan_writes,
 )
-from agent.profile.model import DataType, FailsafePolicy, Output, Table, WordOrder
+from agent.model.profile import DataType, FailsafePolicy, Output, Table, WordOrder
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.outputs import OutputPlanner, clamp
-from agent.profile.model import DataType, FailsafePolicy, Output, Table, WordOrder
-from agent.safety import SAFE_STATES, State
+from agent.core.outputs import OutputPlanner, clamp
+from agent.core.safety import SAFE_STATES, State
+from agent.model.profile import DataType, FailsafePolicy, Output, Table, WordOrder
 
 pytestmark = pytest.mark.timeout(30)
 

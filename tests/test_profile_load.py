@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import ProfileError
-from agent.profile import (
-    DEFAULT_PROFILE,
-    Parity,
-    RtuLink,
-    TcpLink,
-    list_profiles,
-    load_profile,
-    with_connection,
-)
+from agent.config.profile.load import DEFAULT_PROFILE, list_profiles, load_profile, with_connection
+from agent.model.errors import ProfileError
+from agent.model.profile import Parity, RtuLink, TcpLink
 
 pytestmark = pytest.mark.timeout(10)
 

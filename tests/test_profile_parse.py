@@ -14,19 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ProfileError
-from agent.profile import (
-    DataType,
-    Parity,
-    Profile,
-    RtuLink,
-    Table,
-    TcpLink,
-    list_profiles,
-    load_profile,
-    parse_profile,
-)
-from agent.profile import parse as parse_mod
+from agent.config.profile import parse as parse_mod
+from agent.config.profile.load import list_profiles, load_profile
+from agent.config.profile.parse import parse_profile
+from agent.model.errors import ProfileError
+from agent.model.profile import DataType, Parity, Profile, RtuLink, Table, TcpLink
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.profile import load_profile
-from agent.recommend import DropCause, Reason, Recommendation, Recommendations, validate
-from agent.twin.messages import Origin, Recommend, decode_twin, to_wire
+from agent.config.profile.load import load_profile
+from agent.core.recommend import DropCause, Reason, Recommendation, Recommendations, validate
+from agent.model.messages import Origin, Recommend
+from agent.twin.messages import decode_twin, to_wire
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -170,7 +171,7 @@ def two_live() -> Recommendations:
 def test_every_end_of_a_session_drops_every_live_one_logged_once_and_counted(
         end: End, cause: DropCause, caplog: pytest.LogCaptureFixture) -> None:
     b = two_live()
-    caplog.set_level(logging.INFO, logger="agent.recommend")
+    caplog.set_level(logging.INFO, logger="agent.core.recommend")
     gone = end(b)
     assert sorted(r.id for r in gone) == ["c", "h"]
     assert b.live() == {} and not b.wanted and b.divergences() == {}

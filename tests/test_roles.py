@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.config import Role, TrustedKey
-from agent.roles import ROLE_TABLE, authorize, changed_paths, is_safety_path, owner
-from agent.safety import Mode
+from agent.config.agentconfig import Role, TrustedKey
+from agent.config.roles import ROLE_TABLE, authorize, changed_paths, is_safety_path, owner
+from agent.model.mode import Mode
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -8,16 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.heartbeat import LinkState
-from agent.profile.model import Recovery, RecoveryPolicy
-from agent.readings import Quality
-from agent.safety import (
+from agent.core.heartbeat import LinkState
+from agent.core.safety import (
     FAULT_EVENTS,
     SAFE_STATES,
     TRANSITIONS,
     EventKind,
     Health,
-    Mode,
     Refusal,
     SafetyEvent,
     SafetyMachine,
@@ -25,7 +22,10 @@ from agent.safety import (
     Transition,
     health_event,
 )
-from agent.trips import TripHit
+from agent.core.trips import TripHit
+from agent.model.mode import Mode
+from agent.model.profile import Recovery, RecoveryPolicy
+from agent.model.readings import Quality
 
 pytestmark = pytest.mark.timeout(30)
 

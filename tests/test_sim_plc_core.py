@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.profile.load import load_profile
-from agent.profile.model import DataType, Table, WordOrder
+from agent.config.profile.load import load_profile
+from agent.model.profile import DataType, Table, WordOrder
 from sim.plc import faults as flt
 from sim.plc.codec import decode, encode
 from sim.plc.plc import SimPlc

@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pymodbus.constants import ExcCodes
 
-from agent.profile.load import load_profile
-from agent.profile.model import Table
+from agent.config.profile.load import load_profile
+from agent.model.profile import Table
 from sim.plc.datastore import PlcDatastore
 from sim.plc.plc import SimPlc
 

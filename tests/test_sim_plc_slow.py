@@ -17,9 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
-from agent.profile.load import load_profile, with_connection
-from agent.readings import Quality
+from agent.model.readings import Quality
 from sim.plc.harness import SimPlcProcess
 
 pytestmark = pytest.mark.timeout(60)

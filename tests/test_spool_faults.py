@@ -13,7 +13,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from agent.spool import AppendStatus, Overflow, RecordKind, Spool, SpoolEventKind
+from agent.model.spool import AppendStatus, Overflow, RecordKind, SpoolEventKind
+from agent.spool import Spool
 
 
 def _open(path: Path, **kw: object) -> Spool:

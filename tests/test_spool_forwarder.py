@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.spool.forwarder import Forwarder, Send
+from agent.core.forwarder import Forwarder, Send
 
 
 def _fw(**kw: float) -> Forwarder:

@@ -14,7 +14,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from agent.spool import AppendStatus, Overflow, RecordKind, Spool, SpoolEventKind
+from agent.model.spool import AppendStatus, Overflow, RecordKind, SpoolEventKind
+from agent.spool import Spool
 from agent.spool.batch import RECORD_OVERHEAD
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import Overflow, RecordKind, Spool
-from agent.spool.forwarder import Forwarder
+from agent.core.forwarder import Forwarder
+from agent.model.spool import Overflow, RecordKind
+from agent.spool import Spool
 
 
 @pytest.mark.timeout(30)

@@ -9,7 +9,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from agent.spool import AppendStatus, Overflow, RecordKind, Spool, SpoolEventKind
+from agent.model.spool import AppendStatus, Overflow, RecordKind, SpoolEventKind
+from agent.spool import Spool
 from agent.spool.files import read_reservation, seq_path
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from agent.spool import AppendResult, Overflow, RecordKind, Spool, SpoolEventKind
+from agent.model.spool import AppendResult, Overflow, RecordKind, SpoolEventKind
+from agent.spool import Spool
 from agent.spool.writer import SpoolWriter
 from sim.bench import spool as bench
 

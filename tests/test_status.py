@@ -27,19 +27,18 @@ import pytest
 from rich.console import Console
 
 from agent import cli, statuscmd
-from agent.controller import Controller
-from agent.errors import ProtocolError
+from agent.config.profile.load import load_profile
+from agent.core.controller import Controller
 from agent.modbus.client import ClientStats
-from agent.profile.load import load_profile
-from agent.profile.model import Recovery, RecoveryPolicy
-from agent.readings import Quality, Reading
-from agent.runtime import RuntimeStats
-from agent.safety import Mode
-from agent.spool.records import Backlog
-from agent.status import (
+from agent.model.errors import ProtocolError, StatusSocketError, StatusSocketInUse
+from agent.model.messages import Heartbeat, Origin, Recommend
+from agent.model.mode import Mode
+from agent.model.profile import Recovery, RecoveryPolicy
+from agent.model.readings import Quality, Reading
+from agent.model.spool import Backlog
+from agent.model.status import (
     SCHEMA,
     EventEntry,
-    EventRing,
     ExcludedChannel,
     LoopStatus,
     OutputStatus,
@@ -48,19 +47,15 @@ from agent.status import (
     RecommendationStatus,
     SocketStatus,
     SpoolStatus,
-    StatusServer,
     StatusSnapshot,
-    StatusSocketError,
-    StatusSocketInUse,
     TripStatus,
     TwinStatus,
     VoteStatus,
     WatchdogStatus,
-    build_snapshot,
     snapshot_from_dict,
-    socket_path,
 )
-from agent.twin.messages import Heartbeat, Origin, Recommend
+from agent.runtime import RuntimeStats
+from agent.status import EventRing, StatusServer, build_snapshot, socket_path
 from firmware_bridge.results import WatchdogStats
 
 NOBODY = 65534
@@ -200,18 +195,6 @@ def test_a_malformed_snapshot_names_the_bad_key(change: Callable[[dict[str, Any]
     change(data)
     with pytest.raises(ProtocolError, match=message.replace("[", r"\[").replace("]", r"\]")):
         snapshot_from_dict(data)
-
-
-def test_the_model_is_still_importable_from_agent_status() -> None:
-    """The model moved to agent.statusmodel; agent.status re-exports every public name."""
-    from agent import status, statusmodel
-
-    public = {n for n in vars(statusmodel) if not n.startswith("_")
-              and getattr(getattr(statusmodel, n), "__module__", None) == statusmodel.__name__}
-    public |= {"SCHEMA", "EVENTS_KEPT"}
-    assert {"StatusSnapshot", "EventRing", "snapshot_from_dict"} <= public
-    assert {n for n in public if getattr(status, n, None) is not getattr(statusmodel, n)} == set()
-    assert public <= set(status.__all__)
 
 
 def test_event_ring_keeps_the_last_50() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.systemd_unit import quote_arg, render_unit
+from agent.config.systemd_unit import quote_arg, render_unit
 
 # keys that systemd accumulates when repeated; every other key must appear once
 MULTI = {"DeviceAllow", "ReadWritePaths", "Environment", "Wants", "After"}

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import SpoolConfig, TelemetryConfig
+from agent.config.agentconfig import SpoolConfig, TelemetryConfig
+from agent.model.messages import Ack, TwinMessage
 from agent.pki import PkiPaths, init_pki
 from agent.telemetry import pack, unpack
 from agent.telemetry_pump import SPOOL_FILE, TelemetryPump
 from agent.twin.link import TwinLink
-from agent.twin.messages import Ack, TwinMessage
 from sim.twin.harness import settings_for, wait_until
 from sim.twin.server import SimTwin
 

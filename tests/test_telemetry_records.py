@@ -6,14 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.heartbeat import LinkEvent, LinkState
-from agent.readings import Quality, Reading
-from agent.recommend import Reason, ShadowLine, Verdict
-from agent.safety import EventKind, State, Transition
+from agent.core.heartbeat import LinkEvent, LinkState
+from agent.core.recommend import Reason, ShadowLine, Verdict
+from agent.core.safety import EventKind, State, Transition
+from agent.core.trips import TripHit
+from agent.core.voting import Exclusion, ExclusionReason, Vote
+from agent.model.messages import Telemetry
+from agent.model.readings import Quality, Reading
 from agent.telemetry import link_record, poll_record, rejected_record, transition_record, unpack
-from agent.trips import TripHit
-from agent.twin.messages import Telemetry, decode_agent, to_wire
-from agent.voting import Exclusion, ExclusionReason, Vote
+from agent.twin.messages import decode_agent, to_wire
 from sim.twin.sink import Sink
 
 pytestmark = pytest.mark.timeout(30)

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from agent.profile.model import Group, SafeDirection, Trip, TripCondition, Voting
-from agent.readings import Quality
-from agent.trips import TripHit, evaluate
-from agent.voting import Exclusion, ExclusionReason, Vote
+from agent.core.trips import TripHit, evaluate
+from agent.core.voting import Exclusion, ExclusionReason, Vote
+from agent.model.profile import Group, SafeDirection, Trip, TripCondition, Voting
+from agent.model.readings import Quality
 
 pytestmark = pytest.mark.timeout(30)
 

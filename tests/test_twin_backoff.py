@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from agent.backoff import Backoff
+from agent.core.backoff import Backoff
 
 pytestmark = pytest.mark.timeout(10)
 

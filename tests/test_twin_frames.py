@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.errors import ProtocolError
-from agent.twin.frames import DEFAULT_MAX_FRAME, FrameDecoder, FrameError, decode_body, encode
+from agent.model.errors import FrameError, ProtocolError
+from agent.twin.frames import DEFAULT_MAX_FRAME, FrameDecoder, decode_body, encode
 
 pytestmark = pytest.mark.timeout(60)
 

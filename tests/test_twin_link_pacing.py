@@ -20,9 +20,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agent.pki import PkiPaths, init_pki
-from agent.twin.link import READ_CHUNK, TwinLink, TwinLinkSettings
-from agent.twin.messages import (
+from agent.model.messages import (
     Heartbeat,
     Origin,
     Recommend,
@@ -30,6 +28,8 @@ from agent.twin.messages import (
     TwinHello,
     TwinMessage,
 )
+from agent.pki import PkiPaths, init_pki
+from agent.twin.link import READ_CHUNK, TwinLink, TwinLinkSettings
 from sim.twin.harness import settings_for, wait_until
 from sim.twin.server import SimTwin
 

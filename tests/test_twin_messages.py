@@ -8,18 +8,20 @@ from typing import Any
 
 import pytest
 
-from agent.errors import ProtocolError
-from agent.twin.frames import FrameDecoder, encode
-from agent.twin.messages import (
-    NONPRINTABLE_CATEGORIES,
+from agent.model.errors import ProtocolError
+from agent.model.messages import (
     PROTOCOL_VERSION,
-    U64_MAX,
     AgentHello,
     Bye,
     Heartbeat,
     Message,
     Status,
     TwinHello,
+)
+from agent.twin.frames import FrameDecoder, encode
+from agent.twin.messages import (
+    NONPRINTABLE_CATEGORIES,
+    U64_MAX,
     decode_agent,
     decode_twin,
     nonprintable,

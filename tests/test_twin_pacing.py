@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.twin.messages import Origin
-from agent.twin.pacing import Inbox, RateBudget
+from agent.core.pacing import Inbox, RateBudget
+from agent.model.messages import Origin
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from agent import runtime as runtime_mod
-from agent.config import load_config
+from agent.config.agentconfig import load_config
+from agent.config.profile.load import load_profile, with_connection
 from agent.pki import PkiPaths, init_pki
-from agent.profile.load import load_profile, with_connection
 from agent.runtime import Runtime
 from sim.plc.harness import SimPlcProcess
 from sim.stack import sim_tank_text

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.profile.model import DataType, Group, SafeDirection, Signal, Table, Voting, WordOrder
-from agent.readings import Quality, Reading
-from agent.voting import ExclusionReason, GroupVoter, Vote
+from agent.core.voting import ExclusionReason, GroupVoter, Vote
+from agent.model.profile import DataType, Group, SafeDirection, Signal, Table, Voting, WordOrder
+from agent.model.readings import Quality, Reading
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.errors import WriteRefused
 from agent.modbus import pdu
 from agent.modbus.codec import decode, decoder
 from agent.modbus.frames import encode_write_frames, resolve_writes
@@ -56,8 +55,9 @@ from agent.modbus.plan import (
     signal_points,
 )
 from agent.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
-from agent.profile.model import Profile, Table
-from agent.readings import Quality, Reading
+from agent.model.errors import WriteRefused
+from agent.model.profile import Profile, Table
+from agent.model.readings import Quality, Reading
 
 __all__ = ["ClientStats", "PlcClient", "WriteResult", "read_request", "write_request"]
 

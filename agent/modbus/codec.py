@@ -28,8 +28,8 @@ import math
 import struct
 from collections.abc import Callable, Sequence
 
-from agent.errors import WriteRefused
-from agent.profile.model import DataType, Output, Table, WordOrder
+from agent.model.errors import WriteRefused
+from agent.model.profile import DataType, Output, Table, WordOrder
 
 _INT_RANGES: dict[DataType, tuple[int, int]] = {
     DataType.INT16: (-(2**15), 2**15 - 1),

@@ -68,12 +68,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.core.backoff import Backoff, UnitGuard
 from agent.modbus import adu
-from agent.modbus.backoff import Backoff, UnitGuard
 from agent.modbus.exchange import Exchange, Lost, Timeout
 from agent.modbus.pdu import ExceptionReply, Reply, Request
-from agent.modbus.transport import ConnectFailed, RtuTransport, TcpTransport
-from agent.profile.model import PlcConnection, TcpLink
+from agent.modbus.transport import RtuTransport, TcpTransport
+from agent.model.errors import ConnectFailed
+from agent.model.profile import PlcConnection, TcpLink
 
 log = logging.getLogger(__name__)
 

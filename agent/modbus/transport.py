@@ -31,14 +31,10 @@ from typing import Any
 
 import serial
 
-from agent.errors import TwinguardError
-from agent.profile.model import Parity, RtuLink
+from agent.model.errors import ConnectFailed
+from agent.model.profile import Parity, RtuLink
 
 RTU_QUIET_FLOOR_S = 0.02  # USB serial adapters deliver bytes in bursts up to ~16 ms apart
-
-
-class ConnectFailed(TwinguardError, OSError):
-    """The link to the PLC could not be opened; the message says why and what to check."""
 
 
 def tcp_connect_error(host: str, port: int, exc: BaseException, timeout_s: float) -> str:

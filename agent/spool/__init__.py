@@ -23,8 +23,8 @@ rate at ~20/s whatever the record rate, which holds the target with room to spar
 
 from __future__ import annotations
 
-from agent.spool.forwarder import Forwarder, Send
-from agent.spool.records import (
+from agent.core.forwarder import Forwarder, Send
+from agent.model.spool import (
     AppendResult,
     AppendStatus,
     Backlog,

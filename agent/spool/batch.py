@@ -18,18 +18,15 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.spool.records import (
+from agent.model.spool import (
     AppendResult,
     AppendStatus,
     Overflow,
     RecordKind,
     SpoolEvent,
     SpoolEventKind,
-    event_payload,
-    event_ranges,
-    merge_ranges,
-    ranges_text,
 )
+from agent.spool.records import event_payload, event_ranges, merge_ranges, ranges_text
 
 log = logging.getLogger(__name__)
 

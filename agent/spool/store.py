@@ -39,15 +39,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.spool import batch, files
-from agent.spool.batch import (
-    EVENT_RESERVE_BYTES,
-    EVENT_RESERVE_RECORDS,
-    RECORD_OVERHEAD,
-    SpoolState,
-)
-from agent.spool.files import Failure
-from agent.spool.records import (
+from agent.model.spool import (
     AppendResult,
     AppendStatus,
     Backlog,
@@ -58,6 +50,14 @@ from agent.spool.records import (
     SpoolEventKind,
     SpoolStats,
 )
+from agent.spool import batch, files
+from agent.spool.batch import (
+    EVENT_RESERVE_BYTES,
+    EVENT_RESERVE_RECORDS,
+    RECORD_OVERHEAD,
+    SpoolState,
+)
+from agent.spool.files import Failure
 
 log = logging.getLogger(__name__)
 

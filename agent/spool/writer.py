@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from agent.spool.records import AppendResult, AppendStatus, SpoolEvent, SpoolEventKind
+from agent.model.spool import AppendResult, AppendStatus, SpoolEvent, SpoolEventKind
 from agent.spool.store import Spool
 
 log = logging.getLogger(__name__)

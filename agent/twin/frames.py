@@ -40,7 +40,7 @@ from typing import Any, NoReturn
 
 import msgpack
 
-from agent.errors import ProtocolError
+from agent.model.errors import FrameError, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +49,6 @@ DEFAULT_MAX_FRAME = 64 * 1024
 ABSOLUTE_MAX_FRAME = 16 * 1024 * 1024  # a configuration above this is a bug, not a policy
 
 Frame = dict[str, Any]
-
-
-class FrameError(ProtocolError):
-    """A frame broke the framing rules. ``decoded`` holds the good frames before it
-    (``bodies`` their raw bodies, from :meth:`FrameDecoder.feed_bodies`)."""
-
-    def __init__(self, reason: str, decoded: list[Frame] | None = None,
-                 bodies: list[bytes] | None = None) -> None:
-        super().__init__(reason)
-        self.decoded: list[Frame] = list(decoded or [])
-        self.bodies: list[bytes] = list(bodies or [])  # from feed_bodies: good ones before
 
 
 def _check_max_frame(max_frame: int) -> int:

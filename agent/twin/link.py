@@ -57,10 +57,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from agent.backoff import Backoff
-from agent.errors import ProtocolError
-from agent.twin.frames import FrameDecoder, FrameError, decode_body, encode
-from agent.twin.messages import (
+from agent.core.backoff import Backoff
+from agent.core.pacing import Inbox, RateBudget
+from agent.model.errors import FrameError, ProtocolError
+from agent.model.messages import (
     PROTOCOL_VERSION,
     AgentMessage,
     Bye,
@@ -68,10 +68,9 @@ from agent.twin.messages import (
     Origin,
     TwinHello,
     TwinMessage,
-    decode_twin,
-    to_wire,
 )
-from agent.twin.pacing import Inbox, RateBudget
+from agent.twin.frames import FrameDecoder, decode_body, encode
+from agent.twin.messages import decode_twin, to_wire
 from agent.twin.settings import (
     DEFAULT_HEARTBEAT_LATE_S,
     DEFAULT_HEARTBEAT_TIMEOUT_S,

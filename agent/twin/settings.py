@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import __version__
+from agent.model.messages import PROTOCOL_VERSION, AgentHello
 from agent.twin.frames import DEFAULT_MAX_FRAME
-from agent.twin.messages import PROTOCOL_VERSION, AgentHello
 
 # Heartbeat timing announced in the hello when the caller gives none: the shipped sim-tank
 # profile's [timing]. Only for the link's own tests and tools; the runtime always passes the

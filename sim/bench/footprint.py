@@ -49,9 +49,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.profile.load import read_toml
-from agent.profile.model import Profile
-from agent.profile.parse import parse_profile
+from agent.config.profile.load import read_toml
+from agent.config.profile.parse import parse_profile
+from agent.model.profile import Profile
 from sim.bench.native import heartbeat_writes
 from sim.stack import Stack, sim_tank_text
 

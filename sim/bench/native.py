@@ -34,7 +34,7 @@ import signal
 import time
 from typing import Any
 
-from agent.profile import load_profile
+from agent.config.profile.load import load_profile
 from sim.bench.reaction import SAFE_OUTPUT, bench_profile
 from sim.demo.judge import native_lateness
 from sim.stack import Stack, output_writes, wait_for

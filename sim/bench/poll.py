@@ -42,11 +42,11 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
 
+from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
 from agent.modbus.plan import Block
-from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile, Table, TcpLink
-from agent.readings import Quality
+from agent.model.profile import Profile, Table, TcpLink
+from agent.model.readings import Quality
 from sim.bench.stats import percentile
 from sim.plc.harness import SimPlcProcess
 

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.spool import Overflow, Spool
+from agent.model.spool import Overflow
+from agent.spool import Spool
 from agent.spool.writer import SpoolWriter
 from sim.bench.stats import summary_ms
 

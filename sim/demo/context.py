@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from agent.profile.model import Profile
+from agent.model.profile import Profile
 from sim.stack import Stack
 
 if TYPE_CHECKING:

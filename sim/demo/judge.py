@@ -29,7 +29,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from agent.profile.model import DataType, FailsafePolicy, Output, Profile
+from agent.model.profile import DataType, FailsafePolicy, Output, Profile
 
 FULL_SET_SPAN_S = 0.05  # the writes of one tick arrive within this
 RATE_JITTER_S = 0.1  # the agent limits by its tick times, the PLC logs arrival times

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agent.profile.model import Profile
+from agent.model.profile import Profile
 from sim.demo.context import ScenarioResult, Skipped
 from sim.demo.judge import held_after, is_output_write, is_safe_write, output_names
 from sim.demo.record import Mark, Recording

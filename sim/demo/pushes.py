@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.audit import AuditLog, AuditRecord
-from agent.profile.model import Profile
+from agent.model.profile import Profile
 from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Unavailable
 from sim.demo.judge import (
     agent_output_writes,

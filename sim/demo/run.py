@@ -29,7 +29,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.table import Table
 
-from agent.profile.load import load_profile
+from agent.config.profile.load import load_profile
 from sim.demo import timeline
 from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Skipped
 from sim.demo.plant import start_process

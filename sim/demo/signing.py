@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from agent.bundle import decode
+from agent.config.bundle import decode
 
 log = logging.getLogger(__name__)
 

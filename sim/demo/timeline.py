@@ -24,7 +24,7 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from agent.profile.model import Profile
+from agent.model.profile import Profile
 from sim.demo.context import ScenarioResult, Skipped
 from sim.demo.lanes import (
     ACCEPT_COLOR,

@@ -28,8 +28,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent.leds import LINKS, STATES, Indication, LedMode, LedPattern, pattern_for
-from agent.profile.model import Profile
+from agent.core.leds import LINKS, STATES, Indication, LedMode, LedPattern, pattern_for
+from agent.model.profile import Profile
 from sim.demo.judge import held_after, is_output_write, is_safe_write, output_names
 from sim.demo.record import ConfigSeen, PlcSample, Recorder, StatusSeen
 

@@ -21,9 +21,9 @@ import os
 import signal
 import sys
 
-from agent.errors import ProfileError
-from agent.profile.load import load_profile, with_connection
-from agent.profile.model import Profile, RtuLink
+from agent.config.profile.load import load_profile, with_connection
+from agent.model.errors import ProfileError
+from agent.model.profile import Profile, RtuLink
 from sim.plc.plc import SimPlc
 from sim.plc.serve import run
 from sim.plc.writelog import WriteLog

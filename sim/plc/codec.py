@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import struct
 
-from agent.profile.model import DataType, Output, Signal, WordOrder
+from agent.model.profile import DataType, Output, Signal, WordOrder
 
 _INT_LIMITS: dict[DataType, tuple[int, int, str]] = {
     DataType.INT16: (-0x8000, 0x7FFF, ">h"),

@@ -43,7 +43,7 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
-from agent.profile.model import DataType, Profile, Signal, Table
+from agent.model.profile import DataType, Profile, Signal, Table
 from sim.plc import faults as flt
 from sim.plc.codec import decode_for, encode_for
 from sim.plc.process import PRESSURE_NOISE_SIGMA, TEMP_NOISE_SIGMA, ChannelNoise, TankModel

@@ -30,7 +30,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from agent.profile.model import Output, Profile, Signal, Table
+from agent.model.profile import Output, Profile, Signal, Table
 
 
 class Kind(enum.Enum):

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from pymodbus.server.base import ModbusBaseServer
 
-from agent.profile.model import RtuLink
+from agent.model.profile import RtuLink
 from sim.plc.control import serve_control
 from sim.plc.datastore import PlcDatastore
 from sim.plc.ordered import OrderedSerialServer, OrderedTcpServer

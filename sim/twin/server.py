@@ -53,10 +53,8 @@ from typing import Any
 
 import msgpack
 
-from agent.errors import ProtocolError
-from agent.pki import PkiPaths
-from agent.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, FrameError, encode
-from agent.twin.messages import (
+from agent.model.errors import FrameError, ProtocolError
+from agent.model.messages import (
     PROTOCOL_VERSION,
     Ack,
     AgentHello,
@@ -70,9 +68,10 @@ from agent.twin.messages import (
     Status,
     Telemetry,
     TwinHello,
-    decode_agent,
-    to_wire,
 )
+from agent.pki import PkiPaths
+from agent.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode
+from agent.twin.messages import decode_agent, to_wire
 from sim.twin.sink import Sink
 
 log = logging.getLogger(__name__)

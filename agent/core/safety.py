@@ -43,10 +43,11 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from agent.heartbeat import LinkState
-from agent.profile.model import Recovery, RecoveryPolicy
-from agent.readings import Quality
-from agent.trips import TripHit
+from agent.core.heartbeat import LinkState
+from agent.core.trips import TripHit
+from agent.model.mode import Mode
+from agent.model.profile import Recovery, RecoveryPolicy
+from agent.model.readings import Quality
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +72,6 @@ class EventKind(enum.Enum):
     HOLDOFF_ELAPSED = "holdoff_elapsed"  # auto policy: holdoff_s of continuous health
     STOP = "stop"  # the agent is shutting down
     FAULT = "fault"  # the agent caught an internal error in its loop
-
-
-class Mode(enum.Enum):
-    """Control authority: SHADOW only logs what it would write; ACTIVE writes."""
-
-    SHADOW = "shadow"
-    ACTIVE = "active"
 
 
 _S = State

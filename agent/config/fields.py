@@ -19,8 +19,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from agent.errors import Problem
-from agent.profile.model import Voting
+from agent.model.errors import Problem
+from agent.model.profile import Voting
 
 __all__ = ["Fields", "Problems", "describe", "is_identifier", "suggest"]
 

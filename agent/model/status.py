@@ -1,12 +1,11 @@
 """The status snapshot model: what ``twinguard status`` shows, as frozen data.
 
-:class:`StatusSnapshot` is built on the agent's loop (``agent.status.build_snapshot``), sent
+:class:`StatusSnapshot` is built on the agent's loop (``agent.runtime.snapshot``), sent
 over the status socket as one JSON object and read back by ``twinguard status``.
 :meth:`StatusSnapshot.to_dict` and :func:`snapshot_from_dict` are exact inverses (tuples
 travel as lists; non-finite floats travel as null: JSON has no NaN). The reader checks the
 :data:`SCHEMA` and every field's type, and names the first bad key in a ``ProtocolError``.
 
-:class:`EventRing` keeps the last :data:`EVENTS_KEPT` transitions and events for the view.
 Nothing here does I/O or reads a clock.
 """
 
@@ -17,16 +16,10 @@ import json
 import math
 import types
 import typing
-from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from agent.errors import ProtocolError
-
-if TYPE_CHECKING:
-    from agent.controller import Decision
-    from agent.heartbeat import LinkEvent
-    from agent.safety import Transition
+from agent.model.errors import ProtocolError
 
 SCHEMA = 2  # bumped when a field changes meaning, goes away or must be present
 EVENTS_KEPT = 50
@@ -285,32 +278,3 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
     if not ok:
         raise ProtocolError(f"{where}: expected {tp.__name__}, got {type(value).__name__}")
     return float(value) if tp is float else value
-
-
-# --- recent events ---------------------------------------------------------------------
-
-class EventRing:
-    """The last ``size`` transitions and events, with wall time, for ``twinguard status``."""
-
-    def __init__(self, size: int = EVENTS_KEPT) -> None:
-        self._ring: deque[EventEntry] = deque(maxlen=size)
-
-    def add(self, wall: float, kind: str, text: str) -> None:
-        self._ring.append(EventEntry(wall, kind, text))
-
-    def transition(self, tr: Transition, wall: float) -> None:
-        self.add(wall, "transition",
-                 f"{tr.old.name} -> {tr.new.name} on {tr.event.name}: {tr.cause}")
-
-    def link(self, ev: LinkEvent, wall: float) -> None:
-        self.add(wall, "link", f"twin {ev.old.name} -> {ev.new.name}: {ev.cause}")
-
-    def decision(self, decision: Decision, wall: float) -> None:
-        """Record a controller decision's link events and transitions, in that order."""
-        for ev in decision.link_events:
-            self.link(ev, wall)
-        for tr in decision.transitions:
-            self.transition(tr, wall)
-
-    def entries(self) -> tuple[EventEntry, ...]:
-        return tuple(self._ring)

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.profile.fields import Fields
-from agent.profile.model import DataType, Table, WordOrder
+from agent.config.fields import Fields
+from agent.model.profile import DataType, Table, WordOrder
 
 __all__ = ["ADDRESS_MAX", "RAW_LIMITS", "Claims", "Span", "check_raw_limits", "read_layout",
            "read_scaling"]

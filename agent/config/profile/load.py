@@ -24,9 +24,9 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from agent.errors import Problem, ProfileError
-from agent.profile.model import Parity, PlcConnection, Profile, RtuLink, TcpLink
-from agent.profile.parse import DEFAULT_TCP_PORT, parse_profile
+from agent.config.profile.parse import DEFAULT_TCP_PORT, parse_profile
+from agent.model.errors import Problem, ProfileError
+from agent.model.profile import Parity, PlcConnection, Profile, RtuLink, TcpLink
 
 __all__ = ["DEFAULT_PROFILE", "list_profiles", "load_profile", "read_toml", "with_connection"]
 

@@ -41,8 +41,8 @@ import enum
 import logging
 from dataclasses import dataclass
 
-from agent.profile.model import Timing
-from agent.twin.messages import Bye, Heartbeat
+from agent.model.messages import Bye, Heartbeat
+from agent.model.profile import Timing
 
 log = logging.getLogger(__name__)
 

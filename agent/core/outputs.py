@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from agent.profile.model import FailsafePolicy, Output
-from agent.safety import SAFE_STATES, State
+from agent.core.safety import SAFE_STATES, State
+from agent.model.profile import FailsafePolicy, Output
 
 DEFAULT_MAX_DT_S = 1.0
 

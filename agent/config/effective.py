@@ -27,10 +27,10 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from agent.config import Overrides
-from agent.errors import ConfigError
-from agent.profile.fields import Problems, suggest
-from agent.profile.model import Group, Output, Profile, Timing, Trip, TripCondition
+from agent.config.agentconfig import Overrides
+from agent.config.fields import Problems, suggest
+from agent.model.errors import ConfigError
+from agent.model.profile import Group, Output, Profile, Timing, Trip, TripCondition
 
 __all__ = ["effective_profile"]
 

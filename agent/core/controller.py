@@ -44,24 +44,24 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from agent.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
-from agent.outputs import OutputPlanner
-from agent.profile.model import Profile
-from agent.readings import Quality, Reading
-from agent.recommend import DropCause, Recommendation, Recommendations, Verdict
-from agent.safety import (
+from agent.core.heartbeat import HeartbeatMonitor, LinkEvent, LinkState
+from agent.core.outputs import OutputPlanner
+from agent.core.recommend import DropCause, Recommendation, Recommendations, Verdict
+from agent.core.safety import (
     EventKind,
     Health,
-    Mode,
     Refusal,
     SafetyEvent,
     SafetyMachine,
     State,
     Transition,
 )
-from agent.trips import TripHit, evaluate
-from agent.twin.messages import Bye, Heartbeat, Origin, Recommend
-from agent.voting import GroupVoter, Vote
+from agent.core.trips import TripHit, evaluate
+from agent.core.voting import GroupVoter, Vote
+from agent.model.messages import Bye, Heartbeat, Origin, Recommend
+from agent.model.mode import Mode
+from agent.model.profile import Profile
+from agent.model.readings import Quality, Reading
 
 log = logging.getLogger(__name__)
 

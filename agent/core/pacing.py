@@ -20,7 +20,7 @@ import collections
 import math
 from typing import NamedTuple
 
-from agent.twin.messages import Origin
+from agent.model.messages import Origin
 
 
 class Waiting(NamedTuple):

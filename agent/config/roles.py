@@ -46,8 +46,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agent.config import Role, TrustedKey
-from agent.safety import Mode
+from agent.config.agentconfig import Role, TrustedKey
+from agent.model.mode import Mode
 
 __all__ = [
     "APPROVERS_FOR_ACTIVE", "ROLE_TABLE", "Authorization", "authorize", "changed_paths",

@@ -67,10 +67,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.errors import ConfigError, Problem
-from agent.profile.fields import Fields, Problems, is_identifier
-from agent.safety import Mode
-from agent.spool.records import Overflow
+from agent.config.fields import Fields, Problems, is_identifier
+from agent.model.errors import ConfigError, Problem
+from agent.model.mode import Mode
+from agent.model.spool import Overflow
 
 __all__ = [
     "AgentConfig", "Overflow", "Overrides", "Role", "SpoolConfig", "TelemetryConfig",

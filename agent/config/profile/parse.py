@@ -32,9 +32,17 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from agent.errors import ProfileError
-from agent.profile.fields import Fields, Problems, is_identifier
-from agent.profile.model import (
+from agent.config.fields import Fields, Problems, is_identifier
+from agent.config.profile.registers import (
+    ADDRESS_MAX,
+    Claims,
+    Span,
+    check_raw_limits,
+    read_layout,
+    read_scaling,
+)
+from agent.model.errors import ProfileError
+from agent.model.profile import (
     Board,
     DataType,
     FailsafePolicy,
@@ -55,14 +63,6 @@ from agent.profile.model import (
     Timing,
     Trip,
     TripCondition,
-)
-from agent.profile.registers import (
-    ADDRESS_MAX,
-    Claims,
-    Span,
-    check_raw_limits,
-    read_layout,
-    read_scaling,
 )
 
 __all__ = ["DEFAULT_TCP_PORT", "STANDARD_BAUDRATES", "parse_profile"]

@@ -23,9 +23,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.profile.model import Group, Trip, TripCondition
-from agent.readings import Quality
-from agent.voting import Vote
+from agent.core.voting import Vote
+from agent.model.profile import Group, Trip, TripCondition
+from agent.model.readings import Quality
 
 
 @dataclass(frozen=True)

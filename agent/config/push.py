@@ -44,13 +44,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.bundle import BUNDLE_MAX, Bundle, BundleError, decode, verify_signature
-from agent.config import AgentConfig, TrustedKey, parse_config
-from agent.effective import effective_profile
-from agent.errors import ConfigError
-from agent.profile.model import Profile
-from agent.roles import authorize, changed_paths, is_safety_path
-from agent.safety import Mode
+from agent.config.agentconfig import AgentConfig, TrustedKey, parse_config
+from agent.config.bundle import BUNDLE_MAX, Bundle, decode, verify_signature
+from agent.config.effective import effective_profile
+from agent.config.roles import authorize, changed_paths, is_safety_path
+from agent.model.errors import BundleError, ConfigError
+from agent.model.mode import Mode
+from agent.model.profile import Profile
 
 __all__ = ["CLOCK_SKEW_S", "Accepted", "Current", "Reason", "Rejected", "Situation", "evaluate"]
 

@@ -57,8 +57,8 @@ from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from agent.profile.model import Group, SafeDirection, Signal
-from agent.readings import Quality, Reading
+from agent.model.profile import Group, SafeDirection, Signal
+from agent.model.readings import Quality, Reading
 
 log = logging.getLogger(__name__)
 

@@ -59,9 +59,9 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.outputs import clamp
-from agent.profile.model import Output
-from agent.twin.messages import Origin, Recommend, RecommendResult
+from agent.core.outputs import clamp
+from agent.model.messages import Origin, Recommend, RecommendResult
+from agent.model.profile import Output
 
 log = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgpack
 
-from agent.errors import TwinguardError
+from agent.model.errors import BundleError
 
 if TYPE_CHECKING:  # cryptography is imported when a signature is made or checked (its
     # own OpenSSL costs ~7 MB of RSS that an agent which never gets a push need not carry)
@@ -51,14 +51,6 @@ KEY_ID_MAX = 64
 SIGNATURES_MAX = 16
 VERSION_MAX = 2**63 - 1
 _KEYS = ("format", "device_id", "version", "issued_at", "expires_at", "config", "signatures")
-
-
-class BundleError(TwinguardError, ValueError):
-    """A bundle is not a well-formed bundle (or, with ``too_large``, above the size cap)."""
-
-    def __init__(self, message: str, *, too_large: bool = False) -> None:
-        super().__init__(message)
-        self.too_large = too_large
 
 
 @dataclass(frozen=True)
