@@ -170,8 +170,11 @@ class TelemetryPump:
             self._wake.clear()
             if self._up and self._resume_needed:
                 continue
+            # a timeout scope, not wait_for(): Python 3.11's wait_for() drops a cancel that
+            # comes as the wake-up does, and the pump would then never end (seen in tests)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait if wait is not None else 1.0)
+                async with asyncio.timeout(wait if wait is not None else 1.0):
+                    await self._wake.wait()
 
     async def _send_some(self) -> bool:
         s = self.fw.next_send(self._loop.time())

@@ -210,7 +210,10 @@ class TwinLink:
         try:
             writer.write(frame)
             self.counters.frames_out += 1
-            await asyncio.wait_for(writer.drain(), self.settings.connect_timeout_s)
+            # a timeout scope, not wait_for(): Python 3.11's wait_for() drops a cancel that
+            # comes as the drain ends, and the caller's task (the telemetry pump) runs on
+            async with asyncio.timeout(self.settings.connect_timeout_s):
+                await writer.drain()
         except (OSError, TimeoutError) as exc:
             self.counters.last_error = f"send: {type(exc).__name__}: {exc}"
             log.warning("twin link: send failed: %s", self.counters.last_error)
