@@ -67,8 +67,8 @@ from typing import Any
 
 import serial
 
-from agent.modbus.frames import encode_write_frames
 from agent.model.profile import FailsafePolicy, Profile, RtuLink, TcpLink
+from agent.protocol.modbus.frames import encode_write_frames
 from firmware_bridge import WatchdogAPI, WatchdogStats
 
 log = logging.getLogger(__name__)

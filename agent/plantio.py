@@ -32,10 +32,10 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
 from agent.modbus.client import PlcClient, WriteResult
-from agent.modbus.codec import encode_output
 from agent.model.errors import WriteRefused
 from agent.model.profile import Profile
 from agent.model.readings import Quality, Reading
+from agent.protocol.modbus.codec import encode_output
 
 log = logging.getLogger(__name__)
 

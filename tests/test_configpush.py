@@ -189,7 +189,7 @@ def test_device_constant() -> None:
 
 def test_every_reason_can_go_on_the_wire() -> None:
     from agent.model.messages import CONFIG_REASONS, ConfigPush, ConfigResult
-    from agent.twin.messages import decode_agent, decode_twin, to_wire
+    from agent.protocol.twin.schema import decode_agent, decode_twin, to_wire
 
     assert {r.value for r in Reason} <= set(CONFIG_REASONS)
     data = KIT.bundle(KIT.config(), 4, ("op1",))

@@ -37,7 +37,7 @@ from pymodbus.pdu.register_message import (
     WriteSingleRegisterResponse,
 )
 
-from agent.modbus import adu, pdu
+from agent.protocol.modbus import adu, pdu
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -274,7 +274,7 @@ def test_request_builders_refuse_what_modbus_cannot_carry(bad: object) -> None:
         bad()  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("module", ["agent/modbus/pdu.py", "agent/modbus/adu.py"])
+@pytest.mark.parametrize("module", ["agent/protocol/modbus/pdu.py", "agent/protocol/modbus/adu.py"])
 def test_codec_is_sans_io(module: str) -> None:
     tree = ast.parse((ROOT / module).read_text())
     imported = set()
@@ -286,7 +286,7 @@ def test_codec_is_sans_io(module: str) -> None:
     io = {"asyncio", "socket", "serial", "pymodbus", "time", "select", "termios", "os"}
     assert not {m.split(".")[0] for m in imported} & io
     assert all(m.split(".")[0] in {"__future__", "collections", "dataclasses"}
-               or m.startswith("agent.modbus.pdu") or m == "agent.modbus.pdu"
+               or m.startswith("agent.protocol.modbus.pdu") or m == "agent.protocol.modbus.pdu"
                for m in imported if m.startswith(("agent", "__", "coll", "data")))
 
 
@@ -296,9 +296,13 @@ def test_watchdog_frames_are_the_masters_frames(ref: str) -> None:
     is byte for byte what the master would send for the same writes."""
     from agent.config.profile.load import load_profile
     from agent.modbus.client import write_request
-    from agent.modbus.frames import SAFE_TRANSACTION_ID, encode_write_frames, resolve_writes
-    from agent.modbus.plan import plan_writes
     from agent.model.profile import TcpLink
+    from agent.protocol.modbus.frames import (
+        SAFE_TRANSACTION_ID,
+        encode_write_frames,
+        resolve_writes,
+    )
+    from agent.protocol.modbus.plan import plan_writes
 
     profile = load_profile(ref)
     safe = {o.name: o.safe_value for o in profile.outputs}

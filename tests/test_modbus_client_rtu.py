@@ -18,9 +18,9 @@ import pytest
 
 from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
-from agent.modbus.frames import encode_write_frames
 from agent.model.profile import Profile, RtuLink
 from agent.model.readings import Quality
+from agent.protocol.modbus.frames import encode_write_frames
 from sim.plc.harness import SimPlcProcess, SocatPair
 
 pytestmark = pytest.mark.timeout(40)

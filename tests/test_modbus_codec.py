@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.modbus.codec import decode, decode_raw, decoder, encode_output, encode_raw
 from agent.model.errors import WriteRefused
 from agent.model.profile import DataType, FailsafePolicy, Output, Table, WordOrder
+from agent.protocol.modbus.codec import decode, decode_raw, decoder, encode_output, encode_raw
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -10,7 +10,6 @@ from pymodbus.framer import FramerRTU, FramerSocket
 from pymodbus.pdu import DecodePDU
 
 from agent.core.backoff import Backoff, UnitGuard
-from agent.modbus.frames import SAFE_TRANSACTION_ID, encode_write_frames
 from agent.model.errors import WriteRefused
 from agent.model.profile import (
     Board,
@@ -29,6 +28,7 @@ from agent.model.profile import (
     Timing,
     WordOrder,
 )
+from agent.protocol.modbus.frames import SAFE_TRANSACTION_ID, encode_write_frames
 
 pytestmark = pytest.mark.timeout(30)
 

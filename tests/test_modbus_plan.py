@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.modbus.plan import (
+from agent.model.profile import DataType, FailsafePolicy, Output, Table, WordOrder
+from agent.protocol.modbus.plan import (
     MAX_READ_BITS,
     MAX_READ_REGISTERS,
     MAX_WRITE_REGISTERS,
@@ -16,7 +17,6 @@ from agent.modbus.plan import (
     plan_reads,
     plan_writes,
 )
-from agent.model.profile import DataType, FailsafePolicy, Output, Table, WordOrder
 
 pytestmark = pytest.mark.timeout(30)
 

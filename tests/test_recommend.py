@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from agent.config.profile.load import load_profile
 from agent.core.recommend import DropCause, Reason, Recommendation, Recommendations, validate
 from agent.model.messages import Origin, Recommend
-from agent.twin.messages import decode_twin, to_wire
+from agent.protocol.twin.schema import decode_twin, to_wire
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -16,9 +16,9 @@ import pytest
 
 from agent.model.messages import AgentHello, Heartbeat, Recommend, TwinHello
 from agent.pki import PkiPaths, init_pki
-from agent.twin.frames import FrameDecoder, encode
+from agent.protocol.twin.frames import FrameDecoder, encode
+from agent.protocol.twin.schema import decode_twin, to_wire
 from agent.twin.link import TwinLink
-from agent.twin.messages import decode_twin, to_wire
 from sim.twin.control import ControlServer, handle, request
 from sim.twin.harness import Recorder, settings_for, wait_until
 from sim.twin.server import SimTwin

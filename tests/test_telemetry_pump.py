@@ -10,7 +10,7 @@ import pytest
 from agent.config.agentconfig import SpoolConfig, TelemetryConfig
 from agent.model.messages import Ack, TwinMessage
 from agent.pki import PkiPaths, init_pki
-from agent.telemetry import pack, unpack
+from agent.protocol.telemetry import pack, unpack
 from agent.telemetry_pump import SPOOL_FILE, TelemetryPump
 from agent.twin.link import TwinLink
 from sim.twin.harness import settings_for, wait_until

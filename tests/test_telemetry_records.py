@@ -13,8 +13,14 @@ from agent.core.trips import TripHit
 from agent.core.voting import Exclusion, ExclusionReason, Vote
 from agent.model.messages import Telemetry
 from agent.model.readings import Quality, Reading
-from agent.telemetry import link_record, poll_record, rejected_record, transition_record, unpack
-from agent.twin.messages import decode_agent, to_wire
+from agent.protocol.telemetry import (
+    link_record,
+    poll_record,
+    rejected_record,
+    transition_record,
+    unpack,
+)
+from agent.protocol.twin.schema import decode_agent, to_wire
 from sim.twin.sink import Sink
 
 pytestmark = pytest.mark.timeout(30)

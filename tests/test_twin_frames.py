@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.model.errors import FrameError, ProtocolError
-from agent.twin.frames import DEFAULT_MAX_FRAME, FrameDecoder, decode_body, encode
+from agent.protocol.twin.frames import DEFAULT_MAX_FRAME, FrameDecoder, decode_body, encode
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -328,8 +328,8 @@ def test_settings_refuse_nonsense(pki: PkiPaths) -> None:
 
 
 def test_trickling_bytes_without_a_frame_do_not_keep_the_link_alive(pki: PkiPaths) -> None:
-    from agent.twin.frames import encode
-    from agent.twin.messages import to_wire
+    from agent.protocol.twin.frames import encode
+    from agent.protocol.twin.schema import to_wire
     from sim.twin.server import make_server_context
 
     async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -18,8 +18,8 @@ from agent.model.messages import (
     Status,
     TwinHello,
 )
-from agent.twin.frames import FrameDecoder, encode
-from agent.twin.messages import (
+from agent.protocol.twin.frames import FrameDecoder, encode
+from agent.protocol.twin.schema import (
     NONPRINTABLE_CATEGORIES,
     U64_MAX,
     decode_agent,

@@ -41,10 +41,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.modbus import pdu
-from agent.modbus.codec import decode, decoder
-from agent.modbus.frames import encode_write_frames, resolve_writes
-from agent.modbus.plan import (
+from agent.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
+from agent.model.errors import WriteRefused
+from agent.model.profile import Profile, Table
+from agent.model.readings import Quality, Reading
+from agent.protocol.modbus import pdu
+from agent.protocol.modbus.codec import decode, decoder
+from agent.protocol.modbus.frames import encode_write_frames, resolve_writes
+from agent.protocol.modbus.plan import (
     DEFAULT_MAX_GAP,
     Block,
     Point,
@@ -54,10 +58,6 @@ from agent.modbus.plan import (
     plan_writes,
     signal_points,
 )
-from agent.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
-from agent.model.errors import WriteRefused
-from agent.model.profile import Profile, Table
-from agent.model.readings import Quality, Reading
 
 __all__ = ["ClientStats", "PlcClient", "WriteResult", "read_request", "write_request"]
 

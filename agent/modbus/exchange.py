@@ -25,8 +25,9 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from agent.modbus import adu
-from agent.modbus.pdu import (
+from agent.modbus.transport import RtuTransport, TcpTransport
+from agent.protocol.modbus import adu
+from agent.protocol.modbus.pdu import (
     READ_BITS_FCS,
     READ_REGISTERS_FCS,
     SINGLE_WRITE_FCS,
@@ -34,7 +35,6 @@ from agent.modbus.pdu import (
     Reply,
     Request,
 )
-from agent.modbus.transport import RtuTransport, TcpTransport
 
 log = logging.getLogger(__name__)
 

@@ -69,12 +69,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.backoff import Backoff, UnitGuard
-from agent.modbus import adu
 from agent.modbus.exchange import Exchange, Lost, Timeout
-from agent.modbus.pdu import ExceptionReply, Reply, Request
 from agent.modbus.transport import RtuTransport, TcpTransport
 from agent.model.errors import ConnectFailed
 from agent.model.profile import PlcConnection, TcpLink
+from agent.protocol.modbus import adu
+from agent.protocol.modbus.pdu import ExceptionReply, Reply, Request
 
 log = logging.getLogger(__name__)
 

@@ -69,8 +69,8 @@ from agent.model.messages import (
     TwinHello,
     TwinMessage,
 )
-from agent.twin.frames import FrameDecoder, decode_body, encode
-from agent.twin.messages import decode_twin, to_wire
+from agent.protocol.twin.frames import FrameDecoder, decode_body, encode
+from agent.protocol.twin.schema import decode_twin, to_wire
 from agent.twin.settings import (
     DEFAULT_HEARTBEAT_LATE_S,
     DEFAULT_HEARTBEAT_TIMEOUT_S,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent import __version__
 from agent.model.messages import PROTOCOL_VERSION, AgentHello
-from agent.twin.frames import DEFAULT_MAX_FRAME
+from agent.protocol.twin.frames import DEFAULT_MAX_FRAME
 
 # Heartbeat timing announced in the hello when the caller gives none: the shipped sim-tank
 # profile's [timing]. Only for the link's own tests and tools; the runtime always passes the

@@ -44,9 +44,9 @@ from pymodbus.pdu import ModbusPDU
 
 from agent.config.profile.load import load_profile, with_connection
 from agent.modbus.client import PlcClient
-from agent.modbus.plan import Block
 from agent.model.profile import Profile, Table, TcpLink
 from agent.model.readings import Quality
+from agent.protocol.modbus.plan import Block
 from sim.bench.stats import percentile
 from sim.plc.harness import SimPlcProcess
 

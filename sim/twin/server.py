@@ -70,8 +70,8 @@ from agent.model.messages import (
     TwinHello,
 )
 from agent.pki import PkiPaths
-from agent.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode
-from agent.twin.messages import decode_agent, to_wire
+from agent.protocol.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode
+from agent.protocol.twin.schema import decode_agent, to_wire
 from sim.twin.sink import Sink
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Container
 from dataclasses import dataclass
 
-from agent.modbus.pdu import (
+from agent.protocol.modbus.pdu import (
     MULTI_WRITE_FCS,
     READ_BITS_FCS,
     READ_REGISTERS_FCS,

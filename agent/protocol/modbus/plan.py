@@ -32,8 +32,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.modbus.pdu import MAX_READ_BITS, MAX_READ_REGISTERS, MAX_WRITE_BITS, MAX_WRITE_REGISTERS
 from agent.model.profile import Output, Signal, Table
+from agent.protocol.modbus.pdu import (
+    MAX_READ_BITS,
+    MAX_READ_REGISTERS,
+    MAX_WRITE_BITS,
+    MAX_WRITE_REGISTERS,
+)
 
 __all__ = [
     "DEFAULT_MAX_GAP", "MAX_READ_BITS", "MAX_READ_REGISTERS", "MAX_WRITE_BITS",

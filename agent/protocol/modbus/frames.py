@@ -28,10 +28,10 @@ from pymodbus.pdu import DecodePDU, ModbusPDU
 from pymodbus.pdu.bit_message import WriteMultipleCoilsRequest, WriteSingleCoilRequest
 from pymodbus.pdu.register_message import WriteMultipleRegistersRequest
 
-from agent.modbus.codec import encode_output
-from agent.modbus.plan import WriteOp, plan_writes
 from agent.model.errors import WriteRefused
 from agent.model.profile import Output, Profile, TcpLink
+from agent.protocol.modbus.codec import encode_output
+from agent.protocol.modbus.plan import WriteOp, plan_writes
 
 SAFE_TRANSACTION_ID = 65535
 """MBAP transaction id of pre-encoded frames; the client's own ids stay below 65001."""

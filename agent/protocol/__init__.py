@@ -1,0 +1,13 @@
+"""protocol: the wire formats, as sans-IO codecs (bytes in, data out, and back).
+
+Lives here: the Modbus master's codec (``modbus/``: PDUs, TCP/RTU ADUs and every check of a
+reply against its request, register encodings, the read/write plan, the native watchdog's
+pre-encoded frames), the twin protocol (``twin/``: length-prefixed msgpack frames, the
+messages' wire schema, ``PROTOCOL.md``), and the telemetry records (``telemetry``).
+
+May import: ``agent.model``, ``agent.core`` (the telemetry records carry the cores' events)
+and other ``agent.protocol`` modules; msgpack; pymodbus only to build the watchdog's frames
+with pymodbus's own framer (``modbus/frames``). No I/O, clock or threads (no time, asyncio,
+socket, ssl, sqlite3, threading, select, subprocess, signal, serial, gpiozero,
+firmware_bridge). ``tests/test_layering.py`` enforces it.
+"""
