@@ -33,7 +33,7 @@ def audit_path(state_dir: Path) -> Path:
 
 def main(args: argparse.Namespace) -> int:
     """Verify or show the audit log."""
-    from agent.audit import AuditLog, format_record  # noqa: PLC0415
+    from agent.io.audit import AuditLog, format_record  # noqa: PLC0415
     from agent.runcmd import DEFAULT_STATE_DIR  # noqa: PLC0415
 
     path: Path = args.file or audit_path(

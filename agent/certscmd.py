@@ -34,7 +34,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Create and check the demo PKI for mutual TLS."""
-    from agent import pki  # noqa: PLC0415
+    from agent.io import pki  # noqa: PLC0415
 
     try:
         if args.certs_action == "init":

@@ -104,7 +104,7 @@ def _verify(args: argparse.Namespace) -> int:
     from agent.config.bundle import decode  # noqa: PLC0415
     from agent.config.profile.load import load_profile  # noqa: PLC0415
     from agent.config.push import Accepted, Current, Situation, evaluate  # noqa: PLC0415
-    from agent.configstore import ConfigStore  # noqa: PLC0415
+    from agent.io.configstore import ConfigStore  # noqa: PLC0415
     from agent.model.errors import (  # noqa: PLC0415
         BundleError,
         ConfigError,

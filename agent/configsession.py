@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.audit import AuditKind, AuditLog
 from agent.config.agentconfig import AgentConfig, parse_config
 from agent.config.effective import effective_profile
 from agent.config.push import Accepted, Current, Situation, evaluate
 from agent.config.roles import changed_paths
-from agent.configstore import ConfigStore
+from agent.io.audit import AuditKind, AuditLog
+from agent.io.configstore import ConfigStore
 from agent.model.errors import ConfigError, Problem
 from agent.model.messages import TEXT_MAX, ConfigResult
 from agent.model.mode import Mode

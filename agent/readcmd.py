@@ -32,7 +32,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from agent.modbus.client import PlcClient
+from agent.io.modbus.client import PlcClient
 from agent.model.errors import ProfileError
 from agent.model.profile import Profile, Signal, TcpLink
 from agent.model.readings import Quality, Reading

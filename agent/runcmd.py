@@ -32,7 +32,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     try:  # native guard (agent.guard): refuse to start without the watchdog the profile needs
         from agent.faultinject import settings_from_env  # noqa: PLC0415
-        from agent.guard import exit_code_from_env  # noqa: PLC0415
+        from agent.io.guard import exit_code_from_env  # noqa: PLC0415
         from firmware_bridge import load_watchdog  # noqa: PLC0415 - may raise on a bad env
 
         watchdog = load_watchdog(profile.require_native_watchdog)

@@ -55,14 +55,17 @@ from pathlib import Path
 from typing import Any
 
 from agent import faultinject
-from agent.audit import AuditKind, transition_record
 from agent.config.agentconfig import AgentConfig
 from agent.config.push import Situation
 from agent.configsession import EXIT_RESTART, ConfigSession, Step
 from agent.core.controller import Controller, Decision
 from agent.core.heartbeat import LinkState
 from agent.core.leds import Indication, indication
-from agent.guard import NativeGuard, exit_code_from_env
+from agent.io.audit import AuditKind, transition_record
+from agent.io.guard import NativeGuard, exit_code_from_env
+from agent.io.panel.panel import OperatorPanel
+from agent.io.plant import PlantIO
+from agent.io.twin.link import TwinLink, TwinLinkSettings
 from agent.model.messages import (
     Ack,
     AgentMessage,
@@ -77,11 +80,8 @@ from agent.model.messages import (
 from agent.model.mode import Mode
 from agent.model.profile import Profile
 from agent.model.status import StatusSnapshot
-from agent.panel import OperatorPanel
-from agent.plantio import PlantIO
-from agent.status import EventRing, build_snapshot
+from agent.snapshot import EventRing, build_snapshot
 from agent.telemetry_feed import TelemetryFeed
-from agent.twin.link import TwinLink, TwinLinkSettings
 from firmware_bridge import WatchdogAPI, load_watchdog
 
 log = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from agent.io.status_socket import socket_path
 from agent.model.errors import AgentNotRunning, ProtocolError
 from agent.model.status import StatusSnapshot, snapshot_from_dict
-from agent.status import socket_path
 
 EXIT_OK = 0
 EXIT_FAILED = 1

@@ -35,9 +35,10 @@ import msgpack
 
 from agent.config.agentconfig import SpoolConfig, TelemetryConfig
 from agent.core.forwarder import Forwarder
+from agent.io.spool.store import Spool
+from agent.io.spool.writer import SpoolWriter
 from agent.model.messages import BODY_MAX, AgentMessage, Resume, Telemetry
 from agent.model.spool import AppendResult, AppendStatus, SpoolEvent
-from agent.spool import Spool, SpoolWriter
 
 log = logging.getLogger(__name__)
 

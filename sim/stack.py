@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from agent.pki import PkiPaths, init_pki
+from agent.io.pki import PkiPaths, init_pki
 from sim.plc.control import ControlClient
 from sim.plc.harness import SimPlcProcess, wait_ready
 

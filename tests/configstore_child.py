@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agent.configstore import ConfigStore
+from agent.io.configstore import ConfigStore
 
 
 def text_of(version: int) -> str:

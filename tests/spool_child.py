@@ -17,8 +17,8 @@ import random
 import sys
 import time
 
+from agent.io.spool.store import Spool
 from agent.model.spool import Overflow
-from agent.spool import Spool
 
 
 def main(argv: list[str]) -> int:

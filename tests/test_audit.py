@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import AuditKind, AuditLog, format_record
+from agent.io.audit import AuditKind, AuditLog, format_record
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -69,7 +69,7 @@ def test_edit_detected(db: Path) -> None:
 
 
 def test_edit_with_recomputed_own_hash_still_breaks_the_chain(db: Path) -> None:
-    from agent.audit import chain_hash
+    from agent.io.audit import chain_hash
 
     conn = sqlite3.connect(db)
     row = conn.execute("SELECT seq, ts_ms, kind, body, prev FROM audit WHERE seq = 40").fetchone()

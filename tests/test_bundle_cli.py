@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import AuditKind, AuditLog
 from agent.cli import main as cli
+from agent.io.audit import AuditKind, AuditLog
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.io.pki import init_pki
+from agent.io.twin.link import TwinLink, TwinLinkSettings
 from agent.model.messages import ConfigPush, ConfigResult, TwinMessage
-from agent.pki import init_pki
-from agent.twin.link import TwinLink, TwinLinkSettings
 from sim.twin.control import handle
 from sim.twin.server import SimTwin
 

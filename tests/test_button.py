@@ -16,7 +16,7 @@ import pytest
 from gpiozero import Button
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from agent.button import ResetButton, call_in_loop
+from agent.io.panel.button import ResetButton, call_in_loop
 from agent.model.errors import GpioError
 
 PIN = 23

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from bundle_kit import Kit
 
-from agent.audit import AuditLog
 from agent.config.agentconfig import load_config
 from agent.config.profile.load import load_profile
 from agent.config.push import Situation
 from agent.configsession import ConfigSession
+from agent.io.audit import AuditLog
 from agent.model.mode import Mode
 
 pytestmark = pytest.mark.timeout(20)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.configstore import ConfigStore, atomic_write
+from agent.io.configstore import ConfigStore, atomic_write
 
 pytestmark = pytest.mark.timeout(10)
 

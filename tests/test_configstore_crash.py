@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from configstore_child import text_of
 
-from agent.configstore import ConfigStore
+from agent.io.configstore import ConfigStore
 
 CHILD = Path(__file__).with_name("configstore_child.py")
 KILLS = 50

@@ -24,11 +24,11 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 from rich.console import Console
 
-from agent.audit import AuditLog, AuditRecord
 from agent.config.agentconfig import load_config
 from agent.config.bundle import decode, verify_signature
 from agent.config.profile.load import load_profile
 from agent.core.leds import LedMode
+from agent.io.audit import AuditLog, AuditRecord
 from sim.demo import cli, pushes, run, timeline
 from sim.demo.context import DemoContext, ScenarioResult, Skipped
 from sim.demo.judge import (

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from bundle_kit import Kit
 
-from agent.audit import AuditLog
 from agent.config.bundle import BUNDLE_MAX, Bundle, decode
+from agent.io.audit import AuditLog
 from sim.stack import DEVICE_ID, Stack, output_writes, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]

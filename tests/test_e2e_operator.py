@@ -25,12 +25,12 @@ import pytest
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from agent.audit import AuditLog
 from agent.config.agentconfig import load_config
 from agent.config.profile.load import load_profile, with_connection
+from agent.io.audit import AuditLog
+from agent.io.status_socket import socket_path
 from agent.model.errors import AgentNotRunning
 from agent.runtime import Runtime
-from agent.status import socket_path
 from agent.statuscmd import fetch_status
 from sim.stack import Stack, sim_tank_text, wait_for
 

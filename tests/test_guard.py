@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.guard import NativeGuard, exit_code_from_env, guard_values
+from agent.io.guard import NativeGuard, exit_code_from_env, guard_values
 from agent.model.profile import FailsafePolicy, Parity, Profile, RtuLink
 from firmware_bridge import NATIVE, Watchdog, load_watchdog
 from sim.plc.harness import SimPlcProcess, SocatPair

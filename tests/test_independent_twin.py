@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from agent.pki import init_pki
+from agent.io.pki import init_pki
 from sim.plc.harness import SimPlcProcess
 from sim.stack import Proc, output_writes, sim_tank_text, wait_for
 

@@ -30,7 +30,7 @@ from agent.core.leds import (
     markdown_table,
     pattern_for,
 )
-from agent.leds import StatusLeds
+from agent.io.panel.leds import StatusLeds
 from agent.model.errors import GpioError
 
 OFF, ON, SLOW, FAST = LedMode.OFF, LedMode.ON, LedMode.BLINK_SLOW, LedMode.BLINK_FAST

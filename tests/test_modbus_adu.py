@@ -295,7 +295,7 @@ def test_watchdog_frames_are_the_masters_frames(ref: str) -> None:
     """The native watchdog's pre-encoded safe set (pymodbus's framers, agent.modbus.frames)
     is byte for byte what the master would send for the same writes."""
     from agent.config.profile.load import load_profile
-    from agent.modbus.client import write_request
+    from agent.io.modbus.client import write_request
     from agent.model.profile import TcpLink
     from agent.protocol.modbus.frames import (
         SAFE_TRANSACTION_ID,

@@ -17,7 +17,7 @@ from typing import TypeVar
 import pytest
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.modbus.client import PlcClient
+from agent.io.modbus.client import PlcClient
 from agent.model.profile import Profile, RtuLink
 from agent.model.readings import Quality
 from agent.protocol.modbus.frames import encode_write_frames

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.modbus.client import PlcClient
+from agent.io.modbus.client import PlcClient
 from agent.model.errors import WriteRefused
 from agent.model.profile import Profile
 from agent.model.readings import Quality, Reading

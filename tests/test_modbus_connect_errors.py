@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.modbus.client import PlcClient
+from agent.io.modbus.client import PlcClient
 from agent.model.profile import Profile
 from agent.model.readings import Quality
 from sim.plc.harness import SocatPair, pty_accepts_parity
@@ -38,7 +38,7 @@ RTU_N = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = 
 AS_NOBODY = """
 import asyncio, json, os, sys, termios, serial, rich.console, rich.table
 import agent.cli, agent.readcmd, agent.config.profile.load
-import agent.modbus.client, agent.modbus.transport
+import agent.io.modbus.client, agent.io.modbus.transport
 agent.config.profile.load.load_profile("sim-tank")  # warms importlib.resources up
 pw = __import__("pwd").getpwnam("nobody")
 os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)

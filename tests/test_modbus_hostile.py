@@ -29,7 +29,7 @@ from hostile_modbus import (
 )
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.modbus.client import PlcClient
+from agent.io.modbus.client import PlcClient
 from agent.model.profile import Profile
 from agent.model.readings import Quality, Reading
 

@@ -18,8 +18,8 @@ import pytest
 from hostile_modbus import POISON, WATCHDOG_TIMEOUT_MS, Fault, HostileRtuResponder
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.modbus.client import PlcClient
-from agent.modbus.session import Failure, ModbusSession
+from agent.io.modbus.client import PlcClient
+from agent.io.modbus.session import Failure, ModbusSession
 from agent.model.profile import Profile
 from agent.model.readings import Quality
 from agent.protocol.modbus import pdu

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from agent.pki import PkiPaths, Role, init_pki, issue_cert
+from agent.io.pki import PkiPaths, Role, init_pki, issue_cert
 
 pytestmark = pytest.mark.timeout(20)
 

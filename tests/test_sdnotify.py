@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.sdnotify import Notifier, watchdog_interval
+from agent.io.panel.sdnotify import Notifier, watchdog_interval
 
 
 @pytest.fixture

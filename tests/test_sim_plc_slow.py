@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.modbus.client import PlcClient
+from agent.io.modbus.client import PlcClient
 from agent.model.readings import Quality
 from sim.plc.harness import SimPlcProcess
 

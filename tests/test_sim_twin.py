@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from agent.io.pki import PkiPaths, init_pki
+from agent.io.twin.link import TwinLink
 from agent.model.messages import AgentHello, Heartbeat, Recommend, TwinHello
-from agent.pki import PkiPaths, init_pki
 from agent.protocol.twin.frames import FrameDecoder, encode
 from agent.protocol.twin.schema import decode_twin, to_wire
-from agent.twin.link import TwinLink
 from sim.twin.control import ControlServer, handle, request
 from sim.twin.harness import Recorder, settings_for, wait_until
 from sim.twin.server import SimTwin

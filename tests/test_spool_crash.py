@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from agent.io.spool.store import Spool
 from agent.model.spool import Overflow
-from agent.spool import Spool
 
 CHILD = Path(__file__).with_name("spool_child.py")
 KILLS = 50

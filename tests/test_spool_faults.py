@@ -13,8 +13,8 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from agent.io.spool.store import Spool
 from agent.model.spool import AppendStatus, Overflow, RecordKind, SpoolEventKind
-from agent.spool import Spool
 
 
 def _open(path: Path, **kw: object) -> Spool:

@@ -14,9 +14,9 @@ from typing import Any
 import msgpack
 import pytest
 
+from agent.io.spool.batch import RECORD_OVERHEAD
+from agent.io.spool.store import Spool
 from agent.model.spool import AppendStatus, Overflow, RecordKind, SpoolEventKind
-from agent.spool import Spool
-from agent.spool.batch import RECORD_OVERHEAD
 
 
 class Twin:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from agent.core.forwarder import Forwarder
+from agent.io.spool.store import Spool
 from agent.model.spool import Overflow, RecordKind
-from agent.spool import Spool
 
 
 @pytest.mark.timeout(30)

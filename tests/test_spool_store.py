@@ -9,9 +9,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from agent.io.spool.files import read_reservation, seq_path
+from agent.io.spool.store import Spool
 from agent.model.spool import AppendStatus, Overflow, RecordKind, SpoolEventKind
-from agent.spool import Spool
-from agent.spool.files import read_reservation, seq_path
 
 
 def _open(path: Path, **kw: object) -> Spool:

@@ -9,9 +9,9 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from agent.io.spool.store import Spool
+from agent.io.spool.writer import SpoolWriter
 from agent.model.spool import AppendResult, Overflow, RecordKind, SpoolEventKind
-from agent.spool import Spool
-from agent.spool.writer import SpoolWriter
 from sim.bench import spool as bench
 
 

@@ -29,7 +29,8 @@ from rich.console import Console
 from agent import cli, statuscmd
 from agent.config.profile.load import load_profile
 from agent.core.controller import Controller
-from agent.modbus.client import ClientStats
+from agent.io.modbus.client import ClientStats
+from agent.io.status_socket import StatusServer, socket_path
 from agent.model.errors import ProtocolError, StatusSocketError, StatusSocketInUse
 from agent.model.messages import Heartbeat, Origin, Recommend
 from agent.model.mode import Mode
@@ -55,7 +56,7 @@ from agent.model.status import (
     snapshot_from_dict,
 )
 from agent.runtime import RuntimeStats
-from agent.status import EventRing, StatusServer, build_snapshot, socket_path
+from agent.snapshot import EventRing, build_snapshot
 from firmware_bridge.results import WatchdogStats
 
 NOBODY = 65534

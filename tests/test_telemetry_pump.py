@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from agent.config.agentconfig import SpoolConfig, TelemetryConfig
+from agent.io.pki import PkiPaths, init_pki
+from agent.io.twin.link import TwinLink
 from agent.model.messages import Ack, TwinMessage
-from agent.pki import PkiPaths, init_pki
 from agent.protocol.telemetry import pack, unpack
 from agent.telemetry_pump import SPOOL_FILE, TelemetryPump
-from agent.twin.link import TwinLink
 from sim.twin.harness import settings_for, wait_until
 from sim.twin.server import SimTwin
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from agent.io.pki import PkiPaths, Role, init_pki, issue_expired_cert
+from agent.io.twin.link import TwinLink, TwinLinkSettings, make_client_context
 from agent.model.messages import Bye, Heartbeat, Origin, Recommend, Status, TwinHello, TwinMessage
-from agent.pki import PkiPaths, Role, init_pki, issue_expired_cert
-from agent.twin.link import TwinLink, TwinLinkSettings, make_client_context
 from sim.twin.harness import Recorder, settings_for, wait_until
 from sim.twin.server import SimTwin
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from agent.io.pki import PkiPaths, init_pki
+from agent.io.twin.link import READ_CHUNK, TwinLink, TwinLinkSettings
 from agent.model.messages import (
     Heartbeat,
     Origin,
@@ -28,8 +30,6 @@ from agent.model.messages import (
     TwinHello,
     TwinMessage,
 )
-from agent.pki import PkiPaths, init_pki
-from agent.twin.link import READ_CHUNK, TwinLink, TwinLinkSettings
 from sim.twin.harness import settings_for, wait_until
 from sim.twin.server import SimTwin
 

@@ -24,7 +24,7 @@ import pytest
 from agent import runtime as runtime_mod
 from agent.config.agentconfig import load_config
 from agent.config.profile.load import load_profile, with_connection
-from agent.pki import PkiPaths, init_pki
+from agent.io.pki import PkiPaths, init_pki
 from agent.runtime import Runtime
 from sim.plc.harness import SimPlcProcess
 from sim.stack import sim_tank_text

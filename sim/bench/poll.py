@@ -43,7 +43,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.pdu import ModbusPDU
 
 from agent.config.profile.load import load_profile, with_connection
-from agent.modbus.client import PlcClient
+from agent.io.modbus.client import PlcClient
 from agent.model.profile import Profile, Table, TcpLink
 from agent.model.readings import Quality
 from agent.protocol.modbus.plan import Block

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.io.spool.store import Spool
+from agent.io.spool.writer import SpoolWriter
 from agent.model.spool import Overflow
-from agent.spool import Spool
-from agent.spool.writer import SpoolWriter
 from sim.bench.stats import summary_ms
 
 TARGET_RECORDS_PER_S = 20_000

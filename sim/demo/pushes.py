@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.audit import AuditLog, AuditRecord
+from agent.io.audit import AuditLog, AuditRecord
 from agent.model.profile import Profile
 from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Unavailable
 from sim.demo.judge import (

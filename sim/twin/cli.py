@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from agent.pki import PkiPaths, init_pki
+from agent.io.pki import PkiPaths, init_pki
 from sim.twin.control import ControlServer
 from sim.twin.server import SimTwin
 

@@ -13,9 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agent.io.pki import PkiPaths
+from agent.io.twin.link import TwinLinkSettings
 from agent.model.messages import Heartbeat, TwinMessage
-from agent.pki import PkiPaths
-from agent.twin.link import TwinLinkSettings
 
 
 @dataclass

@@ -53,6 +53,7 @@ from typing import Any
 
 import msgpack
 
+from agent.io.pki import PkiPaths
 from agent.model.errors import FrameError, ProtocolError
 from agent.model.messages import (
     PROTOCOL_VERSION,
@@ -69,7 +70,6 @@ from agent.model.messages import (
     Telemetry,
     TwinHello,
 )
-from agent.pki import PkiPaths
 from agent.protocol.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode
 from agent.protocol.twin.schema import decode_agent, to_wire
 from sim.twin.sink import Sink

@@ -25,14 +25,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from agent.button import ResetButton
 from agent.core.leds import Indication
-from agent.leds import StatusLeds
+from agent.io.panel.button import ResetButton
+from agent.io.panel.leds import StatusLeds
+from agent.io.panel.sdnotify import Notifier
+from agent.io.status_socket import StatusServer, socket_path
 from agent.model.errors import GpioError, StatusSocketInUse
 from agent.model.profile import Profile
 from agent.model.status import StatusSnapshot
-from agent.sdnotify import Notifier
-from agent.status import StatusServer, socket_path
 
 log = logging.getLogger(__name__)
 

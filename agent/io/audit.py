@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.configstore import atomic_write
+from agent.io.configstore import atomic_write
 
 __all__ = ["GENESIS", "AuditKind", "AuditLog", "AuditRecord", "Verification", "format_record",
            "transition_record"]

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
+from agent.io.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
 from agent.model.errors import WriteRefused
 from agent.model.profile import Profile, Table
 from agent.model.readings import Quality, Reading

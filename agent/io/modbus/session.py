@@ -69,8 +69,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.core.backoff import Backoff, UnitGuard
-from agent.modbus.exchange import Exchange, Lost, Timeout
-from agent.modbus.transport import RtuTransport, TcpTransport
+from agent.io.modbus.exchange import Exchange, Lost, Timeout
+from agent.io.modbus.transport import RtuTransport, TcpTransport
 from agent.model.errors import ConnectFailed
 from agent.model.profile import PlcConnection, TcpLink
 from agent.protocol.modbus import adu

@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agent.io.spool.events import event_payload, event_ranges, merge_ranges, ranges_text
 from agent.model.spool import (
     AppendResult,
     AppendStatus,
@@ -26,7 +27,6 @@ from agent.model.spool import (
     SpoolEvent,
     SpoolEventKind,
 )
-from agent.spool.records import event_payload, event_ranges, merge_ranges, ranges_text
 
 log = logging.getLogger(__name__)
 

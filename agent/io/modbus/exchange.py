@@ -25,7 +25,7 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 
-from agent.modbus.transport import RtuTransport, TcpTransport
+from agent.io.modbus.transport import RtuTransport, TcpTransport
 from agent.protocol.modbus import adu
 from agent.protocol.modbus.pdu import (
     READ_BITS_FCS,

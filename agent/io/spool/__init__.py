@@ -1,14 +1,16 @@
-"""Store-and-forward telemetry: a durable SQLite spool, a batching writer, a pure forwarder.
+"""Store-and-forward telemetry: a durable SQLite spool and a batching writer.
 
 Modules:
 
-- ``records``: plain data (Overflow, SpooledRecord, Backlog, AppendResult, SpoolEvent, ...)
 - ``files``: SQLite connection and pragmas, error classes, quarantine, seq reservation sidecar
 - ``batch``: the body of one append transaction (overflow policies, GAP ranges, meta)
+- ``events``: the spool's own event records (msgpack payload, GAP ranges)
 - ``store``: Spool (append / pending / ack / backlog), bounded, never raises on storage faults
 - ``writer``: SpoolWriter, a background thread batching appends off the control loop
-- ``forwarder``: Forwarder, the sans-IO choice of what to send next (live first, history
-  rate-bound, resend from the last ack)
+
+Elsewhere: the plain data (Overflow, SpooledRecord, Backlog, AppendResult, SpoolEvent, ...)
+is ``agent.model.spool``; the sans-IO choice of what to send next (live first, history
+rate-bound, resend from the last ack) is ``agent.core.forwarder``.
 
 Batching the agent must use: every ``Spool.append`` is one transaction and one fsync (WAL,
 synchronous=FULL), so throughput is records-per-commit times commits-per-second. The control
@@ -20,36 +22,3 @@ p99 of ~1 us. On an SD card an fsync can take 2-20 ms, so direct appends of one 
 records) could fall below 20,000 records/s there; the writer's 50 ms interval caps the commit
 rate at ~20/s whatever the record rate, which holds the target with room to spare.
 """
-
-from __future__ import annotations
-
-from agent.core.forwarder import Forwarder, Send
-from agent.model.spool import (
-    AppendResult,
-    AppendStatus,
-    Backlog,
-    Overflow,
-    RecordKind,
-    SpooledRecord,
-    SpoolEvent,
-    SpoolEventKind,
-    SpoolStats,
-)
-from agent.spool.store import Spool
-from agent.spool.writer import SpoolWriter
-
-__all__ = [
-    "AppendResult",
-    "AppendStatus",
-    "Backlog",
-    "Forwarder",
-    "Overflow",
-    "RecordKind",
-    "Send",
-    "Spool",
-    "SpoolEvent",
-    "SpoolEventKind",
-    "SpoolStats",
-    "SpoolWriter",
-    "SpooledRecord",
-]

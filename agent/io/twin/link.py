@@ -59,6 +59,14 @@ from typing import Any, NoReturn
 
 from agent.core.backoff import Backoff
 from agent.core.pacing import Inbox, RateBudget
+from agent.io.twin.settings import (
+    DEFAULT_HEARTBEAT_LATE_S,
+    DEFAULT_HEARTBEAT_TIMEOUT_S,
+    LinkCounters,
+    TwinLinkSettings,
+    make_client_context,
+    to_ms,
+)
 from agent.model.errors import FrameError, ProtocolError
 from agent.model.messages import (
     PROTOCOL_VERSION,
@@ -71,14 +79,6 @@ from agent.model.messages import (
 )
 from agent.protocol.twin.frames import FrameDecoder, decode_body, encode
 from agent.protocol.twin.schema import decode_twin, to_wire
-from agent.twin.settings import (
-    DEFAULT_HEARTBEAT_LATE_S,
-    DEFAULT_HEARTBEAT_TIMEOUT_S,
-    LinkCounters,
-    TwinLinkSettings,
-    make_client_context,
-    to_ms,
-)
 
 __all__ = [  # the settings live in agent.twin.settings; importable from here as before
     "DEFAULT_HEARTBEAT_LATE_S", "DEFAULT_HEARTBEAT_TIMEOUT_S", "READ_CHUNK", "LinkCounters",

@@ -28,8 +28,8 @@ connection; an ack is logged at WARNING with them and passed to the ``ack`` call
 ``who`` (``"pid=123 uid=0(root) gid=0(root)"``) for the audit log.
 
 The ``snapshot`` callable runs on the agent's loop and must be cheap (no I/O);
-:func:`build_snapshot` makes one from the controller and the adapters' counters. The
-snapshot model is frozen data in :mod:`agent.statusmodel` (re-exported here):
+``agent.runtime.snapshot.build_snapshot`` makes one from the controller and the adapters'
+counters. The snapshot model is frozen data in :mod:`agent.model.status`:
 :meth:`StatusSnapshot.to_dict` and :func:`snapshot_from_dict` are exact inverses
 (non-finite floats travel as null: JSON has no NaN).
 """
@@ -50,44 +50,12 @@ import socket
 import stat
 import struct
 import tempfile
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-import agent
-from agent.core.safety import State
 from agent.model.errors import StatusSocketError, StatusSocketInUse
-from agent.model.mode import Mode
-from agent.model.profile import RecoveryPolicy
-from agent.model.status import (
-    EVENTS_KEPT,
-    SCHEMA,
-    EventEntry,
-    ExcludedChannel,
-    LoopStatus,
-    OutputStatus,
-    PlcStatus,
-    RecommendationCounts,
-    RecommendationStatus,
-    SafeSetStatus,
-    SocketStatus,
-    SpoolStatus,
-    StatusSnapshot,
-    TripStatus,
-    TwinStatus,
-    VoteStatus,
-    WatchdogStatus,
-)
-
-if TYPE_CHECKING:
-    from agent.core.controller import Controller, Decision
-    from agent.core.heartbeat import LinkEvent
-    from agent.core.safety import Transition
-    from agent.modbus.client import ClientStats
-    from agent.model.spool import Backlog
-    from firmware_bridge.results import WatchdogStats
-
+from agent.model.status import SocketStatus, StatusSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -106,114 +74,6 @@ AckHandler = Callable[[str, str], Awaitable[tuple[bool, str]]]
 def socket_path(state_dir: Path) -> Path:
     """Where the agent with state directory ``state_dir`` listens."""
     return state_dir / SOCKET_NAME
-
-
-# --- building a snapshot ---------------------------------------------------------------------
-
-class LoopCounters(Protocol):
-    """What the runtime counts about its loop (``agent.runtime.RuntimeStats`` has these)."""
-
-    @property
-    def ticks(self) -> int: ...
-    @property
-    def overruns(self) -> int: ...
-    @property
-    def faults(self) -> int: ...
-    @property
-    def worst_tick_s(self) -> float: ...
-    @property
-    def safe_writes(self) -> int: ...
-    @property
-    def write_failures(self) -> int: ...
-    @property
-    def io_budget_overruns(self) -> int: ...
-    @property
-    def safe_write_failures(self) -> int: ...
-    @property
-    def stale_refused(self) -> int: ...
-
-
-def build_snapshot(
-    controller: Controller, *, now: float, wall: float, started: float,
-    plc: ClientStats, loop: LoopCounters, watchdog: WatchdogStats | None,
-    watchdog_kind: str, backlog: Backlog | None, config_version: int, events: EventRing,
-    twin_connected: bool | None,
-) -> StatusSnapshot:
-    """A snapshot from the controller and the adapters' counters (pure: no I/O, no clock).
-
-    ``now`` and ``started`` are monotonic seconds (the loop's clock), ``wall`` Unix time.
-    Recommendations: the live ones in the profile's output order, with the seconds of
-    validity left at ``now`` (one whose validity ended at or before ``now`` but was not
-    dropped yet is left out, as the next decision drops it); in shadow mode each carries
-    its latest comparison with what the PLC holds, if that comparison is of this very
-    recommendation (same id).
-    """
-    machine, monitor = controller.machine, controller.monitor
-    deadline = machine.holdoff_deadline()
-    counters = monitor.counters
-    last_seen = monitor.last_seen
-    votes = tuple(
-        VoteStatus(v.group, v.value, v.quality.value, v.used,
-                   tuple(ExcludedChannel(e.channel, e.reason.value, e.detail)
-                         for e in v.excluded),
-                   v.reason, max(0.0, now - v.t))
-        for v in controller.votes.values())
-    book = controller.recommendations
-    live, lines = book.live(), book.divergences()
-    shadow = machine.mode is Mode.SHADOW
-    recommendations = []
-    for out in controller.profile.outputs:
-        rec = live.get(out.name)
-        if rec is None or rec.expires <= now:
-            continue
-        line = lines.get(out.name) if shadow else None
-        if line is not None and line.id != rec.id:
-            line = None  # a comparison of the recommendation this one replaced
-        recommendations.append(RecommendationStatus(
-            rec.id, rec.output, rec.value, None if line is None else line.actual,
-            None if line is None else line.divergence, rec.valid_s, rec.expires - now))
-    wd = None
-    if watchdog is not None:
-        wd = WatchdogStatus(
-            watchdog_kind, watchdog["armed"], watchdog["fired"], watchdog["kicks"],
-            watchdog["fires"], watchdog["feeds"], watchdog["feed_errors"],
-            watchdog["worst_lateness_ns"] / 1e6, watchdog["last_lateness_ns"] / 1e6)
-    return StatusSnapshot(
-        schema=SCHEMA, version=agent.__version__, pid=os.getpid(), wall=wall,
-        uptime_s=max(0.0, now - started), profile=controller.profile.source,
-        state=machine.state.value, mode=machine.mode.value, cause=machine.cause,
-        waiting_for_ack=(machine.state is State.RECOVERING
-                         and controller.profile.recovery.policy is RecoveryPolicy.MANUAL),
-        holdoff_left_s=None if deadline is None else max(0.0, deadline - now),
-        twin=TwinStatus(
-            monitor.state.value, controller.health().twin_cause, twin_connected,
-            monitor.epoch, None if last_seen is None else max(0.0, now - last_seen),
-            counters.accepted, counters.duplicates, counters.out_of_order,
-            counters.stale_epoch, counters.unhealthy),
-        votes=votes,
-        trips=tuple(TripStatus(t.name, t.group, t.cause) for t in controller.trips),
-        outputs=tuple(OutputStatus(o.name, controller.last_written.get(o.name))
-                      for o in controller.profile.outputs),
-        recommendations=tuple(recommendations),
-        recommendation_counts=RecommendationCounts(book.accepted, book.rejected, book.expired),
-        plc=PlcStatus(
-            controller.plc_reachable, controller.plc_watchdog_ok, plc.connected, plc.requests,
-            plc.errors, plc.timeouts, plc.exception_replies, plc.reconnects,
-            plc.disconnects, plc.skipped, plc.backed_off_units, plc.malformed,
-            plc.late_replies, plc.last_error),
-        loop=LoopStatus(loop.ticks, loop.overruns, loop.faults, loop.worst_tick_s,
-                        loop.safe_writes, loop.write_failures, loop.io_budget_overruns,
-                        loop.safe_write_failures, loop.stale_refused),
-        watchdog=wd,
-        spool=None if backlog is None else SpoolStatus(
-            backlog.count, backlog.first_seq, backlog.last_seq, backlog.bytes),
-        config_version=config_version,
-        events=events.entries(),
-        safe_set=SafeSetStatus(
-            not controller.unconfirmed, tuple(sorted(controller.unconfirmed)),
-            None if controller.unconfirmed_since is None
-            else wall - max(0.0, now - controller.unconfirmed_since)),
-    )
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -447,32 +307,3 @@ def _bind_private(path: Path) -> socket.socket:
     finally:
         shutil.rmtree(private, ignore_errors=True)
     return sock
-
-
-# --- recent events ---------------------------------------------------------------------
-
-class EventRing:
-    """The last ``size`` transitions and events, with wall time, for ``twinguard status``."""
-
-    def __init__(self, size: int = EVENTS_KEPT) -> None:
-        self._ring: deque[EventEntry] = deque(maxlen=size)
-
-    def add(self, wall: float, kind: str, text: str) -> None:
-        self._ring.append(EventEntry(wall, kind, text))
-
-    def transition(self, tr: Transition, wall: float) -> None:
-        self.add(wall, "transition",
-                 f"{tr.old.name} -> {tr.new.name} on {tr.event.name}: {tr.cause}")
-
-    def link(self, ev: LinkEvent, wall: float) -> None:
-        self.add(wall, "link", f"twin {ev.old.name} -> {ev.new.name}: {ev.cause}")
-
-    def decision(self, decision: Decision, wall: float) -> None:
-        """Record a controller decision's link events and transitions, in that order."""
-        for ev in decision.link_events:
-            self.link(ev, wall)
-        for tr in decision.transitions:
-            self.transition(tr, wall)
-
-    def entries(self) -> tuple[EventEntry, ...]:
-        return tuple(self._ring)

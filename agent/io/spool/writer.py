@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from agent.io.spool.store import Spool
 from agent.model.spool import AppendResult, AppendStatus, SpoolEvent, SpoolEventKind
-from agent.spool.store import Spool
 
 log = logging.getLogger(__name__)
 

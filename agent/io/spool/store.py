@@ -39,6 +39,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.io.spool import batch, files
+from agent.io.spool.batch import (
+    EVENT_RESERVE_BYTES,
+    EVENT_RESERVE_RECORDS,
+    RECORD_OVERHEAD,
+    SpoolState,
+)
+from agent.io.spool.files import Failure
 from agent.model.spool import (
     AppendResult,
     AppendStatus,
@@ -50,14 +58,6 @@ from agent.model.spool import (
     SpoolEventKind,
     SpoolStats,
 )
-from agent.spool import batch, files
-from agent.spool.batch import (
-    EVENT_RESERVE_BYTES,
-    EVENT_RESERVE_RECORDS,
-    RECORD_OVERHEAD,
-    SpoolState,
-)
-from agent.spool.files import Failure
 
 log = logging.getLogger(__name__)
 

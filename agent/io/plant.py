@@ -31,7 +31,7 @@ import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, TypeVar
 
-from agent.modbus.client import PlcClient, WriteResult
+from agent.io.modbus.client import PlcClient, WriteResult
 from agent.model.errors import WriteRefused
 from agent.model.profile import Profile
 from agent.model.readings import Quality, Reading
