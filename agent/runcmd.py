@@ -21,7 +21,7 @@ DEFAULT_STATE_DIR = "/var/lib/twinguard"
 def main(args: argparse.Namespace) -> int:
     """Run the agent: returns 0 after a clean stop, 2 on a bad profile or configuration."""
     from agent.cli import profile_from_args  # noqa: PLC0415 - cli imports this module lazily
-    from agent.runtime import Runtime  # noqa: PLC0415 - the full stack only when running
+    from agent.runtime.loop import Runtime  # noqa: PLC0415 - the full stack only when running
 
     try:
         profile = profile_from_args(args)
@@ -31,8 +31,8 @@ def main(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         return 2
     try:  # native guard (agent.guard): refuse to start without the watchdog the profile needs
-        from agent.faultinject import settings_from_env  # noqa: PLC0415
         from agent.io.guard import exit_code_from_env  # noqa: PLC0415
+        from agent.runtime.faultinject import settings_from_env  # noqa: PLC0415
         from firmware_bridge import load_watchdog  # noqa: PLC0415 - may raise on a bad env
 
         watchdog = load_watchdog(profile.require_native_watchdog)

@@ -11,9 +11,9 @@ from bundle_kit import Kit
 from agent.config.agentconfig import load_config
 from agent.config.profile.load import load_profile
 from agent.config.push import Situation
-from agent.configsession import ConfigSession
 from agent.io.audit import AuditLog
 from agent.model.mode import Mode
+from agent.runtime.configsession import ConfigSession
 
 pytestmark = pytest.mark.timeout(20)
 

@@ -30,7 +30,7 @@ from agent.config.profile.load import load_profile, with_connection
 from agent.io.audit import AuditLog
 from agent.io.status_socket import socket_path
 from agent.model.errors import AgentNotRunning
-from agent.runtime import Runtime
+from agent.runtime.loop import Runtime
 from agent.statuscmd import fetch_status
 from sim.stack import Stack, sim_tank_text, wait_for
 

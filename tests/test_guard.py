@@ -285,7 +285,7 @@ def test_missing_hw_watchdog_refuses(tmp_path: Path, guard_cls: type) -> None:
 
 
 def test_fault_injection_is_off_unless_asked() -> None:
-    from agent.faultinject import settings_from_env
+    from agent.runtime.faultinject import settings_from_env
 
     assert settings_from_env({}) is None
     assert settings_from_env({"TWINGUARD_FAULT_INJECTION": "0"}) is None
@@ -303,7 +303,7 @@ def test_fault_injection_is_off_unless_asked() -> None:
     {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "20", "TWINGUARD_BLOCK_AT": "write"},
 ])
 def test_fault_injection_rejects_bad_settings(env: dict[str, str]) -> None:
-    from agent.faultinject import settings_from_env
+    from agent.runtime.faultinject import settings_from_env
 
     with pytest.raises(ValueError, match="TWINGUARD_"):
         settings_from_env(env)
@@ -314,7 +314,7 @@ def test_a_block_armed_for_the_decision_point_happens_there_once() -> None:
     import signal
     import time
 
-    from agent import faultinject
+    from agent.runtime import faultinject
 
     settings = faultinject.settings_from_env({
         "TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_HANG_N": "5", "TWINGUARD_BLOCK_S": "0.2",
@@ -337,7 +337,7 @@ def test_a_block_armed_for_the_decision_point_happens_there_once() -> None:
 
 
 def test_hang_calibration_grows_with_the_duration() -> None:
-    from agent.faultinject import hang_n_for
+    from agent.runtime.faultinject import hang_n_for
 
     short, long = hang_n_for(0.05), hang_n_for(3.2)
     assert long - short >= 4, "about log2(64) = 6 doublings apart (load may blur one or two)"

@@ -55,8 +55,8 @@ from agent.model.status import (
     WatchdogStatus,
     snapshot_from_dict,
 )
-from agent.runtime import RuntimeStats
-from agent.snapshot import EventRing, build_snapshot
+from agent.runtime.loop import RuntimeStats
+from agent.runtime.snapshot import EventRing, build_snapshot
 from firmware_bridge.results import WatchdogStats
 
 NOBODY = 65534

@@ -12,7 +12,7 @@ from agent.io.pki import PkiPaths, init_pki
 from agent.io.twin.link import TwinLink
 from agent.model.messages import Ack, TwinMessage
 from agent.protocol.telemetry import pack, unpack
-from agent.telemetry_pump import SPOOL_FILE, TelemetryPump
+from agent.runtime.telemetry_pump import SPOOL_FILE, TelemetryPump
 from sim.twin.harness import settings_for, wait_until
 from sim.twin.server import SimTwin
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import runtime as runtime_mod
 from agent.config.agentconfig import load_config
 from agent.config.profile.load import load_profile, with_connection
 from agent.io.pki import PkiPaths, init_pki
-from agent.runtime import Runtime
+from agent.runtime import loop as runtime_mod
+from agent.runtime.loop import Runtime
 from sim.plc.harness import SimPlcProcess
 from sim.stack import sim_tank_text
 from sim.twin.harness import wait_until

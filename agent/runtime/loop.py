@@ -54,10 +54,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import faultinject
 from agent.config.agentconfig import AgentConfig
 from agent.config.push import Situation
-from agent.configsession import EXIT_RESTART, ConfigSession, Step
 from agent.core.controller import Controller, Decision
 from agent.core.heartbeat import LinkState
 from agent.core.leds import Indication, indication
@@ -80,8 +78,10 @@ from agent.model.messages import (
 from agent.model.mode import Mode
 from agent.model.profile import Profile
 from agent.model.status import StatusSnapshot
-from agent.snapshot import EventRing, build_snapshot
-from agent.telemetry_feed import TelemetryFeed
+from agent.runtime import faultinject
+from agent.runtime.configsession import EXIT_RESTART, ConfigSession, Step
+from agent.runtime.snapshot import EventRing, build_snapshot
+from agent.runtime.telemetry_feed import TelemetryFeed
 from firmware_bridge import WatchdogAPI, load_watchdog
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from agent.config.agentconfig import AgentConfig
 from agent.core.controller import Controller, Decision
 from agent.core.recommend import ShadowLine, Verdict
 from agent.protocol import telemetry as records
-from agent.telemetry_pump import Send, TelemetryPump
+from agent.runtime.telemetry_pump import Send, TelemetryPump
 
 log = logging.getLogger(__name__)
 
