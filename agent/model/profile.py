@@ -76,6 +76,25 @@ class FailsafePolicy(enum.Enum):
     RAMP = "ramp"  # moves to the safe value at the output's max rate
 
 
+class TwinLossPolicy(enum.Enum):
+    """What an output does when the twin's authority over it ends (a shed, not a hazard,
+    except SAFE). Applied only on a REMOTE -> LOCAL shed: before the twin drove an output
+    there is nothing to undo."""
+
+    HOLD = "hold"  # keeps what the PLC holds now: nothing written
+    LOCAL = "local"  # ramps at max_rate to the output's local_value
+    RELEASE = "release"  # handed back to the PLC program: [plc_remote] at local_value
+    SAFE = "safe"  # the twin's loss is a hazard: FAILSAFE (latched), the safe set
+
+
+class ReturnPolicy(enum.Enum):
+    """How the twin regains authority after a shed (FOUNDATION Fieldbus' normal return and
+    no return)."""
+
+    AUTO = "auto"  # after return_holdoff_s of continuous healthy heartbeats
+    MANUAL = "manual"  # only after an operator's ack (button or `twinguard ack`)
+
+
 class TripCondition(enum.Enum):
     ABOVE = "above"  # voted value > limit
     BELOW = "below"  # voted value < limit
@@ -194,6 +213,8 @@ class Output:
     safe_value: float
     failsafe: FailsafePolicy
     unit_id: int
+    on_twin_loss: TwinLossPolicy = TwinLossPolicy.HOLD
+    local_value: float | None = None  # required for TwinLossPolicy.LOCAL, within limits
 
     @property
     def words(self) -> int:
@@ -249,6 +270,69 @@ class Recovery:
     holdoff_s: float  # continuous health needed before leaving FAILSAFE
 
 
+PLC_REMOTE = "plc_remote"
+"""The name under which ``[plc_remote]``'s flag is written, read and confirmed like an
+output (no ``[[outputs]]`` may use it while the profile has a ``[plc_remote]``)."""
+
+
+@dataclass(frozen=True)
+class PlcRemote:
+    """The PLC program's "remote enabled" flag (``[plc_remote]``, optional).
+
+    At ``remote_value`` the PLC program takes its outputs from the registers the agent
+    writes; at ``local_value`` it runs its own local control (bumpless, from what the
+    outputs hold). The agent writes ``remote_value`` when it takes authority and with every
+    safe set (a hazard is acted on whatever mode the PLC is in), and ``local_value`` when it
+    hands the outputs back (a shed of a ``release`` output, the end of a hazard).
+    """
+
+    table: Table  # COIL or HOLDING
+    address: int
+    unit_id: int
+    remote_value: int
+    local_value: int
+
+    @property
+    def output(self) -> Output:
+        """The flag as a writable point (name :data:`PLC_REMOTE`), so that it is encoded,
+        acknowledged and read back exactly like an output; its safe value is remote."""
+        bit = self.table is Table.COIL
+        return Output(
+            name=PLC_REMOTE, table=self.table, address=self.address,
+            dtype=DataType.BOOL if bit else DataType.UINT16, word_order=WordOrder.BIG,
+            scale=1.0, offset=0.0, unit="", minimum=0.0, maximum=1.0 if bit else 65535.0,
+            max_rate=None, safe_value=float(self.remote_value),
+            failsafe=FailsafePolicy.SAFE_VALUE, unit_id=self.unit_id,
+        )
+
+
+@dataclass(frozen=True)
+class Authority:
+    """``[authority]``: how the twin regains authority after a shed."""
+
+    return_policy: ReturnPolicy = ReturnPolicy.AUTO
+    return_holdoff_s: float = 10.0
+
+
+class CommFallback(enum.Enum):
+    """What the simulated PLC does when its communication watchdog expires."""
+
+    LOCAL = "local"  # its program takes over (remote disabled)
+    SAFE = "safe"  # the outputs' safe values (a dumb I/O coupler)
+
+
+@dataclass(frozen=True)
+class SimProgram:
+    """``[sim.program]``: the simulated PLC's own program, a PI temperature loop on the
+    heater around a local setpoint (the operator HMI's), cooling at a fixed value."""
+
+    setpoint: float  # degC, the local setpoint at start
+    kp: float  # heater % per degC of error
+    ki: float  # heater % per degC-second
+    cooling: float  # cooling output under local control, in its engineering units
+    comm_fallback: CommFallback
+
+
 @dataclass(frozen=True)
 class SimBinding:
     """Which signals and outputs the simulated tank plant drives (``[sim]``, optional)."""
@@ -257,6 +341,7 @@ class SimBinding:
     pressure: tuple[str, ...]
     heater: str
     cooling: str
+    program: SimProgram | None = None  # None: a dumb I/O coupler (safe values on comm loss)
 
 
 @dataclass(frozen=True)
@@ -273,6 +358,20 @@ class Profile:
     recovery: Recovery
     require_native_watchdog: bool
     sim: SimBinding | None
+    plc_remote: PlcRemote | None = None
+    authority: Authority = Authority()
+
+    @property
+    def writes(self) -> tuple[Output, ...]:
+        """Every point the agent may ever write: the outputs, then [plc_remote]'s flag."""
+        flag = () if self.plc_remote is None else (self.plc_remote.output,)
+        return self.outputs + flag
+
+    @property
+    def twin_loss_is_hazard(self) -> bool:
+        """Some output's ``on_twin_loss`` is ``safe``: in active mode the twin's
+        supervision is a protection layer, and its loss drives FAILSAFE."""
+        return any(o.on_twin_loss is TwinLossPolicy.SAFE for o in self.outputs)
 
     def signal(self, name: str) -> Signal:
         """The signal called ``name``; KeyError if the profile has none."""
@@ -282,8 +381,9 @@ class Profile:
         raise KeyError(name)
 
     def output(self, name: str) -> Output:
-        """The output called ``name``; KeyError if the profile has none."""
-        for o in self.outputs:
+        """The writable point called ``name`` (an output, or :data:`PLC_REMOTE`); KeyError
+        if the profile has none."""
+        for o in self.writes:
             if o.name == name:
                 return o
         raise KeyError(name)

@@ -19,6 +19,10 @@ floats (``nan``, ``inf``) are rejected. The schema is described key by key in
 - groups reference existing signals, each signal in at most one group, ``MooN`` with
   N == number of signals; trips reference existing groups and their limits lie inside the
   group's plausible range (otherwise the trip could never act, or always would).
+- ``[[outputs]].on_twin_loss``: ``local`` needs a ``local_value`` within [min, max] (and
+  only ``local`` takes one); ``release`` needs a ``[plc_remote]`` table, whose flag is
+  claimed like any register, whose two values differ, and whose name ``plc_remote`` no
+  output may take.
 - timing can work: ``poll_period_s < watchdog_deadline_s < expected_timeout_ms / 1000``,
   ``poll_period_s < heartbeat_timeout_s``, ``heartbeat_late_s < heartbeat_timeout_s``,
   each group's ``max_age_s >= poll_period_s``.
@@ -43,26 +47,33 @@ from agent.config.profile.registers import (
 )
 from agent.model.errors import ProfileError
 from agent.model.profile import (
+    PLC_REMOTE,
+    Authority,
     Board,
+    CommFallback,
     DataType,
     FailsafePolicy,
     Group,
     Output,
     Parity,
     PlcConnection,
+    PlcRemote,
     PlcWatchdog,
     Profile,
     Recovery,
     RecoveryPolicy,
+    ReturnPolicy,
     RtuLink,
     SafeDirection,
     Signal,
     SimBinding,
+    SimProgram,
     Table,
     TcpLink,
     Timing,
     Trip,
     TripCondition,
+    TwinLossPolicy,
 )
 
 __all__ = ["DEFAULT_TCP_PORT", "STANDARD_BAUDRATES", "parse_profile"]
@@ -73,7 +84,7 @@ DEFAULT_TCP_PORT = 502
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
 
 TOP_KEYS = ("require_native_watchdog", "board", "plc", "signals", "groups", "outputs",
-            "trips", "plc_watchdog", "timing", "recovery", "sim")
+            "trips", "plc_watchdog", "timing", "recovery", "plc_remote", "authority", "sim")
 BOARD_KEYS = ("name", "led_green", "led_amber", "led_red", "reset_button", "reset_hold_s",
               "serial_device", "hw_watchdog", "fault_led", "fault_led_value")
 TCP_KEYS = ("host", "port")
@@ -83,7 +94,8 @@ PLC_KEYS = ("transport", *TCP_KEYS, *RTU_KEYS, "unit_id", "timeout_s", "retries"
 SIGNAL_KEYS = ("name", "table", "address", "type", "word_order", "scale", "offset", "unit",
                "range", "unit_id")
 OUTPUT_KEYS = ("name", "table", "address", "type", "word_order", "scale", "offset", "unit",
-               "min", "max", "max_rate", "safe_value", "failsafe", "unit_id")
+               "min", "max", "max_rate", "safe_value", "failsafe", "unit_id", "on_twin_loss",
+               "local_value")
 GROUP_KEYS = ("name", "signals", "voting", "min_healthy", "safe_direction", "discrepancy",
               "max_age_s", "max_rate", "stuck_after_s", "required")
 TRIP_KEYS = ("name", "group", "condition", "limit")
@@ -92,7 +104,10 @@ WATCHDOG_KEYS = ("heartbeat_address", "timeout_address", "expected_timeout_ms",
 TIMING_KEYS = ("poll_period_s", "heartbeat_timeout_s", "heartbeat_late_s",
                "watchdog_deadline_s")
 RECOVERY_KEYS = ("policy", "holdoff_s")
-SIM_KEYS = ("temperature", "pressure", "heater", "cooling")
+PLC_REMOTE_KEYS = ("table", "address", "unit_id", "remote_value", "local_value")
+AUTHORITY_KEYS = ("return", "return_holdoff_s")
+SIM_KEYS = ("temperature", "pressure", "heater", "cooling", "program")
+SIM_PROGRAM_KEYS = ("setpoint", "kp", "ki", "cooling", "comm_fallback")
 
 _READ_ONLY = {Table.INPUT: "input registers are read-only",
               Table.DISCRETE: "discrete inputs are read-only"}
@@ -145,6 +160,16 @@ class _Parser:
         trips = [self._trip(p, r) for p, r in self._array(top, "trips", required=False)]
         watchdog = self._watchdog(self._table(top, "plc_watchdog"))
         recovery = self._recovery(self._table(top, "recovery"))
+        plc_remote = (self._plc_remote(top.data["plc_remote"], outputs)
+                      if "plc_remote" in top.data else None)
+        if plc_remote is None and "plc_remote" not in top.data:
+            for i, o in enumerate(outputs):
+                if o is not None and o.on_twin_loss is TwinLossPolicy.RELEASE:
+                    self.out.add(f"outputs[{i}].on_twin_loss",
+                                 "release needs a [plc_remote] table (the PLC program's "
+                                 "remote-enabled flag the output is handed back through)")
+        authority = (self._authority(top.data["authority"]) if "authority" in top.data
+                     else Authority())
         sim = self._sim(top.data["sim"]) if "sim" in top.data else None
         if timing is not None and watchdog is not None:
             plc_timeout_s = watchdog.expected_timeout_ms / 1000
@@ -172,7 +197,8 @@ class _Parser:
             outputs=tuple(o for o in outputs if o is not None),
             trips=tuple(t for t in trips if t is not None),
             plc_watchdog=watchdog, timing=timing, recovery=recovery,
-            require_native_watchdog=native, sim=sim,
+            require_native_watchdog=native, sim=sim, plc_remote=plc_remote,
+            authority=authority if authority is not None else Authority(),
         )
 
     def _table(self, top: Fields, key: str) -> Any:
@@ -351,6 +377,20 @@ class _Parser:
                 f.fail("failsafe", "ramp does not apply to a bool output")
             elif max_rate is None and f.ok("max_rate"):
                 f.fail("failsafe", "ramp needs max_rate (the rate to ramp at)")
+        on_loss = f.enum("on_twin_loss", TwinLossPolicy, TwinLossPolicy.HOLD)
+        local_value = (f.number("local_value", allow_bool=is_bool) if f.has("local_value")
+                       else None)
+        if f.ok("on_twin_loss", "local_value"):
+            if on_loss is TwinLossPolicy.LOCAL and local_value is None:
+                f.fail("local_value", "missing: on_twin_loss = \"local\" ramps the output to "
+                                      "its local_value")
+            elif on_loss is not TwinLossPolicy.LOCAL and local_value is not None:
+                f.fail("local_value", f"given, but on_twin_loss is {on_loss.value!r} (only "
+                                      "\"local\" uses it)")
+            elif (local_value is not None and f.ok("min", "max")
+                  and not minimum <= local_value <= maximum):
+                f.fail("local_value", f"{local_value:g} is outside [min, max] = "
+                                      f"[{minimum:g}, {maximum:g}]")
         unit_id = self._unit(f)
         if f.ok("table", "type", "address", "unit_id"):
             self.claims.claim(f, Span(table, unit_id, address, address + dtype.words - 1, path,
@@ -360,7 +400,8 @@ class _Parser:
         return Output(name=name, table=table, address=address, dtype=dtype,
                       word_order=word_order, scale=scale, offset=offset, unit=unit,
                       minimum=minimum, maximum=maximum, max_rate=max_rate,
-                      safe_value=safe_value, failsafe=failsafe, unit_id=unit_id)
+                      safe_value=safe_value, failsafe=failsafe, unit_id=unit_id,
+                      on_twin_loss=on_loss, local_value=local_value)
 
     # --- groups, trips -------------------------------------------------------------------
 
@@ -497,9 +538,63 @@ class _Parser:
             return None
         return Recovery(policy=policy, holdoff_s=holdoff_s)
 
+    def _plc_remote(self, raw: Any, outputs: list[Output | None]) -> PlcRemote | None:
+        mark = len(self.out)
+        p = "plc_remote"
+        f = Fields(self.out, p, raw, PLC_REMOTE_KEYS)
+        table = f.enum("table", Table)
+        if f.ok("table") and not table.writable:
+            f.fail("table", _READ_ONLY[table] + "; the flag is a coil or a holding register")
+        address = f.integer("address", 0, ADDRESS_MAX)
+        top = 1 if f.ok("table") and table is Table.COIL else 65535
+        values: dict[str, int] = {}
+        for key in ("remote_value", "local_value"):
+            raw_value = f.data.get(key)
+            if table is Table.COIL and isinstance(raw_value, bool):
+                values[key] = int(raw_value)  # true/false is fine for a coil
+            else:
+                values[key] = f.integer(key, 0, top)
+        if f.ok("remote_value", "local_value") and values["remote_value"] == values["local_value"]:
+            f.fail("local_value", f"equals remote_value ({values['remote_value']}): the PLC "
+                                  "could not tell the two apart")
+        unit = self._unit(f)
+        for o in outputs:
+            if o is not None and o.name == PLC_REMOTE:
+                self.out.add(self.output_names.get(o.name, "outputs") + ".name",
+                             f"{PLC_REMOTE!r} is reserved for the [plc_remote] flag")
+        if f.ok("table", "address", "unit_id"):
+            self.claims.claim(f, Span(table, unit, address, address, p, f"{p}.address"))
+        if len(self.out) > mark:
+            return None
+        return PlcRemote(table=table, address=address, unit_id=unit,
+                         remote_value=values["remote_value"], local_value=values["local_value"])
+
+    def _authority(self, raw: Any) -> Authority | None:
+        mark = len(self.out)
+        f = Fields(self.out, "authority", raw, AUTHORITY_KEYS)
+        policy = f.enum("return", ReturnPolicy, ReturnPolicy.AUTO)
+        holdoff = f.number("return_holdoff_s", 10.0, gt=0)
+        if len(self.out) > mark:
+            return None
+        return Authority(return_policy=policy, return_holdoff_s=holdoff)
+
+    def _sim_program(self, raw: Any) -> SimProgram | None:
+        mark = len(self.out)
+        f = Fields(self.out, "sim.program", raw, SIM_PROGRAM_KEYS)
+        setpoint = f.number("setpoint")
+        kp = f.number("kp", 5.0, ge=0)
+        ki = f.number("ki", 0.2, ge=0)
+        cooling = f.number("cooling", 0.0, ge=0)
+        fallback = f.enum("comm_fallback", CommFallback, CommFallback.LOCAL)
+        if len(self.out) > mark:
+            return None
+        return SimProgram(setpoint=setpoint, kp=kp, ki=ki, cooling=cooling,
+                          comm_fallback=fallback)
+
     def _sim(self, raw: Any) -> SimBinding | None:
         mark = len(self.out)
         f = Fields(self.out, "sim", raw, SIM_KEYS)
+        program = self._sim_program(f.data["program"]) if "program" in f.data else None
         lists = {key: f.names(key) for key in ("temperature", "pressure")}
         for key, names in lists.items():
             for i, name in enumerate(names):
@@ -512,5 +607,5 @@ class _Parser:
         if len(self.out) > mark:
             return None
         return SimBinding(temperature=lists["temperature"], pressure=lists["pressure"],
-                          heater=outs["heater"], cooling=outs["cooling"])
+                          heater=outs["heater"], cooling=outs["cooling"], program=program)
 
