@@ -28,8 +28,14 @@ Which heartbeats count:
   lower one is *out of order*; both are counted and ignored (replays change nothing).
 * An accepted heartbeat with ``healthy=False`` drives LOST at once (cause
   "twin reports unhealthy") and breaks any recovery streak.
-* A :class:`~agent.twin.messages.Bye` of the current (or a newer) epoch drives LOST at once;
-  a Bye from an older epoch is stale and ignored like a stale heartbeat.
+* A :class:`~agent.twin.messages.Bye` of the current (or a newer) epoch drives LOST at once
+  and **ends** that epoch for good: later heartbeats of it are counted (``after_bye``) and
+  ignored, on this connection and every later one; only another epoch brings the twin back.
+  A Bye from an older epoch is stale and ignored like a stale heartbeat.
+* The *highest epoch* is tracked per link session: :meth:`HeartbeatMonitor.new_session` (a
+  new connection's hello: TLS authenticated the twin, and no frame of an old connection can
+  arrive on a new one) forgets it, so an absurd epoch (2^64-1) or a twin whose epoch went
+  back cannot lock the twin out until the agent restarts (PROTOCOL.md §4).
 
 LATE is a warning only; for control, only LOST matters. Nothing here raises on bad input:
 every heartbeat is either accepted or counted as rejected.
@@ -76,6 +82,7 @@ class LinkCounters:
     out_of_order: int
     stale_epoch: int
     unhealthy: int
+    after_bye: int = 0  # heartbeats of an epoch a bye had ended
 
 
 class HeartbeatMonitor:
@@ -109,6 +116,8 @@ class HeartbeatMonitor:
         self._out_of_order = 0
         self._stale_epoch = 0
         self._unhealthy = 0
+        self._ended: int | None = None  # the epoch a bye ended on this session
+        self._after_bye = 0
 
     @property
     def state(self) -> LinkState:
@@ -132,6 +141,7 @@ class HeartbeatMonitor:
             out_of_order=self._out_of_order,
             stale_epoch=self._stale_epoch,
             unhealthy=self._unhealthy,
+            after_bye=self._after_bye,
         )
 
     def deadline(self) -> float | None:
@@ -148,6 +158,10 @@ class HeartbeatMonitor:
 
     def on_heartbeat(self, hb: Heartbeat, now: float) -> list[LinkEvent]:
         """Account one received heartbeat; return the state changes it caused (0 or 1)."""
+        if self._ended is not None and hb.epoch == self._ended:
+            self._after_bye += 1
+            log.debug("heartbeat of epoch %d after its bye ignored", hb.epoch)
+            return []
         if self._epoch is not None and hb.epoch < self._epoch:
             self._stale_epoch += 1
             log.debug("stale heartbeat epoch %d < %d ignored", hb.epoch, self._epoch)
@@ -198,9 +212,18 @@ class HeartbeatMonitor:
         if self._epoch is None or bye.epoch > self._epoch:
             self._epoch = bye.epoch
             self._seq = None
+        self._ended = self._epoch
         self._reset_streak()
         why = f"twin said bye ({bye.reason})" if bye.reason else "twin said bye"
         return self._move(LinkState.LOST, why, now)
+
+    def new_session(self) -> None:
+        """A new link session came up (its hello was accepted): the highest epoch and the
+        sequence are forgotten (an epoch a bye ended stays ended; see the module docstring).
+        The state is not changed: a LOST link still needs K healthy heartbeats."""
+        self._epoch = None
+        self._seq = None
+        self._reset_streak()
 
     def on_disconnect(self, now: float) -> list[LinkEvent]:
         """The link to the twin dropped: LOST at once. Sequence tracking is kept (replays

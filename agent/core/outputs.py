@@ -1,7 +1,8 @@
 """The output policy: what each declared output should hold, in engineering units (sans-IO).
 
-In a safe state (STARTING, FAILSAFE, RECOVERING) :meth:`OutputPlanner.plan` says what every
-output must be driven to, by its ``failsafe`` policy:
+In a safe state (FAILSAFE, RECOVERING) :meth:`OutputPlanner.plan` says what every writable
+point (the outputs and ``[plc_remote]``'s flag, whose safe value is ``remote_value``) must be
+driven to, by its ``failsafe`` policy:
 
 ==========  ==========================================================================
 SAFE_VALUE  ``safe_value``, at once
@@ -57,6 +58,11 @@ class OutputPlanner:
         self._outputs = tuple(outputs)
         self._max_dt_s = max_dt_s
         self._last_t: float | None = None
+
+    @property
+    def max_dt_s(self) -> float:
+        """The longest time step a ramp takes at once (a stalled loop never jumps)."""
+        return self._max_dt_s
 
     def plan(
         self, state: State, last_written: Mapping[str, float | None], now: float

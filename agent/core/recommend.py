@@ -87,7 +87,8 @@ class DropCause(enum.Enum):
     HEARTBEAT_LOST = "heartbeat_lost"  # the session that sent them ended (LOST, any cause)
     EPOCH_CHANGED = "epoch_changed"  # the twin's epoch (its session) changed
     LEFT_NORMAL = "left_normal"  # the plant left NORMAL
-    MODE_CHANGED = "mode_changed"  # the control authority changed (shadow <-> active)
+    MODE_CHANGED = "mode_changed"  # the mode changed (shadow <-> active)
+    AUTHORITY_SHED = "authority_shed"  # the twin's authority was shed (REMOTE -> LOCAL)
 
 
 @dataclass(frozen=True)

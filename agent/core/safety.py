@@ -1,4 +1,13 @@
-"""The safety state machine: health events in, transitions out (sans-IO).
+"""Plant safety: hazards in, transitions out (sans-IO).
+
+The first of the agent's two axes (the second, who is in charge, is ``agent.core.authority``).
+This one answers "is the plant safe?" and moves **only on hazards**: a trip (including a
+required group BAD), the PLC unreachable, the PLC's communication watchdog not verified or
+fallen back, a safe set not confirmed at the PLC, an agent fault (including a native-watchdog
+fire), and the twin's loss **only where the twin's supervision is a protection layer**
+(active mode and some output with ``on_twin_loss = "safe"``: ``Health.twin_required``).
+Anywhere else the twin going away is a matter of authority, not of safety: it never reaches
+this table.
 
 Rule 1: everything that decides the safety state lives in this file, as much as possible in
 the one literal table :data:`TRANSITIONS`; the few rules that do not fit a table (manual
@@ -9,28 +18,30 @@ drives FAILSAFE with the cause "unexpected EVENT in STATE": a surprise is a faul
 
 States::
 
-    STARTING ──ready──▶ NORMAL ⇄ DEGRADED ──fault──▶ FAILSAFE (latched)
-        │ (manual policy: ready ─▶ RECOVERING)          │ plant healthy again
-        └─────────────────────────────────────▶ RECOVERING ◀┘
+    STARTING ──ready──▶ NORMAL ⇄ DEGRADED ──hazard──▶ FAILSAFE (latched)
+        │  └─hazard (trip, PLC watchdog)────────────▶ │ plant healthy again
+        │ (manual policy: ready ─▶ RECOVERING)        ▼
+        └────────────────────────────────────▶ RECOVERING
                      RECOVERING ──holdoff of continuous health (auto) / ACK──▶ NORMAL
-                     RECOVERING ──fault──▶ FAILSAFE
+                     RECOVERING ──hazard──▶ FAILSAFE
 
-*Fault* events are TWIN_LOST, TRIP (including a required group BAD, which
-``agent.trips.evaluate`` reports as a trip of its own), PLC_UNREACHABLE,
-PLC_WATCHDOG_FAULT, SAFE_UNCONFIRMED (a safe value planned is not yet acknowledged and read
-back at the PLC: FAILSAFE and STARTING hold, RECOVERING holds without completing — no
-hold-off completion, acks refused — until it is), STOP and FAULT. In STARTING the plant
-faults only keep the machine waiting (its outputs are already safe); STOP and FAULT drive
-FAILSAFE from every state.
+STARTING writes nothing: it waits for the PLC (reachable, its watchdog verified) and the
+plant's groups; a trip or a PLC watchdog fault found at start is a hazard and drives
+FAILSAFE; an unreachable PLC keeps it waiting (nothing can be written anyway, and the PLC's
+own watchdog covers). SAFE_UNCONFIRMED (a safe value planned is not yet acknowledged and
+read back at the PLC) holds FAILSAFE, and holds RECOVERING without completing (no hold-off
+completion, acks refused) until it is. STOP (the agent stops while the twin's supervision is
+a protection layer) and FAULT drive FAILSAFE from every state.
 
 An ACK is honoured only in RECOVERING (under either policy: a deliberate act may cut an
 auto hold-off short) and only while no fault is present; anywhere else it is refused.
 HOLDOFF_ELAPSED is honoured only under the auto policy once the hold-off really elapsed;
 otherwise it is unexpected (a caller bug) and drives FAILSAFE.
 
-Outputs are safe (:attr:`SafetyMachine.outputs_safe`) in STARTING, FAILSAFE and
-RECOVERING. The control authority :class:`Mode` (SHADOW by default, ACTIVE) is kept beside
-the state and changes nothing about it: FAILSAFE is the same in both modes.
+Outputs are held safe (:attr:`SafetyMachine.outputs_safe`) in FAILSAFE and RECOVERING only.
+A DEGRADED plant (a channel out, a non-required group not GOOD) keeps running. The mode
+(SHADOW by default, ACTIVE) is kept beside the state and changes nothing about it except
+through ``Health.twin_required``: FAILSAFE is the same in both modes.
 
 Every change of state comes back to the caller as a :class:`Transition` (who logs and
 audits it); an ACK that cannot be honoured comes back as a :class:`Refusal` and changes
@@ -53,24 +64,24 @@ log = logging.getLogger(__name__)
 
 
 class State(enum.Enum):
-    STARTING = "starting"  # not yet sure of the plant; outputs safe
+    STARTING = "starting"  # not yet sure of the plant; nothing written
     NORMAL = "normal"
-    DEGRADED = "degraded"  # working, with a warning (a channel out, twin late)
+    DEGRADED = "degraded"  # working, with a warning (a channel out, a group not GOOD)
     FAILSAFE = "failsafe"  # latched; outputs safe
     RECOVERING = "recovering"  # healthy again, waiting for hold-off or ack; outputs safe
 
 
 class EventKind(enum.Enum):
-    PLANT_HEALTHY = "plant_healthy"  # no fault: twin ALIVE, every group GOOD
-    PLANT_DEGRADED = "plant_degraded"  # no fault, but twin LATE or a group not GOOD
-    TWIN_LOST = "twin_lost"
+    PLANT_HEALTHY = "plant_healthy"  # no hazard, every group GOOD
+    PLANT_DEGRADED = "plant_degraded"  # no hazard, but a group not GOOD
+    TWIN_LOST = "twin_lost"  # only where the twin's supervision is a protection layer
     TRIP = "trip"
     PLC_UNREACHABLE = "plc_unreachable"
     PLC_WATCHDOG_FAULT = "plc_watchdog_fault"  # PLC comm watchdog not verified or tripped
     SAFE_UNCONFIRMED = "safe_unconfirmed"  # safe set not acknowledged + read back at the PLC
     ACK = "ack"  # operator reset: button or `twinguard ack`
     HOLDOFF_ELAPSED = "holdoff_elapsed"  # auto policy: holdoff_s of continuous health
-    STOP = "stop"  # the agent is shutting down
+    STOP = "stop"  # the agent stops while the twin's supervision is a protection layer
     FAULT = "fault"  # the agent caught an internal error in its loop
 
 
@@ -81,11 +92,11 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
     _S.STARTING: {
         _E.PLANT_HEALTHY: _S.NORMAL,  # manual policy: RECOVERING instead (see SafetyMachine)
         _E.PLANT_DEGRADED: _S.DEGRADED,  # idem
-        _E.TWIN_LOST: _S.STARTING,
-        _E.TRIP: _S.STARTING,
-        _E.PLC_UNREACHABLE: _S.STARTING,
-        _E.PLC_WATCHDOG_FAULT: _S.STARTING,
-        _E.SAFE_UNCONFIRMED: _S.STARTING,
+        _E.TWIN_LOST: _S.STARTING,  # waits for the twin it needs
+        _E.TRIP: _S.FAILSAFE,  # a hazard found at start acts
+        _E.PLC_UNREACHABLE: _S.STARTING,  # nothing can be written; the PLC's watchdog covers
+        _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,  # misconfigured, or fell back (an agent died)
+        _E.SAFE_UNCONFIRMED: _S.STARTING,  # nothing planned yet (STARTING writes nothing)
         _E.ACK: _S.STARTING,  # refused
         _E.STOP: _S.FAILSAFE,
         _E.FAULT: _S.FAILSAFE,
@@ -141,7 +152,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
     },
 }
 
-SAFE_STATES = frozenset({State.STARTING, State.FAILSAFE, State.RECOVERING})
+SAFE_STATES = frozenset({State.FAILSAFE, State.RECOVERING})
 HEALTH_EVENTS = frozenset({EventKind.PLANT_HEALTHY, EventKind.PLANT_DEGRADED})
 FAULT_EVENTS = frozenset(
     {
@@ -189,7 +200,9 @@ class Health:
     ``worst_quality`` is over all groups; a *required* group that is BAD reaches the
     machine as a trip (``agent.trips.evaluate`` always reports it), a non-required BAD
     group only degrades. ``plc_watchdog_ok``: the PLC's communication watchdog was read
-    back with the expected timeout and has not fallen back.
+    back with the expected timeout and has not fallen back. ``twin`` matters only when
+    ``twin_required`` (active mode with an ``on_twin_loss = "safe"`` output): then LOST is
+    a hazard; otherwise the twin is the authority axis' business and is ignored here.
     """
 
     twin: LinkState
@@ -199,6 +212,7 @@ class Health:
     plc_watchdog_ok: bool
     twin_cause: str = ""  # why the twin link is in its state (the last LinkEvent's cause)
     safe_set_confirmed: bool = True  # every safe value planned is acknowledged + read back
+    twin_required: bool = False  # the twin's supervision is a protection layer
 
 
 def health_event(h: Health) -> SafetyEvent:
@@ -207,20 +221,16 @@ def health_event(h: Health) -> SafetyEvent:
         return SafetyEvent(EventKind.PLC_UNREACHABLE, "PLC unreachable")
     if not h.plc_watchdog_ok:
         return SafetyEvent(EventKind.PLC_WATCHDOG_FAULT, "PLC communication watchdog not verified")
-    if h.twin is LinkState.LOST:
+    if h.twin_required and h.twin is LinkState.LOST:
         why = f": {h.twin_cause}" if h.twin_cause else ""
         return SafetyEvent(EventKind.TWIN_LOST, f"twin LOST{why}")
     if h.trips:
         return SafetyEvent(EventKind.TRIP, "; ".join(hit.cause for hit in h.trips))
     if not h.safe_set_confirmed:
         return SafetyEvent(EventKind.SAFE_UNCONFIRMED, "safe set not confirmed at the PLC")
-    warnings = []
-    if h.twin is LinkState.LATE:
-        warnings.append("twin heartbeat LATE")
     if h.worst_quality is not Quality.GOOD:
-        warnings.append(f"a group is {h.worst_quality.name}")
-    if warnings:
-        return SafetyEvent(EventKind.PLANT_DEGRADED, "plant degraded: " + ", ".join(warnings))
+        return SafetyEvent(EventKind.PLANT_DEGRADED,
+                           f"plant degraded: a group is {h.worst_quality.name}")
     return SafetyEvent(EventKind.PLANT_HEALTHY, "plant healthy")
 
 
@@ -231,7 +241,7 @@ class SafetyMachine:
         self._recovery = recovery
         self._state = State.STARTING
         self._mode = mode
-        self._cause = "starting: plant not yet verified"
+        self._cause = "starting: plant not yet verified (nothing written)"
         self._unhealthy: str | None = "not yet assessed"
         self._healthy_since: float | None = None  # entry into RECOVERING
 
@@ -254,13 +264,8 @@ class SafetyMachine:
 
     @property
     def outputs_safe(self) -> bool:
-        """True while outputs must be held safe: STARTING, FAILSAFE, RECOVERING."""
+        """True while outputs must be held safe: FAILSAFE, RECOVERING."""
         return self._state in SAFE_STATES
-
-    @property
-    def writes_allowed(self) -> bool:
-        """True when twin recommendations may be written: ACTIVE mode and NORMAL state."""
-        return self._mode is Mode.ACTIVE and self._state is State.NORMAL
 
     def holdoff_deadline(self) -> float | None:
         """When auto recovery will complete if health holds (for the caller's timer)."""

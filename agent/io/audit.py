@@ -67,6 +67,8 @@ class AuditKind(enum.Enum):
     FAILSAFE_EXIT = "failsafe_exit"
     TRANSITION = "transition"
     ACK = "ack"
+    AUTHORITY = "authority"  # twin authority LOCAL/RETURNING/REMOTE edges
+    TWIN_LINK = "twin_link"  # twin link LOST/ALIVE edges (rate-limited by the runtime)
     AGENT_START = "agent_start"
     AGENT_STOP = "agent_stop"
 

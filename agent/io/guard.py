@@ -42,7 +42,8 @@ The guard's link to the PLC:
 Safe values (:func:`guard_values`): SAFE_VALUE and RAMP outputs get ``safe_value`` (the
 watchdog cannot ramp: it writes once, as the PLC's own fallback does); HOLD_LAST outputs the
 value the agent last wrote (``safe_value`` if none), so the guard is re-armed when that
-changes.
+changes. With a ``[plc_remote]``, the frames also set its flag at ``remote_value``: a PLC
+running its own program takes the safe values whatever mode it was in.
 
 If the PLC is unreachable at arm time the guard arms with the file and hw watchdog actions
 only and retries the link at most every ``RETRY_S`` while the agent's own client is
@@ -97,7 +98,7 @@ def exit_code_from_env(env: Mapping[str, str]) -> int | None:
 def guard_values(profile: Profile, last_written: Mapping[str, float]) -> dict[str, float]:
     """What the watchdog writes on a hang, per output (see the module docstring)."""
     out: dict[str, float] = {}
-    for o in profile.outputs:
+    for o in profile.writes:
         last = last_written.get(o.name)
         hold = o.failsafe is FailsafePolicy.HOLD_LAST and last is not None
         out[o.name] = last if hold and last is not None else o.safe_value

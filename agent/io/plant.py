@@ -86,7 +86,7 @@ class PlantIO:
     async def read_outputs(self) -> dict[str, float | None]:
         """What each declared output holds in the PLC now (None where unreadable)."""
         if not self.plc.connected:
-            return {o.name: None for o in self.profile.outputs}
+            return {o.name: None for o in self.profile.writes}
         return await self._locked(self.plc.read_outputs())
 
     def stale(self, decided_at: float) -> str | None:

@@ -97,14 +97,16 @@ class AgentHello:
 
 @dataclass(frozen=True)
 class Status:
-    """Agent -> twin: the agent's own heartbeat and safety state. Sent once as soon as the
-    session is up, on every change of safety state, and at least once a second."""
+    """Agent -> twin: the agent's own heartbeat, safety state and the twin's authority. Sent
+    once as soon as the session is up, on every change of either, and at least once a
+    second."""
 
     T: ClassVar[str] = "status"
     state: str
     mode: str
     seq: int
     sent_ms: int | None = None
+    authority: str | None = None  # local, returning, remote (PROTOCOL.md §5.1)
 
 
 # --- recommendations and telemetry (issue 5; PROTOCOL.md sections 7.1 and 7.2) ----------

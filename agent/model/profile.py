@@ -307,7 +307,7 @@ class PlcRemote:
 
 
 @dataclass(frozen=True)
-class Authority:
+class AuthoritySettings:
     """``[authority]``: how the twin regains authority after a shed."""
 
     return_policy: ReturnPolicy = ReturnPolicy.AUTO
@@ -359,7 +359,7 @@ class Profile:
     require_native_watchdog: bool
     sim: SimBinding | None
     plc_remote: PlcRemote | None = None
-    authority: Authority = Authority()
+    authority: AuthoritySettings = AuthoritySettings()
 
     @property
     def writes(self) -> tuple[Output, ...]:

@@ -88,7 +88,8 @@ log = logging.getLogger(__name__)
 
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
 OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
-SHUTDOWN_GRACE_S = 3.0  # after the safe state is written, how long the rest may take
+SHUTDOWN_GRACE_S = 3.0  # after the stop's writes are out, how long the rest may take
+LINK_AUDIT_MIN_S = 5.0  # at most one twin-link edge record this often (a flapping twin)
 
 
 @dataclass
@@ -121,7 +122,8 @@ class Runtime:
         self._exit_code = 0
         # config results that found no session UP: sent when the next one comes up
         self._outbox: collections.deque[ConfigResult] = collections.deque(maxlen=OUTBOX_MAX)
-        self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s)
+        self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s,
+                                     twin=config.twin is not None, now=time.monotonic())
         self.plant = PlantIO(profile)
         self.stats = RuntimeStats()
         self._hang_handled = False  # the current fire of the native watchdog was acted on
@@ -141,6 +143,8 @@ class Runtime:
         self.events = EventRing()
         self.panel = OperatorPanel(profile, state_dir, self.status_snapshot, self.console_ack)
         self._started = 0.0
+        self._link_audited = float("-inf")  # monotonic time of the last twin-link record
+        self._link_unaudited = 0  # edges since then that were not recorded
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -190,8 +194,8 @@ class Runtime:
         self._audit(AuditKind.AGENT_START, mode=self.controller.machine.mode.value,
                     version=self.session.version, pid=os.getpid())
         await self.plant.plc.connect()
-        await self._apply(self.controller.start(loop.time()))
-        await self.plant.check_watchdog(loop.time(), outputs_safe=True)
+        # nothing is written at start: the first tick decides (a hazard found acts then)
+        await self.plant.check_watchdog(loop.time(), outputs_safe=False)
         if self.link is not None:
             self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self._send)
             self._spawn(self.telemetry.run(), "telemetry pump")
@@ -231,11 +235,12 @@ class Runtime:
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
-        log.info("twinguard stopping: writing the safe state")
+        log.info("twinguard stopping: twin authority sheds (%s, %s)",
+                 self.controller.authority.state.name, self.controller.state.name)
         if self._timer is not None:
             self._timer.cancel()
         await self._apply(self.controller.stop(loop.time()))
-        self.guard.close()  # disarm only once the safe set is out
+        self.guard.close()  # disarm only once what the stop decided is out
         await self.panel.close()
         if self.link is not None:
             self.link.close()
@@ -374,9 +379,10 @@ class Runtime:
         self.telemetry.decision(decision)
         self._audit_decision(decision)
         self.events.decision(decision, time.time())
-        if decision.transitions or decision.link_events:
+        if decision.transitions or decision.link_events or decision.authority:
             self.panel.show(self._indication())
-        if decision.transitions and self.link is not None and self.link.connected:
+        if ((decision.transitions or decision.authority) and self.link is not None
+                and self.link.connected):
             self._spawn(self._send_status(), "status to twin")
 
     def _indication(self) -> Indication:
@@ -398,6 +404,8 @@ class Runtime:
     # --- twin link callbacks -------------------------------------------------------------
 
     def _on_message(self, msg: Message, t: float, link: TwinLink) -> None:
+        if link is not self.link and isinstance(msg, Heartbeat | Bye):
+            return  # a replaced link's last frames: its session is over
         if isinstance(msg, Heartbeat):
             self._act(self.controller.on_heartbeat(msg, t))
         elif isinstance(msg, Bye):
@@ -443,6 +451,7 @@ class Runtime:
         await self._send(Status(
             state=self.controller.state.value,
             mode=self.controller.machine.mode.value,
+            authority=self.controller.authority.state.value,
             seq=self._status_seq,
             sent_ms=time.time_ns() // 1_000_000,
         ))
@@ -510,6 +519,19 @@ class Runtime:
             kind, fields = transition_record(tr.old.value, tr.new.value, tr.event.value,
                                              tr.cause)
             self._audit(kind, **fields)
+        for at in decision.authority:
+            self._audit(AuditKind.AUTHORITY, old=at.old.value, new=at.new.value,
+                        event=at.event.value, cause=at.cause)
+        now = time.monotonic()
+        for ev in decision.link_events:
+            if LinkState.LATE in (ev.old, ev.new):
+                continue  # LATE is a warning: telemetry and the log have it
+            if now - self._link_audited < LINK_AUDIT_MIN_S:
+                self._link_unaudited += 1
+                continue
+            self._audit(AuditKind.TWIN_LINK, old=ev.old.value, new=ev.new.value, cause=ev.cause,
+                        edges_not_recorded=self._link_unaudited)
+            self._link_audited, self._link_unaudited = now, 0
 
     async def _config_push(self, data: bytes) -> None:
         loop = asyncio.get_running_loop()

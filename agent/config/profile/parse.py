@@ -48,7 +48,7 @@ from agent.config.profile.registers import (
 from agent.model.errors import ProfileError
 from agent.model.profile import (
     PLC_REMOTE,
-    Authority,
+    AuthoritySettings,
     Board,
     CommFallback,
     DataType,
@@ -169,7 +169,7 @@ class _Parser:
                                  "release needs a [plc_remote] table (the PLC program's "
                                  "remote-enabled flag the output is handed back through)")
         authority = (self._authority(top.data["authority"]) if "authority" in top.data
-                     else Authority())
+                     else AuthoritySettings())
         sim = self._sim(top.data["sim"]) if "sim" in top.data else None
         if timing is not None and watchdog is not None:
             plc_timeout_s = watchdog.expected_timeout_ms / 1000
@@ -198,7 +198,7 @@ class _Parser:
             trips=tuple(t for t in trips if t is not None),
             plc_watchdog=watchdog, timing=timing, recovery=recovery,
             require_native_watchdog=native, sim=sim, plc_remote=plc_remote,
-            authority=authority if authority is not None else Authority(),
+            authority=authority if authority is not None else AuthoritySettings(),
         )
 
     def _table(self, top: Fields, key: str) -> Any:
@@ -569,14 +569,14 @@ class _Parser:
         return PlcRemote(table=table, address=address, unit_id=unit,
                          remote_value=values["remote_value"], local_value=values["local_value"])
 
-    def _authority(self, raw: Any) -> Authority | None:
+    def _authority(self, raw: Any) -> AuthoritySettings | None:
         mark = len(self.out)
         f = Fields(self.out, "authority", raw, AUTHORITY_KEYS)
         policy = f.enum("return", ReturnPolicy, ReturnPolicy.AUTO)
         holdoff = f.number("return_holdoff_s", 10.0, gt=0)
         if len(self.out) > mark:
             return None
-        return Authority(return_policy=policy, return_holdoff_s=holdoff)
+        return AuthoritySettings(return_policy=policy, return_holdoff_s=holdoff)
 
     def _sim_program(self, raw: Any) -> SimProgram | None:
         mark = len(self.out)

@@ -125,7 +125,7 @@ class PlcClient:
         self._signal_blocks = plan_reads(signal_points(profile.signals), max_gap)
         self._decoders = [(s, decoder(s.dtype, s.word_order, s.scale, s.offset))
                           for s in profile.signals]
-        self._output_blocks = plan_reads(output_points(profile.outputs), max_gap)
+        self._output_blocks = plan_reads(output_points(profile.writes), max_gap)
         self._split: dict[Block, tuple[Block, ...]] = {}  # learned: blocks refused as a whole
 
     # --- connection (the session's) ----------------------------------------------------
@@ -303,10 +303,11 @@ class PlcClient:
         return readings
 
     async def read_outputs(self) -> dict[str, float | None]:
-        """The value each declared output holds in the PLC now (None if it could not be read)."""
+        """The value each writable point (the outputs, [plc_remote]'s flag) holds in the PLC
+        now (None if it could not be read)."""
         raws = await self._read_blocks(self._output_blocks, self._clock)
         out: dict[str, float | None] = {}
-        for o in self.profile.outputs:
+        for o in self.profile.writes:
             raw = raws.get(o.name, "not read")
             if isinstance(raw, str):
                 out[o.name] = None

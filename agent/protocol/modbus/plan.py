@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.model.profile import Output, Signal, Table
+from agent.model.profile import PLC_REMOTE, Output, Signal, Table
 from agent.protocol.modbus.pdu import (
     MAX_READ_BITS,
     MAX_READ_REGISTERS,
@@ -158,6 +158,7 @@ def plan_writes(items: Mapping[Output, tuple[int, ...] | bool]) -> tuple[WriteOp
     :func:`agent.modbus.codec.encode_output`). Contiguous holding registers of one unit
     become one fc16 request, contiguous coils one fc15 request. Two outputs claiming the
     same address is a bug (ValueError): a profile must not declare overlapping outputs.
+    The request carrying ``[plc_remote]``'s flag (:data:`PLC_REMOTE`) comes first.
     """
     groups: dict[tuple[int, Table], list[tuple[Output, tuple[int, ...] | bool]]] = {}
     for o, raw in items.items():
@@ -187,4 +188,7 @@ def plan_writes(items: Mapping[Output, tuple[int, ...] | bool]) -> tuple[WriteOp
             values: tuple[int, ...] | tuple[bool, ...]
             values = tuple(bool(v) for v in vals) if table.is_bit else tuple(vals)
             ops.append(WriteOp(unit_id, table, start, values, tuple(names)))
+    # [plc_remote]'s flag goes first: with the safe set, the PLC program must take the
+    # agent's registers before they are written, or its next scan could overwrite them
+    ops.sort(key=lambda op: PLC_REMOTE not in op.names)
     return tuple(ops)

@@ -72,6 +72,7 @@ class Field:
 
 
 MODES = ("shadow", "active")
+AUTHORITIES = ("local", "returning", "remote")
 
 SCHEMAS: dict[type[Any], tuple[Field, ...]] = {
     TwinHello: (Field("protocol", Kind.U64), Field("twin_id", Kind.TEXT), Field("epoch", Kind.U64)),
@@ -94,6 +95,7 @@ SCHEMAS: dict[type[Any], tuple[Field, ...]] = {
         Field("mode", Kind.TEXT, choices=MODES),
         Field("seq", Kind.U64),
         Field("sent_ms", Kind.U64, optional=True),
+        Field("authority", Kind.TEXT, optional=True, choices=AUTHORITIES),
     ),
     Recommend: (
         Field("id", Kind.TEXT, max_len=RECOMMEND_ID_MAX),
