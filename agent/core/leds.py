@@ -1,35 +1,39 @@
 """The three status LEDs: what the operator sees, as one literal table (sans-IO).
 
 The runtime maps its own states onto :class:`Indication` (:func:`indication`: plain
-lower-case strings, the ``.value`` of the safety/heartbeat enums) and the gpiozero adapter
-(``agent.io.panel.leds.StatusLeds``) shows it once per tick; :func:`pattern_for` is pure and
-decides what the three LEDs do. The first matching row of
-the table wins ("any" matches every value; ``ack`` is ``waiting_for_ack``; ``safe set`` is
+lower-case strings, the ``.value`` of the safety/heartbeat/authority enums; link ``none``
+without a twin) and the gpiozero adapter (``agent.io.panel.leds.StatusLeds``) shows it once
+per tick; :func:`pattern_for` is pure and decides what the three LEDs do. The first matching
+row of the table wins ("any" matches every value; ``ack`` is ``waiting_for_ack``: a manual
+recovery or a manual return waits for the reset button; ``safe set`` is
 ``safe_confirmed``, "not confirmed" while a safe value planned is not yet acknowledged and
 read back at the PLC):
 
-| state | mode | link | ack | safe set | green | amber | red | meaning |
-|---|---|---|---|---|---|---|---|---|
-| any | any | any | any | not confirmed | off | off | fast blink | the safe set is not confirmed at the PLC: written again every tick |
-| failsafe | any | any | any | any | off | off | fast blink | FAILSAFE: safe values written, latched |
-| recovering | any | any | yes | any | off | off | on | latched: hold reset (or `twinguard ack`) |
-| recovering | any | any | no | any | off | slow blink | off | healthy, auto hold-off running |
-| starting | any | any | any | any | off | slow blink | off | starting, safe values held |
-| degraded | active | any | any | any | on | on | off | DEGRADED, twin in control |
-| degraded | shadow | any | any | any | slow blink | on | off | DEGRADED, shadow mode |
-| normal | active | alive | any | any | on | off | off | NORMAL, twin in control |
-| normal | shadow | alive | any | any | slow blink | off | off | NORMAL, shadow mode (twin advises) |
-| normal | active | late, lost | any | any | on | on | off | NORMAL, twin heartbeat late |
-| normal | shadow | late, lost | any | any | slow blink | on | off | NORMAL, shadow, twin heartbeat late |
+| state | mode | link | authority | ack | safe set | green | amber | red | meaning |
+|---|---|---|---|---|---|---|---|---|---|
+| any | any | any | any | any | not confirmed | off | off | fast blink | the safe set is not confirmed at the PLC: written again every tick |
+| failsafe | any | any | any | any | any | off | off | fast blink | FAILSAFE: safe values written, latched |
+| recovering | any | any | any | yes | any | off | off | on | latched: hold reset (or `twinguard ack`) |
+| recovering | any | any | any | no | any | off | slow blink | off | healthy, auto hold-off running |
+| starting | any | any | any | any | any | off | slow blink | off | starting: checking the PLC and the sensors, nothing written |
+| degraded | any | any | any | any | any | slow blink | on | off | DEGRADED: a channel or group out; local control runs the plant |
+| normal | any | alive | remote | any | any | on | off | off | NORMAL, the twin decides the outputs |
+| normal | any | late, lost | remote | any | any | on | on | off | NORMAL, the twin decides, its heartbeat is late |
+| normal | any | any | returning | yes | any | slow blink | fast blink | off | twin eligible again: hold reset (or `twinguard ack`) to give it authority |
+| normal | any | any | returning | no | any | slow blink | slow blink | off | twin regaining authority: return hold-off running |
+| normal | any | late, lost | any | any | any | fast blink | on | off | twin not heard: local control runs the plant (shadow: nothing was written) |
+| normal | any | none | any | any | any | slow blink | off | off | NORMAL, local guard: no twin configured |
+| normal | shadow | any | any | any | any | slow blink | off | off | NORMAL, shadow mode: the twin advises, local control |
+| normal | active | alive | any | any | any | slow blink | off | off | NORMAL, local control (the twin has not earned authority yet) |
 
 All three dark: the agent is not running. A clean stop turns every LED off
 (``StatusLeds.close``). If the process dies, blinking stops at once (it runs on the
 process's threads) and the GPIO driver usually releases the pins; a frozen, non-blinking
 pattern therefore also means "agent gone" (and the native watchdog sets the fault LED).
 Slow blink is 1 Hz (0.5 s on, 0.5 s off), fast blink 4 Hz (0.125 s on, 0.125 s off).
-In short: green = the agent runs the plant (steady: the twin writes; blinking: shadow);
-amber = something needs attention but the plant is running; red = the plant is in its
-safe state (fast: a fault is active; steady: press reset).
+In short: green = the plant runs (steady: the twin decides; blinking: local control);
+amber = something needs attention, the plant is running; red = the plant is in its safe
+state (fast: a hazard is active; steady: press reset).
 
 The table above is generated from :data:`RULES` by :func:`markdown_table` and a test keeps
 the two equal.
@@ -40,23 +44,27 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
+from typing import Any
 
+from agent.core.authority import Authority, AuthorityMachine
 from agent.core.safety import SafetyMachine, State
-from agent.model.profile import RecoveryPolicy
+from agent.model.profile import RecoveryPolicy, ReturnPolicy
 
 log = logging.getLogger(__name__)
 
 STATES = ("starting", "normal", "degraded", "failsafe", "recovering")
 MODES = ("shadow", "active")
-LINKS = ("alive", "late", "lost")
+LINKS = ("alive", "late", "lost", "none")  # none: no twin configured
+AUTHORITIES = ("local", "returning", "remote")
 
 
 @dataclass(frozen=True)
 class Indication:
     """What the LEDs must show: the runtime's state, as the lower-case enum values.
 
-    Raises ValueError at construction for a value outside :data:`STATES`, :data:`MODES`
-    or :data:`LINKS`: that is a bug in the runtime's mapping, not operator input.
+    Raises ValueError at construction for a value outside :data:`STATES`, :data:`MODES`,
+    :data:`LINKS` or :data:`AUTHORITIES`: that is a bug in the runtime's mapping, not
+    operator input.
     """
 
     state: str
@@ -64,12 +72,14 @@ class Indication:
     link: str
     waiting_for_ack: bool
     safe_confirmed: bool = True
+    authority: str = "local"
 
     def __post_init__(self) -> None:
         for field, value, allowed in (
             ("state", self.state, STATES),
             ("mode", self.mode, MODES),
             ("link", self.link, LINKS),
+            ("authority", self.authority, AUTHORITIES),
         ):
             if value not in allowed:
                 raise ValueError(f"Indication.{field}={value!r}: expected one of {allowed}")
@@ -109,6 +119,7 @@ class Rule:
     states: frozenset[str]
     modes: frozenset[str]
     links: frozenset[str]
+    authorities: frozenset[str]
     acks: frozenset[bool]
     pattern: LedPattern
     meaning: str
@@ -119,62 +130,73 @@ class Rule:
             ind.state in self.states
             and ind.mode in self.modes
             and ind.link in self.links
+            and ind.authority in self.authorities
             and ind.waiting_for_ack in self.acks
             and ind.safe_confirmed in self.confirmed
         )
 
 
-_ANY_MODE = frozenset(MODES)
-_ANY_LINK = frozenset(LINKS)
-_ANY_ACK = frozenset((False, True))
+_ANY = "any"
 _OFF, _ON, _SLOW, _FAST = LedMode.OFF, LedMode.ON, LedMode.BLINK_SLOW, LedMode.BLINK_FAST
 
 
+def _set(value: str | bool | tuple[str, ...], every: tuple[str, ...] | tuple[bool, ...]
+         ) -> frozenset[Any]:
+    if value == _ANY:
+        return frozenset(every)
+    return frozenset(value) if isinstance(value, tuple) else frozenset((value,))
+
+
 def _row(  # noqa: PLR0917 - positional args keep the table literal
-    state: str,
-    modes: frozenset[str] | str,
-    links: frozenset[str] | tuple[str, ...],
-    acks: frozenset[bool] | bool,
+    states: str | tuple[str, ...],
+    modes: str,
+    links: str | tuple[str, ...],
+    authorities: str | tuple[str, ...],
+    acks: str | bool,
     green: LedMode,
     amber: LedMode,
     red: LedMode,
     meaning: str,
+    confirmed: str | bool = _ANY,
 ) -> Rule:
     return Rule(
-        states=frozenset((state,)),
-        modes=frozenset((modes,)) if isinstance(modes, str) else modes,
-        links=frozenset(links),
-        acks=frozenset((acks,)) if isinstance(acks, bool) else acks,
-        pattern=LedPattern(green, amber, red),
-        meaning=meaning,
+        states=_set(states, STATES), modes=_set(modes, MODES), links=_set(links, LINKS),
+        authorities=_set(authorities, AUTHORITIES), acks=_set(acks, (False, True)),
+        pattern=LedPattern(green, amber, red), meaning=meaning,
+        confirmed=_set(confirmed, (False, True)),
     )
 
 
 # fmt: off
 RULES: tuple[Rule, ...] = (
-    Rule(frozenset(STATES), _ANY_MODE, _ANY_LINK, _ANY_ACK, LedPattern(_OFF, _OFF, _FAST),
-         "the safe set is not confirmed at the PLC: written again every tick",
-         confirmed=frozenset((False,))),
-    _row("failsafe", _ANY_MODE, _ANY_LINK, _ANY_ACK, _OFF, _OFF, _FAST,
+    _row(_ANY, _ANY, _ANY, _ANY, _ANY, _OFF, _OFF, _FAST,
+         "the safe set is not confirmed at the PLC: written again every tick", confirmed=False),
+    _row("failsafe", _ANY, _ANY, _ANY, _ANY, _OFF, _OFF, _FAST,
          "FAILSAFE: safe values written, latched"),
-    _row("recovering", _ANY_MODE, _ANY_LINK, True, _OFF, _OFF, _ON,
+    _row("recovering", _ANY, _ANY, _ANY, True, _OFF, _OFF, _ON,
          "latched: hold reset (or `twinguard ack`)"),
-    _row("recovering", _ANY_MODE, _ANY_LINK, False, _OFF, _SLOW, _OFF,
+    _row("recovering", _ANY, _ANY, _ANY, False, _OFF, _SLOW, _OFF,
          "healthy, auto hold-off running"),
-    _row("starting", _ANY_MODE, _ANY_LINK, _ANY_ACK, _OFF, _SLOW, _OFF,
-         "starting, safe values held"),
-    _row("degraded", "active", _ANY_LINK, _ANY_ACK, _ON, _ON, _OFF,
-         "DEGRADED, twin in control"),
-    _row("degraded", "shadow", _ANY_LINK, _ANY_ACK, _SLOW, _ON, _OFF,
-         "DEGRADED, shadow mode"),
-    _row("normal", "active", ("alive",), _ANY_ACK, _ON, _OFF, _OFF,
-         "NORMAL, twin in control"),
-    _row("normal", "shadow", ("alive",), _ANY_ACK, _SLOW, _OFF, _OFF,
-         "NORMAL, shadow mode (twin advises)"),
-    _row("normal", "active", ("late", "lost"), _ANY_ACK, _ON, _ON, _OFF,
-         "NORMAL, twin heartbeat late"),
-    _row("normal", "shadow", ("late", "lost"), _ANY_ACK, _SLOW, _ON, _OFF,
-         "NORMAL, shadow, twin heartbeat late"),
+    _row("starting", _ANY, _ANY, _ANY, _ANY, _OFF, _SLOW, _OFF,
+         "starting: checking the PLC and the sensors, nothing written"),
+    _row("degraded", _ANY, _ANY, _ANY, _ANY, _SLOW, _ON, _OFF,
+         "DEGRADED: a channel or group out; local control runs the plant"),
+    _row("normal", _ANY, "alive", "remote", _ANY, _ON, _OFF, _OFF,
+         "NORMAL, the twin decides the outputs"),
+    _row("normal", _ANY, ("late", "lost"), "remote", _ANY, _ON, _ON, _OFF,
+         "NORMAL, the twin decides, its heartbeat is late"),
+    _row("normal", _ANY, _ANY, "returning", True, _SLOW, _FAST, _OFF,
+         "twin eligible again: hold reset (or `twinguard ack`) to give it authority"),
+    _row("normal", _ANY, _ANY, "returning", False, _SLOW, _SLOW, _OFF,
+         "twin regaining authority: return hold-off running"),
+    _row("normal", _ANY, ("late", "lost"), _ANY, _ANY, _FAST, _ON, _OFF,
+         "twin not heard: local control runs the plant (shadow: nothing was written)"),
+    _row("normal", _ANY, ("none",), _ANY, _ANY, _SLOW, _OFF, _OFF,
+         "NORMAL, local guard: no twin configured"),
+    _row("normal", "shadow", _ANY, _ANY, _ANY, _SLOW, _OFF, _OFF,
+         "NORMAL, shadow mode: the twin advises, local control"),
+    _row("normal", "active", ("alive",), _ANY, _ANY, _SLOW, _OFF, _OFF,
+         "NORMAL, local control (the twin has not earned authority yet)"),
 )
 # fmt: on
 
@@ -197,36 +219,34 @@ def pattern_for(ind: Indication) -> LedPattern:
 def markdown_table() -> str:
     """:data:`RULES` as the Markdown table in this module's docstring (for the README)."""
 
-    def cell(values: frozenset[str], order: tuple[str, ...]) -> str:
+    def cell(values: frozenset[Any], order: tuple[Any, ...], names: dict[Any, str]) -> str:
         if values == frozenset(order):
             return "any"
-        return ", ".join(v for v in order if v in values)
+        return ", ".join(names.get(v, str(v)) for v in order if v in values)
 
-    def ack_cell(acks: frozenset[bool]) -> str:
-        if acks == _ANY_ACK:
-            return "any"
-        return "yes" if True in acks else "no"
-
-    def confirmed_cell(confirmed: frozenset[bool]) -> str:
-        if confirmed == _ANY_ACK:
-            return "any"
-        return "confirmed" if True in confirmed else "not confirmed"
-
+    acks = {True: "yes", False: "no"}
+    confirmed = {True: "confirmed", False: "not confirmed"}
     lines = [
-        "| state | mode | link | ack | safe set | green | amber | red | meaning |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| state | mode | link | authority | ack | safe set | green | amber | red | meaning |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in RULES:
         lines.append(
-            f"| {cell(r.states, STATES)} | {cell(r.modes, MODES)} | {cell(r.links, LINKS)} "
-            f"| {ack_cell(r.acks)} | {confirmed_cell(r.confirmed)} | {r.pattern.green.value} "
+            f"| {cell(r.states, STATES, {})} | {cell(r.modes, MODES, {})} "
+            f"| {cell(r.links, LINKS, {})} | {cell(r.authorities, AUTHORITIES, {})} "
+            f"| {cell(r.acks, (True, False), acks)} "
+            f"| {cell(r.confirmed, (True, False), confirmed)} | {r.pattern.green.value} "
             f"| {r.pattern.amber.value} | {r.pattern.red.value} | {r.meaning} |"
         )
     return "\n".join(lines)
 
 
-def indication(machine: SafetyMachine, link: str, recovery: RecoveryPolicy,
-               safe_confirmed: bool = True) -> Indication:
-    """What the LEDs should say for this safety state, mode, twin link and safe set."""
-    waiting = machine.state is State.RECOVERING and recovery is RecoveryPolicy.MANUAL
-    return Indication(machine.state.value, machine.mode.value, link, waiting, safe_confirmed)
+def indication(machine: SafetyMachine, authority: AuthorityMachine, link: str,
+               recovery: RecoveryPolicy, safe_confirmed: bool = True) -> Indication:
+    """What the LEDs should say for the two axes, the mode, the twin link (``none``: no
+    twin configured) and the safe set."""
+    waiting = ((machine.state is State.RECOVERING and recovery is RecoveryPolicy.MANUAL)
+               or (authority.state is Authority.RETURNING
+                   and authority.settings.return_policy is ReturnPolicy.MANUAL))
+    return Indication(machine.state.value, machine.mode.value, link, waiting, safe_confirmed,
+                      authority.state.value)

@@ -173,6 +173,20 @@ class SocketStatus:
 
 
 @dataclass(frozen=True)
+class AuthorityStatus:
+    """Who decides the outputs (``agent.core.authority``): ``state`` is local, returning or
+    remote; why and since when the twin has none (wall time), the return rule and how long
+    an auto return has left."""
+
+    state: str = "local"
+    shed_reason: str | None = None
+    shed_since_wall: float | None = None
+    return_policy: str = "auto"
+    holdoff_left_s: float | None = None
+    waiting_for_ack: bool = False
+
+
+@dataclass(frozen=True)
 class EventEntry:
     wall: float  # Unix time
     kind: str  # "transition", "link", "ack", ... (free text, short)
@@ -208,6 +222,7 @@ class StatusSnapshot:
     events: tuple[EventEntry, ...]
     socket: SocketStatus = field(default_factory=SocketStatus)
     safe_set: SafeSetStatus = field(default_factory=SafeSetStatus)
+    authority: AuthorityStatus = field(default_factory=AuthorityStatus)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists for tuples, null for non-finite floats)."""

@@ -37,6 +37,7 @@ from typing import Any
 
 import msgpack
 
+from agent.core.authority import AuthTransition
 from agent.core.heartbeat import LinkEvent
 from agent.core.recommend import Recommendation, ShadowLine, Verdict
 from agent.core.safety import Transition
@@ -106,6 +107,12 @@ def _event(name: str, t: float, t_ms: int, /, **fields: Any) -> bytes:
 
 def transition_record(tr: Transition, t_ms: int) -> bytes:
     return _event("transition", tr.t, t_ms, old=tr.old.value, new=tr.new.value,
+                  cause=tr.cause, trigger=tr.event.value)
+
+
+def authority_record(tr: AuthTransition, t_ms: int) -> bytes:
+    """A twin authority transition (PROTOCOL.md §7.2, ``event: authority``)."""
+    return _event("authority", tr.t, t_ms, old=tr.old.value, new=tr.new.value,
                   cause=tr.cause, trigger=tr.event.value)
 
 

@@ -386,7 +386,8 @@ class Runtime:
             self._spawn(self._send_status(), "status to twin")
 
     def _indication(self) -> Indication:
-        return indication(self.controller.machine, self.controller.link.value,
+        link = self.controller.link.value if self.controller.twin else "none"
+        return indication(self.controller.machine, self.controller.authority, link,
                           self.profile.recovery.policy, not self.controller.unconfirmed)
 
     def _schedule(self) -> None:

@@ -13,12 +13,14 @@ from collections import deque
 from typing import TYPE_CHECKING, Protocol
 
 import agent
+from agent.core.authority import Authority, AuthorityMachine
 from agent.core.safety import State
 from agent.model.mode import Mode
-from agent.model.profile import RecoveryPolicy
+from agent.model.profile import RecoveryPolicy, ReturnPolicy
 from agent.model.status import (
     EVENTS_KEPT,
     SCHEMA,
+    AuthorityStatus,
     EventEntry,
     ExcludedChannel,
     LoopStatus,
@@ -129,7 +131,7 @@ def build_snapshot(
         votes=votes,
         trips=tuple(TripStatus(t.name, t.group, t.cause) for t in controller.trips),
         outputs=tuple(OutputStatus(o.name, controller.last_written.get(o.name))
-                      for o in controller.profile.outputs),
+                      for o in controller.profile.writes),
         recommendations=tuple(recommendations),
         recommendation_counts=RecommendationCounts(book.accepted, book.rejected, book.expired),
         plc=PlcStatus(
@@ -149,7 +151,20 @@ def build_snapshot(
             not controller.unconfirmed, tuple(sorted(controller.unconfirmed)),
             None if controller.unconfirmed_since is None
             else wall - max(0.0, now - controller.unconfirmed_since)),
+        authority=_authority(controller.authority, now, wall),
     )
+
+
+def _authority(auth: AuthorityMachine, now: float, wall: float) -> AuthorityStatus:
+    deadline = auth.holdoff_deadline()
+    shed_at = auth.shed_at
+    return AuthorityStatus(
+        state=auth.state.value, shed_reason=auth.shed_reason,
+        shed_since_wall=None if shed_at is None else wall - max(0.0, now - shed_at),
+        return_policy=auth.settings.return_policy.value,
+        holdoff_left_s=None if deadline is None else max(0.0, deadline - now),
+        waiting_for_ack=(auth.state is Authority.RETURNING
+                         and auth.settings.return_policy is ReturnPolicy.MANUAL))
 
 
 # --- recent events ---------------------------------------------------------------------
@@ -171,11 +186,16 @@ class EventRing:
         self.add(wall, "link", f"twin {ev.old.name} -> {ev.new.name}: {ev.cause}")
 
     def decision(self, decision: Decision, wall: float) -> None:
-        """Record a controller decision's link events and transitions, in that order."""
+        """Record a controller decision's link events, safety and authority transitions,
+        in that order."""
         for ev in decision.link_events:
             self.link(ev, wall)
         for tr in decision.transitions:
             self.transition(tr, wall)
+        for at in decision.authority:
+            self.add(wall, "authority",
+                     f"twin authority {at.old.name} -> {at.new.name} on {at.event.name}: "
+                     f"{at.cause}")
 
     def entries(self) -> tuple[EventEntry, ...]:
         return tuple(self._ring)

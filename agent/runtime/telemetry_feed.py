@@ -65,6 +65,8 @@ class TelemetryFeed:
             self._submit(records.transition_record(tr, ms))
         for ev in d.link_events:
             self._submit(records.link_record(ev, ms))
+        for at in d.authority:
+            self._submit(records.authority_record(at, ms))
         for rec in d.expired:
             self._submit(records.expired_record(rec, rec.expires, ms))
 
