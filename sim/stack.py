@@ -132,14 +132,16 @@ class Stack:
     ``profile_text`` replaces the sim-tank profile (written to the workdir) so tests can
     tighten timings; ``mode`` is the agent configuration's control authority;
     ``config_extra`` is TOML appended to the agent configuration (``[telemetry]``,
-    ``[spool]``, ``[recommendations]`` ...); ``twin_args`` go to ``python -m sim twin``.
+    ``[spool]``, ``[recommendations]`` ...); ``twin_args`` go to ``python -m sim twin``;
+    ``twin_configured=False`` leaves ``[twin]`` out of the configuration (the sim twin still
+    runs, unheard: a local guard).
     """
 
     def __init__(self, *, profile_text: str | None = None, mode: str = "shadow",
                  twin_rate_hz: float = 10.0, agent_env: dict[str, str] | None = None,
                  start_agent: bool = True, workdir: Path | None = None,
                  plc_args: tuple[str, ...] = (), config_extra: str = "",
-                 twin_args: tuple[str, ...] = ()) -> None:
+                 twin_args: tuple[str, ...] = (), twin_configured: bool = True) -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="twinguard-stack-")
         self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +154,7 @@ class Stack:
         self.agent_env = agent_env or {}
         self.mode = mode
         self.config_extra = config_extra
+        self.twin_configured = twin_configured  # False: no [twin] table (a local guard)
         (self.workdir / "plc").mkdir(exist_ok=True)
         self.plc = SimPlcProcess(str(self.profile_path), workdir=self.workdir / "plc",
                                  extra_args=plc_args)
@@ -171,9 +174,11 @@ class Stack:
             "backoff_min_s": 0.05, "backoff_max_s": 0.5, "idle_timeout_s": 1.0,
             **twin_overrides,
         }
-        lines = [f'device_id = "{DEVICE_ID}"', f'mode = "{self.mode}"', "", "[twin]"]
-        lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}"
-                  for k, v in twin.items()]
+        lines = [f'device_id = "{DEVICE_ID}"', f'mode = "{self.mode}"', ""]
+        if self.twin_configured:
+            lines.append("[twin]")
+            lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}"
+                      for k, v in twin.items()]
         text = "\n".join(lines).replace("'", '"') + "\n"
         self.config_path.write_text(text + ("\n" + self.config_extra if self.config_extra else ""))
 
@@ -194,14 +199,23 @@ class Stack:
     def wait_state(self, state: str, timeout: float = 20.0, *, since: float = 0.0) -> float:
         """Wait until the twin hears the agent report ``state`` (sent after ``since``)."""
 
+        return self._wait_status(2, state, timeout, since)
+
+    def wait_authority(self, authority: str, timeout: float = 20.0, *,
+                       since: float = 0.0) -> float:
+        """Wait until the twin hears the agent report twin ``authority`` (local, returning,
+        remote) in a status sent after ``since``; returns when the twin received it."""
+        return self._wait_status(5, authority, timeout, since)
+
+    def _wait_status(self, index: int, value: str, timeout: float, since: float) -> float:
         def seen() -> float | None:
-            for t, _conn, st, _mode, _seq in reversed(self.twin.stats(last=5)["statuses"]):
-                if st == state and t >= since:
-                    return float(t)
+            for st in reversed(self.twin.stats(last=5)["statuses"]):
+                if st[index] == value and st[0] >= since:
+                    return float(st[0])
             return None
 
         try:
-            return float(wait_for(seen, timeout, f"agent reports {state}", period=0.05))
+            return float(wait_for(seen, timeout, f"agent reports {value}", period=0.05))
         except TimeoutError as exc:
             raise TimeoutError(f"{exc}\n--- agent stderr ---\n{self.agent_stderr()}") from exc
 
@@ -215,6 +229,12 @@ class Stack:
              *args], capture_output=True, text=True, timeout=20, check=False,
             env={**os.environ, "COLUMNS": "200"})
 
+    def ack(self) -> subprocess.CompletedProcess[str]:
+        """``twinguard ack`` against this stack's agent, as an operator runs it."""
+        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "agent", "ack", "--state-dir", str(self.state_dir)],
+            capture_output=True, text=True, timeout=20, check=False)
+
     def status_json(self) -> dict[str, Any]:
         """The running agent's status snapshot (``twinguard status --json``)."""
         done = self.status("--json")
@@ -222,6 +242,23 @@ class Stack:
             raise RuntimeError(f"twinguard status --json: exit {done.returncode}: "
                                f"{done.stderr}")
         snap: dict[str, Any] = json.loads(done.stdout)
+        return snap
+
+    def wait_status(self, cond: Callable[[dict[str, Any]], bool], timeout: float,
+                    what: str) -> dict[str, Any]:
+        """Poll ``twinguard status --json`` until ``cond(snapshot)``; a socket that is not
+        there yet (the agent still starting) is waited for, an agent that died is not."""
+
+        def check() -> dict[str, Any] | None:
+            if self.agent is not None and not self.agent.alive():
+                raise RuntimeError(f"the agent died:\n{self.agent_stderr()}")
+            try:
+                snap = self.status_json()
+            except RuntimeError:
+                return None
+            return snap if cond(snap) else None
+
+        snap: dict[str, Any] = wait_for(check, timeout, what, period=0.1)
         return snap
 
     def status_text(self) -> str:

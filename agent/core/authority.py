@@ -167,6 +167,8 @@ class AuthorityMachine:
             log.warning("%s: authority LOCAL", cause)
             new = Authority.LOCAL
         if new is old:
+            if event is AuthEvent.SHED:  # the latest reason to stay LOCAL (not a new shed)
+                self._cause = self._shed_reason = cause
             return None
         self._state = new
         self._cause = cause

@@ -111,6 +111,7 @@ class ReceivedStatus:
     state: str
     mode: str
     seq: int
+    authority: str | None = None
 
 
 def make_server_context(
@@ -496,7 +497,7 @@ class SimTwin:
             "last_heartbeat_t": self.heartbeats[-1].t if self.heartbeats else None,
             "heartbeats": [[h.t, h.conn, h.epoch, h.seq, h.healthy] for h in hbs],
             "statuses_received": len(self.statuses),
-            "statuses": [[s.t, s.conn, s.state, s.mode, s.seq] for s in sts],
+            "statuses": [[s.t, s.conn, s.state, s.mode, s.seq, s.authority] for s in sts],
             "agent_hellos": [list(h) for h in hellos],
             "agent_timing": (
                 {"heartbeat_timeout_ms": self.agent_hellos[-1][4],
@@ -626,7 +627,8 @@ class SimTwin:
                     conn.send(encode(to_wire(ConfigPush(bundle)), self.max_frame))
                     self.pushes.append({"t": now, "bytes": len(bundle), "connections": 1})
             elif isinstance(msg, Status):
-                self.statuses.append(ReceivedStatus(now, conn.id, msg.state, msg.mode, msg.seq))
+                self.statuses.append(ReceivedStatus(now, conn.id, msg.state, msg.mode, msg.seq,
+                                                    msg.authority))
             elif isinstance(msg, Telemetry):
                 if self.sink.receive(conn.id, msg.seq, msg.prev, msg.historical):
                     self.sink.note_body(msg.seq, _body(msg.body))
