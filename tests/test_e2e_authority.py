@@ -26,6 +26,7 @@ HOLDOFF_S = 1.0  # [authority] return_holdoff_s of these tests
 SCALE = 0.1  # heater_power and cooling_valve: raw * 0.1 = %
 COOLING_RATE = 50.0  # %/s
 JITTER_S = 0.02
+POLL_S = 0.05  # sim-tank poll_period_s
 
 
 def profile(*, heater: str = "hold", cooling: str = "hold", cooling_local: float | None = None,
@@ -143,7 +144,8 @@ def test_active_local_ramps_to_the_local_value_at_max_rate() -> None:
         assert ramp[0][0] - deadline < 0.25, "the shed acts at the deadline, not a poll later"
         assert ramp[-1][1] == pytest.approx(80.0, abs=0.05)
         assert len(ramp) >= 2, f"a ramp from {held} %, not a jump: {ramp}"
-        previous_t, previous = deadline, held
+        # the first step, at the shed, is one poll period's worth (zero-order hold)
+        previous_t, previous = deadline - POLL_S, held
         for t, v in ramp:
             assert abs(v - 80.0) <= abs(previous - 80.0) + 1e-6, "monotonic toward 80 %"
             assert abs(v - previous) <= COOLING_RATE * (t - previous_t + JITTER_S) + SCALE + 1e-6
