@@ -163,6 +163,7 @@ class Stack:
         self.config_path = self.workdir / "agent.toml"
         self.write_config()
         self.agent: Proc | None = None
+        self.successors: list[int] = []  # agents started by a hand-over (not our children)
         if start_agent:
             self.start_agent()
 
@@ -265,7 +266,26 @@ class Stack:
         """What ``twinguard status`` prints for a person."""
         return self.status().stdout
 
+    def successor_pid(self, timeout: float = 30.0) -> int:
+        """After a hand-over restart (agent.runtime.handover): the pid of the agent that now
+        answers the status socket, once it is not the one this stack started. It is not
+        this stack's child: :meth:`close` stops it by pid."""
+        old = self.agent.pid if self.agent is not None else None
+
+        def new_pid() -> int | None:
+            try:
+                pid = int(self.status_json()["pid"])
+            except RuntimeError:
+                return None
+            return pid if pid != old else None
+
+        pid = int(wait_for(new_pid, timeout, "a successor answering the status socket", 0.1))
+        self.successors.append(pid)
+        return pid
+
     def close(self) -> None:
+        for pid in self.successors:
+            _stop_pid(pid)
         if self.agent is not None and self.agent.alive():
             self.agent.stop()
         self.twin.stop()
@@ -279,6 +299,19 @@ class Stack:
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _stop_pid(pid: int, timeout_s: float = 10.0) -> None:
+    """SIGTERM a process that is not our child, SIGKILL it after ``timeout_s``."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return
 
 
 def output_writes(log: list[dict[str, Any]], output: str, since: float = 0.0,

@@ -145,6 +145,8 @@ class Controller:
         self.local_ramps: dict[str, float] = {}
         self._ramp_t: dict[str, float] = {}
         self.flag_wanted: float | None = None
+        self._ramp_planned: dict[str, float] = {}  # the step planned last, until acknowledged
+        self._outputs_were_safe = False
         self.refresh_s = refresh_s
         self.recommendations = Recommendations(profile.outputs, max_validity_s)
         self.votes: dict[str, Vote] = {}
@@ -224,9 +226,10 @@ class Controller:
 
     @property
     def twin_required(self) -> bool:
-        """The twin's supervision is a protection layer now: active mode, and some output
-        says ``on_twin_loss = "safe"``."""
-        return self.machine.mode is Mode.ACTIVE and self.profile.twin_loss_is_hazard
+        """The twin's supervision is a protection layer now: a twin is configured, active
+        mode, and some output says ``on_twin_loss = "safe"``."""
+        return (self.twin and self.machine.mode is Mode.ACTIVE
+                and self.profile.twin_loss_is_hazard)
 
     def on_timer(self, now: float) -> Decision:
         """The heartbeat deadline (or the hold-off) passed: re-evaluate now, not next poll."""
@@ -266,12 +269,15 @@ class Controller:
             return self._safe_decision((), (), dict(self.unconfirmed), "stop")
         auth = _auth_logged(self.authority.step(AuthEvent.SHED, "agent stopping", now))
         writes = self._authority_writes(auth, now)
+        for name in self.local_ramps:
+            writes.pop(name, None)  # no first step: the ramp could not go on
         for name in sorted(self.local_ramps):
             log.warning("stopping: %s is left at %s, short of its local_value %g (the ramp "
                         "cannot run after the agent stops)", name,
                         self.last_written.get(name, "what the PLC holds"),
                         self.local_ramps[name])
         self.local_ramps.clear()
+        self._ramp_planned.clear()
         return Decision(writes=writes, reason="twin authority shed: agent stopping"
                         if writes else "", authority=auth)
 
@@ -347,7 +353,10 @@ class Controller:
         return self._decide(now, link_events)
 
     def _decide(self, now: float, link_events: tuple[LinkEvent, ...]) -> Decision:
-        was_safe = self.machine.outputs_safe
+        # the safe states as the previous decision left them (an ack or a fault may have
+        # moved the machine in between)
+        was_safe = self._outputs_were_safe
+        self._outputs_were_safe = self.machine.outputs_safe
         self._check_normal(())  # a state change made outside a decision (fault, stop)
         transitions = _logged(tuple(self.machine.assess(self.health(), now)))
         self._check_normal(transitions)
@@ -356,10 +365,11 @@ class Controller:
         self._auth_epoch = self.monitor.epoch
         expired = tuple(self.recommendations.expire(now))
         if self.machine.outputs_safe:
-            entering = not was_safe or self._last_safe_write is None
+            entering = self._last_safe_write is None  # also after a fault or stop
             self.recommendations.pause()
             self.held = None
             self.local_ramps.clear()
+            self._ramp_planned.clear()
             self.flag_wanted = None
             writes = self._safe_writes(now, force=entering)
             reason = "enter safe state" if entering else ("hold safe state" if writes else "")
@@ -410,6 +420,7 @@ class Controller:
                 self._shed_outputs(tr.cause, now)
             if tr.new is Authority.REMOTE:
                 self.local_ramps.clear()
+                self._ramp_planned.clear()
                 if remote is not None:
                     self.flag_wanted = float(remote.remote_value)
                 self.needs_seed = True  # the runtime reads what the PLC holds: no bump
@@ -421,14 +432,21 @@ class Controller:
             else:
                 writes[PLC_REMOTE] = self.flag_wanted
         for name, target in list(self.local_ramps.items()):
-            o = self.profile.output(name)
             last = self.last_written.get(name)
             if last == target:
                 del self.local_ramps[name]
+                self._ramp_planned.pop(name, None)
+                continue
+            planned = self._ramp_planned.get(name)
+            if planned is not None and planned != last:
+                writes[name] = planned  # not acknowledged yet: the same step again
                 continue
             dt = min(max(now - self._ramp_t.get(name, now), 0.0), self.planner.max_dt_s)
+            if dt <= 0.0:
+                continue  # a second decision at the same instant: no step to take
             self._ramp_t[name] = now
-            writes[name] = clamp(o, target, last, dt)
+            writes[name] = self._ramp_planned[name] = clamp(
+                self.profile.output(name), target, last, dt)
         return writes
 
     def _shed_outputs(self, cause: str, now: float) -> None:

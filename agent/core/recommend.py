@@ -31,7 +31,9 @@ recommendation is dropped (:class:`DropCause`, logged once per drop with why, co
 
 A recommendation is rejected ``stale_session`` when it did not arrive on the current link
 session (none is up, or it came on an older one), when its epoch is older than the highest
-epoch seen, or when its epoch has said ``bye``. Recommendations accepted after a drop, on
+epoch seen on that session, or when its epoch has said ``bye`` (on any session: an epoch a
+bye ended never comes back; the highest epoch is forgotten at each new session, so an
+absurd one cannot lock the twin out, PROTOCOL.md §4). Recommendations accepted after a drop, on
 the current session, live on as usual.
 
 What happens to the live ones depends on the control authority, which the caller decides:
@@ -231,6 +233,7 @@ class Recommendations:
         gone = self.drop(DropCause.HEARTBEAT_LOST,
                          f"a new twin link session #{origin.session} came up")
         self._session = origin.session
+        self._epoch = None  # epochs are tracked per connection (PROTOCOL.md §4)
         return gone + self.epoch_seen(origin.epoch)
 
     def session_down(self, why: str) -> list[Recommendation]:
@@ -286,7 +289,7 @@ class Recommendations:
                     f"#{self._session}")
         if self._epoch is not None and origin.epoch < self._epoch:
             return f"it is from epoch {origin.epoch}; the twin's current epoch is {self._epoch}"
-        if self._ended is not None and origin.epoch <= self._ended:
+        if self._ended is not None and origin.epoch == self._ended:
             return f"epoch {origin.epoch} has said bye"
         return None
 

@@ -10,8 +10,8 @@ Anywhere else the twin going away is a matter of authority, not of safety: it ne
 this table.
 
 Rule 1: everything that decides the safety state lives in this file, as much as possible in
-the one literal table :data:`TRANSITIONS`; the few rules that do not fit a table (manual
-start, hold-off timing, refused acks) are the code of :class:`SafetyMachine` below.
+the one literal table :data:`TRANSITIONS`; the few rules that do not fit a table (hold-off
+timing, refused acks) are the code of :class:`SafetyMachine` below.
 
 Rule 2: nothing here raises for an event. A (state, event) pair the table does not list
 drives FAILSAFE with the cause "unexpected EVENT in STATE": a surprise is a fault.
@@ -19,14 +19,16 @@ drives FAILSAFE with the cause "unexpected EVENT in STATE": a surprise is a faul
 States::
 
     STARTING ──ready──▶ NORMAL ⇄ DEGRADED ──hazard──▶ FAILSAFE (latched)
-        │  └─hazard (trip, PLC watchdog)────────────▶ │ plant healthy again
-        │ (manual policy: ready ─▶ RECOVERING)        ▼
-        └────────────────────────────────────▶ RECOVERING
+        └─hazard (trip, PLC watchdog)──────────────▶ │ plant healthy again
+                                                     ▼
+                                                RECOVERING
                      RECOVERING ──holdoff of continuous health (auto) / ACK──▶ NORMAL
                      RECOVERING ──hazard──▶ FAILSAFE
 
 STARTING writes nothing: it waits for the PLC (reachable, its watchdog verified) and the
-plant's groups; a trip or a PLC watchdog fault found at start is a hazard and drives
+plant's groups, then goes to NORMAL (or DEGRADED) under either recovery policy — nothing is
+latched at start, and a healthy plant is not stopped for an ack; a trip or a PLC watchdog
+fault found at start is a hazard and drives
 FAILSAFE; an unreachable PLC keeps it waiting (nothing can be written anyway, and the PLC's
 own watchdog covers). SAFE_UNCONFIRMED (a safe value planned is not yet acknowledged and
 read back at the PLC) holds FAILSAFE, and holds RECOVERING without completing (no hold-off
@@ -90,8 +92,8 @@ _E = EventKind
 
 TRANSITIONS: dict[State, dict[EventKind, State]] = {
     _S.STARTING: {
-        _E.PLANT_HEALTHY: _S.NORMAL,  # manual policy: RECOVERING instead (see SafetyMachine)
-        _E.PLANT_DEGRADED: _S.DEGRADED,  # idem
+        _E.PLANT_HEALTHY: _S.NORMAL,  # either policy: nothing is latched at start
+        _E.PLANT_DEGRADED: _S.DEGRADED,
         _E.TWIN_LOST: _S.STARTING,  # waits for the twin it needs
         _E.TRIP: _S.FAILSAFE,  # a hazard found at start acts
         _E.PLC_UNREACHABLE: _S.STARTING,  # nothing can be written; the PLC's watchdog covers
@@ -300,13 +302,6 @@ class SafetyMachine:
             log.warning("%s: driving FAILSAFE", cause)
             return self._enter(old, kind, State.FAILSAFE, cause, now)
 
-        if (
-            old is State.STARTING
-            and new in (State.NORMAL, State.DEGRADED)
-            and self._recovery.policy is RecoveryPolicy.MANUAL
-        ):
-            new = State.RECOVERING
-            cause = f"{cause}; manual recovery policy: waiting for an ack"
         if new is old:
             if kind in FAULT_EVENTS:
                 self._cause = cause  # the latest reason to stay where we are

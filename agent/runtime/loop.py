@@ -78,7 +78,7 @@ from agent.model.messages import (
 from agent.model.mode import Mode
 from agent.model.profile import Profile
 from agent.model.status import StatusSnapshot
-from agent.runtime import faultinject
+from agent.runtime import faultinject, handover
 from agent.runtime.configsession import EXIT_RESTART, ConfigSession, Step
 from agent.runtime.snapshot import EventRing, build_snapshot
 from agent.runtime.telemetry_feed import TelemetryFeed
@@ -110,6 +110,9 @@ class Runtime:
 
     def __init__(self, profile: Profile, config: AgentConfig, state_dir: Path,
                  watchdog: type[WatchdogAPI] | None = None) -> None:
+        # a successor started by a hand-over (agent.runtime.handover) touches nothing of
+        # the state directory, the PLC or the GPIO before its predecessor has let go
+        handover.wait_for_predecessor()
         state_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
         # what is in force: the config store's current version wins over --config (version 0)
         self.session = ConfigSession.open(profile, config, state_dir, time.monotonic())
@@ -120,6 +123,7 @@ class Runtime:
         self._worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="tg-config")
         self._config_busy = False
         self._exit_code = 0
+        self._successor: handover.Successor | None = None  # a hand-over under way
         # config results that found no session UP: sent when the next one comes up
         self._outbox: collections.deque[ConfigResult] = collections.deque(maxlen=OUTBOX_MAX)
         self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s,
@@ -240,6 +244,11 @@ class Runtime:
         if self._timer is not None:
             self._timer.cancel()
         await self._apply(self.controller.stop(loop.time()))
+        if self._successor is not None:
+            # the last word to the PLC's watchdog: the successor's first heartbeat follows
+            # within its own start; systemd follows the successor from now on
+            await self.plant.heartbeat(loop.time())
+            self.panel.notifier.notify(f"MAINPID={self._successor.pid}")
         self.guard.close()  # disarm only once what the stop decided is out
         await self.panel.close()
         if self.link is not None:
@@ -577,13 +586,35 @@ class Runtime:
         if step.mode is not None and step.mode is not self.controller.machine.mode:
             self.controller.set_mode(step.mode)
         if step.restart:
-            log.warning("configuration version %d needs a restart: stopping (exit %d)",
-                        self.session.version, EXIT_RESTART)
-            self._exit_code = EXIT_RESTART
-            self.request_stop()
+            log.warning("configuration version %d needs a restart: handing over to a new "
+                        "agent process", self.session.version)
+            self._spawn(self._hand_over(), "hand-over")
             return
         if step.relink:
             self._relink(step.config)
+
+    async def _hand_over(self) -> None:
+        """Restart without stopping production (agent.runtime.handover): tick on until the
+        successor is ready, then stop; if it cannot be made ready, a plain restart."""
+        if self._successor is not None or self._stop.is_set():
+            return
+        try:
+            successor = handover.spawn_successor()
+        except OSError as exc:
+            log.error("hand-over: cannot start a successor (%s): stopping with exit %d for "
+                      "systemd to restart the agent", exc, EXIT_RESTART)
+            self._exit_code = EXIT_RESTART
+            self.request_stop()
+            return
+        self._successor = successor
+        if not await successor.wait_ready():
+            self._successor = None
+            log.error("hand-over failed: stopping with exit %d for systemd to restart the "
+                      "agent", EXIT_RESTART)
+            self._exit_code = EXIT_RESTART
+        else:
+            log.info("hand-over: successor pid %d is ready; stopping", successor.pid)
+        self.request_stop()
 
     def _relink(self, config: AgentConfig) -> None:
         """Replace the twin link: the old session ends now (the twin is lost: safe state)."""

@@ -136,7 +136,7 @@ class OperatorPanel:
             self.notifier.watchdog()
 
     async def close(self) -> None:
-        self.notifier.stopping("stopping: safe state written")
+        self.notifier.stopping("stopping")
         if self.button is not None:
             self.button.close()
         if self.leds is not None:
