@@ -99,6 +99,7 @@ def test_every_cell(policy: ReturnPolicy, state: Authority, event: AuthEvent) ->
         assert result is None
         assert state_of(m) is state
     else:
+        assert isinstance(expected, Authority)
         assert result == AuthTransition(state, event, expected, "the cause", now)
         assert state_of(m) is expected
         assert m.cause == "the cause"
