@@ -55,7 +55,8 @@ def test_safe_states_plan_every_output(state: State) -> None:
     assert plan == {"heater_power": 0.0, "mixer": 55.0, "cooling_valve": pytest.approx(25.0)}
 
 
-@pytest.mark.parametrize("state", [State.NORMAL, State.DEGRADED])
+# STARTING is not a safe-output state: the agent writes nothing at start
+@pytest.mark.parametrize("state", [State.STARTING, State.NORMAL, State.DEGRADED])
 def test_running_states_impose_nothing(state: State) -> None:
     p = OutputPlanner([HEATER, MIXER, COOLING])
     assert p.plan(state, {"heater_power": 80.0}, 0.0) == {}
@@ -63,7 +64,7 @@ def test_running_states_impose_nothing(state: State) -> None:
 
 def test_never_written_outputs_go_to_their_safe_value() -> None:
     p = OutputPlanner([HEATER, MIXER, COOLING])
-    assert p.plan(State.STARTING, {"mixer": None}, 0.0) == {
+    assert p.plan(State.FAILSAFE, {"mixer": None}, 0.0) == {
         "heater_power": 0.0,
         "mixer": 10.0,
         "cooling_valve": 100.0,
