@@ -97,9 +97,6 @@ def test_local_ramps_from_what_the_plc_holds_to_local_value() -> None:
     assert steps == len(values), "one step per decision"
 
 
-@pytest.mark.xfail(strict=True, reason="core: a decision with dt = 0 (on_timer and tick at one "
-                   "now) writes the last acknowledged value, so an unacknowledged ramp step "
-                   "alternates with the value before it (20, 21, 20, 21) instead of repeating")
 def test_local_writes_its_target_again_until_acknowledged() -> None:
     p = remote(LOCAL, plc={"heater_power": 21.0, "cooling_valve": 20.0})
     p.acknowledge = False  # the PLC stops acknowledging writes
@@ -248,9 +245,6 @@ def test_without_a_twin_nothing_is_written_while_healthy_and_a_trip_acts() -> No
     assert p.plc == {**SAFE_SET, PLC_REMOTE: 1.0}
 
 
-@pytest.mark.xfail(strict=True, reason="core: twin_required ignores twin=False; an active "
-                   "local guard with an on_twin_loss = safe output never leaves STARTING and "
-                   "its stop() writes the safe set")
 def test_without_a_twin_an_active_safe_profile_still_runs() -> None:
     p = Plant(SAFE, Mode.ACTIVE, twin=False)
     p.run(1.0)
@@ -281,9 +275,6 @@ def test_auto_recovery_hands_the_plant_back_to_the_plc_program() -> None:
     assert p.plc[PLC_REMOTE] == 0.0, "the flag back at local_value"
 
 
-@pytest.mark.xfail(strict=True, reason="core: ack() moves RECOVERING -> NORMAL outside a "
-                   "decision, so _decide never sees was_safe and the flag stays at "
-                   "remote_value")
 def test_manual_recovery_hands_the_plant_back_to_the_plc_program() -> None:
     prof = profile(plc_remote=FLAG_COIL, heater={"on_twin_loss": "release"},
                    recovery={"policy": "manual"})
@@ -295,8 +286,6 @@ def test_manual_recovery_hands_the_plant_back_to_the_plc_program() -> None:
     assert p.plc[PLC_REMOTE] == 0.0, "the flag back at local_value"
 
 
-@pytest.mark.xfail(strict=True, reason="core: under the manual recovery policy STARTING -> "
-                   "RECOVERING writes the safe set at start on a healthy plant")
 def test_a_manual_recovery_policy_start_writes_nothing_on_a_healthy_plant() -> None:
     p = Plant(profile(recovery={"policy": "manual"}), Mode.SHADOW)
     p.run(1.0)
@@ -330,9 +319,6 @@ def test_stop_with_hold_writes_nothing() -> None:
     assert p.apply(p.c.stop(p.now)).writes == {}
 
 
-@pytest.mark.xfail(strict=True, reason="core: stop() computes the first local ramp step "
-                   "before clearing the ramps, so it writes one step although it logs the "
-                   "output 'is left' where it is")
 def test_stop_with_local_leaves_the_output_where_it_is() -> None:
     p = remote(LOCAL, plc={"heater_power": 60.0, "cooling_valve": 20.0})
     assert p.apply(p.c.stop(p.now)).writes == {}
@@ -393,9 +379,6 @@ def test_an_absurd_epoch_does_not_lock_the_twin_out() -> None:
     assert p.c.monitor.epoch == 5
 
 
-@pytest.mark.xfail(strict=True, reason="core: Recommendations keeps the highest epoch across "
-                   "sessions (session_up does not forget it), so after 2**64-1 every "
-                   "recommendation of a new session is stale_session")
 def test_an_absurd_epoch_does_not_lock_the_twins_recommendations_out() -> None:
     p = remote(HOLD)
     absurd_epoch_then_sane(p)

@@ -198,8 +198,10 @@ Setup = Callable[[Recommendations], object]
     (lambda b: b.session_up(Origin(2, 100)), ORIGIN, "the current one is #2"),
     (lambda b: b.epoch_seen(101), ORIGIN, "the twin's current epoch is 101"),
     (lambda b: b.bye(100), ORIGIN, "epoch 100 has said bye"),
-    (lambda b: b.session_up(Origin(2, 90)), Origin(2, 90), "the twin's current epoch is 100"),
-], ids=["no-origin", "ended", "other-session", "old-epoch", "said-bye", "stale-twin"])
+    # an epoch a bye ended stays ended on a later connection (PROTOCOL.md §4)
+    (lambda b: (b.bye(100), b.session_up(Origin(2, 100))), Origin(2, 100),
+     "epoch 100 has said bye"),
+], ids=["no-origin", "ended", "other-session", "old-epoch", "said-bye", "bye-then-reconnect"])
 def test_a_recommendation_not_from_the_current_session_is_rejected(
         setup: Setup, origin: Origin | None, why: str) -> None:
     b = book()
@@ -209,6 +211,16 @@ def test_a_recommendation_not_from_the_current_session_is_rejected(
     assert why in v.detail
     assert b.live() == {} and b.rejected == 1 and b.stale == 1 and b.accepted == 0
     assert to_wire(v.to_message())["reason"] == "stale_session"  # a code of the wire's list
+
+
+def test_a_new_connection_forgets_the_highest_epoch() -> None:
+    """A twin whose epoch went back (or that once sent 2**64-1) is not locked out: the
+    highest epoch is tracked per connection (PROTOCOL.md §4)."""
+    b = book()
+    b.session_up(Origin(1, 2**64 - 1))
+    b.session_up(Origin(2, 90))
+    v = b.offer(Recommend("x", "heater_power", 40.0, 30.0), 1.0, Origin(2, 90))
+    assert v.accepted, v.detail
 
 
 def test_stale_session_is_judged_before_the_value() -> None:

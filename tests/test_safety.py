@@ -117,9 +117,9 @@ def _expected(policy: RecoveryPolicy) -> dict[State, dict[EventKind, State | str
     manual = policy is RecoveryPolicy.MANUAL
     return {
         _ST: {
-            # manual policy: a ready plant waits for an ack in RECOVERING
-            EventKind.PLANT_HEALTHY: _RE if manual else _NO,
-            EventKind.PLANT_DEGRADED: _RE if manual else _DE,
+            # either policy: nothing is latched at start, a healthy plant is not stopped
+            EventKind.PLANT_HEALTHY: _NO,
+            EventKind.PLANT_DEGRADED: _DE,
             EventKind.TWIN_LOST: _ST,  # waits for the twin it needs
             EventKind.TRIP: _FS,  # a hazard found at start acts
             EventKind.PLC_UNREACHABLE: _ST,  # nothing can be written; the PLC's watchdog covers
@@ -156,8 +156,8 @@ POLICY_PATHS: dict[RecoveryPolicy, dict[State, list[EventKind]]] = {
     RecoveryPolicy.AUTO: PATHS,
     RecoveryPolicy.MANUAL: {
         State.STARTING: [],
-        State.NORMAL: [EventKind.PLANT_HEALTHY, EventKind.ACK],
-        State.DEGRADED: [EventKind.PLANT_HEALTHY, EventKind.ACK, EventKind.PLANT_DEGRADED],
+        State.NORMAL: [EventKind.PLANT_HEALTHY],
+        State.DEGRADED: [EventKind.PLANT_HEALTHY, EventKind.PLANT_DEGRADED],
         State.FAILSAFE: [EventKind.TRIP],
         State.RECOVERING: [EventKind.TRIP, EventKind.PLANT_HEALTHY],
     },
@@ -286,11 +286,14 @@ def test_starting_with_a_degraded_plant_goes_degraded() -> None:
     assert t.new is State.DEGRADED
 
 
-def test_manual_start_waits_for_an_ack() -> None:
+def test_manual_start_of_a_healthy_plant_does_not_wait_for_an_ack() -> None:
     m = SafetyMachine(MANUAL)
     [t] = m.assess(health(), 0.0)
-    assert (t.old, t.new) == (State.STARTING, State.RECOVERING)
-    assert "ack" in t.cause
+    assert (t.old, t.new) == (State.STARTING, State.NORMAL)
+    assert not m.outputs_safe
+    # a latch is for a hazard: after one, the manual policy waits for the ack
+    m.assess(health(plc=False), 1.0)
+    m.assess(health(), 2.0)
     assert m.assess(health(), 1000.0) == []  # no hold-off under manual
     assert state_of(m) is State.RECOVERING and m.outputs_safe
     result = m.handle(ev(EventKind.ACK, "reset button"), 1001.0)
@@ -457,8 +460,6 @@ def test_any_event_sequence_is_handled_and_faults_are_always_safe(
         if old is State.FAILSAFE:
             assert m.state in (State.FAILSAFE, State.RECOVERING)
         if m.state is State.NORMAL and old is not State.NORMAL:
-            assert old in (State.DEGRADED, State.RECOVERING) or (
-                old is State.STARTING and policy is RecoveryPolicy.AUTO
-            )
+            assert old in (State.DEGRADED, State.RECOVERING, State.STARTING)
         if isinstance(result, Transition):
             assert (result.old, result.new, result.t) == (old, m.state, now)

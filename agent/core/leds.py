@@ -18,7 +18,7 @@ read back at the PLC):
 | starting | any | any | any | any | any | off | slow blink | off | starting: checking the PLC and the sensors, nothing written |
 | degraded | any | any | any | any | any | slow blink | on | off | DEGRADED: a channel or group out; local control runs the plant |
 | normal | any | alive | remote | any | any | on | off | off | NORMAL, the twin decides the outputs |
-| normal | any | late, lost | remote | any | any | on | on | off | NORMAL, the twin decides, its heartbeat is late |
+| normal | any | late, lost, none | remote | any | any | on | on | off | NORMAL, the twin decides, its heartbeat is late |
 | normal | any | any | returning | yes | any | slow blink | fast blink | off | twin eligible again: hold reset (or `twinguard ack`) to give it authority |
 | normal | any | any | returning | no | any | slow blink | slow blink | off | twin regaining authority: return hold-off running |
 | normal | any | late, lost | any | any | any | fast blink | on | off | twin not heard: local control runs the plant (shadow: nothing was written) |
@@ -183,7 +183,7 @@ RULES: tuple[Rule, ...] = (
          "DEGRADED: a channel or group out; local control runs the plant"),
     _row("normal", _ANY, "alive", "remote", _ANY, _ON, _OFF, _OFF,
          "NORMAL, the twin decides the outputs"),
-    _row("normal", _ANY, ("late", "lost"), "remote", _ANY, _ON, _ON, _OFF,
+    _row("normal", _ANY, ("late", "lost", "none"), "remote", _ANY, _ON, _ON, _OFF,
          "NORMAL, the twin decides, its heartbeat is late"),
     _row("normal", _ANY, _ANY, "returning", True, _SLOW, _FAST, _OFF,
          "twin eligible again: hold reset (or `twinguard ack`) to give it authority"),
