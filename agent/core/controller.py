@@ -433,7 +433,7 @@ class Controller:
                 writes[PLC_REMOTE] = self.flag_wanted
         for name, target in list(self.local_ramps.items()):
             last = self.last_written.get(name)
-            if last == target:
+            if last is not None and self.profile.output(name).same_raw(last, target):
                 del self.local_ramps[name]
                 self._ramp_planned.pop(name, None)
                 continue

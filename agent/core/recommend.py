@@ -337,7 +337,7 @@ class Recommendations:
             o = self.outputs[name]
             last = last_written.get(name, o.safe_value)
             value = clamp(o, rec.value, last, dt)
-            if value != last:
+            if not o.same_raw(value, last):  # a float step that rounds to what is held: no
                 out[name] = value
         return out
 

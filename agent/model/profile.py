@@ -220,6 +220,13 @@ class Output:
     def words(self) -> int:
         return self.dtype.words
 
+    def same_raw(self, a: float, b: float) -> bool:
+        """``a`` and ``b`` (engineering units) land on the same raw step of the register:
+        writing one where the PLC holds the other changes nothing (float32: only if equal)."""
+        if self.dtype is DataType.FLOAT32 or self.scale == 0:
+            return a == b
+        return round((a - self.offset) / self.scale) == round((b - self.offset) / self.scale)
+
 
 @dataclass(frozen=True)
 class Trip:
