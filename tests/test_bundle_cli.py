@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main as cli
+from agent.cli.main import main as cli
 from agent.io.audit import AuditKind, AuditLog
 
 pytestmark = pytest.mark.timeout(30)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import main as cli
+from agent.cli.main import main as cli
 from agent.io.pki import PkiPaths, Role, check_cert, init_pki, issue_cert, issue_expired_cert
 from agent.io.twin.link import TwinLinkSettings, make_client_context
 from sim.twin.server import SimTwin

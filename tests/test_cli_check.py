@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import agent
-from agent.cli import COMMANDS, build_parser, main
+from agent.cli.main import COMMANDS, build_parser, main
 from agent.config.profile.load import list_profiles, load_profile
 from agent.model.profile import TcpLink
 

@@ -28,10 +28,9 @@ from gpiozero.pins.mock import MockFactory
 from agent.config.agentconfig import load_config
 from agent.config.profile.load import load_profile, with_connection
 from agent.io.audit import AuditLog
-from agent.io.status_socket import socket_path
+from agent.io.status_client import fetch_status, socket_path
 from agent.model.errors import AgentNotRunning
 from agent.runtime.loop import Runtime
-from agent.statuscmd import fetch_status
 from sim.stack import Stack, sim_tank_text, wait_for
 
 pytestmark = [pytest.mark.slow]

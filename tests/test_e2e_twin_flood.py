@@ -23,8 +23,7 @@ from typing import Any
 
 import pytest
 
-from agent.io.status_socket import socket_path
-from agent.statuscmd import fetch_status
+from agent.io.status_client import fetch_status, socket_path
 from sim.bench.native import heartbeat_writes
 from sim.stack import Stack, output_writes, sim_tank_text, wait_for
 

@@ -37,12 +37,12 @@ RTU_N = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = 
 # so the child loads everything the read needs as root, then drops to nobody and runs it
 AS_NOBODY = """
 import asyncio, json, os, sys, termios, serial, rich.console, rich.table
-import agent.cli, agent.readcmd, agent.config.profile.load
+import agent.cli.main, agent.cli.read, agent.config.profile.load
 import agent.io.modbus.client, agent.io.modbus.transport
 agent.config.profile.load.load_profile("sim-tank")  # warms importlib.resources up
 pw = __import__("pwd").getpwnam("nobody")
 os.setgroups([]); os.setgid(pw.pw_gid); os.setuid(pw.pw_uid)
-sys.exit(agent.cli.main(sys.argv[1:]))
+sys.exit(agent.cli.main.main(sys.argv[1:]))
 """
 
 

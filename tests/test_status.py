@@ -1,8 +1,8 @@
 """The local status socket, ``twinguard status`` and ``twinguard ack``, over a real Unix socket.
 
-The server runs on the test's asyncio loop; clients are the real blocking client of
-``agent.statuscmd`` (in a thread) or raw sockets; the access test forks children that drop
-to an unprivileged uid/gid before they connect.
+The server runs on the test's asyncio loop; clients are the real blocking client
+(``agent.io.status_client``, in a thread), the commands themselves, or raw sockets; the
+access test forks children that drop to an unprivileged uid/gid before they connect.
 """
 
 from __future__ import annotations
@@ -26,11 +26,13 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from agent import cli, statuscmd
+from agent.cli import main as cli
+from agent.cli.status import render
 from agent.config.profile.load import load_profile
 from agent.core.controller import Controller
 from agent.io.modbus.client import ClientStats
-from agent.io.status_socket import StatusServer, socket_path
+from agent.io.status_client import fetch_status, socket_path
+from agent.io.status_socket import StatusServer
 from agent.model.errors import ProtocolError, StatusSocketError, StatusSocketInUse
 from agent.model.messages import Heartbeat, Origin, Recommend
 from agent.model.mode import Mode
@@ -146,7 +148,7 @@ def serve(state_dir: Path, body: Callable[[StatusServer], Awaitable[None]],
 
 def rendered(snap: StatusSnapshot) -> str:
     out = io.StringIO()
-    Console(file=out, width=240, color_system=None).print(statuscmd.render(snap))
+    Console(file=out, width=240, color_system=None).print(render(snap))
     return out.getvalue()
 
 
@@ -333,7 +335,7 @@ def test_status_over_the_socket(state_dir: Path) -> None:
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
         assert stat.S_IMODE(os.stat(state_dir).st_mode) == 0o750
         assert os.listdir(state_dir) == ["twinguard.sock"]  # no temporary left behind
-        raw, snap = await in_thread(statuscmd.fetch_status, path)
+        raw, snap = await in_thread(fetch_status, path)
         assert snap == dataclasses.replace(sample(), socket=SocketStatus(1, 1))
         assert raw == snap.to_dict()
         assert server.stats == SocketStatus(connections=1, status_requests=1)
@@ -457,7 +459,7 @@ def test_too_many_clients_are_told_busy(state_dir: Path) -> None:
                     break
                 await asyncio.sleep(0.01)
             with pytest.raises(ProtocolError, match="busy"):
-                await in_thread(statuscmd.fetch_status, path)
+                await in_thread(fetch_status, path)
             holder.sendall(b'{"cmd": "status"}\n')
             reply = json.loads(await in_thread(holder.recv, 65536))
             assert reply["state"] == "recovering"
@@ -477,7 +479,7 @@ def test_a_live_agent_is_never_displaced_and_a_stale_socket_is(state_dir: Path) 
         second = StatusServer(path, sample, accept_all)
         with pytest.raises(StatusSocketInUse, match="another agent"):
             await second.start()
-        assert (await in_thread(statuscmd.fetch_status, path))[1].pid == 4242
+        assert (await in_thread(fetch_status, path))[1].pid == 4242
 
     serve(state_dir, body)
 

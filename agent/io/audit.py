@@ -44,6 +44,13 @@ __all__ = ["GENESIS", "AuditKind", "AuditLog", "AuditRecord", "Verification", "f
 
 log = logging.getLogger(__name__)
 
+AUDIT_FILE = "audit.sqlite"  # in the agent's state directory
+
+
+def audit_path(state_dir: Path) -> Path:
+    """The audit log of the agent whose state directory is ``state_dir``."""
+    return state_dir / AUDIT_FILE
+
 GENESIS = "0" * 64
 
 _SCHEMA = """

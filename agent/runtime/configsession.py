@@ -46,7 +46,7 @@ from agent.config.agentconfig import AgentConfig, parse_config
 from agent.config.effective import effective_profile
 from agent.config.push import Accepted, Current, Situation, evaluate
 from agent.config.roles import changed_paths
-from agent.io.audit import AuditKind, AuditLog
+from agent.io.audit import AuditKind, AuditLog, audit_path
 from agent.io.configstore import ConfigStore
 from agent.model.errors import ConfigError, Problem
 from agent.model.messages import TEXT_MAX, ConfigResult
@@ -113,7 +113,7 @@ class ConfigSession:
         """The session for ``state_dir``; ConfigError if what is in force does not fit the
         profile (or a stored version cannot be parsed), OSError / sqlite3.Error for storage."""
         data, base = _read_data(factory)
-        audit = AuditLog(state_dir / "audit.sqlite")
+        audit = AuditLog(audit_path(state_dir))
         return cls(hardware, factory, factory_data=data, base=base,
                    store=ConfigStore(state_dir / "config"), audit=audit, now=now)
 

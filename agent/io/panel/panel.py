@@ -29,7 +29,8 @@ from agent.core.leds import Indication
 from agent.io.panel.button import ResetButton
 from agent.io.panel.leds import StatusLeds
 from agent.io.panel.sdnotify import Notifier
-from agent.io.status_socket import StatusServer, socket_path
+from agent.io.status_client import socket_path
+from agent.io.status_socket import StatusServer
 from agent.model.errors import GpioError, StatusSocketInUse
 from agent.model.profile import Profile
 from agent.model.status import StatusSnapshot

@@ -12,16 +12,15 @@ import shutil
 import sys
 from pathlib import Path
 
+from agent.cli.common import DEFAULT_STATE_DIR, EXIT_OK, profile_option, report_problems
+from agent.config.profile.load import load_profile
 from agent.config.systemd_unit import render_unit
 from agent.model.errors import ProfileError
 from agent.model.profile import RtuLink
 
-DEFAULT_STATE_DIR = "/var/lib/twinguard"
 
-
-def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", "-p", metavar="P", default=None,
-                        help="profile file or shipped profile name (default: sim-tank)")
+def options(parser: argparse.ArgumentParser) -> None:
+    profile_option(parser)
     parser.add_argument("--config", "-c", metavar="C", default=None,
                         help="agent configuration file the unit passes to `twinguard run`")
     parser.add_argument("--state-dir", metavar="D", default=DEFAULT_STATE_DIR)
@@ -35,10 +34,8 @@ def watchdog_sec(deadline_s: float) -> float:
     return max(5.0, round(10 * deadline_s, 1))
 
 
-def main(args: argparse.Namespace) -> int:
-    from agent.cli import report_problems  # noqa: PLC0415 - cli imports this module lazily
-    from agent.config.profile.load import load_profile  # noqa: PLC0415
-
+def systemd_unit(args: argparse.Namespace) -> int:
+    """Print a systemd unit (Type=notify, WatchdogSec, Restart=always, sandboxed) for a profile."""
     try:
         profile = load_profile(args.profile)
     except ProfileError as error:
@@ -65,4 +62,4 @@ def main(args: argparse.Namespace) -> int:
         hw_watchdog=board.hw_watchdog,
         sysfs_paths=[board.fault_led] if board.fault_led else [],
     ), end="")
-    return 0
+    return EXIT_OK

@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from agent.cli.common import EXIT_FAILED, EXIT_OK
+
 
 def options(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="certs_action", metavar="ACTION", required=True)
@@ -32,8 +34,9 @@ def options(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--crl", type=Path, default=None, metavar="FILE")
 
 
-def main(args: argparse.Namespace) -> int:
+def certs(args: argparse.Namespace) -> int:
     """Create and check the demo PKI for mutual TLS."""
+    # the PKI (cryptography) only when asked for: it stays out of the other commands' memory
     from agent.io import pki  # noqa: PLC0415
 
     try:
@@ -42,19 +45,19 @@ def main(args: argparse.Namespace) -> int:
                                  days=args.days, overwrite=args.force)
             for p in paths.all():
                 print(p)
-            return 0
+            return EXIT_OK
         if args.certs_action == "revoke":
             ca = pki.PkiPaths.in_dir(args.dir)
             crl = args.crl or args.dir / "crl.pem"
             count = pki.make_crl(ca.ca_cert, ca.ca_key, args.certs, crl)
             print(f"{crl}: {count} revoked")
-            return 0
+            return EXIT_OK
         problems = pki.check_cert(args.cert, args.ca, args.crl)
     except (OSError, ValueError) as exc:
         print(f"twinguard certs: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     for problem in problems:
         print(f"{args.cert}: {problem}")
     if not problems:
         print(f"{args.cert}: ok")
-    return 1 if problems else 0
+    return EXIT_FAILED if problems else EXIT_OK

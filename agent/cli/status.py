@@ -1,108 +1,41 @@
-"""``twinguard status`` and ``twinguard ack``: ask the running agent over its status socket.
+"""``twinguard status [--json]``: ask the running agent over its status socket and show it.
 
 The socket is ``STATE_DIR/twinguard.sock`` (``--state-dir``, default as ``twinguard run``:
-``$STATE_DIRECTORY`` or ``/var/lib/twinguard``); the protocol is in :mod:`agent.status`,
-the snapshot model in :mod:`agent.statusmodel`.
+``$STATE_DIRECTORY`` or ``/var/lib/twinguard``); the protocol is in
+:mod:`agent.io.status_socket`, its client in :mod:`agent.io.status_client`, the snapshot
+model in :mod:`agent.model.status`.
 
-Exit codes: ``status`` 0 when the agent answered; ``ack`` 0 when the ack was accepted,
-1 when the agent refused it (the reason is printed). Both: 3 when the agent is not running
-(no socket, or nothing listens on it); 1 for no access (not the agent's user or group), a
-timeout or a reply that makes no sense.
+Exit codes: 0 when the agent answered; 3 when the agent is not running (no socket, or
+nothing listens on it); 1 for no access (not the agent's user or group), a timeout or a
+reply that makes no sense.
+
+rich is imported where the view is drawn, not at the top: ``twinguard run`` builds the same
+parser, and rich must stay out of the running agent's memory (RSS matters on a Pi).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
-import os
-import socket
-import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
+from agent.cli.common import EXIT_OK, ask_agent, json_option, state_dir_option
+from agent.io.status_client import fetch_status, request
+from agent.model.status import StatusSnapshot
 
-from agent.io.status_socket import socket_path
-from agent.model.errors import AgentNotRunning, ProtocolError
-from agent.model.status import StatusSnapshot, snapshot_from_dict
-
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_NOT_RUNNING = 3
-CLIENT_TIMEOUT_S = 5.0
-MAX_REPLY_BYTES = 4 << 20
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.panel import Panel
+    from rich.table import Table
+    from rich.text import Text
 
 STATE_STYLE = {"normal": "bold green", "degraded": "bold yellow", "starting": "bold yellow",
                "recovering": "bold red", "failsafe": "bold white on red"}
 QUALITY_STYLE = {"good": "green", "degraded": "yellow", "bad": "bold red"}
 LINK_STYLE = {"alive": "green", "late": "yellow", "lost": "bold red"}
-
-
-def state_dir_from(args: argparse.Namespace) -> Path:
-    from agent.runcmd import DEFAULT_STATE_DIR  # noqa: PLC0415 - one default for all commands
-
-    given: Path | None = args.state_dir
-    return given or Path(os.environ.get("STATE_DIRECTORY") or DEFAULT_STATE_DIR)
-
-
-# --- the client ------------------------------------------------------------------------------
-
-def request(path: Path, payload: Mapping[str, Any],
-            timeout_s: float = CLIENT_TIMEOUT_S) -> dict[str, Any]:
-    """Send one request, return the agent's reply object.
-
-    Raises :class:`AgentNotRunning`, ``PermissionError`` (no access to the socket or its
-    directory), ``TimeoutError``, or ``ProtocolError`` (the agent answered with an error,
-    or with something that is not one JSON object).
-    """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout_s)
-        try:
-            sock.connect(os.fspath(path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            why = "no socket" if isinstance(exc, FileNotFoundError) else "nothing listens"
-            raise AgentNotRunning(f"the agent is not running ({why} at {path})") from exc
-        # the agent may answer without reading (busy): its reply is waiting below
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            sock.sendall(json.dumps(dict(payload)).encode() + b"\n")
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_REPLY_BYTES:
-                raise ProtocolError(f"reply longer than {MAX_REPLY_BYTES} bytes")
-    try:
-        reply = json.loads(b"".join(chunks))
-    except ValueError as exc:
-        raise ProtocolError(f"reply is not JSON: {exc}") from exc
-    if not isinstance(reply, dict):
-        raise ProtocolError("reply is not a JSON object")
-    if "error" in reply:
-        raise ProtocolError(f"the agent says: {reply['error']}")
-    return reply
-
-
-def fetch_status(path: Path) -> tuple[dict[str, Any], StatusSnapshot]:
-    """The raw reply and the parsed snapshot; raises as :func:`request`."""
-    raw = request(path, {"cmd": "status"})
-    return raw, snapshot_from_dict(raw)
-
-
-def send_ack(path: Path, source: str = "console") -> tuple[bool, str]:
-    """``(accepted, reason)``; raises as :func:`request`."""
-    reply = request(path, {"cmd": "ack", "source": source})
-    accepted, reason = reply.get("accepted"), reply.get("reason")
-    if not isinstance(accepted, bool) or not isinstance(reason, str):
-        raise ProtocolError("ack reply needs 'accepted' (bool) and 'reason' (str)")
-    return accepted, reason
 
 
 # --- rendering -------------------------------------------------------------------------------
@@ -132,10 +65,16 @@ def _when(wall: float) -> str:
 
 
 def _styled(value: str, styles: Mapping[str, str]) -> Text:
+    from rich.text import Text  # noqa: PLC0415 - rich: see the module docstring
+
     return Text(value.upper(), style=styles.get(value, ""))
 
 
 def _header(s: StatusSnapshot) -> Panel:
+    from rich.panel import Panel  # noqa: PLC0415 - rich: see the module docstring
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
@@ -173,6 +112,10 @@ def _header(s: StatusSnapshot) -> Panel:
 
 
 def _votes(s: StatusSnapshot) -> Table:
+    from rich import box  # noqa: PLC0415 - rich: see the module docstring
+    from rich.table import Table  # noqa: PLC0415
+    from rich.text import Text  # noqa: PLC0415
+
     table = Table(title="votes", box=box.SIMPLE_HEAD, title_justify="left")
     for name in ("group", "value", "quality", "used", "excluded", "reason", "age"):
         table.add_column(name)
@@ -187,6 +130,9 @@ def _votes(s: StatusSnapshot) -> Table:
 
 
 def _recommendations(s: StatusSnapshot) -> Table:
+    from rich import box  # noqa: PLC0415 - rich: see the module docstring
+    from rich.table import Table  # noqa: PLC0415
+
     what = {"shadow": "shadow: would have written", "active": "active: written within limits"}
     table = Table(title=f"recommendations ({what.get(s.mode, s.mode)})",
                   box=box.SIMPLE_HEAD, title_justify="left")
@@ -202,6 +148,9 @@ def _recommendations(s: StatusSnapshot) -> Table:
 
 
 def _counters(s: StatusSnapshot) -> Table:
+    from rich import box  # noqa: PLC0415 - rich: see the module docstring
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(title="counters", box=box.SIMPLE_HEAD, title_justify="left")
     table.add_column("part")
     table.add_column("counters")
@@ -242,6 +191,9 @@ def _counters(s: StatusSnapshot) -> Table:
 
 
 def _events(s: StatusSnapshot) -> Table:
+    from rich import box  # noqa: PLC0415 - rich: see the module docstring
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(title=f"recent events ({len(s.events)})", box=box.SIMPLE_HEAD,
                   title_justify="left")
     for name in ("time", "kind", "event"):
@@ -254,47 +206,26 @@ def _events(s: StatusSnapshot) -> Table:
 def render(snap: StatusSnapshot) -> RenderableType:
     """The readable view: a panel (state, mode, link, PLC), votes, the twin's live
     recommendations, counters, events."""
+    from rich.console import Group  # noqa: PLC0415 - rich: see the module docstring
+
     return Group(_header(snap), _votes(snap), _recommendations(snap), _counters(snap),
                  _events(snap))
 
 
-# --- the commands ----------------------------------------------------------------------------
-
-def _run(command: str, args: argparse.Namespace, what: Any) -> int:
-    """Call ``what(path)`` and turn the client's errors into a message and an exit code."""
-    path = socket_path(state_dir_from(args))
-    try:
-        result: int = what(path)
-    except AgentNotRunning as exc:
-        print(f"twinguard {command}: {exc}", file=sys.stderr)
-        return EXIT_NOT_RUNNING
-    except PermissionError:
-        print(f"twinguard {command}: permission denied on {path}: run as the agent's user "
-              "or a member of its group", file=sys.stderr)
-        return EXIT_FAILED
-    except (ProtocolError, OSError) as exc:  # TimeoutError is an OSError
-        print(f"twinguard {command}: {path}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    return result
+def options(parser: argparse.ArgumentParser) -> None:
+    state_dir_option(parser)
+    json_option(parser)
 
 
-def status_main(args: argparse.Namespace) -> int:
-    """Show the running agent's state, votes, recommendations, counters and recent events."""
+def status(args: argparse.Namespace) -> int:
+    """Show the running agent's state, votes, counters and recent events."""
     def show(path: Path) -> int:
         if getattr(args, "json", False):  # as the agent sent it, whatever its schema
             print(json.dumps(request(path, {"cmd": "status"}), indent=2))
         else:
+            from rich.console import Console  # noqa: PLC0415 - rich: see the module docstring
+
             Console().print(render(fetch_status(path)[1]))
         return EXIT_OK
 
-    return _run("status", args, show)
-
-
-def ack_main(args: argparse.Namespace) -> int:
-    """Acknowledge a latched FAILSAFE (the console equivalent of the reset button)."""
-    def ack(path: Path) -> int:
-        accepted, reason = send_ack(path, "console")
-        print(f"{'accepted' if accepted else 'refused'}: {reason}")
-        return EXIT_OK if accepted else EXIT_FAILED
-
-    return _run("ack", args, ack)
+    return ask_agent("status", args.state_dir, show)

@@ -14,12 +14,12 @@ import base64
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from agent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from agent.config.agentconfig import Role
+from agent.config.fields import is_identifier
 
-ROLES = ("operator", "engineer", "safety", "approver")
+ROLES = tuple(role.value for role in Role)  # operator, engineer, safety, approver
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -30,44 +30,30 @@ def options(parser: argparse.ArgumentParser) -> None:
     new.add_argument("--out", required=True, type=Path, metavar="DIR")
 
 
-def load_key(path: Path) -> tuple[str, Ed25519PrivateKey]:
-    """``(key id, private key)`` from a ``.key`` file; ValueError if not an Ed25519 key."""
-    from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
-        Ed25519PrivateKey,
-    )
-
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path}: not an Ed25519 private key")
-    return path.stem, key
-
-
 def trust_entry(key_id: str, role: str, public_raw: bytes) -> str:
     return (f'[[trust]]\nid = "{key_id}"\nrole = "{role}"\n'
             f'public_key = "{base64.b64encode(public_raw).decode()}"\n')
 
 
-def main(args: argparse.Namespace) -> int:
+def keys(args: argparse.Namespace) -> int:
     """Manage signing keys for configuration bundles."""
+    # cryptography only where a key is made: it stays out of the other commands' memory
     from cryptography.hazmat.primitives import serialization  # noqa: PLC0415
     from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: PLC0415
         Ed25519PrivateKey,
     )
 
-    from agent.config.fields import is_identifier  # noqa: PLC0415
-
     key_id: str = args.key_id
     if not is_identifier(key_id.replace("-", "_")):
         print(f"twinguard keys: bad key id {key_id!r}: letters, digits, '-' and '_' only",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     out: Path = args.out
     private, public = out / f"{key_id}.key", out / f"{key_id}.pub"
     for p in (private, public):
         if p.exists():
             print(f"twinguard keys: {p} exists; refusing to overwrite", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     out.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
@@ -79,4 +65,4 @@ def main(args: argparse.Namespace) -> int:
     public.write_text(base64.b64encode(raw).decode() + "\n", encoding="ascii")
     print(f"# {private} (keep it secret), {public}")
     print(trust_entry(key_id, args.role, raw), end="")
-    return 0
+    return EXIT_OK

@@ -18,9 +18,17 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tomllib
 from pathlib import Path
 
-from agent.keyscmd import load_key
+from agent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, load_key, report_problems
+from agent.config.agentconfig import load_config
+from agent.config.bundle import Bundle, add_signature, decode
+from agent.config.profile.load import load_profile
+from agent.config.push import Accepted, Current, Situation, evaluate
+from agent.io.configstore import ConfigStore
+from agent.model.errors import BundleError, ConfigError, ProfileError
+from agent.model.mode import Mode
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -43,25 +51,16 @@ def options(parser: argparse.ArgumentParser) -> None:
     verify.add_argument("--state-dir", type=Path, default=None, metavar="D")
 
 
-def _fail(message: str, code: int = 2) -> int:
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
     print(f"twinguard config: {message}", file=sys.stderr)
     return code
 
 
 def _sign(args: argparse.Namespace) -> int:
-    from agent.config.agentconfig import load_config  # noqa: PLC0415
-    from agent.config.bundle import Bundle, add_signature  # noqa: PLC0415
-    from agent.model.errors import (  # noqa: PLC0415
-        BundleError,
-        ConfigError,
-    )
-
     try:
         config = load_config(args.file)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return report_problems(exc)
     if config.device_id != args.device:
         return _fail(f"{args.file} is for device {config.device_id!r}, not {args.device!r}")
     now = int(time.time())
@@ -71,21 +70,16 @@ def _sign(args: argparse.Namespace) -> int:
         for path in args.key:
             key_id, key = load_key(path)
             bundle = add_signature(bundle, key_id, key)
-        from agent.config.bundle import decode  # noqa: PLC0415
-
         decode(bundle.encode())
     except (OSError, ValueError, BundleError) as exc:
         return _fail(str(exc))
     args.output.write_bytes(bundle.encode())
     print(f"{args.output}: version {bundle.version} for {bundle.device_id}, signed by "
           f"{', '.join(bundle.key_ids)}, expires in {args.expires_in:g} s")
-    return 0
+    return EXIT_OK
 
 
 def _cosign(args: argparse.Namespace) -> int:
-    from agent.config.bundle import add_signature, decode  # noqa: PLC0415
-    from agent.model.errors import BundleError  # noqa: PLC0415
-
     try:
         bundle = decode(args.bundle.read_bytes())
         key_id, key = load_key(args.key)
@@ -94,54 +88,38 @@ def _cosign(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     args.output.write_bytes(bundle.encode())
     print(f"{args.output}: signed by {', '.join(bundle.key_ids)}")
-    return 0
+    return EXIT_OK
 
 
 def _verify(args: argparse.Namespace) -> int:
-    import tomllib  # noqa: PLC0415
-
-    from agent.config.agentconfig import load_config  # noqa: PLC0415
-    from agent.config.bundle import decode  # noqa: PLC0415
-    from agent.config.profile.load import load_profile  # noqa: PLC0415
-    from agent.config.push import Accepted, Current, Situation, evaluate  # noqa: PLC0415
-    from agent.io.configstore import ConfigStore  # noqa: PLC0415
-    from agent.model.errors import (  # noqa: PLC0415
-        BundleError,
-        ConfigError,
-        ProfileError,
-    )
-    from agent.model.mode import Mode  # noqa: PLC0415
-
     try:
         data = args.bundle.read_bytes()
         bundle = decode(data, max_bytes=max(len(data), 1))
     except (OSError, BundleError) as exc:
-        return _fail(str(exc), 1)
+        return _fail(str(exc), EXIT_FAILED)
     print(f"bundle {args.bundle}: device {bundle.device_id}, version {bundle.version}, "
           f"{len(bundle.config)} characters of config, issued {bundle.issued_at}, expires "
           f"{bundle.expires_at}, signed by {', '.join(bundle.key_ids) or 'nobody'}")
     if args.config is None:
-        return 0
+        return EXIT_OK
     try:
         config = load_config(args.config)
         raw = tomllib.loads(args.config.read_text(encoding="utf-8"))
         profile = load_profile(args.profile)
     except (ConfigError, ProfileError) as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return report_problems(exc)
     last = ConfigStore(args.state_dir / "config").last_version if args.state_dir else 0
     current = Current(config, raw, profile, last, args.config.parent.resolve())
     outcome = evaluate(data, current, Situation(Mode.SHADOW, False, time.time()))
     if isinstance(outcome, Accepted):
         print(f"accepted: changes {', '.join(outcome.changes) or '(none)'}; mode "
               f"{outcome.config.mode.value}; signers {', '.join(outcome.signers)}")
-        return 0
+        return EXIT_OK
     print(f"rejected {outcome.reason.value}: {outcome.detail}")
-    return 1
+    return EXIT_FAILED
 
 
-def main(args: argparse.Namespace) -> int:
+def config(args: argparse.Namespace) -> int:
     """Sign, co-sign and verify configuration bundles."""
     action = {"sign": _sign, "cosign": _cosign, "verify": _verify}[args.config_action]
     return action(args)

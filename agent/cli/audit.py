@@ -9,11 +9,11 @@ out, 1 listing every problem otherwise; ``show`` prints one readable line per re
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-AUDIT_FILE = "audit.sqlite"
+from agent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, state_dir
+from agent.io.audit import AuditLog, audit_path, format_record
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -27,20 +27,12 @@ def options(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--last", type=int, default=0, metavar="N")
 
 
-def audit_path(state_dir: Path) -> Path:
-    return state_dir / AUDIT_FILE
-
-
-def main(args: argparse.Namespace) -> int:
+def audit(args: argparse.Namespace) -> int:
     """Verify or show the audit log."""
-    from agent.io.audit import AuditLog, format_record  # noqa: PLC0415
-    from agent.runcmd import DEFAULT_STATE_DIR  # noqa: PLC0415
-
-    path: Path = args.file or audit_path(
-        args.state_dir or Path(os.environ.get("STATE_DIRECTORY") or DEFAULT_STATE_DIR))
+    path: Path = args.file or audit_path(state_dir(args.state_dir))
     if not path.is_file():
         print(f"twinguard audit: {path}: no such file", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     with AuditLog(path) as log:
         if args.audit_action == "verify":
             result = log.verify()
@@ -48,8 +40,8 @@ def main(args: argparse.Namespace) -> int:
                 print(f"{path}: {problem}")
             print(f"{path}: {result.records} records, "
                   f"{'chain verified' if result.ok else 'VERIFICATION FAILED'}")
-            return 0 if result.ok else 1
+            return EXIT_OK if result.ok else EXIT_FAILED
         records = list(log.records())
     for record in records[-args.last:] if args.last > 0 else records:
         print(format_record(record))
-    return 0
+    return EXIT_OK

@@ -22,48 +22,35 @@ was wrong; nothing of it is shown as a value. No command ends in a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import logging
 import sys
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table as RichTable
-
-from agent.io.modbus.client import PlcClient
+from agent.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    json_option,
+    profile_options,
+    report_problems,
+)
+from agent.config.profile.load import load_profile, with_connection
 from agent.model.errors import ProfileError
 from agent.model.profile import Profile, Signal, TcpLink
 from agent.model.readings import Quality, Reading
 
-log = logging.getLogger(__name__)
-
-EXIT_OK = 0
-EXIT_BAD = 1
-EXIT_PROFILE = 2
-EXIT_UNREACHABLE = 3
+if TYPE_CHECKING:
+    from rich.table import Table as RichTable
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``read``'s options to ``parser`` (for the ``twinguard`` CLI's subcommand)."""
-    parser.add_argument("--profile", required=True, help="profile file or shipped name")
-    parser.add_argument("--tcp", metavar="HOST:PORT", help="override the PLC link with TCP")
-    parser.add_argument(
-        "--rtu", metavar="DEVICE", help="override the PLC link with this serial device"
-    )
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
 
-
-def _parse(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="twinguard read", description=__doc__.split("\n")[0])
-    add_arguments(parser)
-    return parser.parse_args(list(argv))
+def options(parser: argparse.ArgumentParser) -> None:
+    profile_options(parser)
+    json_option(parser)
 
 
 def _load(ns: argparse.Namespace) -> Profile:
-    from agent.config.profile.load import load_profile, with_connection  # noqa: PLC0415
-
     profile = load_profile(ns.profile)
     if ns.tcp or ns.rtu:
         profile = with_connection(profile, tcp=ns.tcp, rtu=ns.rtu)
@@ -99,6 +86,9 @@ def _json_doc(profile: Profile, readings: dict[str, Reading]) -> dict[str, Any]:
 
 
 def _table(profile: Profile, readings: dict[str, Reading]) -> RichTable:
+    # rich only when a table is drawn: it stays out of the running agent's memory
+    from rich.table import Table as RichTable  # noqa: PLC0415
+
     link = profile.plc.link
     where = f"{link.host}:{link.port}" if isinstance(link, TcpLink) else link.device
     t = RichTable(title=f"{profile.source} @ {where}")
@@ -132,6 +122,9 @@ def _type(s: Signal) -> str:
 
 async def _read(profile: Profile) -> dict[str, Reading] | str:
     """The readings, or why the PLC could not be reached."""
+    # the Modbus stack only when reading: building the parser and `check` load none of it
+    from agent.io.modbus.client import PlcClient  # noqa: PLC0415
+
     client = PlcClient(profile)
     try:
         if not await client.connect():
@@ -141,17 +134,17 @@ async def _read(profile: Profile) -> dict[str, Reading] | str:
         await client.close()
 
 
-def run(ns: argparse.Namespace) -> int:
-    """Run ``read`` with parsed options; returns the exit status."""
+def read(ns: argparse.Namespace) -> int:
+    """Read every signal of the profile once from the PLC and print it."""
+    import asyncio  # noqa: PLC0415 - with the Modbus stack (_read), only when reading
+
     try:
         profile = _load(ns)
     except ProfileError as exc:
-        for p in exc.problems:
-            sys.stderr.write(f"{p}\n")
-        return EXIT_PROFILE
+        return report_problems(exc)
     except OSError as exc:
         sys.stderr.write(f"{ns.profile}: cannot read: {exc}\n")
-        return EXIT_PROFILE
+        return EXIT_USAGE
     readings = asyncio.run(_read(profile))
     if isinstance(readings, str):
         link = profile.plc.link
@@ -164,18 +157,9 @@ def run(ns: argparse.Namespace) -> int:
         for r in bad:
             sys.stderr.write(f"{r.name}: {r.error}\n")
     else:
+        from rich.console import Console  # noqa: PLC0415 - rich only here, as in _table
+
         longest = max((len(r.error or "") for r in bad), default=0)  # a reason on one line
         width = max(120, Console().width, 90 + longest)
         Console(width=width).print(_table(profile, readings))
-    return EXIT_BAD if bad else EXIT_OK
-
-
-def main(args: Sequence[str] | argparse.Namespace | None = None) -> int:
-    """Entry point: ``args`` is either parsed options or the argv after ``read``."""
-    if isinstance(args, argparse.Namespace):
-        return run(args)
-    return run(_parse(sys.argv[1:] if args is None else args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return EXIT_FAILED if bad else EXIT_OK
