@@ -30,7 +30,6 @@ from agent.cli import main as cli
 from agent.cli.status import render
 from agent.config.profile.load import load_profile
 from agent.core.controller import Controller
-from agent.io.modbus.client import ClientStats
 from agent.io.status_client import fetch_status, socket_path
 from agent.io.status_socket import StatusServer
 from agent.model.errors import ProtocolError, StatusSocketError, StatusSocketInUse
@@ -41,6 +40,7 @@ from agent.model.readings import Quality, Reading
 from agent.model.spool import Backlog
 from agent.model.status import (
     SCHEMA,
+    ClientStats,
     EventEntry,
     ExcludedChannel,
     LoopStatus,
@@ -57,7 +57,6 @@ from agent.model.status import (
     WatchdogStatus,
     snapshot_from_dict,
 )
-from agent.runtime.loop import RuntimeStats
 from agent.runtime.snapshot import EventRing, build_snapshot
 from firmware_bridge.results import WatchdogStats
 
@@ -102,7 +101,8 @@ def sample() -> StatusSnapshot:
             RecommendationStatus("rec-cool-82", "cooling_valve", 62.5, None, None, 45.0, 44.5),
         ),
         recommendation_counts=RecommendationCounts(8001, 8002, 8003),
-        plc=PlcStatus(True, False, True, 2001, 2002, 2003, 2004, 2005, 2006, 2007, (17, 19)),
+        plc=PlcStatus(True, 2001, 2002, 2003, 2004, 2005, 2006, 2007, (17, 19),
+                      reachable=True, watchdog_ok=False),
         loop=LoopStatus(3001, 3002, 3003, 0.0375, 3004, 3005, 3006),
         watchdog=WatchdogStatus("native", True, False, 4001, 4002, 4003, 4004, 1.25, 0.5),
         spool=SpoolStatus(5001, 5002, 5003, 5004),
@@ -235,7 +235,8 @@ def manual_controller() -> tuple[Controller, EventRing, list[float]]:
 
 
 def snapshot_of(ctl: Controller, ring: EventRing, now: float) -> StatusSnapshot:
-    stats = RuntimeStats(ticks=12, overruns=1, faults=0, worst_tick_s=0.02)
+    stats = LoopStatus(ticks=12, overruns=1, faults=0, worst_tick_s=0.02, safe_writes=0,
+                       write_failures=0, io_budget_overruns=0)
     watchdog = WatchdogStats(armed=True, fired=False, kicks=12, fires=0, feeds=3,
                              feed_errors=0, worst_lateness_ns=1_500_000, last_lateness_ns=0,
                              last_fire_results=None)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.io.closing import Closing
 from agent.io.configstore import atomic_write
 
 __all__ = ["GENESIS", "AuditKind", "AuditLog", "AuditRecord", "Verification", "format_record",
@@ -121,7 +122,7 @@ def format_record(r: AuditRecord) -> str:
     return f"{r.seq:6d}  {when[:-3]}Z  {r.kind:<17} {items}"
 
 
-class AuditLog:
+class AuditLog(Closing):
     """Append-only hash-chained log at ``path`` (a SQLite file); head anchor ``path.head``."""
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
@@ -137,12 +138,6 @@ class AuditLog:
 
     def close(self) -> None:
         self._db.close()
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def append(self, kind: AuditKind | str, **fields: Any) -> AuditRecord:
         """Append one record (``fields`` must be JSON values); returns it, durable."""

@@ -50,7 +50,7 @@ import os
 import signal
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ from agent.model.messages import (
 )
 from agent.model.mode import Mode
 from agent.model.profile import Profile
-from agent.model.status import StatusSnapshot
+from agent.model.status import LoopStatus, StatusSnapshot
 from agent.runtime import faultinject
 from agent.runtime.configsession import EXIT_RESTART, ConfigSession, Step
 from agent.runtime.snapshot import EventRing, build_snapshot
@@ -91,17 +91,9 @@ OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
 SHUTDOWN_GRACE_S = 3.0  # after the safe state is written, how long the rest may take
 
 
-@dataclass
-class RuntimeStats:
-    ticks: int = 0
-    overruns: int = 0
-    faults: int = 0
-    worst_tick_s: float = 0.0
-    safe_writes: int = 0  # safe-set writes the PLC acknowledged
-    safe_write_failures: int = 0  # safe-set writes not (fully) acknowledged
-    write_failures: int = 0
-    io_budget_overruns: int = 0
-    stale_refused: int = 0  # writes and heartbeats refused after a fire or past the deadline
+# the loop's counters at start (the runtime counts by replacing its frozen copy)
+LOOP_START = LoopStatus(ticks=0, overruns=0, faults=0, worst_tick_s=0.0, safe_writes=0,
+                        write_failures=0, io_budget_overruns=0)
 
 
 class Runtime:
@@ -123,7 +115,7 @@ class Runtime:
         self._outbox: collections.deque[ConfigResult] = collections.deque(maxlen=OUTBOX_MAX)
         self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s)
         self.plant = PlantIO(profile)
-        self.stats = RuntimeStats()
+        self.stats = LOOP_START
         self._hang_handled = False  # the current fire of the native watchdog was acted on
         # native guard (agent.guard): armed at start, kicked at the end of every complete tick
         self.guard = NativeGuard(
@@ -205,6 +197,10 @@ class Runtime:
             await self._shutdown()
         return self._exit_code
 
+    def _count(self, counter: str) -> None:
+        """One more of the loop's counter ``counter`` (a field of LoopStatus)."""
+        self.stats = replace(self.stats, **{counter: getattr(self.stats, counter) + 1})
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         period = self.profile.timing.poll_period_s
@@ -216,15 +212,15 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not take the plant's guard down
-                self.stats.faults += 1
+                self._count("faults")
                 log.exception("fault in tick")
                 await self._apply(self.controller.fault(loop.time(), f"internal error: {exc!r}"))
             end = loop.time()
-            self.stats.ticks += 1
-            self.stats.worst_tick_s = max(self.stats.worst_tick_s, end - start)
+            self.stats = replace(self.stats, ticks=self.stats.ticks + 1,
+                                 worst_tick_s=max(self.stats.worst_tick_s, end - start))
             next_t += period
             if end > next_t:
-                self.stats.overruns += 1
+                self._count("overruns")
                 next_t = end
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(0.0, next_t - loop.time()))
@@ -281,8 +277,8 @@ class Runtime:
         await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
-        self.stats.io_budget_overruns = self.plant.budget_overruns
-        self.stats.stale_refused = self.plant.stale_refused
+        self.stats = replace(self.stats, io_budget_overruns=self.plant.budget_overruns,
+                             stale_refused=self.plant.stale_refused)
         self.panel.after_tick(now, self._indication())
 
     async def _shadow(self, now: float) -> None:
@@ -326,9 +322,9 @@ class Runtime:
         values: Mapping[str, float] = decision.writes
         result = await self.plant.write(values, safe=decision.safe, decided_at=decided_at)
         if result is None:
-            self.stats.write_failures += 1
+            self._count("write_failures")
             if decision.safe:
-                self.stats.safe_write_failures += 1
+                self._count("safe_write_failures")
                 log.warning("safe state NOT written (%s): PLC unreachable (%s); again next tick",
                             decision.reason, self.plant.plc.session.disconnect_reason())
             return
@@ -337,18 +333,18 @@ class Runtime:
         if decision.safe:
             confirmed = await self.plant.read_back(values, acked) if acked else set()
             if acked:
-                self.stats.safe_writes += 1
+                self._count("safe_writes")
                 log.info("safe state written (%s), acknowledged: %s", decision.reason,
                          ", ".join(f"{k}={v:g}" for k, v in acked.items()))
             if not result.ok:
-                self.stats.safe_write_failures += 1
+                self._count("safe_write_failures")
                 log.warning("safe state write FAILED (%s): %s; again next tick", decision.reason,
                             "; ".join(f"{k}: {e}" for k, e in result.failed.items()))
             elif confirmed != set(acked):
                 log.warning("safe state written but not read back for %s; again next tick",
                             ", ".join(sorted(set(acked) - confirmed)))
         if not result.ok:
-            self.stats.write_failures += 1
+            self._count("write_failures")
         self.controller.written(acked, confirmed, loop.time())
 
     async def _on_hang(self, now: float) -> None:

@@ -41,10 +41,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.io.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
+from agent.io.modbus.session import MALFORMED, Failure, ModbusSession
 from agent.model.errors import WriteRefused
 from agent.model.profile import Profile, Table
 from agent.model.readings import Quality, Reading
+from agent.model.status import ClientStats
 from agent.protocol.modbus import pdu
 from agent.protocol.modbus.codec import decode, decoder
 from agent.protocol.modbus.frames import encode_write_frames, resolve_writes
@@ -59,7 +60,7 @@ from agent.protocol.modbus.plan import (
     signal_points,
 )
 
-__all__ = ["ClientStats", "PlcClient", "WriteResult", "read_request", "write_request"]
+__all__ = ["PlcClient", "WriteResult", "read_request", "write_request"]
 
 log = logging.getLogger(__name__)
 

@@ -73,6 +73,7 @@ from agent.io.modbus.exchange import Exchange, Lost, Timeout
 from agent.io.modbus.transport import RtuTransport, TcpTransport
 from agent.model.errors import ConnectFailed
 from agent.model.profile import PlcConnection, TcpLink
+from agent.model.status import ClientStats
 from agent.protocol.modbus import adu
 from agent.protocol.modbus.pdu import ExceptionReply, Reply, Request
 
@@ -110,24 +111,6 @@ class Outcome:
     failure: Failure | None = None
     error: str | None = None
     code: int | None = None  # Modbus exception code, for Failure.EXCEPTION
-
-
-@dataclass(frozen=True)
-class ClientStats:
-    """Counters since the client was made (for ``twinguard status``)."""
-
-    connected: bool
-    requests: int
-    errors: int
-    timeouts: int
-    exception_replies: int
-    reconnects: int
-    disconnects: int
-    skipped: int
-    backed_off_units: tuple[int, ...]
-    malformed: int = 0
-    late_replies: int = 0
-    last_error: str | None = None  # the most recent failure, in words (kept after recovery)
 
 
 class ModbusSession:
