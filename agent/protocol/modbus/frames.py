@@ -4,7 +4,7 @@ The native watchdog (``firmware_bridge``) knows nothing about Modbus: at arm tim
 hands it the bytes of the safe-state write, and on a hang it only ``write()``s them. This
 module builds those bytes with pymodbus's own PDU classes and framers, an implementation
 independent of the master's codec (:mod:`agent.modbus.pdu` / :mod:`agent.modbus.adu`);
-``tests/test_modbus_adu.py`` checks that both give the same bytes for the same writes, so
+``tests/protocol/test_modbus_adu.py`` checks that both give the same bytes for the same writes, so
 what the watchdog sends is exactly what the agent would have sent::
 
     TCP (FramerSocket, MBAP)  [ tid:2 ][ pid=0:2 ][ len:2 ][ unit:1 ][ fc:1 ][ data ]

@@ -155,7 +155,7 @@ def nonprintable(text: str) -> tuple[int, str, str] | None:
     Refused: every code point whose Unicode general category (this Python's Unicode
     database, ``unicodedata.unidata_version``) is in NONPRINTABLE_CATEGORIES, except
     U+0020. In CPython 3.11 this is the same verdict as ``not text.isprintable()``
-    (tests/test_twin_messages.py checks every code point).
+    (tests/protocol/test_twin_messages.py checks every code point).
     """
     for i, ch in enumerate(text):
         cat = unicodedata.category(ch)

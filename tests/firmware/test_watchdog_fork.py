@@ -2,8 +2,8 @@
 
 The child has no watchdog thread (fork copies only the calling thread), but inherits the
 watchdog's state, its mutex and condition variables in whatever state the parent's thread
-left them, and the dup'd PLC socket and hw watchdog fds. tests/watchdog_fork_child.py arms a
-watchdog and forks 20 children one after the other; for each, the parent reads
+left them, and the dup'd PLC socket and hw watchdog fds. tests/firmware/watchdog_fork_child.py
+arms a watchdog and forks 20 children one after the other; for each, the parent reads
 ``/proc/<child>/fd`` while the child runs, then lets it exit through interpreter shutdown.
 """
 

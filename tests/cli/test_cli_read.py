@@ -14,7 +14,7 @@ from sim.plc.harness import SimPlcProcess
 
 pytestmark = pytest.mark.timeout(40)
 
-SIM_TANK = Path(__file__).resolve().parents[1] / "hw_profiles" / "sim-tank.toml"
+SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-tank.toml"
 
 
 def twinguard(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,11 +8,11 @@ import threading
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+ROOT = TESTS.parents[1]
 
 
 def child_env() -> dict[str, str]:
-    """This process's environment for a child Python, with the checkout and tests/ *after*
+    """This process's environment for a child Python, with the checkout and this folder *after*
     any PYTHONPATH it has, so the child imports the same firmware_bridge build as this
     process (CI's sanitizer leg puts its sanitized build first) and can import this module."""
     path = [p for p in (os.environ.get("PYTHONPATH"), str(ROOT), str(TESTS)) if p]

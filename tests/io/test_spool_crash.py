@@ -1,6 +1,6 @@
 """kill -9 a process in the middle of appending: every batch it reported committed survives.
 
-The child (tests/spool_child.py) reports a batch only after ``append`` returned, so a
+The child (tests/io/spool_child.py) reports a batch only after ``append`` returned, so a
 reported batch was durable at that moment. We kill it at random moments many times, reopen
 the spool like the agent would after a restart, and check every reported record.
 """

@@ -1,6 +1,6 @@
 """A process that arms a watchdog and then hangs with the GIL held (run by test_watchdog_hang).
 
-    python tests/watchdog_child.py '<json config>'
+    python tests/firmware/watchdog_child.py '<json config>'
 
 Config keys: ``impl`` ("native" | "python"), ``deadline_s``, ``connect`` ([host, port]: a
 TCP connection the watchdog writes ``payload_hex`` to), ``reply_timeout_s``, ``files``

@@ -35,7 +35,7 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(main())
 
 
-SIM_TANK = Path(__file__).resolve().parents[1] / "hw_profiles" / "sim-tank.toml"
+SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-tank.toml"
 TCP_PLC = 'transport = "tcp"\nhost = "127.0.0.1"\nport = 15020\n'
 RTU_PLC = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = "N"\n'
 

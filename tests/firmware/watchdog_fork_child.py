@@ -1,6 +1,6 @@
 """A process that arms a watchdog and then fork()s N children (run by test_watchdog_fork).
 
-    python tests/watchdog_fork_child.py '<json config>'
+    python tests/firmware/watchdog_fork_child.py '<json config>'
 
 Config keys: ``impl`` ("native" | "python"), ``forks`` (how many children, one at a time),
 ``hw_path`` (a file given as the hw watchdog fd), ``exit_timeout_s`` (how long a released

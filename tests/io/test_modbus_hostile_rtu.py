@@ -28,7 +28,7 @@ from sim.plc.harness import SocatPair
 pytestmark = pytest.mark.timeout(60)
 
 T = TypeVar("T")
-SIM_TANK = Path(__file__).resolve().parents[1] / "hw_profiles" / "sim-tank.toml"
+SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-tank.toml"
 TCP_PLC = 'transport = "tcp"\nhost = "127.0.0.1"\nport = 15020\n'
 RTU_PLC = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = "N"\n'
 TIMEOUT_S = 0.1  # sim-tank's

@@ -1,6 +1,6 @@
 """Child for the crash test: apply version after version to a ConfigStore until killed.
 
-    python tests/configstore_child.py DIR FIRST_VERSION
+    python tests/io/configstore_child.py DIR FIRST_VERSION
 
 Each version's text names its version and is long enough that a write takes a while.
 Prints "ready" once, right before the first apply.

@@ -113,7 +113,7 @@ def test_docstring_table_is_the_rules_table() -> None:
 
 
 def test_the_readme_shows_the_rules_table() -> None:
-    readme = Path(__file__).resolve().parents[1] / "README.md"
+    readme = Path(__file__).resolve().parents[2] / "README.md"
     assert markdown_table() in readme.read_text()
 
 

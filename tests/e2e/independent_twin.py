@@ -4,7 +4,7 @@ Nothing of ``agent/twin/`` or ``sim/twin/`` is imported or was read to write it:
 to check that the protocol document is enough to keep an agent alive (and that its silence
 drives the safe state).
 
-    python tests/independent_twin.py --listen 127.0.0.1:0 --pki DIR [--rate 10]
+    python tests/e2e/independent_twin.py --listen 127.0.0.1:0 --pki DIR [--rate 10]
                                      [--silence-after S] [--device-id ID]
 
 * TLS server (TLS 1.2+), mutual authentication: ``DIR/twin.crt`` + ``twin.key`` as its

@@ -41,7 +41,7 @@ from agent.protocol.modbus import adu, pdu
 
 pytestmark = pytest.mark.timeout(60)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pymodbus_request(req: pdu.Request, tid: int) -> ModbusPDU:

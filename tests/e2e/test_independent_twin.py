@@ -1,6 +1,6 @@
 """A twin written from PROTOCOL.md alone keeps the agent ALIVE; its silence drives FAILSAFE.
 
-Real processes only: the sim PLC, ``tests/independent_twin.py`` (TLS server, heartbeats,
+Real processes only: the sim PLC, ``tests/e2e/independent_twin.py`` (TLS server, heartbeats,
 strict decoding of what the agent sends) and ``python -m agent run``. The agent's state is
 taken from the ``status`` messages the independent twin receives, the safe state from the
 sim PLC's write log: never from inside the agent.
@@ -37,7 +37,8 @@ OUTPUTS = ("heater_power", "cooling_valve")
 
 
 class TwinProcess:
-    """``tests/independent_twin.py`` as a subprocess; its stdout events collected by a thread."""
+    """``tests/e2e/independent_twin.py`` as a subprocess; its stdout events collected by a
+    thread."""
 
     def __init__(self, pki: Path, stderr: Path, silence_after: float) -> None:
         with stderr.open("ab") as err:

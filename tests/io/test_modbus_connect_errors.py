@@ -27,7 +27,7 @@ from sim.plc.harness import SocatPair, pty_accepts_parity
 
 pytestmark = pytest.mark.timeout(40)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIM_TANK = ROOT / "hw_profiles" / "sim-tank.toml"
 TCP_PLC = 'transport = "tcp"\nhost = "127.0.0.1"\nport = 15020\n'
 RTU_N = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = "N"\nstopbits = 2\n'

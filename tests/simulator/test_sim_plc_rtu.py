@@ -20,7 +20,7 @@ from sim.plc.harness import SimPlcProcess, SocatPair, pty_accepts_parity
 
 pytestmark = pytest.mark.timeout(40)
 
-SIM_TANK = Path(__file__).resolve().parents[1] / "hw_profiles" / "sim-tank.toml"
+SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-tank.toml"
 
 
 @pytest.fixture

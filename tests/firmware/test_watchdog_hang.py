@@ -1,6 +1,6 @@
 """The reason the native watchdog exists: it fires while another thread holds the GIL.
 
-A child process (tests/watchdog_child.py) connects to a listener here, arms the watchdog
+A child process (tests/firmware/watchdog_child.py) connects to a listener here, arms the watchdog
 with that TCP connection, then hangs with the GIL held. We assert, from outside, that the
 payload arrives, the file action happened and the child's stats record the fire. The same
 tests on the pure-Python twin are strict xfails: its thread needs the GIL to run at all.
@@ -25,7 +25,7 @@ from watchdog_kit import child_env
 from sim.plc.harness import SimPlcProcess
 
 CHILD = Path(__file__).with_name("watchdog_child.py")
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAYLOAD = b"\x00\x2a SAFE STATE \xff"
 REPLY = b"ACK"
 

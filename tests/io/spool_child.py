@@ -1,6 +1,6 @@
 """Crash-test child: append batches to a spool forever, report each one after it committed.
 
-    python tests/spool_child.py <spool path> <run id> <seed>
+    python tests/io/spool_child.py <spool path> <run id> <seed>
 
 Output lines (flushed, written only AFTER the call returned):
     R <next_seq>                           ready, the spool is open

@@ -25,7 +25,7 @@ def test_kill_during_apply_leaves_old_or_new(tmp_path: Path) -> None:
     directory = tmp_path / "config"
     store = ConfigStore(directory, keep=3)
     store.accept(1, text_of(1))
-    env = {**os.environ, "PYTHONPATH": str(CHILD.parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(CHILD.parents[2])}
     for _ in range(KILLS):
         opened = ConfigStore(directory)
         before, old = opened.last_version, opened.current_version

@@ -23,7 +23,7 @@ from sim.plc.harness import SimPlcProcess
 pytestmark = pytest.mark.timeout(30)
 
 T = TypeVar("T")
-SIM_TANK = Path(__file__).resolve().parents[1] / "hw_profiles" / "sim-tank.toml"
+SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-tank.toml"
 
 
 def run(coro: Awaitable[T]) -> T:

@@ -60,7 +60,7 @@ def guard_cls() -> type[Any]:
 
 @pytest.fixture
 def rtu_plc(tmp_path: Path) -> Iterator[tuple[SimPlcProcess, str, Path]]:
-    text = (Path(__file__).resolve().parents[1] / "hw_profiles" / "sim-tank.toml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-tank.toml").read_text()
     tcp = 'transport = "tcp"\nhost = "127.0.0.1"\nport = 15020\n'
     rtu = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = "N"\n'
     path = tmp_path / "sim-tank-rtu.toml"
