@@ -1,4 +1,4 @@
-"""``twinguard certs init|revoke|check``: the demo PKI for mutual TLS (``agent.pki``).
+"""``twinguard certs init|revoke|check``: the demo PKI for mutual TLS (``agent.io.pki``).
 
 - ``certs init DIR [--device-id ID] [--twin-name NAME] [--days N] [--force]``: a local CA,
   a device (client) and a twin (server) certificate, for trials and tests.

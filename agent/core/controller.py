@@ -25,7 +25,7 @@ unit backoff); while any is unconfirmed the state machine cannot leave the safe 
 (``Health.safe_set_confirmed``: FAILSAFE and STARTING hold, RECOVERING does not complete), and
 :attr:`Controller.unconfirmed_since` says since when, for ``twinguard status`` and the LEDs.
 
-Recommendations (``agent.recommend``): :meth:`Controller.on_recommend` validates one the
+Recommendations (``agent.core.recommend``): :meth:`Controller.on_recommend` validates one the
 moment it arrives, bound to the link session and epoch it came from (:meth:`on_session`
 reports each session that comes up); the live ones are dropped when that session ends
 (heartbeat LOST for any cause), when the twin's epoch changes, when the plant leaves NORMAL

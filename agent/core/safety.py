@@ -16,7 +16,7 @@ States::
                      RECOVERING ──fault──▶ FAILSAFE
 
 *Fault* events are TWIN_LOST, TRIP (including a required group BAD, which
-``agent.trips.evaluate`` reports as a trip of its own), PLC_UNREACHABLE,
+``agent.core.trips.evaluate`` reports as a trip of its own), PLC_UNREACHABLE,
 PLC_WATCHDOG_FAULT, SAFE_UNCONFIRMED (a safe value planned is not yet acknowledged and read
 back at the PLC: FAILSAFE and STARTING hold, RECOVERING holds without completing — no
 hold-off completion, acks refused — until it is), STOP and FAULT. In STARTING the plant
@@ -187,7 +187,7 @@ class Health:
     """What the runtime saw this tick; :meth:`SafetyMachine.assess` turns it into an event.
 
     ``worst_quality`` is over all groups; a *required* group that is BAD reaches the
-    machine as a trip (``agent.trips.evaluate`` always reports it), a non-required BAD
+    machine as a trip (``agent.core.trips.evaluate`` always reports it), a non-required BAD
     group only degrades. ``plc_watchdog_ok``: the PLC's communication watchdog was read
     back with the expected timeout and has not fallen back.
     """

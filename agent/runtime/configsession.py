@@ -4,11 +4,11 @@ Where the agent's configuration comes from (``twinguard run --config C --state-d
 
 - ``C`` is the *factory* configuration, version 0. Its ``[[trust]]`` store is the first one;
   relative paths in every configuration (``twin.ca`` ...) resolve against ``C``'s directory.
-- Pushed configurations live in ``D/config`` (``agent.configstore``). At start, if the
+- Pushed configurations live in ``D/config`` (``agent.io.configstore``). At start, if the
   store's current version is above 0 it wins over ``C`` (versions only go up; ``C`` is 0).
-- The audit log is ``D/audit.sqlite`` (``agent.audit``).
+- The audit log is ``D/audit.sqlite`` (``agent.io.audit``).
 
-A push (``push``) is evaluated (``agent.configpush``) against what is in force; refused ones
+A push (``push``) is evaluated (``agent.config.push``) against what is in force; refused ones
 are answered and audited. An accepted one is stored (version counter first, then the file,
 then the pointer) and applied:
 

@@ -8,7 +8,7 @@ Per tick, every ``timing.poll_period_s`` on an absolute schedule::
 The twin heartbeat deadline is a timer of its own (``loop.call_at`` on
 ``controller.next_deadline()``): when it passes, the controller is asked at once and the
 safe state is written without waiting for the next poll. All PLC I/O goes through
-``agent.plantio`` (one lock, one I/O budget per tick), so a safe-state write waits at most for
+``agent.io.plant`` (one lock, one I/O budget per tick), so a safe-state write waits at most for
 the one request in flight.
 
 A tick that ends after the next one was due is an overrun: counted, and the schedule skips
@@ -20,14 +20,14 @@ Twin recommendations are validated on arrival (``Controller.on_recommend``), bou
 link session and epoch they came on (``TwinLink.delivering``; the controller drops them when
 that session ends), and answered within the link's reply budget (``TwinLink.reply``);
 in shadow mode the outputs are read after a complete tick while some are live, to log what
-would have been written. Telemetry (``agent.telemetry_feed``) only queues records on the
+would have been written. Telemetry (``agent.runtime.telemetry_feed``) only queues records on the
 loop; committing and sending run in a writer thread and the pump task.
 
 At start, before anything else: connect, write the safe set, read the PLC's communication
 watchdog configuration back; the state machine does not leave STARTING until the PLC is
 reachable, its watchdog verified and the twin seen.
 
-Configuration push (``agent.configsession``): the configuration in force is the config
+Configuration push (``agent.runtime.configsession``): the configuration in force is the config
 store's current version if above 0, else ``--config``; the profile used is the hardware
 profile with its overrides. A ``config_push`` is evaluated, stored and audited on one worker
 thread (fsyncs stay off the loop), answered with ``config_result``, then applied on the
@@ -117,7 +117,7 @@ class Runtime:
         self.plant = PlantIO(profile)
         self.stats = LOOP_START
         self._hang_handled = False  # the current fire of the native watchdog was acted on
-        # native guard (agent.guard): armed at start, kicked at the end of every complete tick
+        # native guard (agent.io.guard): armed at start, kicked at the end of every complete tick
         self.guard = NativeGuard(
             profile, watchdog or load_watchdog(profile.require_native_watchdog),
             exit_code=exit_code_from_env(os.environ))
@@ -255,7 +255,7 @@ class Runtime:
     # --- one tick ------------------------------------------------------------------------
 
     async def _tick(self, now: float) -> None:
-        # all PLC I/O of one tick shares one budget (agent.plantio)
+        # all PLC I/O of one tick shares one budget (agent.io.plant)
         until = now + self.plant.budget_s
         readings, answered = await self.plant.read_signals(now, until)
         if self.plant.watchdog_due(now):
@@ -309,7 +309,7 @@ class Runtime:
         report to it what the PLC acknowledged and, for the safe set, read back.
 
         Once the native watchdog has fired, the agent enters FAILSAFE ("agent hang") before
-        anything else, and no decision but the safe set reaches the PLC (agent.plantio's
+        anything else, and no decision but the safe set reaches the PLC (agent.io.plant's
         gate); "safe state written" is logged only for what the PLC acknowledged."""
         loop = asyncio.get_running_loop()
         if decided_at is None:

@@ -1,4 +1,4 @@
-"""Reconnect backoff (agent.backoff): capped exponential with equal jitter, sans-IO."""
+"""Reconnect backoff (agent.core.backoff): capped exponential with equal jitter, sans-IO."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
-"""A twin written from ``agent/twin/PROTOCOL.md`` alone (stdlib ssl + asyncio + msgpack).
+"""A twin written from ``agent/protocol/twin/PROTOCOL.md`` alone (stdlib ssl + asyncio + msgpack).
 
-Nothing of ``agent/twin/`` or ``sim/twin/`` is imported or was read to write it: it exists
-to check that the protocol document is enough to keep an agent alive (and that its silence
-drives the safe state).
+Nothing of ``agent/protocol/twin/``, ``agent/io/twin/`` or ``sim/twin/`` is imported or was
+read to write it: it exists to check that the protocol document is enough to keep an agent
+alive (and that its silence drives the safe state).
 
     python tests/e2e/independent_twin.py --listen 127.0.0.1:0 --pki DIR [--rate 10]
                                      [--silence-after S] [--device-id ID]

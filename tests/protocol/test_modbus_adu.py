@@ -1,4 +1,4 @@
-"""The master's codec (agent.modbus.pdu / adu) against pymodbus's own framers, and its checks.
+"""The master's codec (agent.protocol.modbus pdu / adu) against pymodbus's framers, and its checks.
 
 The encoder is cross-checked byte for byte against pymodbus's FramerSocket / FramerRTU
 (an independent implementation), and correct replies are built with pymodbus's response
@@ -292,7 +292,7 @@ def test_codec_is_sans_io(module: str) -> None:
 
 @pytest.mark.parametrize("ref", ["sim-tank", "pi4-rs485-rtu", "pi-modbus-tcp"])
 def test_watchdog_frames_are_the_masters_frames(ref: str) -> None:
-    """The native watchdog's pre-encoded safe set (pymodbus's framers, agent.modbus.frames)
+    """The native watchdog's pre-encoded safe set (pymodbus's framers, agent.protocol.modbus.frames)
     is byte for byte what the master would send for the same writes."""
     from agent.config.profile.load import load_profile
     from agent.io.modbus.client import write_request

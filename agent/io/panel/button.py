@@ -72,7 +72,7 @@ class ResetButton(Closing):
     default; tests pass a ``MockFactory``).
 
     Raises ValueError for ``hold_s`` <= 0 or a negative ``bounce_s`` (a zero hold would make
-    every tap an ack), and :class:`~agent.leds.GpioError` when the pin cannot be claimed.
+    every tap an ack), and :class:`~agent.model.errors.GpioError` when the pin cannot be claimed.
     """
 
     def __init__(

@@ -11,7 +11,7 @@ loop runs), ``after_tick`` (at the end of every complete tick) and ``close`` —
 - systemd (``Type=notify``): READY=1 once the loop runs (even in STARTING: holding the
   plant safe *is* running), WATCHDOG=1 only from ``after_tick`` — a hung loop stops it —
   at most every ``WATCHDOG_MIN_INTERVAL_S``; STATUS= on every change of state/mode/link.
-- The status socket (``agent.status``) answers ``twinguard status`` / ``twinguard ack``.
+- The status socket (``agent.io.status_socket``) answers ``twinguard status`` / ``twinguard ack``.
 """
 
 from __future__ import annotations

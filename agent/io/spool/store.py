@@ -7,7 +7,7 @@ Contract
 * Seqs are never reused: the next seq is kept in ``meta`` in the same transaction as the
   batch, so it survives acks that delete everything. A new file (first start, lost file,
   quarantined file) starts at, in order of preference: the in-memory next seq (corruption
-  found while running), the sidecar reservation ``<name>.seq`` (see ``agent.spool.files``),
+  found while running), the sidecar reservation ``<name>.seq`` (see ``agent.io.spool.files``),
   else a wall-clock floor (microseconds since the epoch). A SEQ_FLOOR event record explains
   the jump to the twin.
 * Records are deleted only by ``ack(upto_seq)`` (cumulative) or by the ``drop_oldest``
