@@ -1,5 +1,14 @@
-"""Shared fixtures: the simulated PLC as a real process, a socat pty pair, and the two
-watchdog implementations (the native one and the pure-Python twin)."""
+"""Shared fixtures: the simulated PLC as a real process and a socat pty pair.
+
+The tests mirror the packages: ``core/``, ``config/``, ``protocol/``, ``io/``, ``runtime/``,
+``cli/`` (``agent``'s layers), ``e2e/`` (the whole plant as processes), ``simulator/``
+(``sim``) and ``firmware/`` (``firmware_bridge``; its fixtures are in its ``conftest.py``).
+No folder is named after a top-level package (``sim``, ``firmware_bridge``): without
+``__init__.py`` files this folder is on ``sys.path``, and CI's sanitizer leg runs pytest with
+``-P`` (the checkout off ``sys.path``), where such a folder would shadow the package as a
+namespace package. Helpers more than one folder uses (``bundle_kit``, ``hostile_modbus``)
+live here, next to this file.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from firmware_bridge import WatchdogAPI, pywatchdog
 from sim.plc.harness import SimPlcProcess, SocatPair
-
-try:
-    from firmware_bridge import native
-except ImportError:  # pragma: no cover - the build is wired in setup.py
-    native = None  # type: ignore[assignment]
 
 
 @pytest.fixture
@@ -28,22 +31,3 @@ def socat_pair() -> Iterator[SocatPair]:
     """Two linked ptys; ``.a`` for the server, ``.b`` for the client."""
     with SocatPair() as pair:
         yield pair
-
-
-@pytest.fixture(params=["native", "python"])
-def impl(request: pytest.FixtureRequest) -> type[WatchdogAPI]:
-    """Each watchdog class in turn (test ids ``[native]``/``[python]``: CI's sanitizer leg
-    selects ``-k native``); a missing native build fails rather than skips."""
-    if request.param == "native":
-        if native is None:
-            pytest.fail("firmware_bridge._watchdog is not built")
-        return native.Watchdog
-    return pywatchdog.Watchdog
-
-
-@pytest.fixture
-def wd(impl: type[WatchdogAPI]) -> Iterator[WatchdogAPI]:
-    """A fresh watchdog of each implementation, closed afterwards."""
-    w = impl()
-    yield w
-    w.close()

@@ -93,7 +93,7 @@ _TRUST_KEYS = ("id", "role", "public_key")
 
 
 class Role(enum.Enum):
-    """Who signed a configuration bundle; what each may change is ``agent.roles``' table."""
+    """Who signed a configuration bundle; what each may change is ``agent.config.roles``' table."""
 
     OPERATOR = "operator"
     ENGINEER = "engineer"

@@ -7,7 +7,7 @@ that fails (each refusal has one ``Reason`` code, sent to the twin and audited):
 ``Reason``                     refused because
 =============================  ===============================================================
 ``too_large``                  the bundle is above ``max_bytes`` (checked before decoding)
-``malformed``                  not a well-formed bundle (``agent.bundle``)
+``malformed``                  not a well-formed bundle (``agent.config.bundle``)
 ``unsigned``                   no signatures at all
 ``unknown_key``                a signature's key id is not in the trust store in force
 ``bad_signature``              a signature does not verify with its key
@@ -19,8 +19,8 @@ that fails (each refusal has one ``Reason`` code, sent to the twin and audited):
 ``bad_toml``                   the configuration text is not TOML
 ``invalid_config``             it fails the checks of a local file (``agent.config``), changes
                                ``device_id``, or its overrides do not fit the profile
-                               (``agent.effective``)
-``role_not_allowed``           a change no signer's role may make (``agent.roles``)
+                               (``agent.config.effective``)
+``role_not_allowed``           a change no signer's role may make (``agent.config.roles``)
 ``approvers_required``         ``mode = "active"`` without two distinct approver keys
 ``safety_change_while_active`` a safety section changes while the agent is ``active`` with
                                outputs not held safe: apply it in shadow or fail-safe

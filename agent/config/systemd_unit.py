@@ -4,7 +4,7 @@ What the unit guarantees, and why:
 
 * ``Type=notify`` + ``NotifyAccess=main``: the agent reports READY=1 when its loop runs
   (it may still be in STARTING, holding safe values, waiting for PLC and twin) and sends
-  WATCHDOG=1 after every complete tick (:mod:`agent.sdnotify`); ``WatchdogSec=`` kills and
+  WATCHDOG=1 after every complete tick (:mod:`agent.io.panel.sdnotify`); ``WatchdogSec=`` kills and
   restarts a hung agent (the native watchdog and the PLC's own watchdog act first).
 * ``Restart=always``, a short ``RestartSec=`` and ``StartLimitIntervalSec=0``: the agent is
   restarted however it ended and systemd never gives up on it; meanwhile the PLC's

@@ -1,6 +1,6 @@
 """The twin heartbeat monitor: heartbeats and silence in, link events out (sans-IO).
 
-The caller hands in every :class:`~agent.twin.messages.Heartbeat` the twin link decoded,
+The caller hands in every :class:`~agent.model.messages.Heartbeat` the twin link decoded,
 a disconnect when the link drops, and calls :meth:`HeartbeatMonitor.poll` whenever the timer
 it set for :meth:`HeartbeatMonitor.deadline` fires (and, for belt and braces, every tick).
 ``now`` is monotonic seconds from the caller's clock; this module never reads a clock.
@@ -28,7 +28,7 @@ Which heartbeats count:
   lower one is *out of order*; both are counted and ignored (replays change nothing).
 * An accepted heartbeat with ``healthy=False`` drives LOST at once (cause
   "twin reports unhealthy") and breaks any recovery streak.
-* A :class:`~agent.twin.messages.Bye` of the current (or a newer) epoch drives LOST at once
+* A :class:`~agent.model.messages.Bye` of the current (or a newer) epoch drives LOST at once
   and **ends** that epoch for good: later heartbeats of it are counted (``after_bye``) and
   ignored, on this connection and every later one; only another epoch brings the twin back.
   A Bye from an older epoch is stale and ignored like a stale heartbeat.

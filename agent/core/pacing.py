@@ -1,11 +1,11 @@
 """Bounded work on the twin link (sans-IO): what waits to be delivered, and the reply budget.
 
-The link (``agent.twin.link``) reads a frame stream the twin controls; an authenticated twin,
+The link (``agent.io.twin.link``) reads a frame stream the twin controls; an authenticated twin,
 or a bug in one, must never be able to stall the control loop that shares the event loop
 with it (PROTOCOL.md §6.1). Two pieces, no I/O and no clock here (``now`` is passed in):
 
 * :class:`Inbox` -- twin messages read but not delivered yet, in arrival order, each with
-  its arrival time and :class:`~agent.twin.messages.Origin`. Bounded: :attr:`Inbox.full`
+  its arrival time and :class:`~agent.model.messages.Origin`. Bounded: :attr:`Inbox.full`
   once it holds ``max_frames`` messages or ``max_bytes`` of frame bodies; the link stops
   reading while it is full (TCP flow control then holds the twin back), so it never holds
   more than the bound plus one read.
@@ -26,7 +26,7 @@ from agent.model.messages import Origin
 class Waiting(NamedTuple):
     """One frame waiting for delivery (a tuple: thousands may be made per second)."""
 
-    body: bytes  # the frame body, not decoded yet (``agent.twin.frames.decode_body``)
+    body: bytes  # the frame body, not decoded yet (``agent.protocol.twin.frames.decode_body``)
     t: float  # monotonic arrival time (when it was read)
     origin: Origin
 

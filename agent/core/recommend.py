@@ -1,6 +1,6 @@
 """Twin recommendations (sans-IO): validation, shadow reports, active targets with expiry.
 
-A recommendation (``agent.twin.messages.Recommend``) asks for one declared output to hold
+A recommendation (``agent.model.messages.Recommend``) asks for one declared output to hold
 ``value`` (engineering units) for ``valid_s`` seconds. :class:`Recommendations` judges it
 the moment it arrives (first failing rule wins; all but the first are :func:`validate`)::
 
@@ -17,7 +17,7 @@ recommendation lives until ``received + valid_s`` (the agent's monotonic clock, 
 twin's); :meth:`Recommendations.expire` drops it once, for the caller to log.
 
 Lifetime: recommendations die with the twin session that sent them. Each accepted one is
-bound to its :class:`~agent.twin.messages.Origin` (the link session it arrived on and the
+bound to its :class:`~agent.model.messages.Origin` (the link session it arrived on and the
 twin epoch in force there). The caller reports the session's life; every live
 recommendation is dropped (:class:`DropCause`, logged once per drop with why, counted in
 :attr:`Recommendations.dropped`) when
@@ -27,7 +27,7 @@ recommendation is dropped (:class:`DropCause`, logged once per drop with why, co
   also when a new link session comes up while some are still live (:meth:`session_up`);
 - the twin's epoch changed (:meth:`epoch_seen` with a higher epoch);
 - the plant left NORMAL, or the control authority (mode) changed -- :meth:`drop`, called by
-  the controller (``agent.controller``), which sees those.
+  the controller (``agent.core.controller``), which sees those.
 
 A recommendation is rejected ``stale_session`` when it did not arrive on the current link
 session (none is up, or it came on an older one), when its epoch is older than the highest
@@ -45,7 +45,7 @@ What happens to the live ones depends on the control authority, which the caller
   output for status and telemetry.
 - active (and only while the caller says writing is allowed): :meth:`Recommendations.targets`
   gives, per live recommendation, the value to write now: clamped by
-  ``agent.outputs.clamp`` to the output's limits and to ``max_rate * dt`` from the value the
+  ``agent.core.outputs.clamp`` to the output's limits and to ``max_rate * dt`` from the value the
   agent last wrote, where dt is the time since the previous ``targets`` call (capped at
   ``max_dt_s``; 0 on the first call after :meth:`Recommendations.pause`, so a resumed
   authority never jumps). Values equal to what was last written are left out.

@@ -200,7 +200,7 @@ class Health:
     """What the runtime saw this tick; :meth:`SafetyMachine.assess` turns it into an event.
 
     ``worst_quality`` is over all groups; a *required* group that is BAD reaches the
-    machine as a trip (``agent.trips.evaluate`` always reports it), a non-required BAD
+    machine as a trip (``agent.core.trips.evaluate`` always reports it), a non-required BAD
     group only degrades. ``plc_watchdog_ok``: the PLC's communication watchdog was read
     back with the expected timeout and has not fallen back. ``twin`` matters only when
     ``twin_required`` (active mode with an ``on_twin_loss = "safe"`` output): then LOST is

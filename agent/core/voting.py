@@ -1,6 +1,6 @@
 """Redundancy voting: one group's readings in, one vote out (sans-IO, stateful).
 
-A :class:`GroupVoter` is built once per :class:`~agent.profile.model.Group` and fed every
+A :class:`GroupVoter` is built once per :class:`~agent.model.profile.Group` and fed every
 poll's readings with the caller's monotonic ``now``. It keeps a short history per channel
 (the last accepted sample, how long its value has been frozen, recent samples for the
 "peers moved" test) and never reads a clock.

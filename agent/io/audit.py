@@ -37,12 +37,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.io.closing import Closing
 from agent.io.configstore import atomic_write
 
 __all__ = ["GENESIS", "AuditKind", "AuditLog", "AuditRecord", "Verification", "format_record",
            "transition_record"]
 
 log = logging.getLogger(__name__)
+
+AUDIT_FILE = "audit.sqlite"  # in the agent's state directory
+
+
+def audit_path(state_dir: Path) -> Path:
+    """The audit log of the agent whose state directory is ``state_dir``."""
+    return state_dir / AUDIT_FILE
 
 GENESIS = "0" * 64
 
@@ -116,7 +124,7 @@ def format_record(r: AuditRecord) -> str:
     return f"{r.seq:6d}  {when[:-3]}Z  {r.kind:<17} {items}"
 
 
-class AuditLog:
+class AuditLog(Closing):
     """Append-only hash-chained log at ``path`` (a SQLite file); head anchor ``path.head``."""
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
@@ -132,12 +140,6 @@ class AuditLog:
 
     def close(self) -> None:
         self._db.close()
-
-    def __enter__(self) -> AuditLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def append(self, kind: AuditKind | str, **fields: Any) -> AuditRecord:
         """Append one record (``fields`` must be JSON values); returns it, durable."""

@@ -4,7 +4,7 @@ An adapter (thin). The watchdog thread knows nothing about Modbus; this module h
 arm time, everything a hang needs, prepared with the GIL held:
 
 ==============  ==========================================================================
-fd_writes       the safe-state request frames (``agent.modbus.frames.encode_write_frames``,
+fd_writes       the safe-state request frames (``agent.protocol.modbus.frames.encode_write_frames``,
                 MBAP transaction id 65535 on TCP, outside the client's range), on the
                 guard's **own** link to the PLC
 file_writes     ``board.fault_led`` <- ``board.fault_led_value`` (when the profile has one)
@@ -35,7 +35,7 @@ The guard's link to the PLC:
   What remains: the watchdog's single reply read may take bytes of that late answer, and the
   agent's client may afterwards see the watchdog's reply; the master flushes the RTU input
   before each request and counts a stray frame that lands in its wait as a malformed reply
-  (``agent.modbus.exchange``), never a wrong write. A safe set
+  (``agent.io.modbus.exchange``), never a wrong write. A safe set
   that needs more than one frame is sent back to back without the 3.5-character gap RTU
   asks for: a strict slave may drop the frames after the first (warned at arm time).
 

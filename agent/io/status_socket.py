@@ -59,7 +59,6 @@ from agent.model.status import SocketStatus, StatusSnapshot
 
 log = logging.getLogger(__name__)
 
-SOCKET_NAME = "twinguard.sock"
 MAX_REQUEST_BYTES = 1024
 REQUEST_TIMEOUT_S = 2.0
 MAX_CLIENTS = 8
@@ -69,11 +68,6 @@ SOCKET_MODE = 0o660
 _SOURCE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 AckHandler = Callable[[str, str], Awaitable[tuple[bool, str]]]
-
-
-def socket_path(state_dir: Path) -> Path:
-    """Where the agent with state directory ``state_dir`` listens."""
-    return state_dir / SOCKET_NAME
 
 
 # --- the server ------------------------------------------------------------------------------

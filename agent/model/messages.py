@@ -135,7 +135,7 @@ class Origin:
 class Recommend:
     """Twin -> agent: "set ``output`` to ``value`` (engineering units) for ``valid_s`` s".
 
-    Validated by the agent the moment it arrives (``agent.recommend``); always answered
+    Validated by the agent the moment it arrives (``agent.core.recommend``); always answered
     with a :class:`RecommendResult` carrying the same ``id``.
     """
 
@@ -178,7 +178,7 @@ class Resume:
 class Telemetry:
     """Agent -> twin: one spooled record. ``prev`` is the seq of the record before it in
     the agent's spool (nothing exists between ``prev`` and ``seq``); ``body`` is the record's
-    msgpack bytes (``agent.telemetry``)."""
+    msgpack bytes (``agent.protocol.telemetry``)."""
 
     T: ClassVar[str] = "telemetry"
     seq: int
@@ -194,7 +194,7 @@ CONFIG_BUNDLE_MAX = 60 * 1024  # bytes of one bundle on the wire (the agent's ow
 CONFIG_REASONS = (
     # the push was accepted, then confirmed / reverted when its confirmation window closed
     "accepted", "confirmed", "reverted",
-    # refusals (agent.configpush.Reason), the bundle could not be stored, or was not handled
+    # refusals (agent.config.push.Reason), the bundle could not be stored, or was not handled
     "too_large", "malformed", "unsigned", "unknown_key", "bad_signature", "wrong_device",
     "not_yet_valid", "expired", "replay", "rollback", "bad_toml", "invalid_config",
     "role_not_allowed", "approvers_required", "safety_change_while_active", "store_failed",
@@ -203,7 +203,7 @@ CONFIG_REASONS = (
 
 @dataclass(frozen=True)
 class ConfigPush:
-    """Twin -> agent: a signed configuration bundle (``agent.bundle`` bytes) to evaluate.
+    """Twin -> agent: a signed configuration bundle (``agent.config.bundle`` bytes) to evaluate.
     Always answered with a :class:`ConfigResult`."""
 
     T: ClassVar[str] = "config_push"

@@ -1,6 +1,6 @@
 """The hardware profile as frozen data: what one board and one PLC look like.
 
-A profile is parsed once (``agent.profile.parse``) into these classes and never changes
+A profile is parsed once (``agent.config.profile.parse``) into these classes and never changes
 afterwards; every other part of the agent reads it. Engineering values are always
 ``raw * scale + offset``; limits, ranges, rates and safe values are in engineering units.
 

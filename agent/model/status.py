@@ -100,9 +100,9 @@ class TwinStatus:
 
 
 @dataclass(frozen=True)
-class PlcStatus:
-    reachable: bool  # answered this tick
-    watchdog_ok: bool  # PLC communication watchdog read back as configured
+class ClientStats:
+    """The PLC client's counters since it was made (``agent.io.modbus.session``)."""
+
     connected: bool
     requests: int
     errors: int
@@ -114,11 +114,27 @@ class PlcStatus:
     backed_off_units: tuple[int, ...]
     malformed: int = 0  # replies that did not match their request (each reset the link)
     late_replies: int = 0  # TCP replies to timed-out requests, dropped unread
-    last_error: str | None = None  # the PLC client's most recent failure, in words
+    last_error: str | None = None  # the most recent failure, in words (kept after recovery)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlcStatus(ClientStats):
+    """The PLC as the loop sees it: the client's counters and this tick's verdict."""
+
+    reachable: bool  # answered this tick
+    watchdog_ok: bool  # PLC communication watchdog read back as configured
+
+    @classmethod
+    def of(cls, client: ClientStats, *, reachable: bool, watchdog_ok: bool) -> PlcStatus:
+        counters = {f.name: getattr(client, f.name) for f in dataclasses.fields(ClientStats)}
+        return cls(**counters, reachable=reachable, watchdog_ok=watchdog_ok)
 
 
 @dataclass(frozen=True)
 class LoopStatus:
+    """The loop's counters (``agent.runtime.loop``; the runtime replaces its copy as it
+    counts)."""
+
     ticks: int
     overruns: int
     faults: int

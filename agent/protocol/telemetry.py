@@ -24,7 +24,7 @@ informative) and ``t`` (agent monotonic seconds, for ordering within one agent r
        shadow:             id, output, value, actual, divergence ("would have written")
        spool:              kind, text, first, last, count (telemetry degraded or gapped)
 
-The spool adds its own EVENT records (``agent.spool.records.event_payload``, type
+The spool adds its own EVENT records (``agent.io.spool.events.event_payload``, type
 ``spool_event``). Nothing here does I/O or reads a clock: times come in as arguments.
 A body over ``BODY_MAX`` bytes is a bug of the caller's profile size and is replaced by a
 small ``oversize`` event naming the size (never a frame the link would refuse).

@@ -4,11 +4,11 @@ Where the agent's configuration comes from (``twinguard run --config C --state-d
 
 - ``C`` is the *factory* configuration, version 0. Its ``[[trust]]`` store is the first one;
   relative paths in every configuration (``twin.ca`` ...) resolve against ``C``'s directory.
-- Pushed configurations live in ``D/config`` (``agent.configstore``). At start, if the
+- Pushed configurations live in ``D/config`` (``agent.io.configstore``). At start, if the
   store's current version is above 0 it wins over ``C`` (versions only go up; ``C`` is 0).
-- The audit log is ``D/audit.sqlite`` (``agent.audit``).
+- The audit log is ``D/audit.sqlite`` (``agent.io.audit``).
 
-A push (``push``) is evaluated (``agent.configpush``) against what is in force; refused ones
+A push (``push``) is evaluated (``agent.config.push``) against what is in force; refused ones
 are answered and audited. An accepted one is stored (version counter first, then the file,
 then the pointer) and applied:
 
@@ -46,7 +46,7 @@ from agent.config.agentconfig import AgentConfig, parse_config
 from agent.config.effective import effective_profile
 from agent.config.push import Accepted, Current, Situation, evaluate
 from agent.config.roles import changed_paths
-from agent.io.audit import AuditKind, AuditLog
+from agent.io.audit import AuditKind, AuditLog, audit_path
 from agent.io.configstore import ConfigStore
 from agent.model.errors import ConfigError, Problem
 from agent.model.messages import TEXT_MAX, ConfigResult
@@ -113,7 +113,7 @@ class ConfigSession:
         """The session for ``state_dir``; ConfigError if what is in force does not fit the
         profile (or a stored version cannot be parsed), OSError / sqlite3.Error for storage."""
         data, base = _read_data(factory)
-        audit = AuditLog(state_dir / "audit.sqlite")
+        audit = AuditLog(audit_path(state_dir))
         return cls(hardware, factory, factory_data=data, base=base,
                    store=ConfigStore(state_dir / "config"), audit=audit, now=now)
 

@@ -8,7 +8,7 @@ Per tick, every ``timing.poll_period_s`` on an absolute schedule::
 The twin heartbeat deadline is a timer of its own (``loop.call_at`` on
 ``controller.next_deadline()``): when it passes, the controller is asked at once and the
 safe state is written without waiting for the next poll. All PLC I/O goes through
-``agent.plantio`` (one lock, one I/O budget per tick), so a safe-state write waits at most for
+``agent.io.plant`` (one lock, one I/O budget per tick), so a safe-state write waits at most for
 the one request in flight.
 
 A tick that ends after the next one was due is an overrun: counted, and the schedule skips
@@ -20,14 +20,14 @@ Twin recommendations are validated on arrival (``Controller.on_recommend``), bou
 link session and epoch they came on (``TwinLink.delivering``; the controller drops them when
 that session ends), and answered within the link's reply budget (``TwinLink.reply``);
 in shadow mode the outputs are read after a complete tick while some are live, to log what
-would have been written. Telemetry (``agent.telemetry_feed``) only queues records on the
+would have been written. Telemetry (``agent.runtime.telemetry_feed``) only queues records on the
 loop; committing and sending run in a writer thread and the pump task.
 
 At start, before anything else: connect, write the safe set, read the PLC's communication
 watchdog configuration back; the state machine does not leave STARTING until the PLC is
 reachable, its watchdog verified and the twin seen.
 
-Configuration push (``agent.configsession``): the configuration in force is the config
+Configuration push (``agent.runtime.configsession``): the configuration in force is the config
 store's current version if above 0, else ``--config``; the profile used is the hardware
 profile with its overrides. A ``config_push`` is evaluated, stored and audited on one worker
 thread (fsyncs stay off the loop), answered with ``config_result``, then applied on the
@@ -50,7 +50,7 @@ import os
 import signal
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ from agent.model.messages import (
 )
 from agent.model.mode import Mode
 from agent.model.profile import Profile
-from agent.model.status import StatusSnapshot
+from agent.model.status import LoopStatus, StatusSnapshot
 from agent.runtime import faultinject, handover
 from agent.runtime.configsession import EXIT_RESTART, ConfigSession, Step
 from agent.runtime.snapshot import EventRing, build_snapshot
@@ -92,17 +92,9 @@ SHUTDOWN_GRACE_S = 3.0  # after the stop's writes are out, how long the rest may
 LINK_AUDIT_MIN_S = 5.0  # at most one twin-link edge record this often (a flapping twin)
 
 
-@dataclass
-class RuntimeStats:
-    ticks: int = 0
-    overruns: int = 0
-    faults: int = 0
-    worst_tick_s: float = 0.0
-    safe_writes: int = 0  # safe-set writes the PLC acknowledged
-    safe_write_failures: int = 0  # safe-set writes not (fully) acknowledged
-    write_failures: int = 0
-    io_budget_overruns: int = 0
-    stale_refused: int = 0  # writes and heartbeats refused after a fire or past the deadline
+# the loop's counters at start (the runtime counts by replacing its frozen copy)
+LOOP_START = LoopStatus(ticks=0, overruns=0, faults=0, worst_tick_s=0.0, safe_writes=0,
+                        write_failures=0, io_budget_overruns=0)
 
 
 class Runtime:
@@ -129,9 +121,9 @@ class Runtime:
         self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s,
                                      twin=config.twin is not None, now=time.monotonic())
         self.plant = PlantIO(profile)
-        self.stats = RuntimeStats()
+        self.stats = LOOP_START
         self._hang_handled = False  # the current fire of the native watchdog was acted on
-        # native guard (agent.guard): armed at start, kicked at the end of every complete tick
+        # native guard (agent.io.guard): armed at start, kicked at the end of every complete tick
         self.guard = NativeGuard(
             profile, watchdog or load_watchdog(profile.require_native_watchdog),
             exit_code=exit_code_from_env(os.environ))
@@ -213,6 +205,10 @@ class Runtime:
             await self._shutdown()
         return self._exit_code
 
+    def _count(self, counter: str) -> None:
+        """One more of the loop's counter ``counter`` (a field of LoopStatus)."""
+        self.stats = replace(self.stats, **{counter: getattr(self.stats, counter) + 1})
+
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         period = self.profile.timing.poll_period_s
@@ -224,15 +220,15 @@ class Runtime:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a bug must not take the plant's guard down
-                self.stats.faults += 1
+                self._count("faults")
                 log.exception("fault in tick")
                 await self._apply(self.controller.fault(loop.time(), f"internal error: {exc!r}"))
             end = loop.time()
-            self.stats.ticks += 1
-            self.stats.worst_tick_s = max(self.stats.worst_tick_s, end - start)
+            self.stats = replace(self.stats, ticks=self.stats.ticks + 1,
+                                 worst_tick_s=max(self.stats.worst_tick_s, end - start))
             next_t += period
             if end > next_t:
-                self.stats.overruns += 1
+                self._count("overruns")
                 next_t = end
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), max(0.0, next_t - loop.time()))
@@ -273,7 +269,7 @@ class Runtime:
     # --- one tick ------------------------------------------------------------------------
 
     async def _tick(self, now: float) -> None:
-        # all PLC I/O of one tick shares one budget (agent.plantio)
+        # all PLC I/O of one tick shares one budget (agent.io.plant)
         until = now + self.plant.budget_s
         readings, answered = await self.plant.read_signals(now, until)
         if self.plant.watchdog_due(now):
@@ -295,8 +291,8 @@ class Runtime:
         await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
-        self.stats.io_budget_overruns = self.plant.budget_overruns
-        self.stats.stale_refused = self.plant.stale_refused
+        self.stats = replace(self.stats, io_budget_overruns=self.plant.budget_overruns,
+                             stale_refused=self.plant.stale_refused)
         self.panel.after_tick(now, self._indication())
 
     async def _shadow(self, now: float) -> None:
@@ -327,7 +323,7 @@ class Runtime:
         report to it what the PLC acknowledged and, for the safe set, read back.
 
         Once the native watchdog has fired, the agent enters FAILSAFE ("agent hang") before
-        anything else, and no decision but the safe set reaches the PLC (agent.plantio's
+        anything else, and no decision but the safe set reaches the PLC (agent.io.plant's
         gate); "safe state written" is logged only for what the PLC acknowledged."""
         loop = asyncio.get_running_loop()
         if decided_at is None:
@@ -340,9 +336,9 @@ class Runtime:
         values: Mapping[str, float] = decision.writes
         result = await self.plant.write(values, safe=decision.safe, decided_at=decided_at)
         if result is None:
-            self.stats.write_failures += 1
+            self._count("write_failures")
             if decision.safe:
-                self.stats.safe_write_failures += 1
+                self._count("safe_write_failures")
                 log.warning("safe state NOT written (%s): PLC unreachable (%s); again next tick",
                             decision.reason, self.plant.plc.session.disconnect_reason())
             return
@@ -351,18 +347,18 @@ class Runtime:
         if decision.safe:
             confirmed = await self.plant.read_back(values, acked) if acked else set()
             if acked:
-                self.stats.safe_writes += 1
+                self._count("safe_writes")
                 log.info("safe state written (%s), acknowledged: %s", decision.reason,
                          ", ".join(f"{k}={v:g}" for k, v in acked.items()))
             if not result.ok:
-                self.stats.safe_write_failures += 1
+                self._count("safe_write_failures")
                 log.warning("safe state write FAILED (%s): %s; again next tick", decision.reason,
                             "; ".join(f"{k}: {e}" for k, e in result.failed.items()))
             elif confirmed != set(acked):
                 log.warning("safe state written but not read back for %s; again next tick",
                             ", ".join(sorted(set(acked) - confirmed)))
         if not result.ok:
-            self.stats.write_failures += 1
+            self._count("write_failures")
         self.controller.written(acked, confirmed, loop.time())
 
     async def _on_hang(self, now: float) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import agent
 from agent.core.authority import Authority, AuthorityMachine
@@ -21,6 +21,7 @@ from agent.model.status import (
     EVENTS_KEPT,
     SCHEMA,
     AuthorityStatus,
+    ClientStats,
     EventEntry,
     ExcludedChannel,
     LoopStatus,
@@ -41,39 +42,15 @@ if TYPE_CHECKING:
     from agent.core.controller import Controller, Decision
     from agent.core.heartbeat import LinkEvent
     from agent.core.safety import Transition
-    from agent.io.modbus.client import ClientStats
     from agent.model.spool import Backlog
     from firmware_bridge.results import WatchdogStats
 
 
 # --- building a snapshot ---------------------------------------------------------------------
 
-class LoopCounters(Protocol):
-    """What the runtime counts about its loop (``agent.runtime.RuntimeStats`` has these)."""
-
-    @property
-    def ticks(self) -> int: ...
-    @property
-    def overruns(self) -> int: ...
-    @property
-    def faults(self) -> int: ...
-    @property
-    def worst_tick_s(self) -> float: ...
-    @property
-    def safe_writes(self) -> int: ...
-    @property
-    def write_failures(self) -> int: ...
-    @property
-    def io_budget_overruns(self) -> int: ...
-    @property
-    def safe_write_failures(self) -> int: ...
-    @property
-    def stale_refused(self) -> int: ...
-
-
 def build_snapshot(
     controller: Controller, *, now: float, wall: float, started: float,
-    plc: ClientStats, loop: LoopCounters, watchdog: WatchdogStats | None,
+    plc: ClientStats, loop: LoopStatus, watchdog: WatchdogStats | None,
     watchdog_kind: str, backlog: Backlog | None, config_version: int, events: EventRing,
     twin_connected: bool | None,
 ) -> StatusSnapshot:
@@ -134,14 +111,9 @@ def build_snapshot(
                       for o in controller.profile.writes),
         recommendations=tuple(recommendations),
         recommendation_counts=RecommendationCounts(book.accepted, book.rejected, book.expired),
-        plc=PlcStatus(
-            controller.plc_reachable, controller.plc_watchdog_ok, plc.connected, plc.requests,
-            plc.errors, plc.timeouts, plc.exception_replies, plc.reconnects,
-            plc.disconnects, plc.skipped, plc.backed_off_units, plc.malformed,
-            plc.late_replies, plc.last_error),
-        loop=LoopStatus(loop.ticks, loop.overruns, loop.faults, loop.worst_tick_s,
-                        loop.safe_writes, loop.write_failures, loop.io_budget_overruns,
-                        loop.safe_write_failures, loop.stale_refused),
+        plc=PlcStatus.of(plc, reachable=controller.plc_reachable,
+                         watchdog_ok=controller.plc_watchdog_ok),
+        loop=loop,
         watchdog=wd,
         spool=None if backlog is None else SpoolStatus(
             backlog.count, backlog.first_seq, backlog.last_seq, backlog.bytes),

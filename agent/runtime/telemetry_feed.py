@@ -1,8 +1,8 @@
 """The runtime's telemetry feed: turns what the controller decided into spooled records.
 
-Thin glue between the runtime and :class:`agent.telemetry_pump.TelemetryPump`: it reads the
+Thin glue between the runtime and :class:`agent.runtime.telemetry_pump.TelemetryPump`: it reads the
 wall clock for ``t_ms`` (informative only) and calls the pure builders of
-``agent.telemetry``; every call is a ``submit`` (no I/O on the loop). Without a pump
+``agent.protocol.telemetry``; every call is a ``submit`` (no I/O on the loop). Without a pump
 (telemetry disabled, no twin configured, or the spool could not be set up) every method is a
 no-op: telemetry is never a reason for control to fail.
 """

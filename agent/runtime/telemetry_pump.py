@@ -10,7 +10,7 @@
 * On each connection the pump first sends ``resume {after}`` (everything up to ``after`` is
   acknowledged or gone), then live records as soon as they are committed and the backlog
   (marked ``historical``) at most ``history_rate`` records/s with at most ``window``
-  unacknowledged, in seq order (``agent.spool.forwarder``). Each ``telemetry`` message carries
+  unacknowledged, in seq order (``agent.core.forwarder``). Each ``telemetry`` message carries
   ``prev``, the seq of the record before it in the spool, so the twin can ack a contiguous
   prefix across seqs the spool dropped. Delivery is at-least-once: after a reconnect everything
   after the last ack is sent again.

@@ -7,7 +7,7 @@ One simulated PLC (``python -m sim plc``, sim-tank, its own process on loopback)
 
 * **agent** -- ``PlcClient(profile).read_signals()``: the full path the runtime takes per
   tick (reconnect check, retries/timeouts bookkeeping, unit guard, block slicing, decoding,
-  finiteness check, one :class:`~agent.readings.Reading` per signal);
+  finiteness check, one :class:`~agent.model.readings.Reading` per signal);
 * **bare** -- an ``AsyncModbusTcpClient`` sending exactly the same requests (the agent's
   read plan, ``PlcClient.signal_blocks``) one after another and nothing else: no decoding,
   no wrapper, no ``wait_for``.

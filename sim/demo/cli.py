@@ -1,8 +1,8 @@
 """``twinguard demo``: run the scenarios against the simulated plant and show the figures.
 
-Registered in ``agent/cli.py`` as ``Command("demo", demo, (demo_options,))``, with a
-handler ``demo(args)`` that calls :func:`main` and an option adder ``demo_options(parser)``
-that calls :func:`add_options`. This module imports only argparse at the top (the
+Registered by ``agent/cli/demo.py`` (``Command("demo", demo.demo, (demo.options,))`` in
+``agent/cli/main.py``): its handler ``demo(args)`` calls :func:`main` and its option adder
+is :func:`add_options`. This module imports only argparse at the top (the
 simulated plant is imported inside :func:`main`), so the options cost the other commands
 nothing.
 

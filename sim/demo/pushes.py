@@ -3,7 +3,7 @@
 Judged from outside the agent, like every scenario: the sim twin's ``config_results`` (what
 the agent answered, ``t`` = twin CLOCK_MONOTONIC at receipt) and the agent's status messages
 (``mode``), the sim PLC's write log, and the agent's audit log (``state_dir/audit.sqlite``,
-read and chain-verified with :class:`agent.audit.AuditLog`).
+read and chain-verified with :class:`agent.io.audit.AuditLog`).
 
 ==============  ===========================================================================
 promote-active  reaction = first recommendation write at the PLC - push sent by the twin.

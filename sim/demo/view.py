@@ -8,7 +8,7 @@ else.
 The live view (``rich.live.Live``, ~4 Hz) shows the sim PLC's side (true process values,
 the value each channel serves with its injected fault, the outputs, the PLC's watchdog), the
 agent as its status messages report it (state, mode) with the three LEDs drawn from
-:func:`agent.leds.pattern_for` (blinking by the phase of wall time; all dark while the agent
+:func:`agent.core.leds.pattern_for` (blinking by the phase of wall time; all dark while the agent
 process is not running), the twin link as the twin's heartbeat record shows it, the current
 scenario and step, and the recent events. The plain view prints one line per event.
 """

@@ -5,7 +5,7 @@
                       [--strict-map]
 
 ``--tcp`` port 0 picks a free port (the "ready" line says which). ``--rtu`` uses the profile's
-serial settings, or 19200 8E1 for a TCP profile (``agent.profile.load.with_connection``, the
+serial settings, or 19200 8E1 for a TCP profile (``agent.config.profile.load.with_connection``, the
 same rule as the agent's). Prints one line starting with ``ready`` to stdout when serving;
 SIGTERM/SIGINT stop it cleanly. Exit status 2 for bad arguments or profile. ``--strict-map``
 makes every undeclared address answer exception 2 (default: undeclared addresses between a

@@ -1,6 +1,6 @@
 """Encode engineering values into Modbus registers and back: the sim's own reference codec.
 
-This module is deliberately independent of the agent's decoder (``agent.modbus``): the
+This module is deliberately independent of the agent's decoder (``agent.io.modbus``): the
 simulated PLC is the reference the agent is tested against, so the two must not share code.
 
 Layout (engineering value = raw * scale + offset)::

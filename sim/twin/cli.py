@@ -7,7 +7,7 @@ replies are in ``stats`` (``config_results``). The control command ``push`` send
 
 Prints one line ``ready twin listen=HOST:PORT epoch=N control=PATH`` once serving, then
 runs until SIGINT/SIGTERM. If ``--pki DIR`` holds none of the demo PKI files they are
-created first (``agent.pki.init_pki``, device id from ``--device-id``); a partial PKI is
+created first (``agent.io.pki.init_pki``, device id from ``--device-id``); a partial PKI is
 an error (nothing is overwritten).
 """
 

@@ -1,4 +1,4 @@
-"""The simulated twin: a TLS server speaking agent/twin/PROTOCOL.md, misbehaving on demand.
+"""The simulated twin: a TLS server speaking agent/protocol/twin/PROTOCOL.md, misbehaving on demand.
 
 Per accepted connection: TLS handshake (client certificate from the CA required, TLS >= 1.2
 unless a test narrows it), then ``hello`` (protocol 1, twin id, epoch), then a ``heartbeat``

@@ -10,7 +10,7 @@ reference (``load_profile``):
 - anything else is a ``ProfileError`` listing the shipped profiles.
 
 Every failure (missing file, unreadable file, not UTF-8, TOML syntax, schema) is raised as
-``agent.errors.ProfileError`` whose problems name the file; a TOML syntax error names the
+``agent.model.errors.ProfileError`` whose problems name the file; a TOML syntax error names the
 line and column (path ``line L, column C``).
 """
 

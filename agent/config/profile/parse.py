@@ -1,7 +1,7 @@
 """Parse a hardware profile (what ``tomllib`` produced) into a frozen ``Profile``.
 
 Pure: no files, no clocks, no sockets. ``parse_profile(data, source)`` either returns a
-``Profile`` or raises ``agent.errors.ProfileError`` carrying *every* problem found, each a
+``Profile`` or raises ``agent.model.errors.ProfileError`` carrying *every* problem found, each a
 ``Problem(file, path, reason)`` whose path names the offending key
 (``signals[2].address``, ``plc.port``, ``groups[0].voting``). A problem is never skipped to
 report the next one: each section is read in full, cross-checks run on what did parse.
@@ -13,7 +13,7 @@ floats (``nan``, ``inf``) are rejected. The schema is described key by key in
 
 - GPIO pins are distinct; RTU unit ids are not 0 (broadcast never answers).
 - No two registers/bits overlap in the same table and unit: signals, outputs and the PLC
-  watchdog registers; a 32-bit value spans two addresses (``agent.profile.registers``).
+  watchdog registers; a 32-bit value spans two addresses (``agent.config.profile.registers``).
 - outputs are on writable tables, their min/max fit the raw type after scaling
   (``raw = (value - offset) / scale``), safe values lie within [min, max].
 - groups reference existing signals, each signal in at most one group, ``MooN`` with

@@ -1,6 +1,6 @@
 """The register-map part of the profile parser: data layout, scaling, raw limits, overlaps.
 
-Pure helpers on ``Fields`` (see ``agent.profile.fields``): each records problems at the
+Pure helpers on ``Fields`` (see ``agent.config.fields``): each records problems at the
 offending key and returns placeholders, never raises on bad input.
 
 A value occupies ``words`` consecutive addresses of one table on one unit; a 32-bit value

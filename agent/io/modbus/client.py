@@ -1,13 +1,13 @@
 """The agent's Modbus master: the profile's reads and writes over one :class:`ModbusSession`.
 
-The connection, retries, unit backoff and counters are :mod:`agent.modbus.session`'s
+The connection, retries, unit backoff and counters are :mod:`agent.io.modbus.session`'s
 (reconnects driven by the caller's loop through :meth:`PlcClient.ensure_connected`, which
 every read and write calls; ``1 + plc.retries`` attempts of ``plc.timeout_s`` each; a unit
 that keeps timing out is backed off and its readings are BAD ``unit N backed off`` until a
 probe is due). This module turns the profile's register map into requests:
 
 - **Coalescing.** Signals (and outputs) are read in the blocks planned by
-  :func:`agent.modbus.plan.plan_reads`; contiguous output registers are written in one
+  :func:`agent.protocol.modbus.plan.plan_reads`; contiguous output registers are written in one
   fc16 frame. Within one poll, a unit that timed out is not asked again, so one dead RTU
   slave never stalls the others on the bus.
 - **Isolation.** A Modbus exception reply to a coalesced read is retried once per member, so
@@ -19,12 +19,12 @@ Make and use a :class:`PlcClient` inside one running event loop.
 
 Contract:
 
-- Reads never raise: every signal gets a :class:`~agent.readings.Reading`; a timeout, an
+- Reads never raise: every signal gets a :class:`~agent.model.readings.Reading`; a timeout, an
   exception reply, a malformed reply or a disconnect give BAD readings whose ``error`` says
   which (a malformed one: ``malformed reply: <what was wrong>``). Only a reply the session
-  checked against its request (exact count, see :mod:`agent.modbus.session`) is decoded;
+  checked against its request (exact count, see :mod:`agent.io.modbus.session`) is decoded;
   :meth:`PlcClient.read_outputs` gives None for an output whose read failed in any way.
-- Writes raise :class:`~agent.errors.WriteRefused` *before anything reaches the wire* for a
+- Writes raise :class:`~agent.model.errors.WriteRefused` *before anything reaches the wire* for a
   name that is not a declared output, a value outside its limits, or a raw register that is
   not the PLC watchdog's heartbeat. A write the PLC did not acknowledge is reported in the
   returned :class:`WriteResult` (not raised): a write counts as written only when the PLC's
@@ -41,10 +41,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from agent.io.modbus.session import MALFORMED, ClientStats, Failure, ModbusSession
+from agent.io.modbus.session import MALFORMED, Failure, ModbusSession
 from agent.model.errors import WriteRefused
 from agent.model.profile import Profile, Table
 from agent.model.readings import Quality, Reading
+from agent.model.status import ClientStats
 from agent.protocol.modbus import pdu
 from agent.protocol.modbus.codec import decode, decoder
 from agent.protocol.modbus.frames import encode_write_frames, resolve_writes
@@ -59,7 +60,7 @@ from agent.protocol.modbus.plan import (
     signal_points,
 )
 
-__all__ = ["ClientStats", "PlcClient", "WriteResult", "read_request", "write_request"]
+__all__ = ["PlcClient", "WriteResult", "read_request", "write_request"]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ def read_request(block: Block) -> pdu.Request:
 
 def write_request(op: WriteOp) -> pdu.Request:
     """The request that performs ``op``: fc 5 for one coil, 15 for several, 16 for registers
-    (as :func:`agent.modbus.frames.request_pdu`, the native watchdog's frames, does)."""
+    (as :func:`agent.protocol.modbus.frames.request_pdu`, the native watchdog's frames, does)."""
     if op.table is Table.COIL:
         bits = tuple(bool(v) for v in op.values)
         if len(bits) == 1:

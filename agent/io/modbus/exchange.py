@@ -1,9 +1,9 @@
 """One request on the wire and the reply that answers it: the master's transaction (adapter).
 
 :meth:`Exchange.run` sends one request over a transport and scans what comes back with
-:mod:`agent.modbus.adu` until the request's own reply, a bad frame, a lost link or the
+:mod:`agent.protocol.modbus.adu` until the request's own reply, a bad frame, a lost link or the
 deadline. It keeps what a transaction needs to remember across requests (the late-reply
-rules of :mod:`agent.modbus.session`, which owns the policy around it: retries, counters,
+rules of :mod:`agent.io.modbus.session`, which owns the policy around it: retries, counters,
 resets):
 
 - TCP: the next transaction id (1..65000, from 1 again after each reconnect) and the ids of

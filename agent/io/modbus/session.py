@@ -1,10 +1,10 @@
 """One Modbus connection to the PLC and one request over it: the lower half of the master.
 
 :class:`ModbusSession` owns the master's transaction layer, on the sans-IO codec
-(:mod:`agent.modbus.pdu`, :mod:`agent.modbus.adu`), one attempt at a time
-(:mod:`agent.modbus.exchange`) over a thin transport (:mod:`agent.modbus.transport`);
+(:mod:`agent.protocol.modbus.pdu`, :mod:`agent.protocol.modbus.adu`), one attempt at a time
+(:mod:`agent.io.modbus.exchange`) over a thin transport (:mod:`agent.io.modbus.transport`);
 it knows nothing of the register map, which
-:class:`agent.modbus.client.PlcClient` turns into requests. What it owns, and why:
+:class:`agent.io.modbus.client.PlcClient` turns into requests. What it owns, and why:
 
 - **Every reply is checked against its request before anything is decoded**: transaction
   id, protocol id, unit id, function code (an exception reply only for the request's own
@@ -33,7 +33,7 @@ it knows nothing of the register map, which
   later request; one later still that also has exactly the next request's shape cannot be
   told apart by any RTU master.
 - **Reconnects.** Driven by the caller's loop through :meth:`ModbusSession.ensure_connected`,
-  which tries at most once per :class:`~agent.modbus.backoff.Backoff` delay
+  which tries at most once per :class:`~agent.core.backoff.Backoff` delay
   (``reconnect_min_s`` .. ``reconnect_max_s``, doubling, jittered) and never sleeps: a dead PLC
   costs one connect timeout per backoff period, not one per poll. ``urgent=True`` (the safe
   set) makes one attempt now whatever the backoff says. Why a connect failed is in
@@ -42,7 +42,7 @@ it knows nothing of the register map, which
 - **Retries.** Each request is tried ``1 + plc.retries`` times, ``plc.timeout_s`` per attempt,
   so counters are exact. Only a timeout is retried.
 - **Dead units.** A unit that keeps timing out is backed off
-  (:class:`~agent.modbus.backoff.UnitGuard`): its requests are skipped (not sent) until a
+  (:class:`~agent.core.backoff.UnitGuard`): its requests are skipped (not sent) until a
   probe is due, and a backed-off unit's probe is tried once, not ``1 + retries`` times.
   Every unit that timed out or was skipped lands in :attr:`ModbusSession.silent_units`,
   which the caller clears at the start of a poll. ``urgent=True`` requests bypass this: each
@@ -73,6 +73,7 @@ from agent.io.modbus.exchange import Exchange, Lost, Timeout
 from agent.io.modbus.transport import RtuTransport, TcpTransport
 from agent.model.errors import ConnectFailed
 from agent.model.profile import PlcConnection, TcpLink
+from agent.model.status import ClientStats
 from agent.protocol.modbus import adu
 from agent.protocol.modbus.pdu import ExceptionReply, Reply, Request
 
@@ -110,24 +111,6 @@ class Outcome:
     failure: Failure | None = None
     error: str | None = None
     code: int | None = None  # Modbus exception code, for Failure.EXCEPTION
-
-
-@dataclass(frozen=True)
-class ClientStats:
-    """Counters since the client was made (for ``twinguard status``)."""
-
-    connected: bool
-    requests: int
-    errors: int
-    timeouts: int
-    exception_replies: int
-    reconnects: int
-    disconnects: int
-    skipped: int
-    backed_off_units: tuple[int, ...]
-    malformed: int = 0
-    late_replies: int = 0
-    last_error: str | None = None  # the most recent failure, in words (kept after recovery)
 
 
 class ModbusSession:

@@ -28,10 +28,10 @@ import asyncio
 import enum
 import logging
 import threading
-import types
 from collections.abc import Callable
 from typing import Any
 
+from agent.io.closing import Closing
 from agent.model.errors import GpioError
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ def call_in_loop(
     return handover
 
 
-class ResetButton:
+class ResetButton(Closing):
     """A push button on ``pin`` that calls ``on_long_press()`` after ``hold_s`` held down.
 
     ``on_long_press`` runs on gpiozero's thread (see the module docstring) and must be quick
@@ -72,7 +72,7 @@ class ResetButton:
     default; tests pass a ``MockFactory``).
 
     Raises ValueError for ``hold_s`` <= 0 or a negative ``bounce_s`` (a zero hold would make
-    every tap an ack), and :class:`~agent.leds.GpioError` when the pin cannot be claimed.
+    every tap an ack), and :class:`~agent.model.errors.GpioError` when the pin cannot be claimed.
     """
 
     def __init__(
@@ -140,17 +140,6 @@ class ResetButton:
         self._button.when_held = None
         self._button.when_released = None
         self._button.close()
-
-    def __enter__(self) -> ResetButton:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()
 
     # --- gpiozero callbacks (gpiozero's threads) ----------------------------------------
 

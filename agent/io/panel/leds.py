@@ -7,16 +7,16 @@ only claims the pins and drives them (gpiozero's own background thread blinks th
 from __future__ import annotations
 
 import logging
-import types
 from typing import Any
 
 from agent.core.leds import Indication, LedMode, LedPattern, pattern_for
+from agent.io.closing import Closing
 from agent.model.errors import GpioError
 
 log = logging.getLogger(__name__)
 
 
-class StatusLeds:
+class StatusLeds(Closing):
     """The three LEDs on GPIO pins (BCM numbers from the profile's ``[board]``).
 
     A pin of None means that LED is not fitted; it is skipped. ``pin_factory`` is a gpiozero
@@ -99,17 +99,6 @@ class StatusLeds:
                 led.close()
             except Exception:
                 self._fail("cannot turn off/release the %s LED", name)
-
-    def __enter__(self) -> StatusLeds:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()
 
     def _fail(self, msg: str, *args: object) -> None:
         self.errors += 1

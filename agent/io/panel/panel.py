@@ -11,7 +11,7 @@ loop runs), ``after_tick`` (at the end of every complete tick) and ``close`` —
 - systemd (``Type=notify``): READY=1 once the loop runs (even in STARTING: holding the
   plant safe *is* running), WATCHDOG=1 only from ``after_tick`` — a hung loop stops it —
   at most every ``WATCHDOG_MIN_INTERVAL_S``; STATUS= on every change of state/mode/link.
-- The status socket (``agent.status``) answers ``twinguard status`` / ``twinguard ack``.
+- The status socket (``agent.io.status_socket``) answers ``twinguard status`` / ``twinguard ack``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from agent.core.leds import Indication
 from agent.io.panel.button import ResetButton
 from agent.io.panel.leds import StatusLeds
 from agent.io.panel.sdnotify import Notifier
-from agent.io.status_socket import StatusServer, socket_path
+from agent.io.status_client import socket_path
+from agent.io.status_socket import StatusServer
 from agent.model.errors import GpioError, StatusSocketInUse
 from agent.model.profile import Profile
 from agent.model.status import StatusSnapshot

@@ -24,8 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import types
 from collections.abc import Mapping
+
+from agent.io.closing import Closing
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
     return value / 1_000_000
 
 
-class Notifier:
+class Notifier(Closing):
     """Sends notifications to systemd; a no-op when ``$NOTIFY_SOCKET`` is unset.
 
     ``environ`` defaults to ``os.environ`` (read once, here). ``enabled`` says whether there
@@ -137,17 +138,6 @@ class Notifier:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
-
-    def __enter__(self) -> Notifier:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.close()
 
     @staticmethod
     def _status(text: str | None) -> tuple[str, ...]:

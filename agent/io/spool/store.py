@@ -7,7 +7,7 @@ Contract
 * Seqs are never reused: the next seq is kept in ``meta`` in the same transaction as the
   batch, so it survives acks that delete everything. A new file (first start, lost file,
   quarantined file) starts at, in order of preference: the in-memory next seq (corruption
-  found while running), the sidecar reservation ``<name>.seq`` (see ``agent.spool.files``),
+  found while running), the sidecar reservation ``<name>.seq`` (see ``agent.io.spool.files``),
   else a wall-clock floor (microseconds since the epoch). A SEQ_FLOOR event record explains
   the jump to the twin.
 * Records are deleted only by ``ack(upto_seq)`` (cumulative) or by the ``drop_oldest``
@@ -39,6 +39,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.io.closing import Closing
 from agent.io.spool import batch, files
 from agent.io.spool.batch import (
     EVENT_RESERVE_BYTES,
@@ -65,7 +66,7 @@ REOPEN_INTERVAL_S = 5.0  # while no file can be opened, retry at most this often
 MAX_UNSTORED_EVENTS = 16
 
 
-class Spool:
+class Spool(Closing):
     """Store-and-forward telemetry spool. Create with ``Spool.open``."""
 
     def __init__(
@@ -148,12 +149,6 @@ class Spool:
         with self._lock:
             self._close_conns()
             self._closed = True
-
-    def __enter__(self) -> Spool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _close_conns(self) -> None:
         self._generation += 1

@@ -1,7 +1,7 @@
 """The twin link: an asyncio TLS client that dials the twin and reports what it hears.
 
-Thin adapter around ``ssl`` + ``asyncio`` streams, ``agent.twin.frames`` and
-``agent.twin.messages``. It never decides safety: it reports each twin message with its
+Thin adapter around ``ssl`` + ``asyncio`` streams, ``agent.protocol.twin.frames`` and
+``agent.model.messages``. It never decides safety: it reports each twin message with its
 monotonic receive time (``on_message(msg, t)``) and each session change
 (``on_connection(up, reason, t)``); the runtime feeds those to the heartbeat monitor.
 
@@ -17,7 +17,7 @@ One connection attempt::
     until: the twin closes, a read fails, no complete frame for idle_timeout_s (half-open
     or trickling twin), a malformed frame or message (counted in ``malformed``), or ``close()``.
     If the session was UP: on_connection(False, reason, t).
-    Then wait a capped exponential backoff with jitter (``agent.backoff``; reset after a
+    Then wait a capped exponential backoff with jitter (``agent.core.backoff``; reset after a
     session that came UP) and dial again, until ``close()``.
 
 Bounded work per loop turn (PROTOCOL.md §6.1), so that a twin flooding the link, or a bug
@@ -26,7 +26,7 @@ connection::
 
     reader: one read (<= READ_CHUNK bytes) per turn ─ framing only (``feed_bodies``) ─┐
         hello / heartbeat / bye: decoded and delivered at once (``ahead`` of the rest)│
-        everything else, undecoded, in order ──▶ inbox (``agent.twin.pacing``) ───────┘
+        everything else, undecoded, in order ──▶ inbox (``agent.core.pacing``) ───────┘
         no reading while the inbox is full (``read_pauses``): TCP holds the twin back
     drain: per turn at most ``turn_frames`` messages or ``turn_s`` seconds (then
         ``yields``), each decoded strictly and delivered; a malformed one ends the session;
@@ -80,7 +80,7 @@ from agent.model.messages import (
 from agent.protocol.twin.frames import FrameDecoder, decode_body, encode
 from agent.protocol.twin.schema import decode_twin, to_wire
 
-__all__ = [  # the settings live in agent.twin.settings; importable from here as before
+__all__ = [  # the settings live in agent.io.twin.settings; importable from here as before
     "DEFAULT_HEARTBEAT_LATE_S", "DEFAULT_HEARTBEAT_TIMEOUT_S", "READ_CHUNK", "LinkCounters",
     "OnConnection", "OnMessage", "TwinLink", "TwinLinkSettings", "make_client_context", "to_ms",
 ]

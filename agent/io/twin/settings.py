@@ -1,4 +1,4 @@
-"""The twin link's settings, counters and TLS client context (``agent.twin.link`` uses them).
+"""The twin link's settings, counters and TLS client context (``agent.io.twin.link`` uses them).
 
 ``TwinLinkSettings`` is what the runtime builds from the agent configuration's ``[twin]``
 table and the profile's ``[timing]``; ``LinkCounters`` is what the link has seen (the

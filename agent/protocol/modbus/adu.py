@@ -7,7 +7,7 @@ Frame layouts (numbers big-endian, except the RTU CRC)::
     Modbus RTU          [ unit:1 ][ PDU ... ][ crc16:2, low byte first ]
                         CRC-16/MODBUS (poly 0xA001 reflected, init 0xFFFF) over unit + PDU
 
-The PDUs are :mod:`agent.modbus.pdu`'s. A reply is scanned from the bytes received so far
+The PDUs are :mod:`agent.protocol.modbus.pdu`'s. A reply is scanned from the bytes received so far
 (:func:`scan_tcp`, :func:`scan_rtu`), which answers one of:
 
 - :class:`NeedMore` -- not a whole frame yet (``need`` is its total size once known);
@@ -15,13 +15,13 @@ The PDUs are :mod:`agent.modbus.pdu`'s. A reply is scanned from the bytes receiv
 - :class:`Stale` -- TCP only: a whole, well-framed reply to an earlier request that timed
   out (its transaction id is in ``late``); the caller drops its ``used`` bytes unread and
   scans on. RTU has no transaction id: a late reply is kept off the line by waiting for
-  silence instead (:mod:`agent.modbus.session`);
+  silence instead (:mod:`agent.io.modbus.session`);
 - :class:`Bad` -- the bytes cannot be the reply: the reason names the first thing that is
   wrong, checked as soon as the bytes that carry it are in (TCP: protocol id, MBAP length,
   transaction id, unit id, then the PDU; RTU: function code, CRC, unit id, then the PDU).
 
 Contract: the scanners never raise for any bytes, and never return an :class:`Answer` that
-:func:`agent.modbus.pdu.check_reply` did not accept for this very request.
+:func:`agent.protocol.modbus.pdu.check_reply` did not accept for this very request.
 """
 
 from __future__ import annotations

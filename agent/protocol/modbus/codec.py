@@ -16,7 +16,7 @@ Contract:
   a register outside 0..65535, or a bit raw for a register type raise ``ValueError``: that is a
   bug in the caller (the read plan hands out exactly ``dtype.words`` registers), not bad input.
 - :func:`encode_output` turns an engineering value into what goes on the wire for a declared
-  :class:`~agent.profile.model.Output`. It raises :class:`~agent.errors.WriteRefused` for a
+  :class:`~agent.model.profile.Output`. It raises :class:`~agent.model.errors.WriteRefused` for a
   value outside ``[minimum, maximum]``, NaN/inf, or a value the output's type cannot hold.
   Integer types round to the nearest raw step; if that rounding would land outside the
   output's limits, the nearest raw step inside them is used instead (never outside).

@@ -3,9 +3,10 @@
 The native watchdog (``firmware_bridge``) knows nothing about Modbus: at arm time Python
 hands it the bytes of the safe-state write, and on a hang it only ``write()``s them. This
 module builds those bytes with pymodbus's own PDU classes and framers, an implementation
-independent of the master's codec (:mod:`agent.modbus.pdu` / :mod:`agent.modbus.adu`);
-``tests/test_modbus_adu.py`` checks that both give the same bytes for the same writes, so
-what the watchdog sends is exactly what the agent would have sent::
+independent of the master's codec (:mod:`agent.protocol.modbus.pdu` /
+:mod:`agent.protocol.modbus.adu`); ``tests/protocol/test_modbus_adu.py`` checks that both give
+the same bytes for the same writes, so what the watchdog sends is exactly what the agent would
+have sent::
 
     TCP (FramerSocket, MBAP)  [ tid:2 ][ pid=0:2 ][ len:2 ][ unit:1 ][ fc:1 ][ data ]
     RTU (FramerRTU)           [ unit:1 ][ fc:1 ][ data ][ crc16:2, little-endian ]
@@ -15,7 +16,7 @@ what the watchdog sends is exactly what the agent would have sent::
     fc5  data   [ address:2 ][ 0xFF00 on / 0x0000 off ]
 
 Contract: :func:`resolve_writes` and :func:`encode_write_frames` raise
-:class:`~agent.errors.WriteRefused` for a name the profile does not declare as an output or a
+:class:`~agent.model.errors.WriteRefused` for a name the profile does not declare as an output or a
 value outside its limits, before any byte is produced.
 """
 

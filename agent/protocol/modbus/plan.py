@@ -155,7 +155,7 @@ def plan_writes(items: Mapping[Output, tuple[int, ...] | bool]) -> tuple[WriteOp
     """Coalesced write requests for already-encoded output values.
 
     ``items`` maps each output to its encoded raw value (see
-    :func:`agent.modbus.codec.encode_output`). Contiguous holding registers of one unit
+    :func:`agent.protocol.modbus.codec.encode_output`). Contiguous holding registers of one unit
     become one fc16 request, contiguous coils one fc15 request. Two outputs claiming the
     same address is a bug (ValueError): a profile must not declare overlapping outputs.
     The request carrying ``[plc_remote]``'s flag (:data:`PLC_REMOTE`) comes first.

@@ -14,7 +14,7 @@ One frame on the wire::
   (string/bin/array/map lengths capped by ``max_frame``, no ext types, no timestamps,
   map keys str/bytes only, strings must be valid UTF-8).
 * The object must be a map whose keys are all strings and whose ``"t"`` is a non-empty
-  string: the message type (see ``agent.twin.messages``).
+  string: the message type (see ``agent.model.messages``).
 
 Decoder state (``FrameDecoder``)::
 

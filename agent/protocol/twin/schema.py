@@ -9,7 +9,7 @@ field is refused if it holds a character :func:`nonprintable` names (the rule of
 ``str.isprintable``, spelled out in Unicode general categories; see PROTOCOL.md §3). Integers are
 never booleans (``True`` is not a seq). A ``float`` field takes a msgpack float or int
 (never a bool) and lets NaN/inf through: *values* are judged by the receiver's validation
-(``agent.recommend``), which answers with a reason instead of closing the connection.
+(``agent.core.recommend``), which answers with a reason instead of closing the connection.
 New message types are new rows in the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN``.
 """
 
@@ -157,7 +157,7 @@ def nonprintable(text: str) -> tuple[int, str, str] | None:
     Refused: every code point whose Unicode general category (this Python's Unicode
     database, ``unicodedata.unidata_version``) is in NONPRINTABLE_CATEGORIES, except
     U+0020. In CPython 3.11 this is the same verdict as ``not text.isprintable()``
-    (tests/test_twin_messages.py checks every code point).
+    (tests/protocol/test_twin_messages.py checks every code point).
     """
     for i, ch in enumerate(text):
         cat = unicodedata.category(ch)

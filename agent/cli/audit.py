@@ -1,0 +1,47 @@
+"""``twinguard audit verify|show``: check and read the agent's hash-chained audit log.
+
+The log is ``STATE_DIR/audit.sqlite`` (``--state-dir``, default as ``twinguard run``) or the
+file given with ``--file``. ``verify`` exits 0 if the whole chain and its head anchor check
+out, 1 listing every problem otherwise; ``show`` prints one readable line per record
+(``--last N`` for the tail).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from agent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, state_dir
+from agent.io.audit import AuditLog, audit_path, format_record
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)
+    for name, text in (("verify", "verify the hash chain"), ("show", "print the records")):
+        p = sub.add_parser(name, help=text)
+        where = p.add_mutually_exclusive_group()
+        where.add_argument("--state-dir", type=Path, default=None, metavar="D")
+        where.add_argument("--file", type=Path, default=None, metavar="F")
+        if name == "show":
+            p.add_argument("--last", type=int, default=0, metavar="N")
+
+
+def audit(args: argparse.Namespace) -> int:
+    """Verify or show the audit log."""
+    path: Path = args.file or audit_path(state_dir(args.state_dir))
+    if not path.is_file():
+        print(f"twinguard audit: {path}: no such file", file=sys.stderr)
+        return EXIT_USAGE
+    with AuditLog(path) as log:
+        if args.audit_action == "verify":
+            result = log.verify()
+            for problem in result.problems:
+                print(f"{path}: {problem}")
+            print(f"{path}: {result.records} records, "
+                  f"{'chain verified' if result.ok else 'VERIFICATION FAILED'}")
+            return EXIT_OK if result.ok else EXIT_FAILED
+        records = list(log.records())
+    for record in records[-args.last:] if args.last > 0 else records:
+        print(format_record(record))
+    return EXIT_OK

@@ -1,0 +1,31 @@
+"""``twinguard check --profile P [--tcp H:P | --rtu DEV]``: validate a hardware profile.
+
+Exit 0 and a one-line summary, or exit 2 and one ``FILE: KEY.PATH: reason`` line per problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.cli.common import (
+    EXIT_OK,
+    describe_link,
+    profile_from_args,
+    profile_options,
+    report_problems,
+)
+from agent.model.errors import ProfileError
+
+options = profile_options
+
+
+def check(args: argparse.Namespace) -> int:
+    """Validate a hardware profile and print a one-line summary."""
+    try:
+        profile = profile_from_args(args)
+    except ProfileError as error:
+        return report_problems(error)
+    print(f"{profile.source}: ok \N{EM DASH} {len(profile.signals)} signals, "
+          f"{len(profile.groups)} groups, {len(profile.outputs)} outputs, "
+          f"{len(profile.trips)} trips, {describe_link(profile)}")
+    return EXIT_OK
