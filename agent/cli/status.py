@@ -91,6 +91,7 @@ def _header(s: StatusSnapshot) -> Panel:
                                       f"{', '.join(s.safe_set.unconfirmed)} (written again "
                                       "every tick)", style="bold red"))
     grid.add_row("mode", s.mode.upper())
+    grid.add_row("authority", _authority(s))
     link = _styled(s.twin.state, LINK_STYLE)
     conn = {None: "no twin configured", True: "connected", False: "disconnected"}
     link.append(f"  {conn[s.twin.connected]}, {s.twin.cause}; last heartbeat "
@@ -109,6 +110,22 @@ def _header(s: StatusSnapshot) -> Panel:
     grid.add_row("agent", f"twinguard {s.version}, pid {s.pid}, up {_dur(s.uptime_s)}, "
                           f"as of {_when(s.wall)}")
     return Panel(grid, title="twinguard status", border_style=STATE_STYLE.get(s.state, ""))
+
+
+def _authority(s: StatusSnapshot) -> Text:
+    """Who decides the outputs: ``REMOTE (the twin)``, or ``LOCAL since T: reason``."""
+    from rich.text import Text  # noqa: PLC0415 - rich: see the module docstring
+
+    a = s.authority
+    if a.state == "remote":
+        return Text("REMOTE  the twin decides the outputs (within limits)", style="bold green")
+    since = "" if a.shed_since_wall is None else f" since {_when(a.shed_since_wall)}"
+    text = Text(f"{a.state.upper()}{since}: {a.shed_reason or 'local control'}")
+    if a.state == "returning":
+        text.append("; the twin regains authority "
+                    + ("on an ack (reset button or `twinguard ack`)" if a.waiting_for_ack
+                       else f"in {_dur(a.holdoff_left_s)}"), style="bold")
+    return text
 
 
 def _votes(s: StatusSnapshot) -> Table:
