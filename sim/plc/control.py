@@ -63,6 +63,19 @@ def dispatch(plc: SimPlc, req: Any) -> dict[str, Any]:
             raise ValueError("set_output needs 'value'")
         rec = plc.set_output(str(req.get("name")), value)
         return {"ok": True, "write": rec.to_json()}
+    if cmd == "set_setpoint":
+        value = _num(req, "value")
+        if value is None:
+            raise ValueError("set_setpoint needs 'value'")
+        return {"ok": True, "setpoint": plc.set_setpoint(value)}
+    if cmd == "switches":
+        since = int(_num(req, "since", 0) or 0)
+        switches = plc.program_switches(since)
+        return {"ok": True, "switches": [s.to_json() for s in switches],
+                "next": since + len(switches)}  # fmt: skip
+    if cmd == "trace":
+        trace = plc.program_trace(_num(req, "since_t", 0.0) or 0.0)
+        return {"ok": True, "trace": [e.to_json() for e in trace]}
     if cmd == "fault":
         kind = str(req.get("kind"))
         if kind == PlcFaultKind.SLOW.value:
@@ -180,3 +193,18 @@ class ControlClient:
 
     def set_output(self, name: str, value: float) -> dict[str, Any]:
         return self.request({"cmd": "set_output", "name": name, "value": value})
+
+    def set_setpoint(self, value: float) -> float:
+        """The PLC program's new local setpoint (the operator HMI); ControlError without a
+        program."""
+        return float(self.request({"cmd": "set_setpoint", "value": value})["setpoint"])
+
+    def switches(self, since: int = 0) -> list[dict[str, Any]]:
+        """The PLC program's mode switches with ``seq >= since`` (``ModeSwitch`` records)."""
+        out: list[dict[str, Any]] = self.request({"cmd": "switches", "since": since})["switches"]
+        return out
+
+    def trace(self, since_t: float = 0.0) -> list[dict[str, Any]]:
+        """What the plant got per program task cycle from ``since_t`` (``TraceEntry``)."""
+        out: list[dict[str, Any]] = self.request({"cmd": "trace", "since_t": since_t})["trace"]
+        return out

@@ -134,6 +134,21 @@ class SimPlcProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def set_setpoint(self, value: float) -> float:
+        """Set the PLC program's local setpoint, as the operator HMI does; returns it
+        (ControlError if the profile has no ``[sim.program]``)."""
+        return self.control.set_setpoint(value)
+
+    def program_switches(self, since: int = 0) -> list[dict[str, Any]]:
+        """The PLC program's mode switches (``seq``, ``t``, ``mode``, ``cause``,
+        ``heater_before``, ``heater_after``) with ``seq >= since``."""
+        return self.control.switches(since)
+
+    def program_trace(self, since_t: float = 0.0) -> list[dict[str, Any]]:
+        """What the plant got once per program task cycle since ``since_t`` (monotonic):
+        ``t``, ``mode``, ``heater``, ``cooling``, ``measured``, ``setpoint``."""
+        return self.control.trace(since_t)
+
     def write_log(self) -> list[dict[str, Any]]:
         """Every record of the write log file, parsed (all runs since the workdir was made)."""
         if not self.write_log_path.exists():

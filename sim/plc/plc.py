@@ -20,6 +20,10 @@ How it hooks into pymodbus 3.16's simulator (``pymodbus.simulator``):
 * The device ``action`` hook runs on every access: it applies the slow-reply delay and
   dropout faults, refreshes the touched words from the register image before a read, and
   takes writes into the image (heartbeat -> watchdog, reset coil -> latch).
+* With ``[sim.program]``, ``sim.plc.remote.RemoteSwitch`` runs the PLC program behind the
+  ``[plc_remote]`` flag: the plant gets the program's outputs (local) or the registers'
+  (remote); every write the action takes is passed on to it, and the communication
+  watchdog's fallback follows ``comm_fallback``.
 * ``trace_pdu`` sees every decoded request first: it timestamps writes for the write log
   (the reply, also seen there, says whether the write was accepted), and swallows requests
   while the PLC is told to stop answering (and, on RTU, requests for other unit ids).
@@ -43,11 +47,12 @@ from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
-from agent.model.profile import DataType, Profile, Signal, Table
+from agent.model.profile import CommFallback, DataType, Output, Profile, Signal, Table
 from sim.plc import faults as flt
 from sim.plc.codec import decode_for, encode_for
 from sim.plc.process import PRESSURE_NOISE_SIGMA, TEMP_NOISE_SIGMA, ChannelNoise, TankModel
 from sim.plc.registers import Kind, RegisterMap
+from sim.plc.remote import ModeSwitch, RemoteSwitch, TraceEntry
 from sim.plc.watchdog import CommWatchdog
 from sim.plc.writelog import WriteLog, WriteRecord
 
@@ -134,7 +139,16 @@ class SimPlc:
         self.map.put(wd.unit_id, Table.HOLDING, wd.timeout_address, (timeout & 0xFFFF,))
         for o in profile.outputs:  # a PLC powers up with its outputs at their fallback
             self.map.put_item(o, encode_for(o, o.safe_value))
+        if profile.plc_remote is not None:  # and its program in charge (remote disabled)
+            self.map.put_item(profile.plc_remote.output, (profile.plc_remote.local_value,))
+        self.program: RemoteSwitch | None = None
         self.tick(now)
+        b = self._bound
+        if b is not None and b.program is not None:
+            self.program = RemoteSwitch(
+                profile, b.program, profile.output(b.heater), profile.output(b.cooling), self.map
+            )
+            self.program.start(now, self._measured())
 
     # ------------------------------------------------------------------ pymodbus wiring
     def devices(self) -> list[SimDevice]:
@@ -228,9 +242,12 @@ class SimPlc:
 
     def _take_write(self, unit: int, table: Table, address: int, value: int, now: float) -> None:
         self.map.put(unit, table, address, (value,))
-        kind = self.map.cells[(unit, table, address)].kind
+        cell = self.map.cells[(unit, table, address)]
+        kind = cell.kind
         wd = self.profile.plc_watchdog
-        if kind is Kind.HEARTBEAT:
+        if kind is Kind.OUTPUT and self.program is not None:
+            self.program.written(cell.name, now)
+        elif kind is Kind.HEARTBEAT:
             self.watchdog.heartbeat(value, now)
         elif kind is Kind.RESET and value:
             if self.watchdog.reset(now):
@@ -306,8 +323,8 @@ class SimPlc:
         """Advance the process to ``now``, refresh the signal registers, run the watchdog."""
         heater = cooling = 0.0
         if self._bound is not None:
-            heater = self.output_value(self._bound.heater)
-            cooling = self.output_value(self._bound.cooling)
+            heater = self.applied_value(self._bound.heater)
+            cooling = self.applied_value(self._bound.cooling)
         state = self.model.step(now, heater, cooling)
         for sig in self.profile.signals:
             value = self._true_value(sig, state.temperature, state.pressure)
@@ -319,8 +336,20 @@ class SimPlc:
                 log.warning("cannot encode %r for %s; keeping the old value", served, sig.name)
                 continue
             self._served[sig.name] = served
+        if self.program is not None:
+            self.program.cycle(now, self._measured())
         if self.watchdog.check(now):
             self._fallback(now)
+
+    def _measured(self) -> float:
+        """The PLC program's temperature: the median of the bound channels it serves (faults
+        included: the program reads the same sensors a master does), or the true value."""
+        b = self._bound
+        values = sorted(self._served[n] for n in (b.temperature if b else ()) if n in self._served)
+        if not values:
+            return self.model.state.temperature
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2.0
 
     def _true_value(self, sig: Signal, temperature: float, pressure: float) -> float:
         b = self._bound
@@ -333,22 +362,44 @@ class SimPlc:
         return (sig.low + sig.high) / 2.0
 
     def _fallback(self, now: float) -> None:
+        """The communication watchdog expired: without a program, every output to its safe
+        value (a dumb coupler); with one, ``comm_fallback`` local sets the flag to
+        ``local_value`` (the program takes over, bumplessly), safe sets the outputs to their
+        safe values and the flag to ``remote_value`` (the plant gets those registers)."""
         wd = self.profile.plc_watchdog
-        log.warning("PLC communication watchdog expired: applying fallback outputs")
-        for o in self.profile.outputs:
-            words = encode_for(o, o.safe_value)
-            self.map.put_item(o, words)
-            self.log.add(
-                t=now, unit=o.unit_id, fc=0, table=o.table.value, address=o.address,
-                values=words, names=(o.name,), accepted=True, source="plc watchdog",
-            )  # fmt: skip
+        flag = self.profile.plc_remote
+        fallback = None if self.program is None else self.program.pi.config.comm_fallback
+        if fallback is not CommFallback.LOCAL:
+            log.warning("PLC communication watchdog expired: applying fallback outputs")
+            for o in self.profile.outputs:
+                self._fallback_write(now, o, encode_for(o, o.safe_value))
+        if self.program is not None and flag is not None:
+            remote = fallback is CommFallback.SAFE
+            log.warning("PLC communication watchdog expired: remote %s",
+                        "enabled on the safe values" if remote else "disabled, program runs")
+            value = flag.remote_value if remote else flag.local_value
+            self._fallback_write(now, flag.output, (value,))
+            self.program.written(flag.output.name, now, cause="plc watchdog")
         if wd.fault_address is not None:
             self.map.put(wd.unit_id, Table.DISCRETE, wd.fault_address, (1,))
+
+    def _fallback_write(self, now: float, o: Output, words: tuple[int, ...]) -> None:
+        self.map.put_item(o, words)
+        self.log.add(
+            t=now, unit=o.unit_id, fc=0, table=o.table.value, address=o.address,
+            values=words, names=(o.name,), accepted=True, source="plc watchdog",
+        )  # fmt: skip
 
     def output_value(self, name: str) -> float:
         """Engineering value of output ``name`` now in the image; KeyError if undeclared."""
         o = self.profile.output(name)
         return decode_for(o, self.map.get_item(o))
+
+    def applied_value(self, name: str) -> float:
+        """What the plant gets for output ``name``: the PLC program's value while it drives
+        the output, else the register's; KeyError if undeclared."""
+        value = None if self.program is None else self.program.applied(name)
+        return self.output_value(name) if value is None else value
 
     # ------------------------------------------------------------------ the Python API
     def set_signal_fault(
@@ -387,11 +438,14 @@ class SimPlc:
         self.plc_faults = flt.PlcFaults()
 
     def set_output(self, name: str, value: float, now: float | None = None) -> WriteRecord:
-        """Set an output as the PLC program would (logged with source "control")."""
+        """Set an output register (or the [plc_remote] flag) as a master would, logged with
+        source "control"; with a PLC program the flag decides whether the plant gets it."""
         o = self.profile.output(name)
         t = self._clock() if now is None else now
         words = encode_for(o, value)
         self.map.put_item(o, words)
+        if self.program is not None:
+            self.program.written(o.name, t, cause="control")
         return self.log.add(
             t=t, unit=o.unit_id, fc=0, table=o.table.value, address=o.address, values=words,
             names=(o.name,), accepted=True, source="control",
@@ -399,6 +453,28 @@ class SimPlc:
 
     def writes(self, since: int = 0) -> list[WriteRecord]:
         return self.log.since(since)
+
+    def _require_program(self) -> RemoteSwitch:
+        if self.program is None:
+            raise ValueError("the profile has no [sim.program]: this PLC runs no program")
+        return self.program
+
+    def set_setpoint(self, value: float) -> float:
+        """Change the PLC program's local setpoint (the operator HMI); ValueError without a
+        program or for a non-finite value. Returns the new setpoint."""
+        program = self._require_program()
+        program.set_setpoint(value)
+        log.info("program setpoint %.2f", program.pi.setpoint)
+        return program.pi.setpoint
+
+    def program_switches(self, since: int = 0) -> list[ModeSwitch]:
+        """The program's mode switches with ``seq >= since``; ValueError without a program."""
+        return self._require_program().switches[max(0, since) :]
+
+    def program_trace(self, since_t: float = 0.0) -> list[TraceEntry]:
+        """What the plant got, one entry per task cycle from ``since_t`` (monotonic time);
+        ValueError without a program."""
+        return self._require_program().trace_since(since_t)
 
     def state(self, now: float | None = None) -> dict[str, Any]:
         """True process values, served signal values, outputs, faults and watchdog status."""
@@ -409,12 +485,16 @@ class SimPlc:
             n: {"kind": f.kind.value, "value": f.value} for n, f in self._signal_faults.items()
         }
         plc = {"delay_ms": self.plc_faults.delay_s * 1000.0, "stopped": self.plc_faults.stopped}
+        flag = None if self.profile.plc_remote is None else self.profile.plc_remote.output
         return {
             "t": t,
             "temperature": s.temperature,
             "pressure": s.pressure,
             "signals": dict(self._served),
             "outputs": {o.name: self.output_value(o.name) for o in self.profile.outputs},
+            "applied": {o.name: self.applied_value(o.name) for o in self.profile.outputs},
+            "plc_remote": None if flag is None else self.map.get_item(flag)[0],
+            "program": None if self.program is None else self.program.status(),
             "faults": faults,
             "plc": plc,
             "watchdog": {

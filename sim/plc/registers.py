@@ -18,7 +18,7 @@ What a master may read, per (unit id, table):
 
     kind        table              writable by a master
     signal      any (declared)     no  (a write answers exception 2)
-    output      coil / holding     yes
+    output      coil / holding     yes (also the [plc_remote] flag, named "plc_remote")
     heartbeat   holding            yes (feeds the communication watchdog)
     timeout     holding            no  (the PLC's watchdog timeout, ms)
     fault       discrete           no  (latched watchdog fault bit)
@@ -76,7 +76,7 @@ class RegisterMap:
             self._declare(
                 s.unit_id, s.table, s.address, words=s.words, kind=Kind.SIGNAL, name=s.name
             )
-        for o in profile.outputs:
+        for o in profile.writes:  # the outputs and the [plc_remote] flag
             self._declare(
                 o.unit_id, o.table, o.address, words=o.words, kind=Kind.OUTPUT, name=o.name
             )

@@ -152,7 +152,7 @@ def test_register_map_of_sim_tank() -> None:
 
 
 def test_simplc_in_process_tick_follows_outputs() -> None:
-    profile = load_profile("sim-tank")
+    profile = load_profile("sim-coupler")  # no PLC program: the plant gets the registers
     plc = SimPlc(profile, seed=3, clock=lambda: 0.0)
     plc.set_output("heater_power", 100.0, now=0.0)
     plc.set_output("cooling_valve", 0.0, now=0.0)

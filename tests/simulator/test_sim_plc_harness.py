@@ -21,7 +21,7 @@ def _write_heater(port: int, raw: int) -> None:
 
 
 def test_restart_keeps_port_and_appends_to_the_write_log() -> None:
-    with SimPlcProcess() as plc:
+    with SimPlcProcess("sim-coupler") as plc:  # no program moving the heater
         port, pid = plc.port, plc.pid
         _write_heater(port, 100)
         plc.restart()

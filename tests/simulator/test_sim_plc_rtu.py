@@ -20,7 +20,8 @@ from sim.plc.harness import SimPlcProcess, SocatPair, pty_accepts_parity
 
 pytestmark = pytest.mark.timeout(40)
 
-SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-tank.toml"
+# the sim-tank plant without a PLC program (outputs stay as written)
+SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-coupler.toml"
 
 
 @pytest.fixture
@@ -53,7 +54,7 @@ def serial_client(socat_pair: SocatPair, rtu_plc: SimPlcProcess) -> Iterator[Mod
 def test_tcp_profile_on_rtu_defaults_to_19200_8e1(socat_pair: SocatPair) -> None:
     if not pty_accepts_parity(socat_pair.a):
         pytest.skip("this kernel refuses parity on ptys")
-    with SimPlcProcess("sim-tank", rtu=socat_pair.a) as plc:
+    with SimPlcProcess("sim-coupler", rtu=socat_pair.a) as plc:
         assert "19200 8E1" in plc.ready_line
         c = ModbusSerialClient(socat_pair.b, baudrate=19200, parity="E", timeout=1, retries=0)
         assert c.connect()

@@ -29,7 +29,7 @@ WD_TIMEOUT_MS = 1000  # sim-tank's plc_watchdog.expected_timeout_ms, at holding 
 
 @pytest.fixture
 def plc() -> Iterator[SimPlcProcess]:
-    with SimPlcProcess("sim-tank") as p:
+    with SimPlcProcess("sim-coupler") as p:  # no program: outputs stay as written
         yield p
 
 
@@ -82,7 +82,7 @@ def test_pipelined_requests_in_one_segment_each_get_their_reply(plc: SimPlcProce
 def test_agent_reading_a_slow_plc_gets_timeouts_or_true_values(plc: SimPlcProcess) -> None:
     """Replies 20 ms later than the agent's timeout, then 40 ms sooner: every value the
     agent takes is the register it asked for (never one of another register)."""
-    base = with_connection(load_profile("sim-tank"), tcp=f"127.0.0.1:{plc.port}")
+    base = with_connection(load_profile("sim-coupler"), tcp=f"127.0.0.1:{plc.port}")
     profile = dataclasses.replace(base, plc=dataclasses.replace(base.plc, reconnect_min_s=0.05,
                                                                  reconnect_max_s=0.1))
     taken: list[tuple[str, float]] = []

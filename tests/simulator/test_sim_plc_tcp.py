@@ -21,6 +21,13 @@ F32 = ModbusTcpClient.DATATYPE.FLOAT32
 
 
 @pytest.fixture
+def sim_plc() -> Iterator[SimPlcProcess]:
+    """The sim-tank plant behind a dumb coupler (no PLC program moving the outputs)."""
+    with SimPlcProcess("sim-coupler") as plc:
+        yield plc
+
+
+@pytest.fixture
 def client(sim_plc: SimPlcProcess) -> Iterator[ModbusTcpClient]:
     c = ModbusTcpClient("127.0.0.1", port=sim_plc.port, timeout=1, retries=0)
     assert c.connect()
@@ -73,7 +80,7 @@ def test_reads_match_state_per_type_and_word_order(
 @pytest.fixture
 def strict_client() -> Iterator[ModbusTcpClient]:
     """A plain client on ``python -m sim plc --strict-map`` (only declared addresses exist)."""
-    with SimPlcProcess("sim-tank", extra_args=("--strict-map",)) as plc:
+    with SimPlcProcess("sim-coupler", extra_args=("--strict-map",)) as plc:
         c = ModbusTcpClient("127.0.0.1", port=plc.port, timeout=1, retries=0)
         assert c.connect()
         yield c
@@ -96,8 +103,8 @@ def _read(c: ModbusTcpClient, kind: str, address: int, count: int) -> list[int] 
     return list(rr.registers)
 
 
-# sim-tank's declared spans: input 0..9 (gaps 3, 6, 7), holding 100..201 (gap 102..199),
-# coil 0..0, discrete 0..0
+# sim-coupler's (sim-tank's without its flag coil) declared spans: input 0..9 (gaps 3, 6,
+# 7), holding 100..201 (gap 102..199), coil 0..0, discrete 0..0
 OUTSIDE_SPAN = [
     ("input", 10, 1),
     ("input", 0, 11),  # runs past the last declared input register

@@ -17,7 +17,7 @@ TIMEOUT_MS = 300
 
 @pytest.fixture
 def plc() -> Iterator[SimPlcProcess]:
-    with SimPlcProcess("sim-tank", watchdog_ms=TIMEOUT_MS) as p:
+    with SimPlcProcess("sim-coupler", watchdog_ms=TIMEOUT_MS) as p:  # falls back to safe
         yield p
 
 

@@ -23,6 +23,8 @@ floats (``nan``, ``inf``) are rejected. The schema is described key by key in
   only ``local`` takes one); ``release`` needs a ``[plc_remote]`` table, whose flag is
   claimed like any register, whose two values differ, and whose name ``plc_remote`` no
   output may take.
+- ``[sim.program]`` needs a ``[plc_remote]`` table, and its ``cooling`` lies within the
+  cooling output's [min, max].
 - timing can work: ``poll_period_s < watchdog_deadline_s < expected_timeout_ms / 1000``,
   ``poll_period_s < heartbeat_timeout_s``, ``heartbeat_late_s < heartbeat_timeout_s``,
   each group's ``max_age_s >= poll_period_s``.
@@ -171,6 +173,8 @@ class _Parser:
         authority = (self._authority(top.data["authority"]) if "authority" in top.data
                      else AuthoritySettings())
         sim = self._sim(top.data["sim"]) if "sim" in top.data else None
+        if sim is not None and sim.program is not None:
+            self._check_program(sim, outputs, has_flag="plc_remote" in top.data)
         if timing is not None and watchdog is not None:
             plc_timeout_s = watchdog.expected_timeout_ms / 1000
             if timing.watchdog_deadline_s >= plc_timeout_s:
@@ -590,6 +594,21 @@ class _Parser:
             return None
         return SimProgram(setpoint=setpoint, kp=kp, ki=ki, cooling=cooling,
                           comm_fallback=fallback)
+
+    def _check_program(self, sim: SimBinding, outputs: list[Output | None], *,
+                       has_flag: bool) -> None:
+        """A PLC program needs the flag a master enables remote control with, and its fixed
+        cooling must be a value the cooling output can take."""
+        assert sim.program is not None
+        if not has_flag:
+            self.out.add("sim.program", "a PLC program needs a [plc_remote] table (the flag "
+                                        "that hands its outputs to a master); without one "
+                                        "no master could ever drive them")
+        cooling = next((o for o in outputs if o is not None and o.name == sim.cooling), None)
+        if cooling is not None and not cooling.minimum <= sim.program.cooling <= cooling.maximum:
+            self.out.add("sim.program.cooling",
+                         f"{sim.program.cooling:g} is outside output {sim.cooling!r}'s "
+                         f"[min, max] = [{cooling.minimum:g}, {cooling.maximum:g}]")
 
     def _sim(self, raw: Any) -> SimBinding | None:
         mark = len(self.out)
