@@ -52,7 +52,7 @@ def test_a_pushed_restart_hands_over_without_touching_the_outputs() -> None:
         assert new_pid != old.pid
         st.wait_authority("remote", since=t_push, timeout=40)
         writes = output_log(st, t_push)
-        assert writes == [], f"not one output write through the restart: {writes} {t_push}\n{st.agent_stderr()[-6000:]}"
+        assert writes == [], f"not one output write through the restart: {writes}"
         trips_before = st.plc.control.state()["watchdog"]["trips"]
         state = st.plc.control.state()
         assert state["outputs"]["heater_power"] == pytest.approx(30.0, abs=0.05)
