@@ -15,10 +15,13 @@
     unset, "" or "auto"   native if importable, else Python
     "native"              native; ImportError at import if it is not built
     "python"              the Python twin (development, tests of the twin)
-    anything else         ValueError at import (a typo must not silently weaken safety)
+    anything else         :func:`load_watchdog` raises ValueError (a typo must not silently
+                          weaken safety); importing the package still works, so every
+                          command can say so instead of ending in a traceback
 
 ``load_watchdog(require_native=True)`` is what the agent calls when the profile says
 ``require_native_watchdog = true``: it raises RuntimeError rather than fall back.
+:func:`native_problem` says, without raising, why the native watchdog would not be used.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ __all__ = [
     "WatchdogAPI",
     "WatchdogStats",
     "load_watchdog",
+    "native_problem",
 ]
 
 log = logging.getLogger(__name__)
@@ -46,8 +50,11 @@ _choice = os.environ.get(ENV_VAR, "").strip().lower()
 _native_error: ImportError | None = None
 _native_class: type[WatchdogAPI] | None = None
 
+_env_error: str | None = None
 if _choice not in ("", "auto", "native", "python"):
-    raise ValueError(f"{ENV_VAR}={_choice!r}: expected 'native', 'python' or 'auto'")
+    _env_error = (f"{ENV_VAR}={_choice!r}: expected 'native', 'python' or 'auto' "
+                  f"(or unset it)")
+    _choice = "auto"
 
 if _choice != "python":
     try:
@@ -65,19 +72,33 @@ Watchdog: type[WatchdogAPI] = _native_class if _native_class is not None else py
 NATIVE: bool = _native_class is not None
 
 
+def native_problem() -> str | None:
+    """Why the native watchdog would not be used here (a bad ``TWINGUARD_WATCHDOG``, forced
+    off, or not built), or None when it will be."""
+    if _env_error is not None:
+        return _env_error
+    if _native_class is not None:
+        return None
+    if _choice == "python":
+        return f"it is forced off by {ENV_VAR}=python"
+    return (f"firmware_bridge._watchdog cannot be imported ({_native_error}): it was not "
+            "built (no C compiler when the package was installed?); install gcc and the "
+            "Python headers (apt-get install gcc python3-dev) and reinstall")
+
+
 def load_watchdog(require_native: bool) -> type[WatchdogAPI]:
     """The watchdog class to use.
 
-    Raises RuntimeError when ``require_native`` and the native watchdog is not available
-    (not built, or forced off with ``TWINGUARD_WATCHDOG=python``): a profile that requires
-    it must not start with a watchdog that cannot fire while the GIL is held.
+    Raises ValueError for a bad ``TWINGUARD_WATCHDOG``, and RuntimeError when
+    ``require_native`` and the native watchdog is not available (not built, or forced off
+    with ``TWINGUARD_WATCHDOG=python``): a profile that requires it must not start with a
+    watchdog that cannot fire while the GIL is held.
     """
+    if _env_error is not None:
+        raise ValueError(_env_error)
     if _native_class is not None:
         return _native_class
-    if _choice == "python":
-        why = f"it is forced off by {ENV_VAR}=python"
-    else:
-        why = f"firmware_bridge._watchdog cannot be imported ({_native_error})"
+    why = native_problem()
     if require_native:
         raise RuntimeError(
             f"the profile requires the native watchdog but {why}; build it with "

@@ -2,9 +2,13 @@
 
 Loads the profile and the configuration, refuses to start without the watchdog the profile
 needs (or with a bad fault-injection or watchdog environment), then runs the agent's loop
-(``agent.runtime.loop.Runtime``) until SIGTERM/SIGINT, which writes the safe state on the way
-out. Exit 0 after a clean stop, 2 when it refuses to start (each reason on stderr); the
-runtime's own exit code otherwise (``EXIT_RESTART`` after a configuration that needs one).
+(``agent.runtime.loop.Runtime``) until SIGTERM/SIGINT, which sheds the twin's authority on
+the way out (a healthy plant is not touched). Exit 0 after a clean stop (also after handing
+over to a successor); 2 when it refuses to start on bad input (a profile or configuration
+problem, a bad environment variable, another agent on the state directory); 1 when something
+the profile or configuration names is missing or unusable on this machine (a device, a
+certificate file, the state directory), the cause and the fix on stderr; ``EXIT_RESTART``
+(75) when a restart could not be handed over (systemd then restarts the agent).
 """
 
 from __future__ import annotations
@@ -13,12 +17,19 @@ import argparse
 import logging
 import os
 import sqlite3
+import ssl
 import sys
 
-from agent.cli.common import EXIT_USAGE, profile_from_args, profile_options, report_problems
+from agent.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    profile_from_args,
+    profile_options,
+    report_problems,
+)
 from agent.cli.common import state_dir as resolve_state_dir
 from agent.config.agentconfig import load_config
-from agent.model.errors import ConfigError, ProfileError, StatusSocketInUse
+from agent.model.errors import ConfigError, DeviceUnavailable, ProfileError, StatusSocketInUse
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +43,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the agent beside the PLC until SIGTERM (writes the safe state on the way out)."""
+    """Run the agent beside the PLC until SIGTERM (exit codes: the module docstring)."""
     # the whole agent only when running: building the parser and the other commands load none
     # of it (asyncio, pymodbus, ssl, gpiozero, the watchdog)
     import asyncio  # noqa: PLC0415
@@ -65,14 +76,24 @@ def run(args: argparse.Namespace) -> int:
             runtime = Runtime(profile, config, state_dir, watchdog)
         except ConfigError as error:  # the stored configuration does not fit the profile
             return report_problems(error)
+        except DeviceUnavailable as error:  # a file the configuration names
+            print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except ssl.SSLError as error:
+            print(f"twinguard run: refusing to start: the [twin] certificates or key in "
+                  f"{config.source} cannot be loaded: {error}", file=sys.stderr)
+            return EXIT_FAILED
         except (OSError, sqlite3.Error) as error:
             print(f"twinguard run: refusing to start: state directory {state_dir}: {error}",
                   file=sys.stderr)
-            return EXIT_USAGE
+            return EXIT_FAILED
         try:
             return await runtime.run()
         except StatusSocketInUse as error:
             print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
             return EXIT_USAGE
+        except DeviceUnavailable as error:  # a device the profile names
+            print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
+            return EXIT_FAILED
 
     return asyncio.run(serve())

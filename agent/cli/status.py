@@ -99,9 +99,13 @@ def _header(s: StatusSnapshot) -> Panel:
                 f", epoch {_num(s.twin.epoch)}")
     grid.add_row("twin", link)
     p = s.plc
+    fell = ", FELL BACK (latched)" if p.watchdog_latched else ""
+    held = ("" if p.watchdog_timeout_ms is None
+            else f" (PLC holds {p.watchdog_timeout_ms} ms, profile expects "
+                 f"{p.watchdog_expected_ms} ms{fell})")
     grid.add_row("PLC", f"{'connected' if p.connected else 'DISCONNECTED'}, "
                         f"{'answering' if p.reachable else 'NOT answering'}, comm watchdog "
-                        f"{'verified' if p.watchdog_ok else 'NOT verified'}")
+                        f"{'verified' if p.watchdog_ok else 'NOT verified'}{held}")
     grid.add_row("trips", "; ".join(f"{t.name} ({t.group}): {t.cause}" for t in s.trips)
                  or "none")
     grid.add_row("outputs", ", ".join(f"{o.name}={_num(o.value)}" for o in s.outputs)

@@ -7,7 +7,9 @@ that every problem is found, and discards the section if any problem was recorde
 (``len(problems)`` before/after). ``ok(key)`` tells whether a key was valid (or absent),
 so cross-checks between keys only run on values that are real.
 
-TOML has no null, so an absent key is the only "no value". Booleans are never numbers.
+TOML has no null, so an absent key is the only "no value". Booleans are never numbers. Every
+number is finite and within ±``NUMBER_MAX`` (1e15), so no arithmetic on profile values can
+overflow.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ from typing import Any, TypeVar
 from agent.model.errors import Problem
 from agent.model.profile import Voting
 
-__all__ = ["Fields", "Problems", "describe", "is_identifier", "suggest"]
+__all__ = ["NUMBER_MAX", "Fields", "Problems", "describe", "is_identifier", "suggest"]
 
 E = TypeVar("E", bound=enum.Enum)
+
+NUMBER_MAX = 1e15
+"""The largest magnitude any number in a profile or configuration may have: beyond it a value
+is no engineering quantity, loses integer precision (2^53 is about 9e15), and arithmetic on
+it (scaling, rates) could overflow."""
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _VOTING = re.compile(r"([1-9][0-9]?)oo([1-9][0-9]?)")
@@ -190,6 +197,9 @@ class Fields:
         number = float(value)
         if not math.isfinite(number):
             self.fail(key, f"must be a finite number, got {number}")
+        elif abs(number) > NUMBER_MAX:
+            self.fail(key, f"{number:g} is out of range: numbers here must lie within "
+                           f"±{NUMBER_MAX:g}")
         elif gt is not None and not number > gt:
             self.fail(key, f"must be greater than {gt:g}, got {number:g}")
         elif ge is not None and not number >= ge:
@@ -228,6 +238,9 @@ class Fields:
         low, high = float(value[0]), float(value[1])
         if not (math.isfinite(low) and math.isfinite(high)):
             self.fail(key, "low and high must be finite numbers")
+        elif max(abs(low), abs(high)) > NUMBER_MAX:
+            self.fail(key, f"[{low:g}, {high:g}] is out of range: numbers here must lie "
+                           f"within ±{NUMBER_MAX:g}")
         elif not low < high:
             self.fail(key, f"low ({low:g}) must be less than high ({high:g})")
         return (low, high)

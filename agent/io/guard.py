@@ -48,7 +48,8 @@ running its own program takes the safe values whatever mode it was in.
 If the PLC is unreachable at arm time the guard arms with the file and hw watchdog actions
 only and retries the link at most every ``RETRY_S`` while the agent's own client is
 connected. Contract: :meth:`NativeGuard.start` and :meth:`NativeGuard.after_tick` never
-raise for an unreachable PLC or a dead link (logged, counted); they raise ``OSError`` for a
+raise for an unreachable PLC or a dead link (logged, counted); :meth:`NativeGuard.open_hw`
+(and :meth:`NativeGuard.start`) raise ``DeviceUnavailable`` (an ``OSError``) for a
 ``hw_watchdog`` that cannot be opened (the agent must not run unguarded when the profile
 names one), and WriteRefused from the frame encoder is a bug (a safe value outside its own
 output's limits is rejected by the profile parser).
@@ -68,6 +69,7 @@ from typing import Any
 
 import serial
 
+from agent.io.devices import unavailable
 from agent.model.profile import FailsafePolicy, Profile, RtuLink, TcpLink
 from agent.protocol.modbus.frames import encode_write_frames
 from firmware_bridge import WatchdogAPI, WatchdogStats
@@ -156,12 +158,21 @@ class NativeGuard:
 
     # --- lifecycle -----------------------------------------------------------------------
 
+    def open_hw(self) -> None:
+        """Open ``board.hw_watchdog`` if the profile names one (once); DeviceUnavailable,
+        naming the key, the cause and what to do, if it cannot be opened."""
+        hw = self.profile.board.hw_watchdog
+        if hw is not None and self._hw_fd < 0:
+            try:
+                self._hw_fd = os.open(hw, os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+            except OSError as exc:
+                raise unavailable("board.hw_watchdog", hw, exc, source=self.profile.source,
+                                  kind="hw_watchdog") from exc
+
     async def start(self, now: float, plc_connected: bool,
                     last_written: Mapping[str, float]) -> None:
         """Open the hw watchdog and the link (if the PLC is reachable), then arm."""
-        hw = self.profile.board.hw_watchdog
-        if hw is not None and self._hw_fd < 0:
-            self._hw_fd = os.open(hw, os.O_WRONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        self.open_hw()
         self._values = guard_values(self.profile, last_written)
         self._plc_was_connected = plc_connected
         if plc_connected:

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WATCHDOG_CHECK_S = 2.0  # how often a verified PLC watchdog is read back again
+MISMATCH_REMIND_S = 60.0  # a watchdog timeout mismatch is logged again this often
 
 
 class PlantIO:
@@ -59,6 +60,10 @@ class PlantIO:
         self.stale_after_s = profile.timing.watchdog_deadline_s
         self.fired: Callable[[], bool] = lambda: False  # the native watchdog's latch
         self.stale_refused = 0
+        # the PLC communication watchdog as last read back: (timeout ms, fault latched)
+        self.watchdog_read: tuple[int | None, bool | None] = (None, None)
+        self._mismatch_since: float | None = None
+        self._mismatch_told = 0.0
 
     @property
     def connected(self) -> bool:
@@ -180,9 +185,11 @@ class PlantIO:
         async with self._lock:
             timeout_ms, latched = await self.plc.read_plc_watchdog()
             ok = timeout_ms == wd.expected_timeout_ms
+            self.watchdog_read = (timeout_ms, latched)
             if timeout_ms is not None and not ok:
-                log.error("PLC communication watchdog timeout is %s ms, profile expects %d ms",
-                          timeout_ms, wd.expected_timeout_ms)
+                self._mismatch(now, timeout_ms)
+            else:
+                self._mismatch_since = None
             if latched and outputs_safe and wd.reset_address is not None and self._hb_value:
                 log.warning("PLC communication watchdog had fallen back; clearing its latch")
                 await self.plc.reset_plc_watchdog()
@@ -191,6 +198,25 @@ class PlantIO:
         if ok != self.watchdog_ok:
             log.info("PLC communication watchdog %s", "verified" if ok else "NOT verified")
         self.watchdog_ok = ok
+
+    def _mismatch(self, now: float, read_ms: int) -> None:
+        """One ERROR that says what to change, then a reminder every MISMATCH_REMIND_S."""
+        wd = self.profile.plc_watchdog
+        if self._mismatch_since is None:
+            self._mismatch_since, self._mismatch_told = now, now
+            log.error("PLC communication watchdog timeout mismatch: the PLC holds %d ms "
+                      "(holding register %d, unit %d), %s expects %d ms "
+                      "(plc_watchdog.expected_timeout_ms). Set the PLC's watchdog timeout to "
+                      "%d ms, or, if %d ms is right for this plant, set expected_timeout_ms = "
+                      "%d in the profile (it must stay above timing.watchdog_deadline_s). "
+                      "Until then the plant is held safe.", read_ms, wd.timeout_address,
+                      wd.unit_id, self.profile.source, wd.expected_timeout_ms,
+                      wd.expected_timeout_ms, read_ms, read_ms)
+        elif now - self._mismatch_told >= MISMATCH_REMIND_S:
+            self._mismatch_told = now
+            log.warning("PLC communication watchdog timeout still %d ms, expected %d ms (for "
+                        "%.0f s; see the error above)", read_ms, wd.expected_timeout_ms,
+                        now - self._mismatch_since)
 
     async def close(self) -> None:
         await self.plc.close()

@@ -12,6 +12,8 @@ Each leaf also inherits the built-in a caller would catch without knowing twingu
      │    └── FrameError(ProtocolError)                a twin frame broke the framing rules
      ├── BundleError(TwinguardError, ValueError)       not a well-formed configuration bundle
      ├── ConnectFailed(TwinguardError, OSError)        the link to the PLC cannot be opened
+     ├── DeviceUnavailable(TwinguardError, OSError)    a device or file a profile or
+     │                                                 configuration names cannot be opened
      ├── GpioError(TwinguardError, OSError)            a GPIO pin cannot be claimed
      ├── StatusSocketError(TwinguardError, OSError)    the status socket cannot be set up
      │    └── StatusSocketInUse(StatusSocketError)     another agent serves this state dir
@@ -94,6 +96,11 @@ class BundleError(TwinguardError, ValueError):
 
 class ConnectFailed(TwinguardError, OSError):
     """The link to the PLC could not be opened; the message says why and what to check."""
+
+
+class DeviceUnavailable(TwinguardError, OSError):
+    """A device or file named by the profile or the configuration cannot be opened; the
+    message names the key, the path, the cause and what to do (``agent.io.devices``)."""
 
 
 class GpioError(TwinguardError, OSError):

@@ -123,11 +123,18 @@ class PlcStatus(ClientStats):
 
     reachable: bool  # answered this tick
     watchdog_ok: bool  # PLC communication watchdog read back as configured
+    watchdog_timeout_ms: int | None = None  # the timeout the PLC holds, as last read back
+    watchdog_expected_ms: int | None = None  # what the profile expects
+    watchdog_latched: bool | None = None  # the PLC's "fell back" latch, as last read back
 
     @classmethod
-    def of(cls, client: ClientStats, *, reachable: bool, watchdog_ok: bool) -> PlcStatus:
+    def of(cls, client: ClientStats, *, reachable: bool, watchdog_ok: bool,
+           watchdog_read: tuple[int | None, bool | None] = (None, None),
+           watchdog_expected_ms: int | None = None) -> PlcStatus:
         counters = {f.name: getattr(client, f.name) for f in dataclasses.fields(ClientStats)}
-        return cls(**counters, reachable=reachable, watchdog_ok=watchdog_ok)
+        return cls(**counters, reachable=reachable, watchdog_ok=watchdog_ok,
+                   watchdog_timeout_ms=watchdog_read[0], watchdog_latched=watchdog_read[1],
+                   watchdog_expected_ms=watchdog_expected_ms)
 
 
 @dataclass(frozen=True)

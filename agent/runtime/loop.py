@@ -60,6 +60,7 @@ from agent.core.controller import Controller, Decision
 from agent.core.heartbeat import LinkState
 from agent.core.leds import Indication, indication
 from agent.io.audit import AuditKind, transition_record
+from agent.io.devices import check_readable
 from agent.io.guard import NativeGuard, exit_code_from_env
 from agent.io.panel.panel import OperatorPanel
 from agent.io.plant import PlantIO
@@ -148,11 +149,15 @@ class Runtime:
         self._stop.set()
 
     def _make_link(self, config: AgentConfig) -> TwinLink | None:
-        """The twin link for ``config`` (None without [twin]); raises OSError/SSLError if its
-        certificates cannot be loaded."""
+        """The twin link for ``config`` (None without [twin]); raises DeviceUnavailable naming
+        the key of a certificate file that cannot be read, OSError/SSLError if one cannot be
+        loaded."""
         if config.twin is None:
             return None
         t = config.twin
+        # a missing or unreadable file is named with the key that points to it
+        check_readable({"twin.ca": t.ca_file, "twin.cert": t.cert_file,
+                        "twin.key": t.key_file, "twin.crl": t.crl_file}, source=config.source)
         # the callbacks know which link called: an old link (replaced by _relink) is told
         # apart from the current one, and a recommendation keeps the session it came on
         link = TwinLink(
@@ -183,6 +188,7 @@ class Runtime:
             loop.add_signal_handler(sig, self.request_stop)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         faultinject.install_from_env()  # test-only; a no-op unless TWINGUARD_FAULT_INJECTION=1
+        self.guard.open_hw()  # before anything is claimed: a missing device refuses the start
         self._started = loop.time()
         await self.panel.start(loop)  # refuses (StatusSocketInUse) if another agent runs here
         log.info("twinguard starting: profile %s, mode %s, config version %d",
@@ -475,6 +481,7 @@ class Runtime:
             backlog=pump.spool.backlog() if pump is not None else None,
             config_version=self.session.version, events=self.events,
             twin_connected=None if self.link is None else self.link.connected,
+            plc_watchdog=self.plant.watchdog_read,
         )
 
     async def console_ack(self, source: str, who: str) -> tuple[bool, str]:

@@ -53,6 +53,7 @@ def build_snapshot(
     plc: ClientStats, loop: LoopStatus, watchdog: WatchdogStats | None,
     watchdog_kind: str, backlog: Backlog | None, config_version: int, events: EventRing,
     twin_connected: bool | None,
+    plc_watchdog: tuple[int | None, bool | None] = (None, None),
 ) -> StatusSnapshot:
     """A snapshot from the controller and the adapters' counters (pure: no I/O, no clock).
 
@@ -112,7 +113,8 @@ def build_snapshot(
         recommendations=tuple(recommendations),
         recommendation_counts=RecommendationCounts(book.accepted, book.rejected, book.expired),
         plc=PlcStatus.of(plc, reachable=controller.plc_reachable,
-                         watchdog_ok=controller.plc_watchdog_ok),
+                         watchdog_ok=controller.plc_watchdog_ok, watchdog_read=plc_watchdog,
+                         watchdog_expected_ms=controller.profile.plc_watchdog.expected_timeout_ms),
         loop=loop,
         watchdog=wd,
         spool=None if backlog is None else SpoolStatus(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import termios
@@ -70,6 +71,14 @@ async def run(
         server = OrderedTcpServer(plc.devices(), address=tcp, trace_pdu=trace)
     else:
         assert rtu is not None
+        try:  # pymodbus only says "could not start listen" for a device that is not there
+            os.close(os.open(rtu.device, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))
+        except OSError as exc:
+            hint = ("a pty pair for trials: socat -d -d pty,raw,echo=0,link=/tmp/plc "
+                    "pty,raw,echo=0,link=/tmp/agent" if exc.errno == errno.ENOENT
+                    else "add the user to the `dialout` group" if exc.errno == errno.EACCES
+                    else "check the device")
+            raise OSError(f"serial device {rtu.device}: {exc.strerror}; {hint}") from exc
         server = OrderedSerialServer(
             plc.devices(),
             port=rtu.device,
@@ -85,7 +94,14 @@ async def run(
     try:
         await server.serve_forever(background=True)
     except termios.error as exc:  # e.g. a kernel whose ptys refuse PARENB (parity E/O)
-        raise OSError(f"cannot configure serial device {rtu.device if rtu else ''}: {exc}") from exc
+        assert rtu is not None
+        code = exc.args[0] if exc.args else None
+        settings = f"{rtu.baudrate} {rtu.bytesize}{rtu.parity.value}{rtu.stopbits}"
+        hint = ("some ports (and every Linux pty) cannot do parity: try parity = \"N\" in "
+                "the profile's [plc]" if rtu.parity.value != "N" and code == errno.EINVAL
+                else "check the device and the profile's [plc] line settings")
+        raise OSError(f"serial device {rtu.device} refused {settings} "
+                      f"({os.strerror(code) if isinstance(code, int) else exc}); {hint}") from exc
     plc.drop_hook = _dropper(server)
     if tcp is not None:
         port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]

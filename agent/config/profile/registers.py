@@ -18,6 +18,7 @@ Engineering value = raw * scale + offset, so the raw value written for ``value``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from agent.config.fields import Fields
@@ -27,6 +28,7 @@ __all__ = ["ADDRESS_MAX", "RAW_LIMITS", "Claims", "Span", "check_raw_limits", "r
            "read_scaling"]
 
 ADDRESS_MAX = 65535
+SCALE_MIN, SCALE_MAX = 1e-9, 1e9  # |scale|: raw * scale stays representable both ways
 _F32_MAX = 3.4028234663852886e38
 RAW_LIMITS: dict[DataType, tuple[float, float]] = {
     DataType.BOOL: (0, 1),
@@ -69,8 +71,9 @@ def read_layout(f: Fields, table: Table) -> tuple[DataType, WordOrder, int]:
 def read_scaling(f: Fields) -> tuple[float, float, str]:
     """``scale`` (default 1, never 0), ``offset`` (default 0) and ``unit`` (default "")."""
     scale = f.number("scale", 1.0)
-    if f.ok("scale") and scale == 0:
-        f.fail("scale", "must not be 0")
+    if f.ok("scale") and not SCALE_MIN <= abs(scale) <= SCALE_MAX:
+        f.fail("scale", "must not be 0" if scale == 0 else
+               f"{scale:g} is out of range: |scale| must lie within {SCALE_MIN:g}..{SCALE_MAX:g}")
     return scale, f.number("offset", 0.0), f.text("unit", "", allow_empty=True)
 
 
@@ -80,6 +83,9 @@ def check_raw_limits(f: Fields, dtype: DataType, *, scale: float, offset: float,
     lo, hi = RAW_LIMITS[dtype]
     for key, value in limits.items():
         raw = (value - offset) / scale
+        if not math.isfinite(raw):  # cannot happen within the number and scale ranges
+            f.fail(key, f"{value:g} {unit} has no raw value at scale {scale:g}")
+            continue
         if dtype is not DataType.FLOAT32:
             raw = round(raw)  # what would be written
         if not lo <= raw <= hi:
