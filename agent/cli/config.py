@@ -10,7 +10,8 @@
   evaluate it exactly as the agent would (last version from ``D``'s config store, shadow
   mode) and print ``accepted`` or ``rejected REASON: detail``.
 
-Exit codes: 0 fine / accepted, 1 rejected or failed, 2 bad usage or input file.
+Exit codes: 0 fine / accepted, 1 rejected or failed, 2 bad usage or input file, 3 verify
+without ``--config``: the bundle decodes, but its signatures were NOT checked (no trust store).
 """
 
 from __future__ import annotations
@@ -91,17 +92,26 @@ def _cosign(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+EXIT_UNCHECKED = 3  # verify without a trust store: decoded, signatures not checked
+
+
 def _verify(args: argparse.Namespace) -> int:
     try:
         data = args.bundle.read_bytes()
         bundle = decode(data, max_bytes=max(len(data), 1))
     except (OSError, BundleError) as exc:
         return _fail(str(exc), EXIT_FAILED)
+    if args.config is None:
+        print(f"bundle {args.bundle}: device {bundle.device_id}, version {bundle.version}, "
+              f"{len(bundle.config)} characters of config, issued {bundle.issued_at}, expires "
+              f"{bundle.expires_at}, claims signatures by "
+              f"{', '.join(bundle.key_ids) or 'nobody'}")
+        print("signatures NOT checked (no trust store: pass --config with the configuration "
+              "in force, whose [[trust]] keys verify them)", file=sys.stderr)
+        return EXIT_UNCHECKED
     print(f"bundle {args.bundle}: device {bundle.device_id}, version {bundle.version}, "
           f"{len(bundle.config)} characters of config, issued {bundle.issued_at}, expires "
           f"{bundle.expires_at}, signed by {', '.join(bundle.key_ids) or 'nobody'}")
-    if args.config is None:
-        return EXIT_OK
     try:
         config = load_config(args.config)
         raw = tomllib.loads(args.config.read_text(encoding="utf-8"))

@@ -6,11 +6,16 @@ Prints a table (name, table:address, type, raw registers in hex, value, unit, qu
 error), or with ``--json`` exactly::
 
     {"signals": {NAME: {"raw": [int, ...] | bool | null, "value": float | null,
-                        "unit": str, "quality": "good" | "bad"}}}
+                        "unit": str, "quality": "good" | "bad"}},
+     "plc_watchdog": {"timeout_ms": int | null, "expected_ms": int, "matches": bool,
+                      "latched": bool | null}}
 
-(with ``--json`` the reasons for BAD readings go to stderr, one ``NAME: error`` a line).
+(with ``--json`` the reasons for BAD readings and a watchdog that does not match go to
+stderr, one a line). It also reads the PLC's communication watchdog registers and says
+whether the timeout matches the profile and whether it has fallen back.
 
-Exit status: 0 every signal GOOD, 1 some signal BAD, 2 the profile has problems (each printed
+Exit status: 0 every signal GOOD and the watchdog as the profile expects, 1 some signal BAD
+or the watchdog not as expected, 2 the profile has problems (each printed
 as ``FILE: KEY.PATH: reason``), 3 the PLC cannot be reached (``cannot reach the PLC at WHERE:
 WHY`` on stderr, e.g. "no such device: /dev/ttyX — check the profile's plc.device / --rtu").
 
@@ -120,8 +125,12 @@ def _type(s: Signal) -> str:
     return s.dtype.value
 
 
-async def _read(profile: Profile) -> dict[str, Reading] | str:
-    """The readings, or why the PLC could not be reached."""
+WatchdogRead = tuple[int | None, bool | None]
+
+
+async def _read(profile: Profile) -> tuple[dict[str, Reading], WatchdogRead] | str:
+    """The readings and the PLC watchdog's (timeout ms, latched), or why the PLC could not
+    be reached."""
     # the Modbus stack only when reading: building the parser and `check` load none of it
     from agent.io.modbus.client import PlcClient  # noqa: PLC0415
 
@@ -129,9 +138,32 @@ async def _read(profile: Profile) -> dict[str, Reading] | str:
     try:
         if not await client.connect():
             return client.last_connect_error or "connect failed"
-        return await client.read_signals()
+        readings = await client.read_signals()
+        return readings, await client.read_plc_watchdog()
     finally:
         await client.close()
+
+
+def _watchdog_doc(profile: Profile, read: WatchdogRead) -> dict[str, Any]:
+    expected = profile.plc_watchdog.expected_timeout_ms
+    return {"timeout_ms": read[0], "expected_ms": expected,
+            "matches": read[0] == expected, "latched": read[1]}
+
+
+def _watchdog_line(profile: Profile, read: WatchdogRead) -> str:
+    """One sentence on the PLC's communication watchdog as read back."""
+    wd = profile.plc_watchdog
+    where = f"holding {wd.timeout_address}, unit {wd.unit_id}"
+    if read[0] is None:
+        return (f"PLC communication watchdog: timeout register ({where}) could not be read: "
+                "the agent would hold the plant safe")
+    latch = {None: "", True: "; it has FALLEN BACK (latched)", False: "; not fallen back"}
+    if read[0] == wd.expected_timeout_ms:
+        return (f"PLC communication watchdog: timeout {read[0]} ms ({where}) matches the "
+                f"profile{latch[read[1]]}")
+    return (f"PLC communication watchdog: timeout {read[0]} ms ({where}) does NOT match the "
+            f"profile's expected_timeout_ms = {wd.expected_timeout_ms}: set the PLC to "
+            f"{wd.expected_timeout_ms} ms, or the profile to {read[0]}{latch[read[1]]}")
 
 
 def read(ns: argparse.Namespace) -> int:
@@ -145,21 +177,27 @@ def read(ns: argparse.Namespace) -> int:
     except OSError as exc:
         sys.stderr.write(f"{ns.profile}: cannot read: {exc}\n")
         return EXIT_USAGE
-    readings = asyncio.run(_read(profile))
-    if isinstance(readings, str):
+    result = asyncio.run(_read(profile))
+    if isinstance(result, str):
         link = profile.plc.link
         where = f"{link.host}:{link.port}" if isinstance(link, TcpLink) else link.device
-        sys.stderr.write(f"cannot reach the PLC at {where}: {readings}\n")
+        sys.stderr.write(f"cannot reach the PLC at {where}: {result}\n")
         return EXIT_UNREACHABLE
+    readings, watchdog = result
     bad = [r for r in readings.values() if r.quality is not Quality.GOOD]
+    watchdog_ok = watchdog[0] == profile.plc_watchdog.expected_timeout_ms and not watchdog[1]
     if ns.json:
-        sys.stdout.write(json.dumps(_json_doc(profile, readings)) + "\n")
+        doc = {**_json_doc(profile, readings), "plc_watchdog": _watchdog_doc(profile, watchdog)}
+        sys.stdout.write(json.dumps(doc) + "\n")
         for r in bad:
             sys.stderr.write(f"{r.name}: {r.error}\n")
+        if not watchdog_ok:
+            sys.stderr.write(_watchdog_line(profile, watchdog) + "\n")
     else:
         from rich.console import Console  # noqa: PLC0415 - rich only here, as in _table
 
         longest = max((len(r.error or "") for r in bad), default=0)  # a reason on one line
         width = max(120, Console().width, 90 + longest)
         Console(width=width).print(_table(profile, readings))
-    return EXIT_FAILED if bad else EXIT_OK
+        print(_watchdog_line(profile, watchdog))
+    return EXIT_FAILED if bad or not watchdog_ok else EXIT_OK

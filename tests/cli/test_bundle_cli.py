@@ -41,7 +41,7 @@ def test_keys_sign_cosign_verify(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert cli(["config", "verify", str(b2), "--config", str(factory)]) == 0
     out = capsys.readouterr().out
     assert "signed by ap1, ap2" in out and "accepted" in out and "mode active" in out
-    assert cli(["config", "verify", str(b2)]) == 0  # no --config: decode and print only
+    assert cli(["config", "verify", str(b2)]) == 3  # no --config: decoded, NOT checked
     assert cli(["config", "sign", "--key", str(keys / "eng.key"), "--version", "2",
                 "--device", "tank-02", str(new), "-o", str(tmp_path / "x")]) == 2
     (tmp_path / "junk").write_bytes(b"\x00junk")
