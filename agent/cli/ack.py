@@ -15,6 +15,13 @@ from agent.io.status_client import send_ack
 
 options = state_dir_option
 
+EXIT_CODES = """exit status:
+  0  the agent accepted the ack
+  1  the agent refused it (the reason is printed), no access to its socket, a timeout or a
+     reply that makes no sense
+  2  bad usage
+  3  the agent is not running (no socket in the state directory, or nothing listens on it)"""
+
 
 def ack(args: argparse.Namespace) -> int:
     """Acknowledge a latched FAILSAFE (the console equivalent of the reset button)."""

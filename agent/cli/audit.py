@@ -15,6 +15,12 @@ from pathlib import Path
 from agent.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, state_dir
 from agent.io.audit import AuditLog, audit_path, format_record
 
+EXIT_CODES = """exit status:
+  0  verify: the whole chain and its head anchor check out; show: the records were printed
+  1  verify: a record was edited, deleted or reordered (each problem listed); the file is not
+     an audit log
+  2  bad usage, or no audit log at that path"""
+
 
 def options(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="audit_action", metavar="ACTION", required=True)

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from agent.cli.common import EXIT_FAILED, EXIT_OK
 
+EXIT_CODES = """exit status:
+  0  init/revoke: the files were written; check: every certificate is fine
+  1  init: a file exists (pass --force to replace them all); check: a problem (expired, not
+     yet valid, not issued by the CA, revoked); a file cannot be read, parsed or written
+  2  bad usage"""
+
 
 def options(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="certs_action", metavar="ACTION", required=True)

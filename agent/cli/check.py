@@ -21,6 +21,10 @@ from agent.cli.common import (
 )
 from agent.model.errors import ProfileError
 
+EXIT_CODES = """exit status:
+  0  the profile is valid (a warning on stderr if this machine lacks the native watchdog it needs)
+  2  bad usage or the profile has problems (one FILE: KEY.PATH: reason line each)"""
+
 options = profile_options
 
 

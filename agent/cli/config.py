@@ -31,6 +31,12 @@ from agent.io.configstore import ConfigStore
 from agent.model.errors import BundleError, ConfigError, ProfileError
 from agent.model.mode import Mode
 
+EXIT_CODES = """exit status:
+  0  sign/cosign: the bundle was written; verify: accepted (with --config)
+  1  verify: rejected (the reason is printed), or the bundle cannot be read or decoded
+  2  bad usage, a bad key, configuration or profile, or an output that cannot be written
+  3  verify without --config: the bundle decodes, but its signatures were NOT checked"""
+
 
 def options(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="config_action", metavar="ACTION", required=True)

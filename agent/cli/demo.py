@@ -13,6 +13,11 @@ from sim.demo import cli as demo_cli
 
 options = demo_cli.add_options
 
+EXIT_CODES = """exit status:
+  0  at least one scenario ran and every scenario that ran passed
+  1  a scenario failed, or the simulated plant could not be started
+  2  bad usage, an unknown scenario name, or a --workdir holding a previous run's state"""
+
 
 def demo(args: argparse.Namespace) -> int:
     """Run the whole chain of defence against the simulated plant, with figures (no hardware)."""

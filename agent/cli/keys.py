@@ -21,6 +21,11 @@ from agent.config.fields import is_identifier
 
 ROLES = tuple(role.value for role in Role)  # operator, engineer, safety, approver
 
+EXIT_CODES = """exit status:
+  0  the key was written and its [[trust]] entry printed
+  1  a key file of that id exists (never overwritten), or DIR cannot be written
+  2  bad usage or key id"""
+
 
 def options(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)

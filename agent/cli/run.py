@@ -31,6 +31,14 @@ from agent.cli.common import state_dir as resolve_state_dir
 from agent.config.agentconfig import load_config
 from agent.model.errors import ConfigError, DeviceUnavailable, ProfileError, StatusSocketInUse
 
+EXIT_CODES = """exit status:
+  0  stopped cleanly (SIGTERM/SIGINT, or handed over to its successor)
+  1  something the profile or configuration names is missing or unusable on this machine
+     (a device, a certificate file, the state directory, the native watchdog): cause and fix
+  2  bad usage, profile, configuration or environment variable; another agent on the state
+     directory
+  75 a restart could not be handed over (systemd restarts the agent)"""
+
 
 def options(parser: argparse.ArgumentParser) -> None:
     """``--profile``/``--tcp``/``--rtu``, ``--config C`` and ``--state-dir D``."""

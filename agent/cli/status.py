@@ -38,6 +38,13 @@ QUALITY_STYLE = {"good": "green", "degraded": "yellow", "bad": "bold red"}
 LINK_STYLE = {"alive": "green", "late": "yellow", "lost": "bold red"}
 
 
+EXIT_CODES = """exit status:
+  0  the agent answered (whatever its state)
+  1  no access to its socket (not the agent's user or group), a timeout or a reply that
+     makes no sense
+  2  bad usage
+  3  the agent is not running (no socket in the state directory, or nothing listens on it)"""
+
 # --- rendering -------------------------------------------------------------------------------
 
 def _num(value: float | None, unit: str = "") -> str:

@@ -18,6 +18,11 @@ from agent.config.systemd_unit import render_unit
 from agent.model.errors import ProfileError
 from agent.model.profile import RtuLink
 
+EXIT_CODES = """exit status:
+  0  the unit was printed
+  2  bad usage, a profile with problems, or a value no unit may hold (a relative path,
+     a control character, a bad user name)"""
+
 
 def options(parser: argparse.ArgumentParser) -> None:
     profile_option(parser)

@@ -1,10 +1,10 @@
 """``twinguard demo``: run the scenarios against the simulated plant and show the figures.
 
-Registered by ``agent/cli/demo.py`` (``Command("demo", demo.demo, (demo.options,))`` in
-``agent/cli/main.py``): its handler ``demo(args)`` calls :func:`main` and its option adder
-is :func:`add_options`. This module imports only argparse at the top (the
-simulated plant is imported inside :func:`main`), so the options cost the other commands
-nothing.
+Registered by ``agent/cli/demo.py`` (its ``Command("demo", ...)`` line in
+``agent/cli/main.py``, exit codes in ``demo.EXIT_CODES``): its handler ``demo(args)`` calls
+:func:`main` and its option adder is :func:`add_options`. This module imports only argparse
+at the top (the simulated plant is imported inside :func:`main`), so the options cost the
+other commands nothing.
 
 Output: the live view (or plain lines with ``--no-live`` / when stdout is not a TTY), then a
 table of the scenarios with their reaction measured at the sim PLC, and the path of the

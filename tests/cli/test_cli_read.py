@@ -34,7 +34,7 @@ def test_read_json_against_the_sim(sim_plc: SimPlcProcess) -> None:
     assert proc.returncode == 0, proc.stderr
     doc: dict[str, Any] = json.loads(proc.stdout)
     state = sim_plc.control.state()
-    assert list(doc) == ["signals"]
+    assert list(doc) == ["signals", "plc_watchdog"]
     assert set(doc["signals"]) == {"temp_a", "temp_b", "temp_c", "pressure_a", "pressure_b"}
     for name, entry in doc["signals"].items():
         assert set(entry) == {"raw", "value", "unit", "quality"}, name

@@ -19,16 +19,24 @@ from __future__ import annotations
 import dataclasses
 import importlib.resources
 import logging
+import math
 import re
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.config.profile.parse import DEFAULT_TCP_PORT, parse_profile
+from agent.config.profile.parse import (
+    DEFAULT_TCP_PORT,
+    STANDARD_BAUDRATES,
+    UNIT_ID_MAX,
+    parse_profile,
+)
 from agent.model.errors import Problem, ProfileError
 from agent.model.profile import Parity, PlcConnection, Profile, RtuLink, TcpLink
 
-__all__ = ["DEFAULT_PROFILE", "list_profiles", "load_profile", "read_toml", "with_connection"]
+__all__ = ["DEFAULT_PROFILE", "TIMEOUT_MAX_S", "list_profiles", "load_profile", "read_toml",
+           "with_connection", "with_link_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +140,101 @@ def with_connection(profile: Profile, *, tcp: str | None = None,
         return profile
     plc: PlcConnection = dataclasses.replace(profile.plc, link=link)
     return dataclasses.replace(profile, plc=plc)
+
+
+TIMEOUT_MAX_S = 60.0  # --timeout: longer than any PLC that answers at all takes
+
+
+def with_link_settings(profile: Profile, *, unit: str | None = None, baud: str | None = None,
+                       parity: str | None = None, stopbits: str | None = None,
+                       timeout: str | None = None) -> Profile:
+    """A copy of ``profile`` with the CLI's first-contact overrides applied over ``[plc]``
+    (``twinguard read --unit/--baud/--parity/--stopbits/--timeout``), each given as typed.
+
+    - ``unit``: the unit id (0..247; 0 is refused on RTU, where it is the broadcast that
+      never answers). Every signal, output and watchdog/remote register on the profile's
+      ``plc.unit_id`` moves to it; those with a ``unit_id`` of their own keep it.
+    - ``baud`` (a standard rate), ``parity`` (``N``, ``E`` or ``O``, any case) and
+      ``stopbits`` (1 or 2): only for an RTU link (the profile's or ``--rtu``'s). A parity
+      without ``stopbits`` takes the Modbus rule, as a profile does: 2 for ``N``, else 1.
+    - ``timeout``: seconds per request, > 0 and at most :data:`TIMEOUT_MAX_S`.
+
+    Nothing given returns ``profile`` itself. Raises ``ProfileError`` with every problem, each
+    at its option (``--unit`` ...), and nothing applied.
+    """
+    problems: list[Problem] = []
+
+    def bad(option: str, reason: str) -> None:
+        problems.append(Problem(profile.source, option, reason))
+
+    plc = profile.plc
+    link = plc.link
+    new_unit = plc.unit_id
+    if unit is not None:
+        new_unit = _int_option(unit, 0, UNIT_ID_MAX, "--unit", bad)
+        if new_unit == 0 and isinstance(link, RtuLink):
+            bad("--unit", "0 is the RTU broadcast address, which never answers")
+    serial = {"--baud": baud, "--parity": parity, "--stopbits": stopbits}
+    if isinstance(link, TcpLink):
+        for option, value in serial.items():
+            if value is not None:
+                bad(option, "only for a serial link: add --rtu DEVICE, or use a profile "
+                            'with transport = "rtu"')
+    else:
+        rate = link.baudrate
+        if baud is not None:
+            rate = _int_option(baud, 1, 10_000_000, "--baud", bad)
+            if rate not in STANDARD_BAUDRATES:
+                bad("--baud", f"{baud!r} is not a standard rate "
+                              f"({', '.join(map(str, STANDARD_BAUDRATES))})")
+        new_parity = link.parity
+        if parity is not None:
+            try:
+                new_parity = Parity(parity.strip().upper())
+            except ValueError:
+                bad("--parity", f"expected N, E or O (none, even, odd), got {parity!r}")
+        stops = link.stopbits if parity is None else (2 if new_parity is Parity.NONE else 1)
+        if stopbits is not None:
+            stops = _int_option(stopbits, 1, 2, "--stopbits", bad)
+        link = dataclasses.replace(link, baudrate=rate, parity=new_parity, stopbits=stops)
+    timeout_s = plc.timeout_s
+    if timeout is not None:
+        try:
+            timeout_s = float(timeout)
+        except ValueError:
+            timeout_s = math.nan
+        if not 0 < timeout_s <= TIMEOUT_MAX_S:  # nan fails too
+            bad("--timeout", f"expected seconds per request, more than 0 and at most "
+                             f"{TIMEOUT_MAX_S:g}, got {timeout!r}")
+    if problems:
+        raise ProfileError(problems)
+    if (link, new_unit, timeout_s) == (plc.link, plc.unit_id, plc.timeout_s):
+        return profile
+    return _move_unit(dataclasses.replace(profile, plc=dataclasses.replace(
+        plc, link=link, unit_id=new_unit, timeout_s=timeout_s)), plc.unit_id, new_unit)
+
+
+def _int_option(text: str, lo: int, hi: int, option: str,
+                bad: Callable[[str, str], None]) -> int:
+    """``text`` as an integer in ``lo..hi``, else ``bad(option, why)`` and ``lo``."""
+    value = int(text) if text.strip().isdigit() else None
+    if value is None or not lo <= value <= hi:
+        bad(option, f"expected an integer from {lo} to {hi}, got {text!r}")
+        return lo
+    return value
+
+
+def _move_unit(profile: Profile, old: int, new: int) -> Profile:
+    """Everything addressed to unit ``old`` addressed to ``new`` instead."""
+    if old == new:
+        return profile
+    r = dataclasses.replace
+    wd, remote = profile.plc_watchdog, profile.plc_remote
+    return r(profile,
+             signals=tuple(r(s, unit_id=new) if s.unit_id == old else s for s in profile.signals),
+             outputs=tuple(r(o, unit_id=new) if o.unit_id == old else o for o in profile.outputs),
+             plc_watchdog=r(wd, unit_id=new) if wd.unit_id == old else wd,
+             plc_remote=r(remote, unit_id=new) if remote and remote.unit_id == old else remote)
 
 
 def parse_host_port(text: str, source: str) -> TcpLink:
