@@ -185,10 +185,22 @@ def _counters(s: StatusSnapshot) -> Table:
     t, p, lp = s.twin, s.plc, s.loop
     table.add_row("twin heartbeats", f"accepted {t.accepted}, duplicates {t.duplicates}, "
                   f"out of order {t.out_of_order}, stale epoch {t.stale_epoch}, "
-                  f"unhealthy {t.unhealthy}")
-    rc = s.recommendation_counts
+                  f"unhealthy {t.unhealthy}, after bye {t.after_bye}")
+    k = t.link
+    table.add_row("twin link", "no twin configured" if k is None else
+                  f"frames in {k.frames_in}, out {k.frames_out}, protocol-error closes "
+                  f"{k.malformed}, idle timeouts {k.idle_timeouts}, connects {k.connects}, "
+                  f"sessions {k.sessions}, disconnects {k.disconnects}, failed attempts "
+                  f"{k.failures}, discarded {k.discarded}, replies {k.replies} (dropped "
+                  f"{k.replies_dropped}), sends while down {k.dropped}, yields {k.yields}, "
+                  f"read pauses {k.read_pauses}, ahead {k.ahead}, most waiting "
+                  f"{k.waiting_max}, callback errors {k.callback_errors}"
+                  + (f"; last error: {k.last_error}" if k.last_error else ""))
+    rc, dr = s.recommendation_counts, s.recommendation_counts.dropped
     table.add_row("twin recommendations", f"accepted {rc.accepted}, rejected {rc.rejected}, "
-                  f"expired {rc.expired}")
+                  f"expired {rc.expired}; dropped: heartbeat lost {dr.heartbeat_lost}, epoch "
+                  f"changed {dr.epoch_changed}, left normal {dr.left_normal}, mode changed "
+                  f"{dr.mode_changed}, authority shed {dr.authority_shed}")
     backed = ", ".join(str(u) for u in p.backed_off_units) or "none"
     table.add_row("PLC client", f"requests {p.requests}, errors {p.errors}, timeouts "
                   f"{p.timeouts}, exception replies {p.exception_replies}, malformed replies "
@@ -211,10 +223,10 @@ def _counters(s: StatusSnapshot) -> Table:
     table.add_row("spool backlog", "no spool (no twin configured)" if sp is None else
                   f"{sp.count} records, {sp.bytes} bytes, seq {_num(sp.first_seq)}.."
                   f"{_num(sp.last_seq)}")
-    k = s.socket
-    table.add_row("status socket", f"connections {k.connections}, status {k.status_requests}, "
-                  f"acks {k.acks}, bad requests {k.bad_requests}, busy {k.busy}, "
-                  f"errors {k.errors}")
+    so = s.socket
+    table.add_row("status socket", f"connections {so.connections}, status "
+                  f"{so.status_requests}, acks {so.acks}, bad requests {so.bad_requests}, "
+                  f"busy {so.busy}, errors {so.errors}")
     return table
 
 

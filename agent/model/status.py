@@ -77,12 +77,50 @@ class RecommendationStatus:
 
 
 @dataclass(frozen=True)
+class RecommendationDrops:
+    """Live recommendations dropped before their validity ended, by cause (one field per
+    ``agent.core.recommend.DropCause``, named by its value)."""
+
+    heartbeat_lost: int = 0  # the session that sent them ended
+    epoch_changed: int = 0
+    left_normal: int = 0  # the plant left NORMAL
+    mode_changed: int = 0
+    authority_shed: int = 0
+
+
+@dataclass(frozen=True)
 class RecommendationCounts:
     """Twin recommendations judged since the agent started."""
 
     accepted: int
     rejected: int
     expired: int
+    dropped: RecommendationDrops = field(default_factory=RecommendationDrops)
+
+
+@dataclass(frozen=True)
+class LinkStatus:
+    """The twin link's own counters since the link was made (``agent.io.twin.settings.
+    LinkCounters``, one field each, same names; PROTOCOL.md §6 and §6.1 say what counts)."""
+
+    connects: int = 0  # TLS handshakes completed
+    sessions: int = 0  # twin hellos accepted
+    disconnects: int = 0
+    failures: int = 0  # attempts that ended before a handshake completed
+    frames_in: int = 0
+    frames_out: int = 0
+    malformed: int = 0  # protocol errors: each closed the connection
+    idle_timeouts: int = 0  # no complete frame for idle_timeout_s: closed
+    dropped: int = 0  # sends while not connected
+    callback_errors: int = 0
+    last_error: str | None = None
+    replies: int = 0
+    replies_dropped: int = 0  # over the reply budget, or nowhere to go
+    yields: int = 0
+    read_pauses: int = 0
+    ahead: int = 0  # liveness messages handled ahead of waiting ones
+    waiting_max: int = 0
+    discarded: int = 0  # waiting messages dropped because their connection ended
 
 
 @dataclass(frozen=True)
@@ -97,6 +135,8 @@ class TwinStatus:
     out_of_order: int
     stale_epoch: int
     unhealthy: int
+    after_bye: int = 0  # heartbeats of an epoch a bye had ended
+    link: LinkStatus | None = None  # the link's counters; None when no twin is configured
 
 
 @dataclass(frozen=True)

@@ -482,6 +482,7 @@ class Runtime:
             config_version=self.session.version, events=self.events,
             twin_connected=None if self.link is None else self.link.connected,
             plc_watchdog=self.plant.watchdog_read,
+            link=None if self.link is None else self.link.counters,
         )
 
     async def console_ack(self, source: str, who: str) -> tuple[bool, str]:

@@ -8,9 +8,10 @@ socket (``agent.io.status_socket``) serves the snapshot.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import agent
 from agent.core.authority import Authority, AuthorityMachine
@@ -24,10 +25,12 @@ from agent.model.status import (
     ClientStats,
     EventEntry,
     ExcludedChannel,
+    LinkStatus,
     LoopStatus,
     OutputStatus,
     PlcStatus,
     RecommendationCounts,
+    RecommendationDrops,
     RecommendationStatus,
     SafeSetStatus,
     SpoolStatus,
@@ -38,10 +41,13 @@ from agent.model.status import (
     WatchdogStatus,
 )
 
+_T = TypeVar("_T")
+
 if TYPE_CHECKING:
     from agent.core.controller import Controller, Decision
     from agent.core.heartbeat import LinkEvent
     from agent.core.safety import Transition
+    from agent.io.twin.settings import LinkCounters
     from agent.model.spool import Backlog
     from firmware_bridge.results import WatchdogStats
 
@@ -54,6 +60,7 @@ def build_snapshot(
     watchdog_kind: str, backlog: Backlog | None, config_version: int, events: EventRing,
     twin_connected: bool | None,
     plc_watchdog: tuple[int | None, bool | None] = (None, None),
+    link: LinkCounters | None = None,
 ) -> StatusSnapshot:
     """A snapshot from the controller and the adapters' counters (pure: no I/O, no clock).
 
@@ -62,7 +69,7 @@ def build_snapshot(
     validity left at ``now`` (one whose validity ended at or before ``now`` but was not
     dropped yet is left out, as the next decision drops it); in shadow mode each carries
     its latest comparison with what the PLC holds, if that comparison is of this very
-    recommendation (same id).
+    recommendation (same id). ``link`` is the twin link's counters (None: no twin).
     """
     machine, monitor = controller.machine, controller.monitor
     deadline = machine.holdoff_deadline()
@@ -105,13 +112,16 @@ def build_snapshot(
             monitor.state.value, controller.health().twin_cause, twin_connected,
             monitor.epoch, None if last_seen is None else max(0.0, now - last_seen),
             counters.accepted, counters.duplicates, counters.out_of_order,
-            counters.stale_epoch, counters.unhealthy),
+            counters.stale_epoch, counters.unhealthy, counters.after_bye,
+            None if link is None else copy_fields(LinkStatus, link)),
         votes=votes,
         trips=tuple(TripStatus(t.name, t.group, t.cause) for t in controller.trips),
         outputs=tuple(OutputStatus(o.name, controller.last_written.get(o.name))
                       for o in controller.profile.writes),
         recommendations=tuple(recommendations),
-        recommendation_counts=RecommendationCounts(book.accepted, book.rejected, book.expired),
+        recommendation_counts=RecommendationCounts(
+            book.accepted, book.rejected, book.expired,
+            RecommendationDrops(**{cause.value: n for cause, n in book.dropped.items()})),
         plc=PlcStatus.of(plc, reachable=controller.plc_reachable,
                          watchdog_ok=controller.plc_watchdog_ok, watchdog_read=plc_watchdog,
                          watchdog_expected_ms=controller.profile.plc_watchdog.expected_timeout_ms),
@@ -127,6 +137,12 @@ def build_snapshot(
             else wall - max(0.0, now - controller.unconfirmed_since)),
         authority=_authority(controller.authority, now, wall),
     )
+
+
+def copy_fields(cls: type[_T], source: object) -> _T:
+    """A ``cls`` (a dataclass) from the attributes of ``source`` that it has fields for."""
+    return cls(**{f.name: getattr(source, f.name) for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                  if hasattr(source, f.name)})
 
 
 def _authority(auth: AuthorityMachine, now: float, wall: float) -> AuthorityStatus:
