@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from collections.abc import Callable
@@ -81,6 +82,14 @@ def describe_link(profile: Profile) -> str:
         where = (f"rtu {link.device} {link.baudrate} "
                  f"{link.bytesize}{link.parity.value}{link.stopbits}")
     return f"{where} unit {profile.plc.unit_id}"
+
+
+def iso_utc(when: float | dt.datetime, *, ms: bool = False) -> str:
+    """``when`` (Unix seconds or an aware datetime) as ISO 8601 UTC: ``2025-03-01T12:00:05Z``
+    (``...05.123Z`` with ``ms``)."""
+    t = when if isinstance(when, dt.datetime) else dt.datetime.fromtimestamp(when, dt.UTC)
+    return t.astimezone(dt.UTC).isoformat(timespec="milliseconds" if ms else "seconds") \
+        .replace("+00:00", "Z")
 
 
 def load_key(path: Path) -> tuple[str, Ed25519PrivateKey]:

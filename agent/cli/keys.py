@@ -31,8 +31,10 @@ def options(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="keys_action", metavar="ACTION", required=True)
     new = sub.add_parser("new", help="create an Ed25519 signing key and print its trust entry")
     new.add_argument("--id", required=True, dest="key_id", help="key id (letters, digits, -_)")
-    new.add_argument("--role", required=True, choices=ROLES)
-    new.add_argument("--out", required=True, type=Path, metavar="DIR")
+    new.add_argument("--role", required=True, choices=ROLES,
+                     help="what its signatures may change (the [[trust]] entry's role)")
+    new.add_argument("--out", required=True, type=Path, metavar="DIR",
+                     help="where ID.key (private, 0600) and ID.pub go")
 
 
 def trust_entry(key_id: str, role: str, public_raw: bytes) -> str:
@@ -59,15 +61,20 @@ def keys(args: argparse.Namespace) -> int:
         if p.exists():
             print(f"twinguard keys: {p} exists; refusing to overwrite", file=sys.stderr)
             return EXIT_FAILED
-    out.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
     raw = key.public_key().public_bytes_raw()
-    public.write_text(base64.b64encode(raw).decode() + "\n", encoding="ascii")
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        public.write_text(base64.b64encode(raw).decode() + "\n", encoding="ascii")
+    except OSError as exc:
+        print(f"twinguard keys: cannot write {exc.filename or out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return EXIT_FAILED
     print(f"# {private} (keep it secret), {public}")
     print(trust_entry(key_id, args.role, raw), end="")
     return EXIT_OK

@@ -12,7 +12,13 @@ import shutil
 import sys
 from pathlib import Path
 
-from agent.cli.common import DEFAULT_STATE_DIR, EXIT_OK, profile_option, report_problems
+from agent.cli.common import (
+    DEFAULT_STATE_DIR,
+    EXIT_OK,
+    EXIT_USAGE,
+    profile_option,
+    report_problems,
+)
 from agent.config.profile.load import load_profile
 from agent.config.systemd_unit import render_unit
 from agent.model.errors import ProfileError
@@ -28,7 +34,9 @@ def options(parser: argparse.ArgumentParser) -> None:
     profile_option(parser)
     parser.add_argument("--config", "-c", metavar="C", default=None,
                         help="agent configuration file the unit passes to `twinguard run`")
-    parser.add_argument("--state-dir", metavar="D", default=DEFAULT_STATE_DIR)
+    parser.add_argument("--state-dir", metavar="D", default=DEFAULT_STATE_DIR,
+                        help=f"the agent's state directory, absolute (default "
+                             f"{DEFAULT_STATE_DIR}: StateDirectory=twinguard)")
     parser.add_argument("--user", default="twinguard", help="service user (default twinguard)")
     parser.add_argument("--exec", dest="exec_start", default=None,
                         help="absolute path of the twinguard executable (default: this one)")
@@ -54,17 +62,22 @@ def systemd_unit(args: argparse.Namespace) -> int:
     serial = {d for d in (board.serial_device,) if d}
     if isinstance(profile.plc.link, RtuLink):
         serial.add(profile.plc.link.device)
-    print(render_unit(
-        exec_start=str(Path(exec_start).absolute()),
-        profile=ref,
-        config=str(Path(args.config).absolute()) if args.config else None,
-        state_dir=args.state_dir,
-        watchdog_sec=watchdog_sec(profile.timing.watchdog_deadline_s),
-        user=args.user,
-        serial_devices=sorted(serial),
-        gpio=any(p is not None for p in (board.led_green, board.led_amber, board.led_red,
-                                         board.reset_button)),
-        hw_watchdog=board.hw_watchdog,
-        sysfs_paths=[board.fault_led] if board.fault_led else [],
-    ), end="")
+    try:
+        unit = render_unit(
+            exec_start=str(Path(exec_start).absolute()),
+            profile=ref,
+            config=str(Path(args.config).absolute()) if args.config else None,
+            state_dir=args.state_dir,
+            watchdog_sec=watchdog_sec(profile.timing.watchdog_deadline_s),
+            user=args.user,
+            serial_devices=sorted(serial),
+            gpio=any(p is not None for p in (board.led_green, board.led_amber, board.led_red,
+                                             board.reset_button)),
+            hw_watchdog=board.hw_watchdog,
+            sysfs_paths=[board.fault_led] if board.fault_led else [],
+        )
+    except ValueError as exc:  # a value no unit may hold: never written with a guess
+        print(f"twinguard systemd-unit: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(unit, end="")
     return EXIT_OK

@@ -11,10 +11,11 @@ the key path and the reason)::
     host = "twin.example.net"
     port = 17443
     server_name = "twin.example.net"   # checked against the twin's certificate
-    ca = "pki/ca.pem"              # paths are relative to this file
-    cert = "pki/device.pem"
+    ca = "pki/ca.crt"              # paths are relative to this file; the names are
+    cert = "pki/device.crt"        # those `twinguard certs init pki` writes (PEM files)
     key = "pki/device.key"
-    crl = "pki/crl.pem"            # optional: the twin's certificate must not be revoked
+    crl = "pki/crl.pem"            # optional (`twinguard certs revoke pki CERT` writes it):
+                                   # the twin's certificate must not be revoked
     max_frame = 65536              # bytes; larger frames end the connection
     connect_timeout_s = 3.0
     backoff_min_s = 0.2            # reconnect delay doubles from here, with jitter ...

@@ -47,7 +47,7 @@ from typing import Any
 from agent.config.agentconfig import AgentConfig, TrustedKey, parse_config
 from agent.config.bundle import BUNDLE_MAX, Bundle, decode, verify_signature
 from agent.config.effective import effective_profile
-from agent.config.roles import authorize, changed_paths, is_safety_path
+from agent.config.roles import authorize, changed_paths, is_safety_path, leaves
 from agent.model.errors import BundleError, ConfigError
 from agent.model.mode import Mode
 from agent.model.profile import Profile
@@ -121,6 +121,27 @@ class Rejected:
 
 
 Outcome = Accepted | Rejected
+
+SHOWN_CHARS = 60  # a changed value longer than this is cut (a [[trust]] list, say)
+
+
+def describe_changes(current: Current, accepted: Accepted) -> tuple[str, ...]:
+    """What applying ``accepted`` over ``current`` changes, one ``KEY.PATH: OLD -> NEW`` a
+    line: the mode first (``mode: shadow -> active``, from the parsed values), then every
+    changed key path in order; a key not set is ``(not set)``. Empty if nothing changes."""
+    old_mode, new_mode = current.config.mode, accepted.config.mode
+    lines = [f"mode: {old_mode.value} -> {new_mode.value}"] if old_mode is not new_mode else []
+    old, new = leaves(current.data), leaves(accepted.data)
+    lines += [f"{path}: {_shown(old.get(path))} -> {_shown(new.get(path))}"
+              for path in accepted.changes]
+    return tuple(lines)
+
+
+def _shown(value: object) -> str:
+    if value is None:  # TOML has no null: None is a key that is not there
+        return "(not set)"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 def _signers(bundle: Bundle, trust: tuple[TrustedKey, ...]) -> tuple[TrustedKey, ...] | Rejected:

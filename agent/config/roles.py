@@ -51,7 +51,7 @@ from agent.model.mode import Mode
 
 __all__ = [
     "APPROVERS_FOR_ACTIVE", "ROLE_TABLE", "Authorization", "authorize", "changed_paths",
-    "is_safety_path", "owner",
+    "is_safety_path", "leaves", "owner",
 ]
 
 APPROVERS_FOR_ACTIVE = 2
@@ -97,6 +97,13 @@ def is_safety_path(path: str) -> bool:
     return owner(path) is Role.SAFETY
 
 
+def leaves(data: Mapping[str, Any]) -> dict[str, object]:
+    """Every leaf of ``data`` by its dotted key path (an array is one leaf)."""
+    out: dict[str, object] = {}
+    _leaves(data, "", out)
+    return out
+
+
 def _leaves(data: object, prefix: str, out: dict[str, object]) -> None:
     if isinstance(data, Mapping):  # an empty table changes nothing: it has no leaves
         for key, value in data.items():
@@ -110,10 +117,7 @@ def changed_paths(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[str, 
 
     ``mode`` is left out (``mode_rule`` decides it on the parsed values).
     """
-    a: dict[str, object] = {}
-    b: dict[str, object] = {}
-    _leaves(old, "", a)
-    _leaves(new, "", b)
+    a, b = leaves(old), leaves(new)
     paths = {p for p in a.keys() | b.keys() if p != "mode" and (p not in a or p not in b
                                                                  or a[p] != b[p])}
     return tuple(sorted(paths))

@@ -10,11 +10,13 @@
                                      (an IP address as twin name goes in as IP SAN)
 
 Existing files are never overwritten unless ``overwrite=True`` (FileExistsError naming
-the first one found, before anything is written). Private keys are PKCS#8 PEM, not
-encrypted (the demo PKI protects them with file permissions only); they are created with
-mode 0600 from the start, never chmod-ed afterwards.
+the first one found, also in its ``filename``, before anything is written). Private keys are
+PKCS#8 PEM, not encrypted (the demo PKI protects them with file permissions only); they are
+created with mode 0600 from the start, never chmod-ed afterwards.
 
-``issue_cert`` and ``make_ca`` exist for tests and for the later ``twinguard certs`` CLI:
+``describe_cert`` says whom a certificate names, its issuer and validity, ``check_cert`` what
+is wrong with it. ``issue_cert`` and ``make_ca`` exist for tests and the ``twinguard certs``
+CLI:
 an expired certificate is ``issue_expired_cert(paths, ...)`` (``issue_cert`` with a
 ``not_before`` in the past), a certificate from another CA is ``init_pki(other_dir, ...)``.
 """
@@ -90,7 +92,9 @@ def _refuse_existing(paths: Sequence[Path], overwrite: bool) -> None:
         return
     for p in paths:
         if p.exists():
-            raise FileExistsError(f"{p} exists; refusing to overwrite (pass overwrite=True)")
+            error = FileExistsError(f"{p} exists; refusing to overwrite (pass overwrite=True)")
+            error.filename = str(p)  # for a caller that names its own way to overwrite
+            raise error
 
 
 def _write(path: Path, data: bytes, *, private: bool, overwrite: bool) -> None:
@@ -365,6 +369,30 @@ def make_crl(
     return len(serials)
 
 
+@dataclass(frozen=True)
+class CertInfo:
+    """Who a certificate names, who signed it and when it is valid (UTC)."""
+
+    subject: str  # the subject's CN, or the whole subject if it has none
+    issuer: str  # the issuer's CN, likewise
+    not_before: dt.datetime
+    not_after: dt.datetime
+    serial: int
+
+
+def _common_name(name: x509.Name) -> str:
+    cns = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(cns[0].value) if cns else name.rfc4514_string()
+
+
+def describe_cert(path: Path) -> CertInfo:
+    """The :class:`CertInfo` of the PEM certificate at ``path``; OSError / ValueError if it
+    cannot be read or parsed."""
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    return CertInfo(_common_name(cert.subject), _common_name(cert.issuer),
+                    cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number)
+
+
 def check_cert(
     cert_path: Path,
     ca_cert: Path,
@@ -381,9 +409,9 @@ def check_cert(
     at = now or _now()
     problems: list[str] = []
     if at < cert.not_valid_before_utc:
-        problems.append(f"not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+        problems.append(f"not valid before {cert.not_valid_before_utc:%Y-%m-%dT%H:%M:%SZ}")
     if at > cert.not_valid_after_utc:
-        problems.append(f"expired {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+        problems.append(f"expired {cert.not_valid_after_utc:%Y-%m-%dT%H:%M:%SZ}")
     try:
         cert.verify_directly_issued_by(ca)
     except (ValueError, TypeError, InvalidSignature):
