@@ -16,7 +16,16 @@ What the unit guarantees, and why:
   trampolines would break: pass ``memory_deny_write_execute=False`` then).
 * Devices: ``PrivateDevices=yes`` would hide the serial port, the GPIO chips and the
   watchdog, so the unit uses ``DevicePolicy=closed`` (only /dev/null, zero, full, random,
-  urandom) plus one ``DeviceAllow=`` line per device the profile names, and the matching
+  urandom) plus one ``DeviceAllow=`` line per device the profile names and nothing more:
+  the serial device(s) (``plc.device``, ``board.serial_device``) by path, which systemd
+  resolves when the unit starts (``/dev/serial0`` is the ``ttyAMA0``/``ttyS0`` it links to;
+  a USB adapter that comes back under another name needs a restart, which ``Restart=``
+  gives it — no whole ``ttyUSB`` class), the ``hw_watchdog``, and for the profile's GPIO
+  pins (BCM numbers on the Pi header) the chip they are on: :data:`PI_GPIO_CHIPS`,
+  ``/dev/gpiochip0``, and ``/dev/gpiochip4`` where a Pi 5 with a kernel before 6.6.45 puts
+  the header (gpiozero's lgpio factory opens that one there; where a path does not exist
+  it grants nothing). No ``/dev/gpiomem``: only RPi.GPIO and gpiozero's native factory use it,
+  and the agent drives GPIO through lgpio (``python3-lgpio``, README). The matching
   ``SupplementaryGroups=`` (``dialout`` for serial ports, ``gpio`` for GPIO; these groups
   must exist on the board, as on Raspberry Pi OS, or the unit fails to start).
 * Writable paths: the state directory (``StateDirectory=`` when it lies under /var/lib,
@@ -33,7 +42,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-SERIAL_DEVICE_CLASSES = ("ttyS", "ttyAMA", "ttyUSB", "ttyACM")
+PI_GPIO_CHIPS = ("/dev/gpiochip0", "/dev/gpiochip4")  # the header's chip (see above)
 _BARE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 _NAME = re.compile(r"[a-z_][a-z0-9_-]*")
 
@@ -98,10 +107,9 @@ def render_unit(
     ``exec_start`` is the absolute path of the ``twinguard`` executable; the unit runs
     ``<exec_start> run --profile <profile> [--config <config>]``. ``state_dir`` is where the
     agent keeps its spool, audit log and version counters. ``serial_devices`` (e.g.
-    ``/dev/serial0``, ``/dev/ttyUSB0``) are allowed read-write together with the kernel's
-    serial device classes (:data:`SERIAL_DEVICE_CLASSES`: a by-id symlink or a re-enumerated
-    USB adapter still works) and group ``dialout``; ``gpio`` allows ``/dev/gpiochip*`` and
-    ``/dev/gpiomem`` and group ``gpio``; ``hw_watchdog`` (e.g. ``/dev/watchdog``) is allowed
+    ``/dev/serial0``, ``/dev/ttyUSB0``) are allowed read-write, each alone, with group
+    ``dialout``; ``gpio`` allows the header's GPIO chip (:data:`PI_GPIO_CHIPS`) and group
+    ``gpio``; ``hw_watchdog`` (e.g. ``/dev/watchdog``) is allowed
     read-write; ``sysfs_paths`` (e.g. the fault LED's ``brightness`` file) become writable.
 
     Raises ValueError for a relative or unnormalized path, a control character anywhere,
@@ -181,20 +189,17 @@ def render_unit(
         "# devices: PrivateDevices=yes would hide them; allow exactly these instead",
         "DevicePolicy=closed",
     ]
-    allow: list[str] = []
-    for dev in serial_devices:
-        allow.append(f"{_check_abs('serial device', dev)} rw")
     if serial_devices:
-        allow += [f"char-{cls} rw" for cls in SERIAL_DEVICE_CLASSES]
+        unit.append("# serial: resolved when the unit starts (a link such as /dev/serial0 is "
+                    "its tty); a re-plugged USB adapter needs a restart")
+    allow = [f"{_check_abs('serial device', dev)} rw" for dev in serial_devices]
     if gpio:
-        allow += ["char-gpiochip rw", "/dev/gpiomem rw"]
+        unit.append("# GPIO: the Pi header's chip, gpiochip0 (gpiochip4 on a Pi 5 with a "
+                    "kernel before 6.6.45; an absent one grants nothing)")
+        allow += [f"{chip} rw" for chip in PI_GPIO_CHIPS]
     if hw_watchdog is not None:
         allow.append(f"{_check_abs('hw_watchdog', hw_watchdog)} rw")
-    seen: set[str] = set()
-    for a in allow:
-        if a not in seen:
-            seen.add(a)
-            unit.append(f"DeviceAllow={a}")
+    unit += [f"DeviceAllow={a}" for a in dict.fromkeys(allow)]
     for p in dict.fromkeys(sysfs_paths):
         unit.append(f"ReadWritePaths=-{_check_abs('sysfs path', p)}")
 

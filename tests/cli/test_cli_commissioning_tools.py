@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -25,7 +26,9 @@ from cryptography import x509
 from agent.cli.main import COMMANDS, build_parser, subparsers
 from agent.config import agentconfig
 from agent.config.agentconfig import load_config
+from agent.config.profile.load import load_profile
 from agent.io.audit import AuditKind, AuditLog
+from agent.model.profile import RtuLink
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -161,3 +164,35 @@ def test_audit_show_times_are_iso_utc(tmp_path: Path) -> None:
     bad = twinguard("audit", "show", "--file", str(junk))
     assert bad.returncode == 1
     assert f"{junk}: not an audit log" in bad.stderr
+
+
+# --- systemd-unit ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["pi4-rs485-rtu", "pi-modbus-tcp"])
+def test_the_unit_allows_exactly_the_devices_the_profile_names(name: str,
+                                                               tmp_path: Path) -> None:
+    profile = load_profile(name)
+    done = twinguard("systemd-unit", "--profile", name, "--config", "/etc/twinguard/agent.toml",
+                     "--exec", sys.executable)
+    assert done.returncode == 0, done.stderr
+    allowed = [line.removeprefix("DeviceAllow=") for line in done.stdout.splitlines()
+               if line.startswith("DeviceAllow=")]
+    board, link = profile.board, profile.plc.link
+    named = {d for d in (board.serial_device, board.hw_watchdog,
+                         link.device if isinstance(link, RtuLink) else None) if d}
+    gpio = {"/dev/gpiochip0", "/dev/gpiochip4"} if board.led_green is not None else set()
+    assert sorted(a.removesuffix(" rw") for a in allowed) == sorted(named | gpio)
+    assert not any(a.startswith("char-") or "gpiomem" in a for a in allowed), allowed
+    analyze = shutil.which("systemd-analyze")
+    if analyze is not None:  # the unit still passes systemd's own check
+        unit = tmp_path / "twinguard.service"
+        unit.write_text(done.stdout, encoding="utf-8")
+        verify = subprocess.run([analyze, "verify", "--man=no", str(unit)], capture_output=True,
+                                text=True, timeout=25, check=False)
+        assert str(unit) not in verify.stdout + verify.stderr, verify.stderr
+
+
+def test_a_value_no_unit_may_hold_is_exit_2() -> None:
+    done = twinguard("systemd-unit", "--state-dir", "var/lib/twinguard")
+    assert done.returncode == 2 and done.stdout == ""
+    assert "state_dir must be a normalized absolute path: 'var/lib/twinguard'" in done.stderr

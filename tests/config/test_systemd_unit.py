@@ -92,15 +92,10 @@ def test_required_keys_and_no_conflicting_duplicates() -> None:
         '/usr/bin/twinguard run --profile "/etc/twinguard/sim tank.toml" '
         "--config /etc/twinguard/agent.toml"
     )
-    allowed = svc["DeviceAllow"]
-    for entry in (
-        "/dev/serial0 rw",
-        "char-ttyAMA rw",
-        "char-ttyS rw",
-        "char-gpiochip rw",
-        "/dev/watchdog rw",
-    ):
-        assert entry in allowed
+    # exactly the devices the profile names: its serial port, the header's GPIO chip, its
+    # watchdog; no device class (char-ttyUSB ...) and no /dev/gpiomem
+    assert svc["DeviceAllow"] == ["/dev/serial0 rw", "/dev/gpiochip0 rw", "/dev/gpiochip4 rw",
+                                  "/dev/watchdog rw"]
     assert svc["ReadWritePaths"] == ["-/sys/class/leds/led0/brightness"]
 
 
