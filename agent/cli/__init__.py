@@ -13,8 +13,10 @@ May import: every layer of ``agent`` and ``firmware_bridge``; ``sim`` only from 
 the parser and ``twinguard check`` load none of it; those local imports say so. ``print``
 is allowed here and nowhere else in ``agent`` (ruff T20).
 
-Exit codes: 0 success; 1 the command failed at run time; 2 bad usage or a bad profile or
-configuration (argparse's own convention for usage errors); 3 the PLC or the agent cannot
-be reached (``read``, ``status``, ``ack``). Problems go to stderr, one per line, as
-``FILE: KEY.PATH: reason``.
+Exit codes: 0 success; 1 the command failed at run time (or something it needs is missing
+on this machine); 2 bad usage or a bad profile or configuration (argparse's own convention
+for usage errors); 3 the PLC or the agent cannot be reached (``read``, ``status``, ``ack``),
+or ``config verify`` could not check the signatures. Each command's own are its module's
+``EXIT_CODES`` (the epilog of its ``--help``), tabled in the README's "Exit codes".
+Problems go to stderr, one per line, as ``FILE: KEY.PATH: reason``.
 """

@@ -196,3 +196,25 @@ def test_a_value_no_unit_may_hold_is_exit_2() -> None:
     done = twinguard("systemd-unit", "--state-dir", "var/lib/twinguard")
     assert done.returncode == 2 and done.stdout == ""
     assert "state_dir must be a normalized absolute path: 'var/lib/twinguard'" in done.stderr
+
+
+# --- the README -------------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_the_readme_exit_codes_match_every_command_help() -> None:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("### Exit codes")
+    section = text[start:text.index("\n## ", start)]
+    rows = {m["cmd"]: [c.strip() for c in m["cells"].split(" | ")]
+            for m in re.finditer(r"(?m)^\| `(?P<cmd>[a-z-]+)` \| (?P<cells>.*) \|$", section)}
+    assert set(rows) == {c.name for c in COMMANDS}
+    commands = text[text.index("## Commands"):text.index("### Exit codes")]
+    for command in COMMANDS:
+        assert f"`twinguard {command.name}" in commands, command.name
+        documented = {str(code) for code, cell in enumerate(rows[command.name]) if cell != "—"}
+        if f"`{command.name}` also exits " in section:
+            documented |= set(re.findall(rf"`{command.name}` also exits (\d+)", section))
+        in_help = set(re.findall(r"(?m)^  (\d+) ", command.exit_codes))
+        assert documented == in_help, command.name
