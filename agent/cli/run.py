@@ -18,7 +18,7 @@ import sys
 from agent.cli.common import EXIT_USAGE, profile_from_args, profile_options, report_problems
 from agent.cli.common import state_dir as resolve_state_dir
 from agent.config.agentconfig import load_config
-from agent.model.errors import ConfigError, ProfileError, StatusSocketInUse
+from agent.model.errors import ConfigError, KeyFileExposed, ProfileError, StatusSocketInUse
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
             runtime = Runtime(profile, config, state_dir, watchdog)
         except ConfigError as error:  # the stored configuration does not fit the profile
             return report_problems(error)
+        except KeyFileExposed as error:  # before OSError: it is one, and names its file
+            print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
+            return EXIT_USAGE
         except (OSError, sqlite3.Error) as error:
             print(f"twinguard run: refusing to start: state directory {state_dir}: {error}",
                   file=sys.stderr)
