@@ -236,11 +236,13 @@ class HeartbeatMonitor:
         why = f"twin said bye ({bye.reason})" if bye.reason else "twin said bye"
         return self._move(LinkState.LOST, why, now)
 
-    def new_session(self) -> None:
+    def new_session(self, epoch: int | None = None) -> None:
         """A new link session came up (its hello was accepted): the highest epoch and the
-        sequence are forgotten (an epoch a bye ended stays ended; see the module docstring).
-        The state is not changed: a LOST link still needs K healthy heartbeats."""
-        self._epoch = None
+        sequence are forgotten (an epoch a bye ended stays ended; see the module docstring)
+        and the hello's ``epoch``, if given, is this connection's epoch from now on: its
+        heartbeats are accepted, those of a lower epoch are stale (PROTOCOL.md §4). The
+        state is not changed: a LOST link still needs K healthy heartbeats."""
+        self._epoch = epoch
         self._seq = None
         self._reset_streak()
 

@@ -279,3 +279,19 @@ def test_inconsistent_construction_is_refused(k: int, late: float, timeout: floa
     timing = Timing(0.05, heartbeat_timeout_s=timeout, heartbeat_late_s=late, watchdog_deadline_s=1)
     with pytest.raises(ValueError):
         HeartbeatMonitor(timing, recover_count=k)
+
+
+def test_the_hellos_epoch_is_the_connections_floor() -> None:
+    """PROTOCOL.md §4: after a hello of epoch 7, heartbeats of epoch 7 count, of 6 are stale,
+    of 8 start a new session; the next hello (epoch 3, a twin whose clock went back) resets it."""
+    m = HeartbeatMonitor(TIMING, recover_count=3)
+    m.new_session(7)
+    assert m.on_heartbeat(hb(1, epoch=6), 0.0) == [] and m.counters.stale_epoch == 1
+    for seq, t in ((1, 0.1), (2, 0.2)):
+        assert m.on_heartbeat(hb(seq, epoch=7), t) == []
+    [ev] = m.on_heartbeat(hb(3, epoch=7), 0.3)
+    assert ev.new is LinkState.ALIVE and m.epoch == 7
+    m.new_session(3)
+    assert m.epoch == 3
+    m.on_heartbeat(hb(1, epoch=3), 0.35)
+    assert m.counters.stale_epoch == 1 and m.counters.accepted == 4

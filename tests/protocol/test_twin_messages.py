@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import re
 import sys
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -232,3 +234,20 @@ def test_space_is_the_one_allowed_separator() -> None:
     for sep in ("\u2028", "\u2029", "\u3000", "\u2007"):
         with pytest.raises(ProtocolError, match="non-printable character"):
             decode_twin({"t": "bye", "epoch": 1, "reason": f"a{sep}b"})
+
+
+def test_protocol_md_lists_the_same_text_table_as_the_code() -> None:
+    """The table of PROTOCOL.md §3 (what a twin implements) is the code's, range by range
+    (the noncharacter row is prose: every plane's last two code points and U+FDD0..U+FDEF)."""
+    doc = (Path(__file__).parents[2] / "agent" / "protocol" / "twin" / "PROTOCOL.md").read_text()
+    listed: set[tuple[int, int]] = set()
+    for line in doc.splitlines():
+        row = re.match(r"\s*\| `(Cc|Zs|Zl|Cf|Cs|Co)`[^|]*\|([^|]*)\|", line)
+        if row:
+            for a, b in re.findall(r"U\+([0-9A-F]{4,6})(?:\.\.U\+([0-9A-F]{4,6}))?", row[2]):
+                listed.add((int(a, 16), int(b or a, 16)))
+    code = {(a, b) for a, b, cls in REFUSED if cls != "noncharacter"}
+    # the doc writes Zl and Zp as one row of two single code points
+    assert listed == code
+    assert {(a, b) for a, b, cls in REFUSED if cls == "noncharacter"} == {
+        (0xFDD0, 0xFDEF), *((p * 0x10000 + 0xFFFE, p * 0x10000 + 0xFFFF) for p in range(17))}
