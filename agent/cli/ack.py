@@ -26,7 +26,7 @@ EXIT_CODES = """exit status:
 def ack(args: argparse.Namespace) -> int:
     """Acknowledge a latched FAILSAFE (the console equivalent of the reset button)."""
     def send(path: Path) -> int:
-        accepted, reason = send_ack(path, "console")
+        accepted, reason = send_ack(path)
         print(f"{'accepted' if accepted else 'refused'}: {reason}")
         return EXIT_OK if accepted else EXIT_FAILED
 

@@ -29,7 +29,13 @@ from agent.cli.common import (
 )
 from agent.cli.common import state_dir as resolve_state_dir
 from agent.config.agentconfig import load_config
-from agent.model.errors import ConfigError, DeviceUnavailable, ProfileError, StatusSocketInUse
+from agent.model.errors import (
+    ConfigError,
+    DeviceUnavailable,
+    KeyFileExposed,
+    ProfileError,
+    StatusSocketInUse,
+)
 
 EXIT_CODES = """exit status:
   0  stopped cleanly (SIGTERM/SIGINT, or handed over to its successor)
@@ -84,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
             runtime = Runtime(profile, config, state_dir, watchdog)
         except ConfigError as error:  # the stored configuration does not fit the profile
             return report_problems(error)
+        except KeyFileExposed as error:  # before OSError: it is one, and names its file
+            print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
+            return EXIT_USAGE
         except DeviceUnavailable as error:  # a file the configuration names
             print(f"twinguard run: refusing to start: {error}", file=sys.stderr)
             return EXIT_FAILED

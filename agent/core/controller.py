@@ -201,8 +201,8 @@ class Controller:
     def on_session(self, origin: Origin) -> None:
         """A twin link session came up (``origin``: its number and its hello's epoch):
         recommendations are accepted from it, and from no other, until it ends. Heartbeat
-        epochs are tracked afresh on it (``HeartbeatMonitor.new_session``)."""
-        self.monitor.new_session()
+        epochs are tracked afresh on it, from the hello's (``HeartbeatMonitor.new_session``)."""
+        self.monitor.new_session(origin.epoch)
         self.recommendations.session_up(origin)
 
     def on_recommend(self, msg: Recommend, now: float, origin: Origin | None) -> Verdict:

@@ -13,7 +13,18 @@ Link states (old -> new: when)::
                      silence >= heartbeat_timeout_s, an accepted unhealthy heartbeat,
                      or the link disconnected
     LOST  -> ALIVE   K consecutive accepted healthy heartbeats (default 3), no gap between
-                     them longer than heartbeat_late_s (a noisy link does not flap)
+                     them longer than heartbeat_late_s (a noisy link does not flap), each
+                     counted one at least heartbeat_late_s / 10 after the one counted before
+                     it (a burst is one heartbeat, not three)
+
+The streak is evidence that the twin sends *steadily*, so it must span time: K counted
+heartbeats span at least (K - 1) * heartbeat_late_s / 10 (sim-tank: 2 * 25 = 50 ms). A
+heartbeat closer than that to the last counted one is accepted as usual (it refreshes the
+silence timers and its ``seq`` is tracked) but does not advance the streak; it does not
+break it either, so a twin faster than the spacing still comes ALIVE (one heartbeat per
+spacing counts). A twin whose period is below heartbeat_late_s, as it must be, and above a
+tenth of it sees no difference: every heartbeat counts. Three heartbeats in one write, or
+heartbeats buffered by a network stall and delivered together, count once.
 
 The monitor starts LOST: nothing has been seen yet.
 
@@ -53,6 +64,7 @@ from agent.model.profile import Timing
 log = logging.getLogger(__name__)
 
 DEFAULT_RECOVER_COUNT = 3
+SPACING_FRACTION = 0.1  # counted streak heartbeats are >= this * heartbeat_late_s apart
 
 
 class LinkState(enum.Enum):
@@ -83,13 +95,15 @@ class LinkCounters:
     stale_epoch: int
     unhealthy: int
     after_bye: int = 0  # heartbeats of an epoch a bye had ended
+    too_close: int = 0  # accepted while LOST, closer than min_spacing_s to the last counted
 
 
 class HeartbeatMonitor:
     """Turns heartbeats and silence into ALIVE / LATE / LOST.
 
     ``recover_count`` (K) is how many consecutive accepted healthy heartbeats, with no gap
-    longer than ``timing.heartbeat_late_s`` between them, bring a LOST link back to ALIVE.
+    longer than ``timing.heartbeat_late_s`` between them and counted ones at least
+    :attr:`min_spacing_s` apart, bring a LOST link back to ALIVE.
     Raises ValueError if K < 1 or the timing is inconsistent (a bug in the caller or an
     unvalidated profile).
     """
@@ -105,6 +119,7 @@ class HeartbeatMonitor:
         self._late_s = timing.heartbeat_late_s
         self._timeout_s = timing.heartbeat_timeout_s
         self._recover_count = recover_count
+        self.min_spacing_s = timing.heartbeat_late_s * SPACING_FRACTION
         self._state = LinkState.LOST
         self._last_seen: float | None = None
         self._epoch: int | None = None
@@ -118,6 +133,7 @@ class HeartbeatMonitor:
         self._unhealthy = 0
         self._ended: int | None = None  # the epoch a bye ended on this session
         self._after_bye = 0
+        self._too_close = 0
 
     @property
     def state(self) -> LinkState:
@@ -142,6 +158,7 @@ class HeartbeatMonitor:
             stale_epoch=self._stale_epoch,
             unhealthy=self._unhealthy,
             after_bye=self._after_bye,
+            too_close=self._too_close,
         )
 
     def deadline(self) -> float | None:
@@ -183,7 +200,7 @@ class HeartbeatMonitor:
 
         self._seq = hb.seq
         self._accepted += 1
-        self._last_seen = now
+        previous, self._last_seen = self._last_seen, now
         if not hb.healthy:
             self._unhealthy += 1
             self._reset_streak()
@@ -191,11 +208,13 @@ class HeartbeatMonitor:
         if self._state is not LinkState.LOST:
             return self._move(LinkState.ALIVE, "heartbeat received", now)
 
-        if self._streak_last is not None and now - self._streak_last <= self._late_s:
-            self._streak += 1
+        if self._streak_last is None or previous is None or now - previous > self._late_s:
+            self._streak, self._streak_last = 1, now  # (re)start: the first of a streak
+        elif now - self._streak_last >= self.min_spacing_s:
+            self._streak, self._streak_last = self._streak + 1, now
         else:
-            self._streak = 1
-        self._streak_last = now
+            self._too_close += 1  # accepted, but too soon after the last counted one
+            return []
         if self._streak >= self._recover_count:
             self._reset_streak()
             return self._move(
@@ -217,11 +236,13 @@ class HeartbeatMonitor:
         why = f"twin said bye ({bye.reason})" if bye.reason else "twin said bye"
         return self._move(LinkState.LOST, why, now)
 
-    def new_session(self) -> None:
+    def new_session(self, epoch: int | None = None) -> None:
         """A new link session came up (its hello was accepted): the highest epoch and the
-        sequence are forgotten (an epoch a bye ended stays ended; see the module docstring).
-        The state is not changed: a LOST link still needs K healthy heartbeats."""
-        self._epoch = None
+        sequence are forgotten (an epoch a bye ended stays ended; see the module docstring)
+        and the hello's ``epoch``, if given, is this connection's epoch from now on: its
+        heartbeats are accepted, those of a lower epoch are stale (PROTOCOL.md §4). The
+        state is not changed: a LOST link still needs K healthy heartbeats."""
+        self._epoch = epoch
         self._seq = None
         self._reset_streak()
 

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 from agent.core.outputs import clamp
 from agent.model.messages import Origin, Recommend, RecommendResult
 from agent.model.profile import Output
+from agent.model.text import printable_only
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ class Verdict:
 
     def to_message(self) -> RecommendResult:
         """The ``recommend_result`` for the twin (detail cut to the wire's text limit)."""
-        detail = "".join(c for c in self.detail if c.isprintable())[:DETAIL_MAX] or None
+        detail = printable_only(self.detail)[:DETAIL_MAX] or None
         return RecommendResult(self.id, self.accepted, self.reason.value, detail)
 
 

@@ -162,6 +162,33 @@ class AuditLog(Closing):
         log.debug("audit %d %s %s", seq, kind_text, body)
         return AuditRecord(seq, ts_ms, kind_text, body, prev, digest)
 
+    def remove_stale_temps(self) -> int:
+        """Remove the head anchor's temporary files a crash left (``<db>.head.*.tmp``); for
+        the one writer at start only (a reader must not race a live writer's rename).
+        Returns how many were removed."""
+        removed = 0
+        for stale in self.path.parent.glob(f".{self.head_path.name}.*.tmp"):
+            try:
+                stale.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+        if removed:
+            log.warning("audit log: removed %d temporary head file(s) left by a crash", removed)
+        return removed
+
+    def versions(self, kind: AuditKind) -> set[int]:
+        """The ``version`` field of every record of ``kind`` (records without one skipped)."""
+        found: set[int] = set()
+        for (body,) in self._db.execute("SELECT body FROM audit WHERE kind = ?", (kind.value,)):
+            try:
+                version = json.loads(body).get("version")
+            except (ValueError, AttributeError):
+                continue
+            if isinstance(version, int) and not isinstance(version, bool):
+                found.add(version)
+        return found
+
     def records(self) -> Iterator[AuditRecord]:
         """Every record in ``seq`` order (as stored: not verified)."""
         cur = self._db.execute("SELECT seq, ts_ms, kind, body, prev, hash FROM audit "

@@ -10,16 +10,33 @@ Layout, in ``STATE_DIR/config`` (mode 0700)::
     current               "N\\n"  the version in force; 0 = the factory ``--config`` file
     good                  "N\\n"  the last version confirmed good (twin ALIVE again within
                                  the confirmation window); 0 = factory
+    staged                "N\\n"  the journal: version N is being stored and is not in force
+                                 yet (present only between ``stage`` and ``commit``/``abandon``)
 
 Every file is written atomically: a temporary file in the same directory, ``fsync``,
 ``os.replace``, then ``fsync`` of the directory. A version's files are complete and synced
 before ``current`` points at them, so a power cut at any moment leaves ``current`` naming
 either the old or the new configuration, never a torn one. Only the last ``keep`` versions
-are kept (plus ``current`` and ``good``).
+are kept (plus ``current``, ``good`` and ``staged``), each version's ``.bundle`` with its
+``.toml``.
 
-``accept`` = ``record_version`` then ``install``. ``revert`` points ``current`` back at
-``good``. ``OSError`` from the file system propagates (the caller refuses the bundle);
-``ValueError`` means the caller broke the contract (a version not above the counter).
+Installing version N is a small journal, so that whoever audits it (the caller, between
+``stage`` and ``commit``) can never be outrun by a crash:
+
+1. ``record_version(N)``: ``counter`` = N (N is burnt from here on, whatever happens);
+2. ``stage(N, ...)``: ``staged`` = N, then the ``.bundle``, then the ``.toml``;
+3. the caller makes its durable record (the audit log's ``bundle_accepted``);
+4. ``commit(N)``: ``current`` = N, ``staged`` removed, old versions pruned
+   (or ``abandon(N)``: N's files and ``staged`` removed; ``current`` never moved).
+
+``recover()``, called once at start by the one writer (the agent, never a reader such as the
+CLI), removes what a crash left (``.*.tmp`` files, a ``.bundle`` whose ``.toml`` never came)
+and returns the staged version still to settle: the caller commits it if its record was
+made, abandons it otherwise. ``install`` = ``stage`` + ``commit`` and ``accept`` =
+``record_version`` + ``install`` are for callers without a record to make. ``revert`` points
+``current`` back at ``good``. ``OSError`` from the file system propagates (the caller
+refuses the bundle); ``ValueError`` means the caller broke the contract (a version not
+above the counter).
 """
 
 from __future__ import annotations
@@ -37,6 +54,8 @@ __all__ = ["ConfigStore", "StoredConfig", "atomic_write"]
 log = logging.getLogger(__name__)
 
 _VERSION_FILE = re.compile(r"v(\d{10})\.toml")
+_ANY_VERSION_FILE = re.compile(r"v(\d{10})\.(?:toml|bundle)")
+_SUFFIXES = (".toml", ".bundle")
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -82,9 +101,25 @@ class ConfigStore:
         self.directory = Path(directory)
         self.keep = keep
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def recover(self) -> int:
+        """Clean up after a crash (the one writer, at start); returns the staged version the
+        caller must ``commit`` or ``abandon`` (0: none). See the module docstring."""
         for stale in self.directory.glob(".*.tmp"):  # left by a crash mid-write
             with contextlib.suppress(OSError):
                 stale.unlink()
+        staged = self.staged_version
+        if staged and staged == self.current_version:  # stopped between commit's two steps
+            self._drop("staged")
+            staged = 0
+        for version in self._all_versions():
+            bundle = self.path_of(version).with_suffix(".bundle")
+            if version != staged and bundle.exists() and not self.path_of(version).exists():
+                log.warning("configuration store: removing %s (its configuration was never "
+                            "written)", bundle.name)
+                bundle.unlink()
+        _fsync_dir(self.directory)
+        return staged
 
     # --- pointers ------------------------------------------------------------------------
 
@@ -100,6 +135,11 @@ class ConfigStore:
     def _write_int(self, name: str, value: int) -> None:
         atomic_write(self.directory / name, f"{value}\n".encode())
 
+    def _drop(self, name: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.directory / name).unlink()
+        _fsync_dir(self.directory)
+
     @property
     def last_version(self) -> int:
         """The highest version ever accepted (0 if none)."""
@@ -112,6 +152,11 @@ class ConfigStore:
     @property
     def good_version(self) -> int:
         return self._read_int("good")
+
+    @property
+    def staged_version(self) -> int:
+        """The version being stored and not in force yet (0: none)."""
+        return self._read_int("staged")
 
     def path_of(self, version: int) -> Path:
         return self.directory / f"v{version:010d}.toml"
@@ -135,6 +180,17 @@ class ConfigStore:
         found = (_VERSION_FILE.fullmatch(p.name) for p in self.directory.iterdir())
         return sorted(int(m[1]) for m in found if m)
 
+    def _all_versions(self) -> list[int]:
+        found = (_ANY_VERSION_FILE.fullmatch(p.name) for p in self.directory.iterdir())
+        return sorted({int(m[1]) for m in found if m})
+
+    def bundle_of(self, version: int) -> bytes | None:
+        """The signed bundle version ``version`` came in (None if it was stored without)."""
+        try:
+            return self.path_of(version).with_suffix(".bundle").read_bytes()
+        except FileNotFoundError:
+            return None
+
     # --- changes -------------------------------------------------------------------------
 
     def record_version(self, version: int) -> None:
@@ -144,18 +200,42 @@ class ConfigStore:
             raise ValueError(f"version {version} is not above the last version {last}")
         self._write_int("counter", version)
 
-    def install(self, version: int, text: str, bundle: bytes | None = None) -> StoredConfig:
-        """Write version ``version`` and make it current (its counter must be recorded)."""
+    def stage(self, version: int, text: str, bundle: bytes | None = None) -> StoredConfig:
+        """Write version ``version`` (its counter recorded) without putting it in force."""
         if version > self._read_int("counter"):
             raise ValueError(f"version {version} was not recorded before install")
+        self._write_int("staged", version)
         path = self.path_of(version)
         if bundle is not None:
             atomic_write(path.with_suffix(".bundle"), bundle)
         atomic_write(path, text.encode("utf-8"))
+        return StoredConfig(version, text, path)
+
+    def commit(self, version: int) -> None:
+        """Put the staged version ``version`` in force (ValueError if it is not staged)."""
+        if version != self.staged_version or not self.path_of(version).exists():
+            raise ValueError(f"version {version} is not staged")
         self._write_int("current", version)
+        self._drop("staged")
         log.info("configuration version %d installed", version)
         self._prune()
-        return StoredConfig(version, text, path)
+
+    def abandon(self, version: int) -> None:
+        """Remove the staged version ``version``: it never came in force; its number stays
+        burnt (the counter is not lowered)."""
+        if version != self.staged_version:
+            raise ValueError(f"version {version} is not staged")
+        for suffix in _SUFFIXES:
+            with contextlib.suppress(FileNotFoundError):
+                self.path_of(version).with_suffix(suffix).unlink()
+        self._drop("staged")
+        log.warning("configuration version %d abandoned before it came in force", version)
+
+    def install(self, version: int, text: str, bundle: bytes | None = None) -> StoredConfig:
+        """``stage`` then ``commit``: write version ``version`` and make it current."""
+        stored = self.stage(version, text, bundle)
+        self.commit(version)
+        return stored
 
     def accept(self, version: int, text: str, bundle: bytes | None = None) -> StoredConfig:
         """``record_version`` then ``install``: the counter is durable before the config."""
@@ -179,10 +259,13 @@ class ConfigStore:
         return self._load(good)
 
     def _prune(self) -> None:
-        keep = set(self.versions()[-self.keep:]) | {self.current_version, self.good_version}
-        for version in self.versions():
+        """Keep the last ``keep`` versions (and current, good, staged); every other version's
+        files go, its ``.bundle`` with its ``.toml`` (and a ``.bundle`` without one)."""
+        keep = set(self.versions()[-self.keep:]) | {self.current_version, self.good_version,
+                                                     self.staged_version}
+        for version in self._all_versions():
             if version not in keep:
-                for suffix in (".toml", ".bundle"):
+                for suffix in _SUFFIXES:
                     with contextlib.suppress(FileNotFoundError):
                         self.path_of(version).with_suffix(suffix).unlink()
         _fsync_dir(self.directory)

@@ -71,9 +71,10 @@ def fetch_status(path: Path) -> tuple[dict[str, Any], StatusSnapshot]:
     return raw, snapshot_from_dict(raw)
 
 
-def send_ack(path: Path, source: str = "console") -> tuple[bool, str]:
-    """``(accepted, reason)``; raises as :func:`request`."""
-    reply = request(path, {"cmd": "ack", "source": source})
+def send_ack(path: Path) -> tuple[bool, str]:
+    """``(accepted, reason)``; raises as :func:`request`. The agent records the ack as from
+    the console, with this process's pid and uid (the socket's peer credentials)."""
+    reply = request(path, {"cmd": "ack"})
     accepted, reason = reply.get("accepted"), reply.get("reason")
     if not isinstance(accepted, bool) or not isinstance(reason, str):
         raise ProtocolError("ack reply needs 'accepted' (bool) and 'reason' (str)")

@@ -12,7 +12,7 @@ Wire: one request per connection, each message one line of UTF-8 JSON ending in 
     client                                        agent
       {"cmd": "status"}                      ──▶
                                              ◀──  StatusSnapshot.to_dict()
-      {"cmd": "ack", "source": "console"}    ──▶
+      {"cmd": "ack"}                         ──▶
                                              ◀──  {"accepted": true|false, "reason": "..."}
       anything else (bad JSON, unknown cmd,  ──▶
       unknown key, too long, too slow)       ◀──  {"error": "..."}
@@ -23,7 +23,11 @@ Limits: a request line of at most :data:`MAX_REQUEST_BYTES`, sent within
 "busy"). Every bad request is answered with an error, counted (:class:`SocketStatus`) and
 logged; nothing a client sends can raise out of the server or stop the agent's loop.
 
-Ack audit: the peer's credentials (SO_PEERCRED: pid, uid, gid) are read for every
+Ack audit: the ack's ``source`` is the transport's, never the client's word: an ack over
+this socket is :data:`SOURCE` (``"console"``), told apart from the reset button (``button``)
+that only the GPIO adapter reports. A request naming another ``source`` (``"button"``) is
+refused with an error and reaches nothing; ``"source": "console"`` is still accepted from
+older clients. The peer's credentials (SO_PEERCRED: pid, uid, gid) are read for every
 connection; an ack is logged at WARNING with them and passed to the ``ack`` callable as
 ``who`` (``"pid=123 uid=0(root) gid=0(root)"``) for the audit log.
 
@@ -44,7 +48,6 @@ import json
 import logging
 import os
 import pwd
-import re
 import shutil
 import socket
 import stat
@@ -65,7 +68,7 @@ MAX_CLIENTS = 8
 MAX_PATH_BYTES = 107  # sun_path is 108 bytes on Linux, with its NUL
 DIR_MODE = 0o750
 SOCKET_MODE = 0o660
-_SOURCE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+SOURCE = "console"  # what an ack over this socket is, whoever sends it
 
 AckHandler = Callable[[str, str], Awaitable[tuple[bool, str]]]
 
@@ -228,7 +231,7 @@ class StatusServer:
                 snap = dataclasses.replace(self._snapshot(), socket=self.stats)
                 return snap.to_dict()
             self._count("acks")
-            source = str(request["source"])
+            source = SOURCE
             log.info("ack from %s by %s: asking the agent", source, who)
             accepted, reason = await self._ack(source, who)
         except Exception:  # a bug in a callable must not take the agent down
@@ -263,10 +266,9 @@ class StatusServer:
         extra = sorted(set(request) - allowed)
         if extra:
             raise _BadRequest(f"unknown key(s) for {cmd}: {', '.join(extra)}")
-        if cmd == "ack":
-            source = request.get("source")
-            if not isinstance(source, str) or not _SOURCE.fullmatch(source):
-                raise _BadRequest("ack needs 'source': lower-case name, up to 32 characters")
+        if cmd == "ack" and request.get("source", SOURCE) != SOURCE:
+            raise _BadRequest(f"an ack over the status socket is from {SOURCE!r}; its "
+                              "source is not the client's to choose")
         return request
 
 

@@ -8,6 +8,7 @@ Each leaf also inherits the built-in a caller would catch without knowing twingu
      │    ├── ProfileError                             a hardware profile is invalid
      │    └── ConfigError                              an agent configuration is invalid
      ├── WriteRefused(TwinguardError, PermissionError) an undeclared or out-of-limit write
+     ├── KeyFileExposed(TwinguardError, PermissionError)  a private key open to group/others
      ├── ProtocolError(TwinguardError, ValueError)     a peer sent a malformed frame/message
      │    └── FrameError(ProtocolError)                a twin frame broke the framing rules
      ├── BundleError(TwinguardError, ValueError)       not a well-formed configuration bundle
@@ -69,6 +70,11 @@ class ConfigError(_ProblemsError):
 
 class WriteRefused(TwinguardError, PermissionError):
     """A write to a register or coil that is not a declared output, or outside its limits."""
+
+
+class KeyFileExposed(TwinguardError, PermissionError):
+    """A private key file that its group or others may access (the agent will not use it);
+    the message names the file, its mode and the ``chmod 600`` that fixes it."""
 
 
 class ProtocolError(TwinguardError, ValueError):

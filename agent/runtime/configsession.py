@@ -9,8 +9,12 @@ Where the agent's configuration comes from (``twinguard run --config C --state-d
 - The audit log is ``D/audit.sqlite`` (``agent.io.audit``).
 
 A push (``push``) is evaluated (``agent.config.push``) against what is in force; refused ones
-are answered and audited. An accepted one is stored (version counter first, then the file,
-then the pointer) and applied:
+are answered and audited. An accepted one is stored as a journal: the version counter, the
+staged files, then its ``bundle_accepted`` audit record (who signed it), and only then the
+``current`` pointer; a version whose record cannot be written is abandoned and refused
+(``store_failed``): no configuration comes in force without a record of its signers. At
+start, ``agent.runtime.configrecovery`` settles what a crash left half done before anything
+is loaded. The accepted version is then applied:
 
 - **live** if it changes only the mode, the trust store, the confirmation window, the
   recommendation limits or the twin connection (``Step.relink``: the runtime re-dials);
@@ -28,7 +32,7 @@ crashed inside its window) gets a fresh window from the start.
 
 ``now`` is monotonic seconds from the caller; the wall clock is only read by the caller
 for bundle expiry (``Situation.wall_now``). Store and audit failures are logged and counted
-(``errors``): a bundle that cannot be stored is refused with ``store_failed``.
+(``errors``): a bundle that cannot be stored or audited is refused with ``store_failed``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from agent.model.errors import ConfigError, Problem
 from agent.model.messages import TEXT_MAX, ConfigResult
 from agent.model.mode import Mode
 from agent.model.profile import Profile
+from agent.runtime.configrecovery import recover
 
 __all__ = ["EXIT_RESTART", "RESTART_PREFIXES", "ConfigSession", "Step"]
 
@@ -114,8 +119,14 @@ class ConfigSession:
         profile (or a stored version cannot be parsed), OSError / sqlite3.Error for storage."""
         data, base = _read_data(factory)
         audit = AuditLog(audit_path(state_dir))
-        return cls(hardware, factory, factory_data=data, base=base,
-                   store=ConfigStore(state_dir / "config"), audit=audit, now=now)
+        store = ConfigStore(state_dir / "config")
+        try:
+            recover(store, audit)
+        except BaseException:
+            audit.close()
+            raise
+        return cls(hardware, factory, factory_data=data, base=base, store=store, audit=audit,
+                   now=now)
 
     @property
     def config(self) -> AgentConfig:
@@ -161,29 +172,58 @@ class ConfigSession:
                         keys=list(outcome.key_ids))
             return Step((ConfigResult(outcome.version or 0, False, outcome.reason.value,
                                       _short(outcome.detail)),))
-        try:
-            self.store.accept(outcome.version, outcome.bundle.config, data)
-        except (OSError, ValueError) as exc:
-            self.errors += 1
-            log.exception("config bundle v%d could not be stored", outcome.version)
-            self._audit(AuditKind.BUNDLE_REJECTED, version=outcome.version,
-                        reason="store_failed", detail=str(exc), keys=list(outcome.signers))
-            return Step((ConfigResult(outcome.version, False, "store_failed",
-                                      _short(str(exc))),))
-        old = self.current
         restart = any(p.startswith(RESTART_PREFIXES) for p in outcome.changes)
+        refused = self._store(outcome, data, restart)
+        if refused is not None:
+            return Step((refused,))
+        old = self.current
         self.current = Current(outcome.config, outcome.data, outcome.profile, outcome.version,
                                self.base)
         self.version = outcome.version
         self.pending = (outcome.version, now + outcome.config.confirm_window_s)
-        self._audit(AuditKind.BUNDLE_ACCEPTED, version=outcome.version,
-                    keys=list(outcome.signers), changes=list(outcome.changes),
-                    mode=outcome.config.mode.value, restart=restart)
         detail = f"{len(outcome.changes)} changes" + ("; restart required" if restart else "")
         log.info("config bundle v%d accepted (signed by %s): %s", outcome.version,
                  ", ".join(outcome.signers), ", ".join(outcome.changes) or "mode only")
         return self._switch(old, (ConfigResult(outcome.version, True, "accepted", detail),),
                             restart)
+
+    def _store(self, outcome: Accepted, data: bytes, restart: bool) -> ConfigResult | None:
+        """The journal of the module docstring; None once in force, else the refusal."""
+        version = outcome.version
+        try:
+            self.store.record_version(version)
+            self.store.stage(version, outcome.bundle.config, data)
+        except (OSError, ValueError) as exc:
+            return self._store_failed(outcome, "could not be stored", str(exc))
+        try:
+            if self.audit is not None:
+                self.audit.append(AuditKind.BUNDLE_ACCEPTED, version=version,
+                                  keys=list(outcome.signers), changes=list(outcome.changes),
+                                  mode=outcome.config.mode.value, restart=restart)
+        except (OSError, sqlite3.Error) as exc:
+            self._abandon(version)
+            return self._store_failed(outcome, "could not be audited",
+                                      f"audit log: {exc}")
+        try:
+            self.store.commit(version)
+        except (OSError, ValueError) as exc:
+            self._abandon(version)  # its bundle_rejected record (below) outranks the accepted
+            return self._store_failed(outcome, "could not be put in force", str(exc))
+        return None
+
+    def _abandon(self, version: int) -> None:
+        try:
+            self.store.abandon(version)
+        except (OSError, ValueError):
+            self.errors += 1
+            log.exception("config bundle v%d could not be abandoned", version)
+
+    def _store_failed(self, outcome: Accepted, what: str, detail: str) -> ConfigResult:
+        self.errors += 1
+        log.exception("config bundle v%d %s", outcome.version, what)
+        self._audit(AuditKind.BUNDLE_REJECTED, version=outcome.version, reason="store_failed",
+                    detail=detail, keys=list(outcome.signers))
+        return ConfigResult(outcome.version, False, "store_failed", _short(detail))
 
     def _switch(self, old: Current, results: tuple[ConfigResult, ...], restart: bool) -> Step:
         new = self.current.config

@@ -1,6 +1,8 @@
 """``python -m sim.bench NAME [options]``: run one benchmark (or ``all``) and print JSON.
 
-Each benchmark is a module of this package with ``main(argv) -> int``.
+Each benchmark is a module of this package with ``main(argv) -> int``. ``fuzz`` is not a
+benchmark but lives here with the other long runs outside CI: it explores the property
+tests with a random seed and many more examples (``sim.bench.fuzz``); ``all`` leaves it out.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("reaction", "poll", "footprint", "spool", "all")
+BENCHES = ("reaction", "poll", "footprint", "spool", "all", "fuzz")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -437,3 +437,45 @@ def test_any_damage_is_a_profile_error_never_a_crash(changes: dict[str, object])
 def test_a_broken_array_does_not_cascade_into_its_references() -> None:
     problems = problems_of(edited({"signals": {"name": "x"}}))
     assert [path for path, _ in problems] == ["signals"]
+
+
+# --- regressions hypothesis found (issue 13): explicit, so CI does not depend on finding them
+
+EXTREME_SCALING = [("outputs[0].scale", 5e-324), ("outputs[0].offset", 1.7e308)]
+COMMISSIONING_FIX = pytest.mark.xfail(
+    strict=True, raises=OverflowError, reason="fixed by the commissioning branch")
+
+
+@COMMISSIONING_FIX
+@pytest.mark.parametrize(("path", "value"), EXTREME_SCALING, ids=["scale", "offset"])
+def test_extreme_scaling_is_a_profile_error_never_a_crash(path: str, value: float) -> None:
+    """``scale = 5e-324`` / ``offset = 1.7e308`` made the raw limits infinite and
+    ``round()`` raised OverflowError out of the parser."""
+    with pytest.raises(ProfileError) as error:
+        parse_profile(edited({path: value}), "fuzz.toml")
+    assert any(p.path.startswith("outputs[0]") for p in error.value.problems), \
+        error.value.problems
+
+
+@pytest.mark.xfail(strict=True, reason="fixed by the commissioning branch")
+@pytest.mark.parametrize(("path", "value"), EXTREME_SCALING, ids=["scale", "offset"])
+def test_check_names_the_key_of_extreme_scaling(tmp_path: Any, path: str, value: float) -> None:
+    """What the user sees: ``twinguard check`` exits 2 naming FILE: KEY.PATH, no traceback."""
+    import subprocess
+    import sys
+    text = (files("hw_profiles") / "sim-tank.toml").read_text(encoding="utf-8")
+    key = path.rsplit(".", maxsplit=1)[-1]
+    first = text.index("[[outputs]]")
+    text = text[:first] + text[first:].replace("[[outputs]]\n", f"[[outputs]]\n{key} = {value!r}\n",
+                                               1)
+    if key == "scale":  # the profile's own scale of that output goes: one scale per table
+        head, _, tail = text[first:].partition("\nscale = 0.1\n")
+        text = text[:first] + head + "\n" + tail
+    profile = tmp_path / "extreme.toml"
+    profile.write_text(text)
+    assert tomllib.loads(text)["outputs"][0][key] == value
+    run = subprocess.run([sys.executable, "-m", "agent", "check", "--profile", str(profile)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 2, run.stderr[-500:]
+    assert "Traceback" not in run.stderr + run.stdout
+    assert f"{profile}: outputs[0]" in run.stderr + run.stdout

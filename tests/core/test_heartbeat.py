@@ -39,6 +39,47 @@ def alive_monitor(t0: float = 0.0, epoch: int = 1, k: int = 3) -> tuple[Heartbea
     return m, times[-1]
 
 
+def test_a_burst_of_heartbeats_counts_once() -> None:
+    """PROTOCOL.md §5: K heartbeats in 0 ms (one write, or a stall's backlog) are not a
+    steady stream; the streak needs its counted heartbeats LATE / 10 apart."""
+    m = HeartbeatMonitor(TIMING, recover_count=3)
+    assert m.min_spacing_s == pytest.approx(LATE / 10)
+    for seq in range(1, 11):
+        assert m.on_heartbeat(hb(seq), 1.0) == []  # ten at once: still LOST
+    assert state_of(m) is LinkState.LOST and m.counters.too_close == 9
+    assert m.deadline() is None  # LOST: only heartbeats change it
+    assert m.counters.accepted == 10  # accepted all the same: seq tracked, timers fed
+    assert m.on_heartbeat(hb(11), 1.0 + LATE / 10 * 1.01) == []  # the second counted one
+    assert m.on_heartbeat(hb(12), 1.0 + LATE / 10 * 1.99) == []  # too close to it
+    [ev] = m.on_heartbeat(hb(13), 1.0 + LATE / 10 * 2.02)
+    assert ev.new is LinkState.ALIVE
+
+
+def test_a_twin_faster_than_the_spacing_still_comes_alive() -> None:
+    """Heartbeats LATE / 25 apart: one in every few counts, none breaks the streak."""
+    m = HeartbeatMonitor(TIMING, recover_count=3)
+    period = LATE / 25
+    alive_at = None
+    for seq in range(1, 100):
+        if m.on_heartbeat(hb(seq), seq * period):
+            alive_at = seq * period
+            break
+    assert alive_at is not None
+    assert alive_at - period >= 2 * m.min_spacing_s - 1e-9  # the streak spans the spacing
+    assert alive_at - period <= 2 * m.min_spacing_s + 2 * period
+
+
+def test_too_close_heartbeats_do_not_hide_a_gap() -> None:
+    """A gap above LATE after an uncounted heartbeat still restarts the streak."""
+    m = HeartbeatMonitor(TIMING, recover_count=3)
+    m.on_heartbeat(hb(1), 0.0)
+    m.on_heartbeat(hb(2), 0.001)  # too close: not counted
+    m.on_heartbeat(hb(3), 0.001 + LATE + 0.01)  # gap above LATE: streak starts again at 1
+    assert m.on_heartbeat(hb(4), 0.3) == []
+    [ev] = m.on_heartbeat(hb(5), 0.35)
+    assert ev.new is LinkState.ALIVE
+
+
 def test_starts_lost_with_no_deadline() -> None:
     m = HeartbeatMonitor(TIMING)
     assert state_of(m) is LinkState.LOST
@@ -238,3 +279,19 @@ def test_inconsistent_construction_is_refused(k: int, late: float, timeout: floa
     timing = Timing(0.05, heartbeat_timeout_s=timeout, heartbeat_late_s=late, watchdog_deadline_s=1)
     with pytest.raises(ValueError):
         HeartbeatMonitor(timing, recover_count=k)
+
+
+def test_the_hellos_epoch_is_the_connections_floor() -> None:
+    """PROTOCOL.md §4: after a hello of epoch 7, heartbeats of epoch 7 count, of 6 are stale,
+    of 8 start a new session; the next hello (epoch 3, a twin whose clock went back) resets it."""
+    m = HeartbeatMonitor(TIMING, recover_count=3)
+    m.new_session(7)
+    assert m.on_heartbeat(hb(1, epoch=6), 0.0) == [] and m.counters.stale_epoch == 1
+    for seq, t in ((1, 0.1), (2, 0.2)):
+        assert m.on_heartbeat(hb(seq, epoch=7), t) == []
+    [ev] = m.on_heartbeat(hb(3, epoch=7), 0.3)
+    assert ev.new is LinkState.ALIVE and m.epoch == 7
+    m.new_session(3)
+    assert m.epoch == 3
+    m.on_heartbeat(hb(1, epoch=3), 0.35)
+    assert m.counters.stale_epoch == 1 and m.counters.accepted == 4

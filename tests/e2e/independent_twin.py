@@ -61,6 +61,7 @@ TEXT_MAX = 128  # §3 "text"
 UINT64_MAX = 2**64 - 1
 STATES = {"starting", "normal", "degraded", "failsafe", "recovering"}  # §3.2 status.state
 MODES = {"shadow", "active"}
+AUTHORITIES = {"local", "returning", "remote"}  # §3.2 status.authority (§5.1)
 BODY_MAX = 61_440  # §7.2 telemetry.body, §7.3 bundle
 RECOMMEND_REASONS = {"ok", "stale_session", "unknown_output", "out_of_limits", "not_a_number",
                      "expired", "too_long"}  # §7.1
@@ -76,7 +77,7 @@ AGENT_TO_TWIN: dict[str, dict[str, tuple[str, bool]]] = {
               "protocol": ("uint64", True), "heartbeat_timeout_ms": ("uint64>=1", True),
               "heartbeat_late_ms": ("uint64>=1", True)},
     "status": {"state": ("text", True), "mode": ("text", True), "seq": ("uint64", True),
-               "sent_ms": ("uint64", False)},
+               "sent_ms": ("uint64", False), "authority": ("text", False)},
     # §7: a version 1 twin must accept these too (§3.4)
     "recommend_result": {"id": ("text64", True), "accepted": ("bool", True),
                          "reason": ("text", True), "detail": ("text", False)},
@@ -190,6 +191,9 @@ def validate(msg: dict[str, Any]) -> None:
         raise ProtocolViolation(f"status.state {msg['state']!r} not one of {sorted(STATES)}")
     if t == "status" and msg["mode"] not in MODES:
         raise ProtocolViolation(f"status.mode {msg['mode']!r} not one of {sorted(MODES)}")
+    if t == "status" and msg.get("authority", "local") not in AUTHORITIES:
+        raise ProtocolViolation(f"status.authority {msg['authority']!r} not one of "
+                                f"{sorted(AUTHORITIES)}")
     if t == "recommend_result" and msg["reason"] not in RECOMMEND_REASONS:
         raise ProtocolViolation(f"recommend_result.reason {msg['reason']!r} unknown")
     if t == "config_result" and msg["reason"] not in CONFIG_REASONS:

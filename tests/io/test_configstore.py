@@ -62,3 +62,46 @@ def test_atomic_write_mode(tmp_path: Path) -> None:
     atomic_write(p, b"x")
     atomic_write(p, b"yy")
     assert p.read_bytes() == b"yy" and p.stat().st_mode & 0o777 == 0o600
+
+
+def test_bundles_are_pruned_with_their_configs(tmp_path: Path) -> None:
+    s = ConfigStore(tmp_path / "c", keep=3)
+    for v in range(1, 41):
+        s.accept(v, str(v), f"bundle {v}".encode())
+        if v == 10:
+            s.confirm(v)
+    names = sorted(p.name for p in (tmp_path / "c").glob("v*"))
+    assert names == [f"v{v:010d}.{x}" for v in (10, 38, 39, 40) for x in ("bundle", "toml")]
+
+
+def test_recover_removes_what_a_crash_left_and_a_reader_does_not(tmp_path: Path) -> None:
+    d = tmp_path / "c"
+    s = ConfigStore(d, keep=3)
+    s.accept(1, "one", b"b1")
+    s.record_version(2)
+    (d / "v0000000002.bundle").write_bytes(b"b2")  # killed before its .toml (old order)
+    (d / ".current.abc123.tmp").write_bytes(b"half")  # killed inside atomic_write
+    reader = ConfigStore(d)  # e.g. `twinguard config sign` reading the counter
+    assert reader.last_version == 2
+    assert (d / "v0000000002.bundle").exists() and (d / ".current.abc123.tmp").exists()
+    assert reader.recover() == 0  # the writer, at start
+    assert sorted(p.name for p in d.iterdir()) == [
+        "counter", "current", "v0000000001.bundle", "v0000000001.toml"]
+
+
+def test_journal_stage_commit_abandon(tmp_path: Path) -> None:
+    s = ConfigStore(tmp_path / "c")
+    s.accept(1, "one", b"b1")
+    s.record_version(2)
+    s.stage(2, "two", b"b2")
+    assert (s.current_version, s.staged_version) == (1, 2)  # staged is not in force
+    assert ConfigStore(tmp_path / "c").recover() == 2  # a restart must settle it
+    s.commit(2)
+    assert (s.current_version, s.staged_version, s.bundle_of(2)) == (2, 0, b"b2")
+    s.record_version(3)
+    s.stage(3, "three", b"b3")
+    s.abandon(3)
+    assert (s.current_version, s.staged_version, s.last_version) == (2, 0, 3)
+    assert s.bundle_of(3) is None and not s.path_of(3).exists()
+    with pytest.raises(ValueError):
+        s.commit(3)  # not staged any more

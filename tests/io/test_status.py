@@ -18,6 +18,8 @@ import re
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -393,8 +395,9 @@ BAD_REQUESTS = [
     (b'{"cmd": 5}\n', "unknown cmd 5"),
     (b'{"source": "console"}\n', "unknown cmd None"),
     (b'{"cmd": "status", "verbose": true}\n', "unknown key.*verbose"),
-    (b'{"cmd": "ack"}\n', "ack needs 'source'"),
-    (b'{"cmd": "ack", "source": "Console; rm -rf /"}\n', "ack needs 'source'"),
+    (b'{"cmd": "ack", "source": "button"}\n', "not the client's to choose"),
+    (b'{"cmd": "ack", "source": "Console; rm -rf /"}\n', "not the client's to choose"),
+    (b'{"cmd": "ack", "source": 5}\n', "not the client's to choose"),
     (b'{"cmd": "status", "pad": "' + b"x" * 2000 + b'"}\n', "longer than 1024 bytes"),
     (b"[" * 5000, "longer than 1024 bytes"),
     (b"[" * 500 + b"]" * 500 + b"\n", "JSON object"),
@@ -496,6 +499,57 @@ def test_a_file_in_the_way_is_not_touched(state_dir: Path) -> None:
 
     asyncio.run(main())
     assert socket_path(state_dir).read_text() == "precious\n"
+
+
+CLIENT = """
+import json, socket, sys
+with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+    sock.settimeout(5)
+    sock.connect(sys.argv[1])
+    sock.sendall(sys.argv[2].encode() + b"\\n")
+    sock.shutdown(socket.SHUT_WR)
+    reply = b""
+    while chunk := sock.recv(65536):
+        reply += chunk
+print(reply.decode().strip())
+"""
+
+
+def client_process(path: Path, request: str) -> tuple[int, dict[str, Any]]:
+    """Another process sends ``request``: (its pid, the agent's reply)."""
+    child = subprocess.Popen([sys.executable, "-c", CLIENT, str(path), request],
+                             stdout=subprocess.PIPE, text=True)
+    out, _ = child.communicate(timeout=10)
+    assert child.returncode == 0
+    reply: dict[str, Any] = json.loads(out)
+    return child.pid, reply
+
+
+@pytest.mark.timeout(20)
+def test_the_ack_source_is_the_transport_not_the_client(state_dir: Path) -> None:
+    """A client claiming to be the reset button is refused; a plain ack is "console", with
+    the sending process's pid and uid from SO_PEERCRED."""
+    acks: list[tuple[str, str]] = []
+
+    async def ack(source: str, who: str) -> tuple[bool, str]:
+        acks.append((source, who))
+        return True, "ok"
+
+    async def body(server: StatusServer) -> None:
+        path = socket_path(state_dir)
+        _, reply = await in_thread(client_process, path, '{"cmd": "ack", "source": "button"}')
+        assert "not the client's to choose" in reply["error"] and acks == []
+        pid, reply = await in_thread(client_process, path, '{"cmd": "ack"}')
+        assert reply == {"accepted": True, "reason": "ok"}
+        older, reply = await in_thread(client_process, path,
+                                       '{"cmd": "ack", "source": "console"}')
+        assert reply["accepted"] is True
+        assert [source for source, _ in acks] == ["console", "console"]
+        assert acks[0][1].startswith(f"pid={pid} uid={os.getuid()}")
+        assert acks[1][1].startswith(f"pid={older} ")
+        assert server.stats.acks == 2 and server.stats.bad_requests == 1
+
+    serve(state_dir, body, ack=ack)
 
 
 def test_a_socket_path_too_long_is_a_clear_error(state_dir: Path) -> None:

@@ -400,3 +400,32 @@ def test_each_session_has_its_own_number_and_every_message_its_origin(pki: PkiPa
         assert delivering in (o1, o2)
     recs = [d for m, d, _ in origins if isinstance(m, Recommend)]
     assert recs == [o1, o2]
+
+
+@pytest.mark.parametrize("value", [2**53 + 1, 2**63 - 1, -(2**63), 2**64 - 1])
+def test_an_integer_beyond_2_53_is_a_value_not_a_broken_link(pki: PkiPaths, value: int) -> None:
+    """PROTOCOL.md §3: a ``float`` takes any msgpack int; beyond 2**53 it is the nearest
+    double and the recommendation is judged (out_of_limits), the link stays up."""
+    from agent.config.profile.load import load_profile
+    from agent.core.recommend import Reason, validate
+    from agent.protocol.twin.frames import encode
+
+    async def scenario(twin: SimTwin, link: TwinLink, rec: Recorder) -> None:
+        await wait_until(lambda: len(rec.heartbeats()) >= 2)
+        frame = encode({"t": "recommend", "id": "huge", "output": "heater_power",
+                        "value": value, "valid_s": value})  # msgpack ints on the wire
+        for conn in twin._conns.values():
+            conn.send(frame)
+        await wait_until(lambda: any(isinstance(m, Recommend) for m, _ in rec.messages))
+        seen = len(rec.heartbeats())
+        await wait_until(lambda: len(rec.heartbeats()) >= seen + 2, what="still up")
+
+    twin = SimTwin.from_pki(pki, rate_hz=100)
+    link, rec = drive(twin, lambda port: settings_for(pki, port), scenario)
+    assert link.counters.malformed == 0 and rec.ups() == 1 and link.counters.connects == 1
+    (got,) = [m for m, _ in rec.messages if isinstance(m, Recommend)]
+    assert got.value == float(value) and isinstance(got.value, float)
+    outputs = {o.name: o for o in load_profile("sim-tank").outputs}
+    verdict = validate(outputs, got, 0.0, 60.0)
+    assert verdict.reason is Reason.OUT_OF_LIMITS and not verdict.accepted
+    assert verdict.to_message().detail

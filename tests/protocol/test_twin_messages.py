@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import re
 import sys
 import unicodedata
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,9 +21,9 @@ from agent.model.messages import (
     Status,
     TwinHello,
 )
+from agent.model.text import REFUSED
 from agent.protocol.twin.frames import FrameDecoder, encode
 from agent.protocol.twin.schema import (
-    NONPRINTABLE_CATEGORIES,
     U64_MAX,
     decode_agent,
     decode_twin,
@@ -178,18 +181,40 @@ def test_agent_hello_carries_the_heartbeat_timing_on_the_wire() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_text_rule_is_exactly_the_listed_categories_and_isprintable() -> None:
-    """PROTOCOL.md §3 names the refused general categories and says it is isprintable():
-    both claims hold for every code point of this Python's Unicode database."""
-    refused_cats = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"}
-    assert refused_cats == NONPRINTABLE_CATEGORIES
+def test_text_rule_is_the_fixed_table_whatever_the_python() -> None:
+    """PROTOCOL.md §3: the refused characters are one fixed table, not this Python's
+    ``isprintable()``. The table is sorted and disjoint, holds every control, surrogate,
+    private-use code point and noncharacter, and leaves unassigned code points allowed."""
+    assert all(a <= b < c for (a, b, _), (c, _, _) in itertools.pairwise(REFUSED))
+    noncharacters = {*range(0xFDD0, 0xFDF0)} | {p * 0x10000 + x for p in range(17)
+                                               for x in (0xFFFE, 0xFFFF)}
+    fixed = {*range(0x20), *range(0x7F, 0xA0), *range(0xD800, 0xE000), *range(0xE000, 0xF900),
+             *range(0xF0000, 0xFFFFE), *range(0x100000, 0x10FFFE), *noncharacters}
+    for cp in fixed:
+        assert nonprintable(chr(cp)) is not None, hex(cp)
+    for ch in (" ", "A", "\u00e9", "\u4e2d", "\U0001f600", "\u00b0", "\u00b3"):
+        assert nonprintable(ch) is None
+    assert nonprintable("\U000e0080") is None  # unassigned: allowed on every version
+    assert nonprintable("ab\u00a0") == (2, "U+00A0", "Zs")
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(unicodedata.unidata_version != "14.0.0",
+                    reason="the table is Unicode 14.0's (Python 3.11); other versions differ in "
+                           "characters assigned later, which is the point of the table")
+def test_text_table_is_unicode_14s_categories() -> None:
+    """Where the table came from: for every code point Unicode 14.0 assigns, refused exactly
+    when its general category is Cc, Cf, Cs, Co, Zl, Zp or Zs (U+0020 excepted)."""
+    refused_cats = {"Cc", "Cf", "Cs", "Co", "Zl", "Zp", "Zs"}
     for cp in range(sys.maxunicode + 1):
         ch = chr(cp)
+        category = unicodedata.category(ch)
+        if category == "Cn":
+            continue
         bad = nonprintable(ch)
-        by_category = cp != 0x20 and unicodedata.category(ch) in refused_cats
-        assert (bad is not None) == by_category == (not ch.isprintable()), hex(cp)
+        assert (bad is not None) == (cp != 0x20 and category in refused_cats), hex(cp)
         if bad is not None:
-            assert bad == (0, f"U+{cp:04X}", unicodedata.category(ch))
+            assert bad == (0, f"U+{cp:04X}", category)
 
 
 @pytest.mark.parametrize("ch", ["e", "\u00e9", "\u4e2d", "\U0001f600"], ids=["1", "2", "3", "4"])
@@ -209,3 +234,20 @@ def test_space_is_the_one_allowed_separator() -> None:
     for sep in ("\u2028", "\u2029", "\u3000", "\u2007"):
         with pytest.raises(ProtocolError, match="non-printable character"):
             decode_twin({"t": "bye", "epoch": 1, "reason": f"a{sep}b"})
+
+
+def test_protocol_md_lists_the_same_text_table_as_the_code() -> None:
+    """The table of PROTOCOL.md §3 (what a twin implements) is the code's, range by range
+    (the noncharacter row is prose: every plane's last two code points and U+FDD0..U+FDEF)."""
+    doc = (Path(__file__).parents[2] / "agent" / "protocol" / "twin" / "PROTOCOL.md").read_text()
+    listed: set[tuple[int, int]] = set()
+    for line in doc.splitlines():
+        row = re.match(r"\s*\| `(Cc|Zs|Zl|Cf|Cs|Co)`[^|]*\|([^|]*)\|", line)
+        if row:
+            for a, b in re.findall(r"U\+([0-9A-F]{4,6})(?:\.\.U\+([0-9A-F]{4,6}))?", row[2]):
+                listed.add((int(a, 16), int(b or a, 16)))
+    code = {(a, b) for a, b, cls in REFUSED if cls != "noncharacter"}
+    # the doc writes Zl and Zp as one row of two single code points
+    assert listed == code
+    assert {(a, b) for a, b, cls in REFUSED if cls == "noncharacter"} == {
+        (0xFDD0, 0xFDEF), *((p * 0x10000 + 0xFFFE, p * 0x10000 + 0xFFFF) for p in range(17))}

@@ -100,3 +100,37 @@ def test_promotion_changes_mode_and_is_audited(tmp_path: Path, kit: Kit) -> None
     step = s.push(kit.bundle(text, 2, ("ap1", "ap2")), situation(), now=0.0)
     assert step.mode is Mode.ACTIVE and not step.restart
     assert kinds(tmp_path) == ["bundle_accepted", "mode_change"]
+
+
+def test_stored_version_without_audit_record_is_recorded_at_start(tmp_path: Path,
+                                                                  kit: Kit) -> None:
+    """What an agent before the journal left after a kill between store and audit."""
+    session(tmp_path, kit).audit.close()  # type: ignore[union-attr]
+    from agent.io.configstore import ConfigStore
+    store = ConfigStore(tmp_path / "state" / "config")
+    for version, signers in ((1, ("eng1",)), (2, ("ap2", "ap1"))):
+        text = kit.config(TWIN.format(port=15021), mode="active" if version == 2 else "shadow")
+        store.accept(version, text, kit.bundle(text, version, signers))
+    again = session(tmp_path, kit)
+    assert again.version == 2
+    with AuditLog(tmp_path / "state" / "audit.sqlite") as log:
+        assert log.verify().ok
+        records = [r.fields for r in log.records() if r.kind == "bundle_accepted"]
+    assert [(r["version"], r["keys"], r["recovered"], r["in_force"]) for r in records] == [
+        (1, ["eng1"], True, False), (2, ["ap1", "ap2"], True, True)]
+    session(tmp_path, kit)  # a second start records nothing again
+    assert kinds(tmp_path).count("bundle_accepted") == 2
+
+
+def test_push_whose_audit_record_cannot_be_written_is_refused(tmp_path: Path,
+                                                              kit: Kit) -> None:
+    s = session(tmp_path, kit)
+    assert s.audit is not None
+    s.audit.close()  # every append now raises sqlite3.ProgrammingError
+    text = kit.config(TWIN.format(port=15021) + "[recommendations]\nmax_validity_s = 5.0\n")
+    step = s.push(kit.bundle(text, 1, ("eng1",)), situation(), now=1.0)
+    assert not step.results[0].accepted and step.results[0].reason == "store_failed"
+    assert "audit log" in (step.results[0].detail or "")
+    assert step.config is None and s.version == 0 and s.store.current_version == 0
+    assert s.store.staged_version == 0 and not s.store.path_of(1).exists()
+    assert s.config.max_validity_s != 5.0

@@ -2,17 +2,21 @@
 
 ``TwinLinkSettings`` is what the runtime builds from the agent configuration's ``[twin]``
 table and the profile's ``[timing]``; ``LinkCounters`` is what the link has seen (the
-``twinguard status`` material); ``make_client_context`` is the pinned mutual-TLS context.
+``twinguard status`` material); ``make_client_context`` is the pinned mutual-TLS context,
+which refuses a device key its group or others may read (``check_private_key``).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import ssl
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from agent import __version__
+from agent.model.errors import KeyFileExposed
 from agent.model.messages import PROTOCOL_VERSION, AgentHello
 from agent.protocol.twin.frames import DEFAULT_MAX_FRAME
 
@@ -113,14 +117,26 @@ class LinkCounters:
     discarded: int = 0  # waiting messages dropped because their connection ended
 
 
+def check_private_key(path: Path, key: str = "twin.key") -> None:
+    """Raise :class:`KeyFileExposed` if the private key file ``path`` (configured at ``key``)
+    grants its group or others any access (mode & 0o077); OSError if it cannot be stat-ed."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        raise KeyFileExposed(
+            f"device key {path} ({key}) is mode {mode:04o}: its group or others may read it; "
+            f"make it private to the agent's user: chmod 600 {path}")
+
+
 def make_client_context(settings: TwinLinkSettings) -> ssl.SSLContext:
     """TLS >= 1.2 client context: our cert + key, the twin verified against ca_file only.
 
     With ``crl_file`` the twin's certificate is also checked against that CRL
     (``VERIFY_CRL_CHECK_LEAF``; a CRL that is missing, expired or from another CA makes every
     handshake fail: fail closed). Expiry is checked by ``ssl`` itself.
-    Raises OSError / ssl.SSLError if a file is missing or not a valid cert/key/CRL.
+    Raises OSError / ssl.SSLError if a file is missing or not a valid cert/key/CRL, and
+    :class:`KeyFileExposed` (a PermissionError) if the key file is open to group or others.
     """
+    check_private_key(settings.key_file)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.verify_mode = ssl.CERT_REQUIRED

@@ -5,10 +5,11 @@ per message type, which field has which wire kind, and checks every frame agains
 
 Decoding is strict: an unknown type, an unknown or missing field, or a value of the wrong
 type or out of range raises ``ProtocolError`` naming the type and the field. A ``text``
-field is refused if it holds a character :func:`nonprintable` names (the rule of
-``str.isprintable``, spelled out in Unicode general categories; see PROTOCOL.md §3). Integers are
-never booleans (``True`` is not a seq). A ``float`` field takes a msgpack float or int
-(never a bool) and lets NaN/inf through: *values* are judged by the receiver's validation
+field is refused if it holds a character of the fixed table ``agent.model.text.REFUSED``
+(PROTOCOL.md §3; the same on every Python version). Integers are never booleans (``True``
+is not a seq). A ``float`` field takes any msgpack float or int (never a bool): an int
+becomes the nearest IEEE-754 double (exact up to 2**53 in magnitude; every int64/uint64 is
+finite as a double), NaN and ±inf pass: *values* are judged by the receiver's validation
 (``agent.core.recommend``), which answers with a reason instead of closing the connection.
 New message types are new rows in the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN``.
 """
@@ -16,7 +17,6 @@ New message types are new rows in the tables ``TWIN_TO_AGENT`` / ``AGENT_TO_TWIN
 from __future__ import annotations
 
 import enum
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -45,6 +45,7 @@ from agent.model.messages import (
     TwinHello,
     TwinMessage,
 )
+from agent.model.text import first_refused
 
 U64_MAX = 2**64 - 1
 
@@ -55,7 +56,7 @@ class Kind(enum.Enum):
     U64 = "uint64"  # msgpack int, 0 <= v <= 2**64-1, never a bool
     BOOL = "bool"  # msgpack true/false only
     TEXT = "text"  # msgpack str, 1..max_len (default 128) code points, see nonprintable()
-    FLOAT = "float"  # msgpack float or int (never a bool); NaN/inf pass (validated later)
+    FLOAT = "float"  # msgpack float or int (never a bool) as a double; NaN/inf pass
     BIN = "bin"  # msgpack bin (bytes), length 1..max_len
 
 
@@ -145,25 +146,10 @@ def _hello_timing(msg: Any) -> str | None:
 # Rules across fields of one message: a message -> a reason it is invalid, or None.
 CROSS_CHECKS: dict[type[Any], Callable[[Any], str | None]] = {AgentHello: _hello_timing}
 
-# Unicode general categories a ``text`` field must not contain (U+0020 SPACE excepted):
-# exactly the characters ``str.isprintable()`` refuses.
-NONPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp", "Zs"})
-
-
 def nonprintable(text: str) -> tuple[int, str, str] | None:
     """The first character of ``text`` a ``text`` field refuses, as (index, "U+XXXX",
-    general category), or None if every character is allowed.
-
-    Refused: every code point whose Unicode general category (this Python's Unicode
-    database, ``unicodedata.unidata_version``) is in NONPRINTABLE_CATEGORIES, except
-    U+0020. In CPython 3.11 this is the same verdict as ``not text.isprintable()``
-    (tests/protocol/test_twin_messages.py checks every code point).
-    """
-    for i, ch in enumerate(text):
-        cat = unicodedata.category(ch)
-        if cat in NONPRINTABLE_CATEGORIES and ch != " ":
-            return i, f"U+{ord(ch):04X}", cat
-    return None
+    class), or None: the fixed table of :mod:`agent.model.text` (PROTOCOL.md §3)."""
+    return first_refused(text)
 
 
 def _check(mtype: str, spec: Field, value: Any) -> Any:
@@ -182,9 +168,10 @@ def _check(mtype: str, spec: Field, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ProtocolError(f"{where}: expected float, got {type(value).__name__}")
         if isinstance(value, int):
-            if abs(value) > 2**53:
-                raise ProtocolError(f"{where}: integer {value} not exactly a float")
-            value = float(value)
+            try:
+                value = float(value)  # the nearest double; every int64/uint64 is finite
+            except OverflowError:  # only a Python int beyond msgpack's range (a sender bug)
+                raise ProtocolError(f"{where}: integer beyond the range of a float") from None
     elif spec.kind is Kind.BIN:
         if not isinstance(value, bytes):
             raise ProtocolError(f"{where}: expected bin, got {type(value).__name__}")
