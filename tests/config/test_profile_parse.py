@@ -442,11 +442,8 @@ def test_a_broken_array_does_not_cascade_into_its_references() -> None:
 # --- regressions hypothesis found (issue 13): explicit, so CI does not depend on finding them
 
 EXTREME_SCALING = [("outputs[0].scale", 5e-324), ("outputs[0].offset", 1.7e308)]
-COMMISSIONING_FIX = pytest.mark.xfail(
-    strict=True, raises=OverflowError, reason="fixed by the commissioning branch")
 
 
-@COMMISSIONING_FIX
 @pytest.mark.parametrize(("path", "value"), EXTREME_SCALING, ids=["scale", "offset"])
 def test_extreme_scaling_is_a_profile_error_never_a_crash(path: str, value: float) -> None:
     """``scale = 5e-324`` / ``offset = 1.7e308`` made the raw limits infinite and
@@ -457,7 +454,6 @@ def test_extreme_scaling_is_a_profile_error_never_a_crash(path: str, value: floa
         error.value.problems
 
 
-@pytest.mark.xfail(strict=True, reason="fixed by the commissioning branch")
 @pytest.mark.parametrize(("path", "value"), EXTREME_SCALING, ids=["scale", "offset"])
 def test_check_names_the_key_of_extreme_scaling(tmp_path: Any, path: str, value: float) -> None:
     """What the user sees: ``twinguard check`` exits 2 naming FILE: KEY.PATH, no traceback."""
