@@ -52,7 +52,8 @@ HB_ADDRESS = 200  # sim-tank's plc_watchdog.heartbeat_address
 KEY_ID = "bench-operator"
 HEATER = 30.0
 WAIT_S = 60.0
-LOOKBACK_S = 1.0  # the gap's window opens this long before the push / the stop
+LOOKBACK_S = 0.2  # the gap's window opens this long before the push / the stop (> a poll)
+SETTLE_S = 1.0  # between trials: the previous restart's gap stays out of the next window
 
 
 def restart_profile() -> str:
@@ -129,6 +130,7 @@ def run(trials: int, baseline: int, log: Any) -> dict[str, Any]:
         base = stack.config_path.read_text()
         current, seen = stack.agent.pid, {stack.agent.pid}
         for i in range(trials):
+            time.sleep(SETTLE_S)
             path = stack.workdir / f"restart-{i + 1}.bundle"
             path.write_bytes(bundle(key, base + f"\n[telemetry]\nwindow = {100 + i}\n", i + 1))
             before = _trips(stack)
@@ -149,6 +151,7 @@ def run(trials: int, baseline: int, log: Any) -> dict[str, Any]:
             print(f"trial {i + 1}/{trials}: hand-over gap {handover[-1] * 1000:.1f} ms, "
                   f"{n} writes (pid {current})", file=log, flush=True)
         for j in range(baseline):
+            time.sleep(SETTLE_S)
             before = _trips(stack)
             t_stop = time.monotonic()
             os.kill(current, signal.SIGTERM)

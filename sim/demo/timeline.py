@@ -2,7 +2,7 @@
 
 Lanes, top to bottom, on one time axis (seconds since the demo started)::
 
-    scenarios      | shadow ✔ | promote-active ✔ 80 ms | twin-outage ✔ 3.1 ms | ... | steps
+    scenarios      | shadow ✔ | ... | active-twin-outage ✔ 3.1 ms | ... | steps
     agent state    [ normal ][failsafe][recovering][ normal ] (from its 1 Hz status messages)
     twin authority [ LOCAL       ][RETURNING][ REMOTE ][ LOCAL ]   (status messages)
                    PLC flag strip: the PLC program / the agent's registers drive the plant
