@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("reaction", "poll", "footprint", "spool", "all")
+BENCHES = ("reaction", "restart", "poll", "footprint", "spool", "all")
 
 
 def main(argv: list[str] | None = None) -> int:
