@@ -89,6 +89,7 @@ log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
 OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
 SHUTDOWN_GRACE_S = 3.0  # after the stop's writes are out, how long the rest may take
+OBSERVE_S = 2.0  # while not safe, what the outputs hold is read this often
 LINK_AUDIT_MIN_S = 5.0  # at most one twin-link edge record this often (a flapping twin)
 
 
@@ -141,6 +142,7 @@ class Runtime:
         self._started = 0.0
         self._link_audited = float("-inf")  # monotonic time of the last twin-link record
         self._link_unaudited = 0  # edges since then that were not recorded
+        self._observe_at = 0.0  # when what the outputs hold is read next (loop time)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -190,7 +192,9 @@ class Runtime:
         self._audit(AuditKind.AGENT_START, mode=self.controller.machine.mode.value,
                     version=self.session.version, pid=os.getpid())
         await self.plant.plc.connect()
-        # nothing is written at start: the first tick decides (a hazard found acts then)
+        # nothing is written at start: read what the outputs hold, and let the first tick
+        # decide (a hazard found acts then)
+        await self._observe_outputs(loop.time())
         await self.plant.check_watchdog(loop.time(), outputs_safe=False)
         if self.link is not None:
             self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self._send)
@@ -199,7 +203,7 @@ class Runtime:
             self._spawn(self._status_loop(), "status to twin")
         try:
             await self.guard.start(loop.time(), self.plant.connected,
-                                   self.controller.last_written)
+                                   self.controller.plc_holds)
             await self._loop()
         finally:
             await self._shutdown()
@@ -283,11 +287,13 @@ class Runtime:
         await self.plant.within(until, self._apply(decision, decided_at))
         await self.plant.within(until, self.plant.heartbeat(now))
         # the complete tick ends here: kick right after the heartbeat write, then guard upkeep
-        if await self.guard.after_tick(now, self.plant.connected, self.controller.last_written):
+        if await self.guard.after_tick(now, self.plant.connected, self.controller.plc_holds):
             if not self._hang_handled:
                 await self._on_hang(asyncio.get_running_loop().time())
             self._hang_handled = False  # re-armed: the next fire is a new hang
         await self._shadow(now)
+        if not self.controller.machine.outputs_safe and now >= self._observe_at:
+            await self._observe_outputs(now)
         await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
@@ -302,8 +308,16 @@ class Runtime:
         if self.controller.machine.mode is not Mode.SHADOW or not book.wanted:
             return
         actual = await self.plant.read_outputs()
+        self.controller.observed(actual)
         if any(v is not None for v in actual.values()):
             self.telemetry.shadow(book.shadow(actual, now))
+
+    async def _observe_outputs(self, now: float) -> None:
+        """Read what the outputs hold (at start, then every OBSERVE_S while not safe): a RAMP
+        safe value or a local ramp starts from there, not from an old write of the agent's
+        (a PLC program or an operator may have moved them)."""
+        self._observe_at = now + OBSERVE_S
+        self.controller.observed(await self.plant.read_outputs())
 
     async def _seed_authority(self) -> None:
         """Write authority was just gained: read what the PLC's outputs hold, so active

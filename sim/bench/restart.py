@@ -43,9 +43,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.config.bundle import Bundle, signed_by
 from sim.bench.reaction import bench_profile, table_removed
 from sim.bench.stats import percentile, report
-from sim.demo.context import pid_alive, stop_successors
+from sim.demo.context import stop_successors
 from sim.demo.judge import heartbeat_gap
-from sim.stack import DEVICE_ID, Stack, recommend_script, wait_for
+from sim.stack import DEVICE_ID, Stack, pid_running, recommend_script, wait_for
 
 PLC_TIMEOUT_MS = 3000
 HB_ADDRESS = 200  # sim-tank's plc_watchdog.heartbeat_address
@@ -93,7 +93,7 @@ def _answering_pid(stack: Stack, seen: set[int]) -> int:
 
 
 def _wait_gone(pid: int, what: str) -> None:
-    wait_for(lambda: not pid_alive(pid), WAIT_S, what, 0.02)
+    wait_for(lambda: not pid_running(pid), WAIT_S, what, 0.02)
 
 
 def _agent_writes(stack: Stack, since: float, until: float) -> int:

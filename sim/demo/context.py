@@ -7,17 +7,12 @@ Kept apart from :mod:`sim.demo.scenarios` (the table) so the scenario modules
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.model.profile import Profile
-from sim.stack import Stack
+from sim.stack import Stack, pid_running, stop_pid
 
 if TYPE_CHECKING:
     from sim.demo.signing import Signer
@@ -82,19 +77,10 @@ class DemoContext:
 Scenario = Callable[[DemoContext], ScenarioResult]
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie (read from /proc)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 def agent_pid(stack: Stack) -> int | None:
     """The pid of the agent now running: the last hand-over successor while it lives, else
     the stack's own child while it lives; None when no agent runs."""
-    if stack.successors and pid_alive(stack.successors[-1]):
+    if stack.successors and pid_running(stack.successors[-1]):
         return stack.successors[-1]
     if stack.agent is not None and stack.agent.alive():
         return stack.agent.pid
@@ -111,13 +97,5 @@ def stop_successors(stack: Stack, timeout_s: float = 10.0) -> None:
     counts as gone: an orphan's parent may never reap it), then forget them, so that
     ``Stack.close`` has none left to wait for."""
     for pid in list(stack.successors):
-        if pid_alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            end = time.monotonic() + timeout_s
-            while pid_alive(pid) and time.monotonic() < end:
-                time.sleep(0.05)
-            if pid_alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        stop_pid(pid, timeout_s)
         stack.successors.remove(pid)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 
-from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Unavailable, agent_pid, pid_alive
+from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Unavailable, agent_pid
 from sim.demo.judge import (
     first_fallback,
     flag_writes,
@@ -49,7 +49,7 @@ from sim.demo.pushes import (
     with_mode,
 )
 from sim.demo.signing import OPERATOR
-from sim.stack import wait_for
+from sim.stack import pid_running, wait_for
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def agent_restart(ctx: DemoContext) -> ScenarioResult:
     if not first["accepted"]:
         return ScenarioResult("agent-restart", False, None,
                               f"refused {first['reason']}: {first.get('detail')}")
-    wait_for(lambda: not pid_alive(old), HANDOVER_WAIT_S, "the old agent lets go", 0.05)
+    wait_for(lambda: not pid_running(old), HANDOVER_WAIT_S, "the old agent lets go", 0.05)
     t_gone = time.monotonic()
     new = stack.successor_pid(timeout=HANDOVER_WAIT_S)
     if mode == "active":

@@ -30,7 +30,7 @@ from agent.config.profile.load import load_profile
 from agent.core.leds import LedMode
 from agent.io.audit import AuditLog, AuditRecord
 from sim.demo import cli, plant, pushes, run, timeline
-from sim.demo.context import DemoContext, ScenarioResult, Skipped, agent_pid, pid_alive
+from sim.demo.context import DemoContext, ScenarioResult, Skipped, agent_pid
 from sim.demo.judge import (
     band,
     deviation,
@@ -61,7 +61,7 @@ from sim.demo.scenarios import SCENARIOS, catches_signal, demo_profile_text, run
 from sim.demo.signing import APPROVERS, ATTACKER, OPERATOR, SAFETY, Signer, tampered
 from sim.demo.svg import Svg
 from sim.demo.view import LiveView, PlainView, describe_write, led_lit, leds_for, link_state
-from sim.stack import Stack
+from sim.stack import Stack, pid_running
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 OUTPUTS = frozenset({"heater_power", "cooling_valve"})
@@ -763,8 +763,8 @@ def test_active_scenarios_are_skipped_in_shadow_mode(profile: Any) -> None:
 
 
 def test_the_running_agent_is_found_after_a_hand_over() -> None:
-    assert pid_alive(os.getpid())
-    assert not pid_alive(2**22 + 12345), "no such process"
+    assert pid_running(os.getpid())
+    assert not pid_running(2**22 + 12345), "no such process"
     me = types.SimpleNamespace(pid=os.getpid(), alive=lambda: True)
     gone = types.SimpleNamespace(pid=2**22 + 1, alive=lambda: False)
     stack = types.SimpleNamespace(agent=me, successors=[])
