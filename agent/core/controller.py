@@ -154,6 +154,7 @@ class Controller:
         self.readings: dict[str, Reading] = {}
         self.plc_reachable = False
         self.plc_watchdog_ok = False
+        self.plc_fell_back = False  # the PLC's comm watchdog latch, as last read
         self.last_written: dict[str, float] = {}
         # what the PLC holds, as last read (observed) or acknowledged: ramps start from it
         self.plc_holds: dict[str, float] = {}
@@ -172,11 +173,12 @@ class Controller:
     # --- inputs --------------------------------------------------------------------------
 
     def tick(self, readings: Mapping[str, Reading], now: float, *, plc_reachable: bool,
-             plc_watchdog_ok: bool) -> Decision:
+             plc_watchdog_ok: bool, plc_fell_back: bool = False) -> Decision:
         """One poll cycle: vote, evaluate trips and the link, step the state machine, plan."""
         self.readings = dict(readings)
         self.plc_reachable = plc_reachable
         self.plc_watchdog_ok = plc_watchdog_ok
+        self.plc_fell_back = plc_fell_back
         self.votes = {name: v.update(readings, now) for name, v in self.voters.items()}
         self.trips = evaluate(self.profile.trips, self.profile.groups, self.votes)
         link_events = self._note_link(self.monitor.poll(now))
@@ -326,6 +328,7 @@ class Controller:
             trips=self.trips,
             plc_reachable=self.plc_reachable,
             plc_watchdog_ok=self.plc_watchdog_ok,
+            plc_fell_back=self.plc_fell_back,
             twin_cause=self._twin_cause,
             safe_set_confirmed=not self.unconfirmed,
             twin_required=self.twin_required,

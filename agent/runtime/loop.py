@@ -59,6 +59,7 @@ from agent.config.push import Situation
 from agent.core.controller import Controller, Decision
 from agent.core.heartbeat import LinkState
 from agent.core.leds import Indication, indication
+from agent.core.safety import State
 from agent.io.audit import AuditKind, transition_record
 from agent.io.guard import NativeGuard, exit_code_from_env
 from agent.io.panel.panel import OperatorPanel
@@ -277,10 +278,12 @@ class Runtime:
         until = now + self.plant.budget_s
         readings, answered = await self.plant.read_signals(now, until)
         if self.plant.watchdog_due(now):
+            machine = self.controller.machine
             await self.plant.within(until, self.plant.check_watchdog(
-                now, self.controller.machine.outputs_safe))
+                now, machine.outputs_safe or machine.state is State.STARTING))
         decision = self.controller.tick(readings, now, plc_reachable=answered,
-                                        plc_watchdog_ok=self.plant.watchdog_ok)
+                                        plc_watchdog_ok=self.plant.watchdog_configured,
+                                        plc_fell_back=self.plant.watchdog_latched)
         decided_at = asyncio.get_running_loop().time()
         faultinject.checkpoint()  # test-only stall point between a decision and its write
         self.telemetry.poll(self.controller, now)

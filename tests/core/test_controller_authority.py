@@ -9,6 +9,7 @@ Profiles are sim-tank variants: the return hold-off is 0.5 s, ``[plc_remote]`` i
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import pytest
@@ -487,4 +488,4 @@ def test_a_ramp_safe_value_starts_from_what_the_plc_holds_not_from_an_old_write(
     p.run(2.0)
     values = [v for _, name, v in p.log if name == "cooling_valve"]
     assert values[-1] == 100.0, "and it ramps on to the safe value"
-    assert all(b >= a for a, b in zip(values, values[1:], strict=False))
+    assert all(b >= a for a, b in itertools.pairwise(values))
