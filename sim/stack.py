@@ -262,6 +262,13 @@ class Stack:
         snap: dict[str, Any] = wait_for(check, timeout, what, period=0.1)
         return snap
 
+    def wait_twin(self, state: str = "alive", timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until ``twinguard status`` shows the twin link ``state`` (alive, late, lost);
+        the snapshot. The plant does not wait for a twin (issue 12): a test that makes the
+        twin go away must first see it ALIVE."""
+        return self.wait_status(lambda s: s["twin"]["state"] == state, timeout,
+                                f"twin {state.upper()}")
+
     def status_text(self) -> str:
         """What ``twinguard status`` prints for a person."""
         return self.status().stdout

@@ -28,7 +28,7 @@ with other processes on one Linux machine)::
     {"ev": "conn", "t", "conn", "peer_cn"}           TLS handshake done
     {"ev": "hello", "t", "conn", "device_id", "agent_version", "protocol",
      "heartbeat_timeout_ms", "heartbeat_late_ms"}
-    {"ev": "status", "t", "conn", "state", "mode", "seq"}
+    {"ev": "status", "t", "conn", "state", "mode", "seq", "authority"}
     {"ev": "silent", "t", "last_heartbeat_t", "last_seq"}   heartbeats stopped
     {"ev": "error", "t", "conn", "error"}             protocol error; connection closed
     {"ev": "closed", "t", "conn"}                     connection ended
@@ -61,6 +61,7 @@ TEXT_MAX = 128  # §3 "text"
 UINT64_MAX = 2**64 - 1
 STATES = {"starting", "normal", "degraded", "failsafe", "recovering"}  # §3.2 status.state
 MODES = {"shadow", "active"}
+AUTHORITIES = {"local", "returning", "remote"}  # §3.2 status.authority, §5.1
 BODY_MAX = 61_440  # §7.2 telemetry.body, §7.3 bundle
 RECOMMEND_REASONS = {"ok", "stale_session", "unknown_output", "out_of_limits", "not_a_number",
                      "expired", "too_long"}  # §7.1
@@ -76,7 +77,7 @@ AGENT_TO_TWIN: dict[str, dict[str, tuple[str, bool]]] = {
               "protocol": ("uint64", True), "heartbeat_timeout_ms": ("uint64>=1", True),
               "heartbeat_late_ms": ("uint64>=1", True)},
     "status": {"state": ("text", True), "mode": ("text", True), "seq": ("uint64", True),
-               "sent_ms": ("uint64", False)},
+               "sent_ms": ("uint64", False), "authority": ("text", False)},
     # §7: a version 1 twin must accept these too (§3.4)
     "recommend_result": {"id": ("text64", True), "accepted": ("bool", True),
                          "reason": ("text", True), "detail": ("text", False)},
@@ -190,6 +191,9 @@ def validate(msg: dict[str, Any]) -> None:
         raise ProtocolViolation(f"status.state {msg['state']!r} not one of {sorted(STATES)}")
     if t == "status" and msg["mode"] not in MODES:
         raise ProtocolViolation(f"status.mode {msg['mode']!r} not one of {sorted(MODES)}")
+    if t == "status" and msg.get("authority", "local") not in AUTHORITIES:
+        raise ProtocolViolation(f"status.authority {msg['authority']!r} not one of "
+                                f"{sorted(AUTHORITIES)}")
     if t == "recommend_result" and msg["reason"] not in RECOMMEND_REASONS:
         raise ProtocolViolation(f"recommend_result.reason {msg['reason']!r} unknown")
     if t == "config_result" and msg["reason"] not in CONFIG_REASONS:
@@ -251,7 +255,8 @@ class Twin:
             raise ProtocolViolation(f"{msg['t']!r} before hello")
         if msg["t"] != "status":
             return  # §7 messages: checked by validate(), not used by this twin
-        emit("status", conn=conn, state=msg["state"], mode=msg["mode"], seq=msg["seq"])
+        emit("status", conn=conn, state=msg["state"], mode=msg["mode"], seq=msg["seq"],
+             authority=msg.get("authority"))
         if (msg["state"] == "normal" and self.silence_after is not None
                 and self.silence_task is None):
             self.silence_task = asyncio.create_task(self.go_silent(self.silence_after))
