@@ -2,19 +2,21 @@
 
 Per tick, every ``timing.poll_period_s`` on an absolute schedule::
 
-    read signals ─▶ controller.tick (vote, heartbeat, trips, state machine, plan)
+    read signals ─▶ controller.tick (vote, trips, plant safety, twin authority, plan)
                  ─▶ write outputs ─▶ PLC watchdog heartbeat register ─▶ end of a complete tick
 
 The twin heartbeat deadline is a timer of its own (``loop.call_at`` on
-``controller.next_deadline()``): when it passes, the controller is asked at once and the
-safe state is written without waiting for the next poll. All PLC I/O goes through
+``controller.next_deadline()``, also the safety and authority hold-offs): when it passes,
+the controller is asked at once and what the shed means (each output's ``on_twin_loss``) is
+written without waiting for the next poll. All PLC I/O goes through
 ``agent.io.plant`` (one lock, one I/O budget per tick), so a safe-state write waits at most for
 the one request in flight.
 
 A tick that ends after the next one was due is an overrun: counted, and the schedule skips
 ahead (no burst of catch-up ticks). An exception inside a tick is a FAULT: logged, the safe
-set is written, the loop goes on. SIGTERM/SIGINT stop cleanly: the safe set is written, the
-twin link and the PLC connection closed.
+set is written, the loop goes on. SIGTERM/SIGINT stop cleanly: the twin's authority sheds as
+on its loss (a healthy plant is not touched; FAILSAFE only where the twin's supervision is a
+protection layer), the twin link and the PLC connection are closed.
 
 Twin recommendations are validated on arrival (``Controller.on_recommend``), bound to the
 link session and epoch they came on (``TwinLink.delivering``; the controller drops them when
@@ -23,17 +25,22 @@ in shadow mode the outputs are read after a complete tick while some are live, t
 would have been written. Telemetry (``agent.runtime.telemetry_feed``) only queues records on the
 loop; committing and sending run in a writer thread and the pump task.
 
-At start, before anything else: connect, write the safe set, read the PLC's communication
-watchdog configuration back; the state machine does not leave STARTING until the PLC is
-reachable, its watchdog verified and the twin seen.
+At start, before anything else: open the hardware watchdog the profile names (refused with
+the cause if it cannot be), connect, read what the outputs hold (and again every
+``OBSERVE_S`` while not safe: ramps start from there) and the PLC's communication watchdog
+configuration; nothing is written. The state machine leaves STARTING when the PLC is
+reachable with its watchdog as configured (a latch left by a fallback while no agent ran is
+cleared first) and the sensors are in; no twin is needed. A successor of a hand-over waits
+for its predecessor to let go first (``agent.runtime.handover``).
 
 Configuration push (``agent.runtime.configsession``): the configuration in force is the config
 store's current version if above 0, else ``--config``; the profile used is the hardware
 profile with its overrides. A ``config_push`` is evaluated, stored and audited on one worker
 thread (fsyncs stay off the loop), answered with ``config_result``, then applied on the
 loop: the mode and recommendation limits at once; new twin settings by re-dialling (the
-old session ends: the twin is lost, the plant goes safe until the new link is ALIVE);
-anything else by a clean stop with exit code ``EXIT_RESTART`` (systemd restarts the agent).
+old session ends: the twin is lost, its authority sheds until the new link earns it back);
+anything else by a hand-over restart (``agent.runtime.handover``: the successor starts while
+this process ticks on; ``EXIT_RESTART`` only if it cannot be made ready).
 The confirmation window is checked every tick while a version is pending: the twin must be
 ALIVE on a session begun after the apply. Safety transitions, mode changes, acks and the
 agent's start and stop go to the audit log through the same worker.
@@ -474,7 +481,9 @@ class Runtime:
         await self._send(Status(
             state=self.controller.state.value,
             mode=self.controller.machine.mode.value,
-            authority=self.controller.authority.state.value,
+            # a version-2 field: only to a twin whose hello said 2 (PROTOCOL.md §3.4)
+            authority=(self.controller.authority.state.value
+                       if self.link is not None and self.link.twin_protocol >= 2 else None),
             seq=self._status_seq,
             sent_ms=time.time_ns() // 1_000_000,
         ))

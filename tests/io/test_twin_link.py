@@ -400,3 +400,26 @@ def test_each_session_has_its_own_number_and_every_message_its_origin(pki: PkiPa
         assert delivering in (o1, o2)
     recs = [d for m, d, _ in origins if isinstance(m, Recommend)]
     assert recs == [o1, o2]
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_twin_of_either_protocol_version_is_served(pki: PkiPaths, version: int) -> None:
+    """PROTOCOL.md §3.4: the agent takes a twin hello of 1 or 2 and remembers which, so that
+    version-2 fields (status.authority) reach only a version-2 twin."""
+    async def scenario(twin: SimTwin, link: TwinLink, rec: Recorder) -> None:
+        await wait_until(lambda: len(rec.heartbeats()) >= 2)
+
+    twin = SimTwin.from_pki(pki, rate_hz=100)
+    twin.hello_protocol = version
+    link, rec = drive(twin, lambda port: settings_for(pki, port), scenario)
+    assert link.twin_protocol == version and link.counters.malformed == 0
+
+
+def test_a_twin_hello_of_an_unknown_protocol_version_is_refused(pki: PkiPaths) -> None:
+    async def scenario(twin: SimTwin, link: TwinLink, rec: Recorder) -> None:
+        await wait_until(lambda: link.counters.malformed >= 1, what="the hello refused")
+
+    twin = SimTwin.from_pki(pki, rate_hz=100)
+    twin.hello_protocol = 3
+    link, rec = drive(twin, lambda port: settings_for(pki, port), scenario)
+    assert rec.ups() == 0 and "hello.protocol: twin speaks 3" in link.counters.last_error
