@@ -135,8 +135,29 @@ static int64_t write_file(const wd_action *a) {
     return 0;
 }
 
-/* The fire: on the watchdog thread, without mu, with busy set. The budget runs from its start
- * and covers the writes and the reply reads; the hw watchdog is fed no more. */
+/* The reply to a request just written on fd: what arrives until the line is quiet for 5 ms (an
+ * RTU reply comes a character at a time) or until_ns. Bytes read, or -errno (-ETIMEDOUT). */
+static int64_t read_reply(int fd, int64_t until_ns) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    char buf[512];
+    int64_t total = 0, quiet;
+    for (;;) {
+        quiet = total ? mono_ns() + 5000000 : until_ns;
+        int r = poll(&pfd, 1, ms_left(quiet < until_ns ? quiet : until_ns));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0 || (pfd.revents & POLLNVAL)) {
+            return total ? total : r == 0 ? -ETIMEDOUT : r > 0 ? -EBADF : -errno;
+        }
+        ssize_t got;
+        while ((got = read(fd, buf, sizeof buf)) < 0 && errno == EINTR) {}
+        if (got <= 0) return total ? total : got == 0 ? 0 : -errno;
+        total += got;
+    }
+}
+
+/* The fire: on the watchdog thread, without mu, with busy set; the hw watchdog is fed no more.
+ * The budget runs from its start and covers writes and replies. A request waits for its reply
+ * before the next goes out (one in flight per link: RTU drops or garbles back-to-back frames). */
 static void fire(wd *w) {
     const wd_plan *p = &w->plan;
     size_t n = p->n_writes;
@@ -144,26 +165,10 @@ static void fire(wd *w) {
     int64_t until = mono_ns() + p->budget_ns;
     for (size_t i = 0; i < n; i++) {
         written[i] = write_all(p->act[i].fd, p->act[i].data, p->act[i].len, until);
+        replies[i] = written[i] < 0 ? -ECANCELED : read_reply(p->act[i].fd, until);
     }
     for (size_t j = 0; j < p->n_files; j++) {
         files[j] = p->act[n + j].fd < 0 ? p->act[n + j].fd : write_file(&p->act[n + j]);
-    }
-    for (size_t i = 0; i < n; i++) { /* one read per fd whose write succeeded, in the budget */
-        struct pollfd pfd = {.fd = p->act[i].fd, .events = POLLIN};
-        char buf[512];
-        ssize_t got = -1;
-        int r = 0;
-        while (written[i] >= 0 && (r = poll(&pfd, 1, ms_left(until))) < 0 && errno == EINTR) {}
-        if (written[i] < 0 || r == 0) {
-            replies[i] = written[i] < 0 ? -ECANCELED : -ETIMEDOUT;
-            continue;
-        }
-        if (r > 0 && (pfd.revents & POLLNVAL)) {
-            errno = EBADF;
-        } else if (r > 0) {
-            while ((got = read(pfd.fd, buf, sizeof buf)) < 0 && errno == EINTR) {}
-        }
-        replies[i] = got >= 0 ? (int64_t)got : -errno; /* r < 0: poll's errno */
     }
 }
 
@@ -269,11 +274,8 @@ static PyObject *view_tuple(const wd_view *view) {
     PyObject *t = PyTuple_New((Py_ssize_t)view->n);
     for (size_t i = 0; t != NULL && i < view->n; i++) {
         PyObject *o = PyLong_FromLongLong(view->v[i]);
-        if (o == NULL) {
-            Py_CLEAR(t);
-        } else {
-            PyTuple_SET_ITEM(t, (Py_ssize_t)i, o);
-        }
+        if (o == NULL) Py_CLEAR(t); /* and the loop ends */
+        if (o != NULL) PyTuple_SET_ITEM(t, (Py_ssize_t)i, o);
     }
     return t;
 }
@@ -309,9 +311,7 @@ static PyObject *core_arm(wd *w, PyObject *args) {
         return refuse("_arm: plan out of range (arm() checks it)");
     }
     if (w->forked) return refuse(FORKED);
-    p.period_ns = period;
-    p.budget_ns = budget;
-    p.feed_ns = feed;
+    p.period_ns = period, p.budget_ns = budget, p.feed_ns = feed;
     if ((p.payloads = PyTuple_Pack(2, writes, files)) == NULL
         || add_actions(&p, writes, &p.n_writes) < 0 || add_actions(&p, files, &p.n_files) < 0) {
         Py_XDECREF(p.payloads);

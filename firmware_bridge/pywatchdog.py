@@ -113,23 +113,37 @@ def _write_file(fd: int, data: bytes) -> int:
     return 0
 
 
-def _read_once(fd: int, until_ns: int) -> int:
-    ready = _poll(fd, select.POLLIN, until_ns)
-    if ready <= 0:
-        return ready or -errno.ETIMEDOUT
-    try:
-        return len(os.read(fd, 512))
-    except OSError as exc:
-        return -(exc.errno or errno.EIO)
+QUIET_NS = 5_000_000  # a reply is complete after 5 ms without a byte (as the C core)
+
+
+def _read_reply(fd: int, until_ns: int) -> int:
+    """What arrives until the line is quiet for QUIET_NS or ``until_ns`` (the C core's
+    ``read_reply``): bytes read, or -errno (-ETIMEDOUT when nothing came)."""
+    total = 0
+    while True:
+        quiet = time.monotonic_ns() + QUIET_NS if total else until_ns
+        ready = _poll(fd, select.POLLIN, min(quiet, until_ns))
+        if ready <= 0:
+            return total or ready or -errno.ETIMEDOUT
+        try:
+            got = len(os.read(fd, 512))
+        except OSError as exc:
+            return total or -(exc.errno or errno.EIO)
+        if got == 0:
+            return total
+        total += got
 
 
 def _fire(plan: _Plan) -> list[int]:
-    """The fire's result codes, in the view's order (see firmware_bridge.results)."""
+    """The fire's result codes, in the view's order (see firmware_bridge.results): each
+    request waits for its reply before the next goes out (one in flight per link)."""
     until = time.monotonic_ns() + plan.budget_ns
-    written = [_write_all(fd, data, until) for fd, data in plan.writes]
+    written: list[int] = []
+    replies: list[int] = []
+    for fd, data in plan.writes:
+        written.append(_write_all(fd, data, until))
+        replies.append(_read_reply(fd, until) if written[-1] >= 0 else -errno.ECANCELED)
     files = [_write_file(fd, data) for fd, data in plan.files]
-    replies = [_read_once(fd, until) if w >= 0 else -errno.ECANCELED
-               for (fd, _), w in zip(plan.writes, written, strict=True)]
     return written + replies + files
 
 

@@ -262,6 +262,13 @@ class Stack:
         snap: dict[str, Any] = wait_for(check, timeout, what, period=0.1)
         return snap
 
+    def wait_twin(self, state: str = "alive", timeout: float = 20.0) -> dict[str, Any]:
+        """Wait until ``twinguard status`` shows the twin link ``state`` (alive, late, lost);
+        the snapshot. The plant does not wait for a twin (issue 12): a test that makes the
+        twin go away must first see it ALIVE."""
+        return self.wait_status(lambda s: s["twin"]["state"] == state, timeout,
+                                f"twin {state.upper()}")
+
     def status_text(self) -> str:
         """What ``twinguard status`` prints for a person."""
         return self.status().stdout
@@ -285,7 +292,7 @@ class Stack:
 
     def close(self) -> None:
         for pid in self.successors:
-            _stop_pid(pid)
+            stop_pid(pid)
         if self.agent is not None and self.agent.alive():
             self.agent.stop()
         self.twin.stop()
@@ -301,15 +308,25 @@ class Stack:
         self.close()
 
 
-def _stop_pid(pid: int, timeout_s: float = 10.0) -> None:
+def pid_running(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan whose exit nobody reaped yet: in a
+    container PID 1 may never reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def stop_pid(pid: int, timeout_s: float = 10.0) -> None:
     """SIGTERM a process that is not our child, SIGKILL it after ``timeout_s``."""
     try:
         os.kill(pid, signal.SIGTERM)
         end = time.monotonic() + timeout_s
-        while time.monotonic() < end:
-            os.kill(pid, 0)
+        while time.monotonic() < end and pid_running(pid):
             time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
+        if pid_running(pid):
+            os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
 

@@ -81,7 +81,8 @@ def sim_tank_bank() -> dict[tuple[str, int], int]:
     bank.update({("input", 4): pa[0], ("input", 5): pa[1]})  # float32 big: high word first
     bank.update({("input", 8): pa[1], ("input", 9): pa[0]})  # float32 little: low word first
     bank.update({("holding", 100): 0, ("holding", 101): 1000, ("holding", 200): 0,
-                 ("holding", 201): WATCHDOG_TIMEOUT_MS, ("discrete", 0): 0, ("coil", 0): 0})
+                 ("holding", 201): WATCHDOG_TIMEOUT_MS, ("discrete", 0): 0, ("coil", 0): 0,
+                 ("coil", 1): 0})  # [plc_remote] at local_value
     return bank
 
 

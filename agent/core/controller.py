@@ -154,7 +154,10 @@ class Controller:
         self.readings: dict[str, Reading] = {}
         self.plc_reachable = False
         self.plc_watchdog_ok = False
+        self.plc_fell_back = False  # the PLC's comm watchdog latch, as last read
         self.last_written: dict[str, float] = {}
+        # what the PLC holds, as last read (observed) or acknowledged: ramps start from it
+        self.plc_holds: dict[str, float] = {}
         self._last_safe_write: float | None = None
         # safe values planned but not yet acknowledged and read back at the PLC
         self.unconfirmed: dict[str, float] = {}
@@ -170,11 +173,12 @@ class Controller:
     # --- inputs --------------------------------------------------------------------------
 
     def tick(self, readings: Mapping[str, Reading], now: float, *, plc_reachable: bool,
-             plc_watchdog_ok: bool) -> Decision:
+             plc_watchdog_ok: bool, plc_fell_back: bool = False) -> Decision:
         """One poll cycle: vote, evaluate trips and the link, step the state machine, plan."""
         self.readings = dict(readings)
         self.plc_reachable = plc_reachable
         self.plc_watchdog_ok = plc_watchdog_ok
+        self.plc_fell_back = plc_fell_back
         self.votes = {name: v.update(readings, now) for name, v in self.voters.items()}
         self.trips = evaluate(self.profile.trips, self.profile.groups, self.votes)
         link_events = self._note_link(self.monitor.poll(now))
@@ -274,7 +278,7 @@ class Controller:
         for name in sorted(self.local_ramps):
             log.warning("stopping: %s is left at %s, short of its local_value %g (the ramp "
                         "cannot run after the agent stops)", name,
-                        self.last_written.get(name, "what the PLC holds"),
+                        self.plc_holds.get(name, "what the PLC holds"),
                         self.local_ramps[name])
         self.local_ramps.clear()
         self._ramp_planned.clear()
@@ -294,6 +298,7 @@ class Controller:
         no read-back, the acknowledgement alone confirms). A safe value is confirmed only
         when the value acknowledged is the one still planned."""
         self.last_written.update(values)
+        self.plc_holds.update(values)
         if self.held is not None:
             self.held.update(values)
         names = values.keys() if confirmed is None else confirmed
@@ -323,6 +328,7 @@ class Controller:
             trips=self.trips,
             plc_reachable=self.plc_reachable,
             plc_watchdog_ok=self.plc_watchdog_ok,
+            plc_fell_back=self.plc_fell_back,
             twin_cause=self._twin_cause,
             safe_set_confirmed=not self.unconfirmed,
             twin_required=self.twin_required,
@@ -375,7 +381,7 @@ class Controller:
             reason = "enter safe state" if entering else ("hold safe state" if writes else "")
             return self._safe_decision(transitions, link_events, writes, reason, expired,
                                        auth=auth)
-        self.planner.plan(self.machine.state, self.last_written, now)  # keeps dt one tick
+        self.planner.plan(self.machine.state, self.plc_holds, now)  # keeps dt one tick
         self._last_safe_write = None
         if was_safe and self.profile.plc_remote is not None:
             # the hazard is over: the PLC program runs the plant again (bumpless)
@@ -432,7 +438,7 @@ class Controller:
             else:
                 writes[PLC_REMOTE] = self.flag_wanted
         for name, target in list(self.local_ramps.items()):
-            last = self.last_written.get(name)
+            last = self.plc_holds.get(name)
             if last is not None and self.profile.output(name).same_raw(last, target):
                 del self.local_ramps[name]
                 self._ramp_planned.pop(name, None)
@@ -452,7 +458,7 @@ class Controller:
     def _shed_outputs(self, cause: str, now: float) -> None:
         """REMOTE -> LOCAL: what each output does (its ``on_twin_loss``)."""
         self.recommendations.drop(DropCause.AUTHORITY_SHED, cause)
-        held = self.held if self.held is not None else self.last_written
+        held = self.held if self.held is not None else self.plc_holds
         self.held = None
         self.needs_seed = False
         releases = []
@@ -462,7 +468,7 @@ class Controller:
                 # the first step is one poll period's worth, from what the PLC holds
                 self._ramp_t[o.name] = now - self.profile.timing.poll_period_s
                 if o.name in held:
-                    self.last_written[o.name] = held[o.name]
+                    self.plc_holds[o.name] = held[o.name]
             elif o.on_twin_loss is TwinLossPolicy.RELEASE:
                 releases.append(o.name)
         remote = self.profile.plc_remote
@@ -481,6 +487,12 @@ class Controller:
             self.recommendations.drop(DropCause.LEFT_NORMAL, why)
         self._was_normal = normal
 
+    def observed(self, actual: Mapping[str, float | None]) -> None:
+        """What the PLC's outputs hold, as the runtime read them (None: unreadable): a RAMP
+        safe value and a ``local`` ramp start from there, not from a write the agent made
+        long ago (a PLC program or an operator may have moved them since)."""
+        self.plc_holds.update({k: v for k, v in actual.items() if v is not None})
+
     def seed(self, actual: Mapping[str, float | None]) -> None:
         """What the PLC holds now, read when write authority is gained: rate limits start
         from there, not from whatever the agent wrote last (an operator may have moved the
@@ -492,7 +504,7 @@ class Controller:
     def _safe_writes(self, now: float, *, force: bool) -> dict[str, float]:
         """The safe values to write now: the whole plan when forced or due for a refresh,
         else what the plan changes, plus every planned value not yet confirmed."""
-        plan = self.planner.plan(State.FAILSAFE, self.last_written, now)
+        plan = self.planner.plan(State.FAILSAFE, self.plc_holds, now)
         refresh = (self._last_safe_write is None
                    or now - self._last_safe_write >= self.refresh_s)
         if force or refresh:

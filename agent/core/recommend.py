@@ -84,6 +84,9 @@ class Reason(enum.Enum):
     TOO_LONG = "too_long"
 
 
+LOG_PER_S = 20  # verdict log lines per second at most (the rest are counted)
+
+
 class DropCause(enum.Enum):
     """Why live recommendations were dropped before their validity ended."""
 
@@ -184,6 +187,8 @@ class Recommendations:
         self._shadow: dict[str, ShadowLine] = {}
         self._last_t: float | None = None
         self._session: int | None = None  # the link session UP now
+        self._log_window = float("-inf")  # verdict lines: the current one-second window
+        self._log_count = self._log_skipped = 0
         self._epoch: int | None = None  # the highest twin epoch seen
         self._ended: int | None = None  # the highest epoch that said bye
         self.accepted = 0
@@ -205,14 +210,31 @@ class Recommendations:
             verdict = validate(self.outputs, msg, now, self.max_validity_s, origin)
         if verdict.recommendation is None:
             self.rejected += 1
-            log.warning("recommendation %s rejected (%s): %s", msg.id, verdict.reason.value,
-                        verdict.detail)
+            if self._may_log(now):
+                log.warning("recommendation %s rejected (%s): %s", msg.id,
+                            verdict.reason.value, verdict.detail)
             return verdict
         self.accepted += 1
         self._live[msg.output] = verdict.recommendation
         self._unreported.add(msg.output)
-        log.info("recommendation %s accepted: %s", msg.id, verdict.detail)
+        if self._may_log(now):
+            log.info("recommendation %s accepted: %s", msg.id, verdict.detail)
         return verdict
+
+    def _may_log(self, now: float) -> bool:
+        """At most LOG_PER_S verdict lines a second (a flooding twin must not make the loop
+        a logger); the lines left out are counted in the next second's first line."""
+        if now - self._log_window >= 1.0:
+            if self._log_skipped:
+                log.warning("%d recommendation verdict(s) not logged in the last second "
+                            "(more than %d/s; all are counted and answered)",
+                            self._log_skipped, LOG_PER_S)
+            self._log_window, self._log_count, self._log_skipped = now, 0, 0
+        self._log_count += 1
+        if self._log_count > LOG_PER_S:
+            self._log_skipped += 1
+            return False
+        return True
 
     def expire(self, now: float) -> list[Recommendation]:
         """Drop the recommendations whose validity ended at or before ``now`` (each once)."""

@@ -30,10 +30,13 @@ plant's groups, then goes to NORMAL (or DEGRADED) under either recovery policy â
 latched at start, and a healthy plant is not stopped for an ack; a trip or a PLC watchdog
 fault found at start is a hazard and drives
 FAILSAFE; an unreachable PLC keeps it waiting (nothing can be written anyway, and the PLC's
-own watchdog covers). SAFE_UNCONFIRMED (a safe value planned is not yet acknowledged and
-read back at the PLC) holds FAILSAFE, and holds RECOVERING without completing (no hold-off
-completion, acks refused) until it is. STOP (the agent stops while the twin's supervision is
-a protection layer) and FAULT drive FAILSAFE from every state.
+own watchdog covers); a PLC whose communication watchdog fell back while no agent ran (a
+restart slower than its timeout, a death the PLC covered) keeps it waiting while the runtime
+clears the latch (PLC_FELL_BACK), and is no hazard: the PLC already applied its fallback.
+While the agent runs, the same latch is a hazard. SAFE_UNCONFIRMED (a safe value planned is
+not yet acknowledged and read back at the PLC) holds FAILSAFE, and holds RECOVERING without
+completing (no hold-off completion, acks refused) until it is. STOP (the agent stops while
+the twin's supervision is a protection layer) and FAULT drive FAILSAFE from every state.
 
 An ACK is honoured only in RECOVERING (under either policy: a deliberate act may cut an
 auto hold-off short) and only while no fault is present; anywhere else it is refused.
@@ -79,7 +82,8 @@ class EventKind(enum.Enum):
     TWIN_LOST = "twin_lost"  # only where the twin's supervision is a protection layer
     TRIP = "trip"
     PLC_UNREACHABLE = "plc_unreachable"
-    PLC_WATCHDOG_FAULT = "plc_watchdog_fault"  # PLC comm watchdog not verified or tripped
+    PLC_WATCHDOG_FAULT = "plc_watchdog_fault"  # PLC comm watchdog not as configured / unread
+    PLC_FELL_BACK = "plc_fell_back"  # the PLC's comm watchdog fell back (its latch is set)
     SAFE_UNCONFIRMED = "safe_unconfirmed"  # safe set not acknowledged + read back at the PLC
     ACK = "ack"  # operator reset: button or `twinguard ack`
     HOLDOFF_ELAPSED = "holdoff_elapsed"  # auto policy: holdoff_s of continuous health
@@ -97,7 +101,8 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TWIN_LOST: _S.STARTING,  # waits for the twin it needs
         _E.TRIP: _S.FAILSAFE,  # a hazard found at start acts
         _E.PLC_UNREACHABLE: _S.STARTING,  # nothing can be written; the PLC's watchdog covers
-        _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,  # misconfigured, or fell back (an agent died)
+        _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,  # misconfigured: a hazard found at start
+        _E.PLC_FELL_BACK: _S.STARTING,  # the PLC covered the agent's absence: cleared at start
         _E.SAFE_UNCONFIRMED: _S.STARTING,  # nothing planned yet (STARTING writes nothing)
         _E.ACK: _S.STARTING,  # refused
         _E.STOP: _S.FAILSAFE,
@@ -110,6 +115,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.PLC_FELL_BACK: _S.FAILSAFE,
         _E.SAFE_UNCONFIRMED: _S.FAILSAFE,
         _E.ACK: _S.NORMAL,  # refused
         _E.STOP: _S.FAILSAFE,
@@ -122,6 +128,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.PLC_FELL_BACK: _S.FAILSAFE,
         _E.SAFE_UNCONFIRMED: _S.FAILSAFE,
         _E.ACK: _S.DEGRADED,  # refused
         _E.STOP: _S.FAILSAFE,
@@ -134,6 +141,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.PLC_FELL_BACK: _S.FAILSAFE,
         _E.SAFE_UNCONFIRMED: _S.FAILSAFE,
         _E.ACK: _S.FAILSAFE,  # refused: the plant is not healthy yet
         _E.STOP: _S.FAILSAFE,
@@ -146,6 +154,7 @@ TRANSITIONS: dict[State, dict[EventKind, State]] = {
         _E.TRIP: _S.FAILSAFE,
         _E.PLC_UNREACHABLE: _S.FAILSAFE,
         _E.PLC_WATCHDOG_FAULT: _S.FAILSAFE,
+        _E.PLC_FELL_BACK: _S.FAILSAFE,
         _E.SAFE_UNCONFIRMED: _S.RECOVERING,  # held: no hold-off completion, no ack
         _E.ACK: _S.NORMAL,
         _E.HOLDOFF_ELAPSED: _S.NORMAL,  # only when really elapsed under the auto policy
@@ -162,6 +171,7 @@ FAULT_EVENTS = frozenset(
         EventKind.TRIP,
         EventKind.PLC_UNREACHABLE,
         EventKind.PLC_WATCHDOG_FAULT,
+        EventKind.PLC_FELL_BACK,
         EventKind.SAFE_UNCONFIRMED,
         EventKind.STOP,
         EventKind.FAULT,
@@ -202,7 +212,8 @@ class Health:
     ``worst_quality`` is over all groups; a *required* group that is BAD reaches the
     machine as a trip (``agent.core.trips.evaluate`` always reports it), a non-required BAD
     group only degrades. ``plc_watchdog_ok``: the PLC's communication watchdog was read
-    back with the expected timeout and has not fallen back. ``twin`` matters only when
+    back with the expected timeout; ``plc_fell_back``: its latch says it fell back (the agent
+    was silent longer than its timeout). ``twin`` matters only when
     ``twin_required`` (active mode with an ``on_twin_loss = "safe"`` output): then LOST is
     a hazard; otherwise the twin is the authority axis' business and is ignored here.
     """
@@ -215,6 +226,7 @@ class Health:
     twin_cause: str = ""  # why the twin link is in its state (the last LinkEvent's cause)
     safe_set_confirmed: bool = True  # every safe value planned is acknowledged + read back
     twin_required: bool = False  # the twin's supervision is a protection layer
+    plc_fell_back: bool = False  # the PLC's comm watchdog latch is set (it fell back)
 
 
 def health_event(h: Health) -> SafetyEvent:
@@ -223,6 +235,9 @@ def health_event(h: Health) -> SafetyEvent:
         return SafetyEvent(EventKind.PLC_UNREACHABLE, "PLC unreachable")
     if not h.plc_watchdog_ok:
         return SafetyEvent(EventKind.PLC_WATCHDOG_FAULT, "PLC communication watchdog not verified")
+    if h.plc_fell_back:
+        return SafetyEvent(EventKind.PLC_FELL_BACK,
+                           "PLC communication watchdog fell back (its latch is set)")
     if h.twin_required and h.twin is LinkState.LOST:
         why = f": {h.twin_cause}" if h.twin_cause else ""
         return SafetyEvent(EventKind.TWIN_LOST, f"twin LOST{why}")

@@ -32,12 +32,13 @@ The guard's link to the PLC:
   (the hang this exists for) the agent's client is stopped wherever it was; if only the loop
   is blocked, a request of the agent's may still be in flight, but the PLC answers it within
   its response time, long before the deadline, so the frames do not collide on the wire.
-  What remains: the watchdog's single reply read may take bytes of that late answer, and the
+  What remains: the watchdog's reply read may take bytes of that late answer, and the
   agent's client may afterwards see the watchdog's reply; the master flushes the RTU input
   before each request and counts a stray frame that lands in its wait as a malformed reply
-  (``agent.io.modbus.exchange``), never a wrong write. A safe set
-  that needs more than one frame is sent back to back without the 3.5-character gap RTU
-  asks for: a strict slave may drop the frames after the first (warned at arm time).
+  (``agent.io.modbus.exchange``), never a wrong write. A safe set that needs more than one
+  frame (with a ``[plc_remote]`` coil: the flag's fc5, then the outputs' fc16) goes out one
+  request at a time: the watchdog reads each reply until the line is quiet before it sends
+  the next, as an RTU bus needs.
 
 Safe values (:func:`guard_values`): SAFE_VALUE and RAMP outputs get ``safe_value`` (the
 watchdog cannot ramp: it writes once, as the PLC's own fallback does); HOLD_LAST outputs the
@@ -146,6 +147,7 @@ class NativeGuard:
         self._wd: WatchdogAPI = watchdog_cls()
         self._values = guard_values(profile, {})
         self._frames = b""
+        self._frame_list: list[bytes] = []
         self._sock: socket.socket | None = None
         self._port: Any = None  # serial.Serial for RTU (pyserial is untyped)
         self._hw_fd = -1
@@ -196,17 +198,14 @@ class NativeGuard:
         """Re-encode the frames (for ``values`` if given) and arm again; clears a fire."""
         if values is not None:
             self._values = dict(values)
-        frames = encode_write_frames(self.profile, self._values)
-        self._frames = b"".join(frames)
+        self._frame_list = encode_write_frames(self.profile, self._values)
+        self._frames = b"".join(self._frame_list)
         fd = self._link_fd()
-        if fd >= 0 and len(frames) > 1 and isinstance(self.profile.plc.link, RtuLink):
-            log.warning("the safe set needs %d RTU frames; the watchdog sends them without "
-                        "the inter-frame gap, a strict slave may drop all but the first",
-                        len(frames))
         led = self.profile.board.fault_led
         self._wd.arm(
             self.deadline_s,
-            fd_writes=[(fd, self._frames)] if fd >= 0 else [],
+            # one action per request: the watchdog sends each after the previous reply
+            fd_writes=[(fd, frame) for frame in self._frame_list] if fd >= 0 else [],
             reply_timeout_s=self.reply_timeout_s,
             file_writes=[(led, self.profile.board.fault_led_value.encode())] if led else [],
             hw_watchdog_fd=self._hw_fd,

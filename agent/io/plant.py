@@ -54,6 +54,8 @@ class PlantIO:
         self.budget_s = profile.timing.io_budget_s
         self.budget_overruns = 0
         self.watchdog_ok = False
+        self.watchdog_configured = False  # the PLC holds the timeout the profile expects
+        self.watchdog_latched = False  # its "fell back" latch, as last read
         self._watchdog_checked: float | None = None
         self._hb_value = 0
         self._lock = asyncio.Lock()
@@ -176,8 +178,11 @@ class PlantIO:
                 or now - self._watchdog_checked >= WATCHDOG_CHECK_S)
 
     async def check_watchdog(self, now: float, outputs_safe: bool) -> None:
-        """Read the PLC watchdog's configured timeout and latch; clear a latch while the
-        outputs are safe and heartbeats flow (the PLC accepts the reset only then)."""
+        """Read the PLC watchdog's configured timeout and latch; clear a latch while
+        ``outputs_safe`` (the outputs are safe, or the agent is starting: the PLC's fallback
+        covered its absence) and heartbeats flow (the PLC accepts the reset only then).
+        ``watchdog_ok``: the timeout as configured and no latch; ``watchdog_configured``:
+        the timeout as configured; ``watchdog_latched``: the latch as last read."""
         self._watchdog_checked = now
         if not self.plc.connected:
             return
@@ -194,6 +199,8 @@ class PlantIO:
                 log.warning("PLC communication watchdog had fallen back; clearing its latch")
                 await self.plc.reset_plc_watchdog()
                 _, latched = await self.plc.read_plc_watchdog()
+        self.watchdog_configured = ok
+        self.watchdog_latched = bool(latched)
         ok = ok and not latched
         if ok != self.watchdog_ok:
             log.info("PLC communication watchdog %s", "verified" if ok else "NOT verified")

@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 1  # what the agent's hello says: the version it needs from the twin
+PROTOCOL_LATEST = 2  # the highest it speaks; a twin hello of 2 gets version-2 fields (§3.4)
 TEXT_MAX = 128  # code points of a ``text`` field, unless its schema says otherwise
 
 

@@ -2,19 +2,21 @@
 
 Per tick, every ``timing.poll_period_s`` on an absolute schedule::
 
-    read signals ─▶ controller.tick (vote, heartbeat, trips, state machine, plan)
+    read signals ─▶ controller.tick (vote, trips, plant safety, twin authority, plan)
                  ─▶ write outputs ─▶ PLC watchdog heartbeat register ─▶ end of a complete tick
 
 The twin heartbeat deadline is a timer of its own (``loop.call_at`` on
-``controller.next_deadline()``): when it passes, the controller is asked at once and the
-safe state is written without waiting for the next poll. All PLC I/O goes through
+``controller.next_deadline()``, also the safety and authority hold-offs): when it passes,
+the controller is asked at once and what the shed means (each output's ``on_twin_loss``) is
+written without waiting for the next poll. All PLC I/O goes through
 ``agent.io.plant`` (one lock, one I/O budget per tick), so a safe-state write waits at most for
 the one request in flight.
 
 A tick that ends after the next one was due is an overrun: counted, and the schedule skips
 ahead (no burst of catch-up ticks). An exception inside a tick is a FAULT: logged, the safe
-set is written, the loop goes on. SIGTERM/SIGINT stop cleanly: the safe set is written, the
-twin link and the PLC connection closed.
+set is written, the loop goes on. SIGTERM/SIGINT stop cleanly: the twin's authority sheds as
+on its loss (a healthy plant is not touched; FAILSAFE only where the twin's supervision is a
+protection layer), the twin link and the PLC connection are closed.
 
 Twin recommendations are validated on arrival (``Controller.on_recommend``), bound to the
 link session and epoch they came on (``TwinLink.delivering``; the controller drops them when
@@ -23,17 +25,22 @@ in shadow mode the outputs are read after a complete tick while some are live, t
 would have been written. Telemetry (``agent.runtime.telemetry_feed``) only queues records on the
 loop; committing and sending run in a writer thread and the pump task.
 
-At start, before anything else: connect, write the safe set, read the PLC's communication
-watchdog configuration back; the state machine does not leave STARTING until the PLC is
-reachable, its watchdog verified and the twin seen.
+At start, before anything else: open the hardware watchdog the profile names (refused with
+the cause if it cannot be), connect, read what the outputs hold (and again every
+``OBSERVE_S`` while not safe: ramps start from there) and the PLC's communication watchdog
+configuration; nothing is written. The state machine leaves STARTING when the PLC is
+reachable with its watchdog as configured (a latch left by a fallback while no agent ran is
+cleared first) and the sensors are in; no twin is needed. A successor of a hand-over waits
+for its predecessor to let go first (``agent.runtime.handover``).
 
 Configuration push (``agent.runtime.configsession``): the configuration in force is the config
 store's current version if above 0, else ``--config``; the profile used is the hardware
 profile with its overrides. A ``config_push`` is evaluated, stored and audited on one worker
 thread (fsyncs stay off the loop), answered with ``config_result``, then applied on the
 loop: the mode and recommendation limits at once; new twin settings by re-dialling (the
-old session ends: the twin is lost, the plant goes safe until the new link is ALIVE);
-anything else by a clean stop with exit code ``EXIT_RESTART`` (systemd restarts the agent).
+old session ends: the twin is lost, its authority sheds until the new link earns it back);
+anything else by a hand-over restart (``agent.runtime.handover``: the successor starts while
+this process ticks on; ``EXIT_RESTART`` only if it cannot be made ready).
 The confirmation window is checked every tick while a version is pending: the twin must be
 ALIVE on a session begun after the apply. Safety transitions, mode changes, acks and the
 agent's start and stop go to the audit log through the same worker.
@@ -59,6 +66,7 @@ from agent.config.push import Situation
 from agent.core.controller import Controller, Decision
 from agent.core.heartbeat import LinkState
 from agent.core.leds import Indication, indication
+from agent.core.safety import State
 from agent.io.audit import AuditKind, transition_record
 from agent.io.devices import check_readable
 from agent.io.guard import NativeGuard, exit_code_from_env
@@ -90,6 +98,7 @@ log = logging.getLogger(__name__)
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
 OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
 SHUTDOWN_GRACE_S = 3.0  # after the stop's writes are out, how long the rest may take
+OBSERVE_S = 2.0  # while not safe, what the outputs hold is read this often
 LINK_AUDIT_MIN_S = 5.0  # at most one twin-link edge record this often (a flapping twin)
 
 
@@ -142,6 +151,7 @@ class Runtime:
         self._started = 0.0
         self._link_audited = float("-inf")  # monotonic time of the last twin-link record
         self._link_unaudited = 0  # edges since then that were not recorded
+        self._observe_at = 0.0  # when what the outputs hold is read next (loop time)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -196,7 +206,9 @@ class Runtime:
         self._audit(AuditKind.AGENT_START, mode=self.controller.machine.mode.value,
                     version=self.session.version, pid=os.getpid())
         await self.plant.plc.connect()
-        # nothing is written at start: the first tick decides (a hazard found acts then)
+        # nothing is written at start: read what the outputs hold, and let the first tick
+        # decide (a hazard found acts then)
+        await self._observe_outputs(loop.time())
         await self.plant.check_watchdog(loop.time(), outputs_safe=False)
         if self.link is not None:
             self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self._send)
@@ -205,7 +217,7 @@ class Runtime:
             self._spawn(self._status_loop(), "status to twin")
         try:
             await self.guard.start(loop.time(), self.plant.connected,
-                                   self.controller.last_written)
+                                   self.controller.plc_holds)
             await self._loop()
         finally:
             await self._shutdown()
@@ -279,21 +291,25 @@ class Runtime:
         until = now + self.plant.budget_s
         readings, answered = await self.plant.read_signals(now, until)
         if self.plant.watchdog_due(now):
+            machine = self.controller.machine
             await self.plant.within(until, self.plant.check_watchdog(
-                now, self.controller.machine.outputs_safe))
+                now, machine.outputs_safe or machine.state is State.STARTING))
         decision = self.controller.tick(readings, now, plc_reachable=answered,
-                                        plc_watchdog_ok=self.plant.watchdog_ok)
+                                        plc_watchdog_ok=self.plant.watchdog_configured,
+                                        plc_fell_back=self.plant.watchdog_latched)
         decided_at = asyncio.get_running_loop().time()
         faultinject.checkpoint()  # test-only stall point between a decision and its write
         self.telemetry.poll(self.controller, now)
         await self.plant.within(until, self._apply(decision, decided_at))
         await self.plant.within(until, self.plant.heartbeat(now))
         # the complete tick ends here: kick right after the heartbeat write, then guard upkeep
-        if await self.guard.after_tick(now, self.plant.connected, self.controller.last_written):
+        if await self.guard.after_tick(now, self.plant.connected, self.controller.plc_holds):
             if not self._hang_handled:
                 await self._on_hang(asyncio.get_running_loop().time())
             self._hang_handled = False  # re-armed: the next fire is a new hang
         await self._shadow(now)
+        if not self.controller.machine.outputs_safe and now >= self._observe_at:
+            await self._observe_outputs(now)
         await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
@@ -308,8 +324,16 @@ class Runtime:
         if self.controller.machine.mode is not Mode.SHADOW or not book.wanted:
             return
         actual = await self.plant.read_outputs()
+        self.controller.observed(actual)
         if any(v is not None for v in actual.values()):
             self.telemetry.shadow(book.shadow(actual, now))
+
+    async def _observe_outputs(self, now: float) -> None:
+        """Read what the outputs hold (at start, then every OBSERVE_S while not safe): a RAMP
+        safe value or a local ramp starts from there, not from an old write of the agent's
+        (a PLC program or an operator may have moved them)."""
+        self._observe_at = now + OBSERVE_S
+        self.controller.observed(await self.plant.read_outputs())
 
     async def _seed_authority(self) -> None:
         """Write authority was just gained: read what the PLC's outputs hold, so active
@@ -463,7 +487,9 @@ class Runtime:
         await self._send(Status(
             state=self.controller.state.value,
             mode=self.controller.machine.mode.value,
-            authority=self.controller.authority.state.value,
+            # a version-2 field: only to a twin whose hello said 2 (PROTOCOL.md §3.4)
+            authority=(self.controller.authority.state.value
+                       if self.link is not None and self.link.twin_protocol >= 2 else None),
             seq=self._status_seq,
             sent_ms=time.time_ns() // 1_000_000,
         ))

@@ -3,14 +3,18 @@
 Runs, one after the other and each in a fresh interpreter (``python -m sim.bench NAME
 --json``, so one benchmark's memory, threads or event loop cannot colour the next)::
 
-    reaction_python   reaction --path python --trials T     (T = 20; --quick: 3)
+    reaction_local    reaction --path python --policy local --trials T   (T = 20; --quick: 3)
+    reaction_release  reaction --path python --policy release --trials T
+    reaction_safe     reaction --path python --policy safe --trials T
     reaction_native   reaction --path native --trials T
+    restart           restart --trials R --baseline B       (R = 10, B = 3; --quick: 2, 1)
     poll              poll --rounds R                       (R = 2000; --quick: 300)
     footprint         footprint                             (--quick: 1 s settle, 2 s windows)
     spool             spool --records N                     (N = 100000; --quick: 5000)
 
-and prints ``{"reaction_python": {...}, "reaction_native": {...}, "poll": {...},
-"footprint": {...}, "spool": {...}}``, each entry the benchmark's own JSON object plus
+and prints ``{"reaction_local": {...}, "reaction_release": {...}, "reaction_safe": {...},
+"reaction_native": {...}, "restart": {...}, "poll": {...}, "footprint": {...},
+"spool": {...}}``, each entry the benchmark's own JSON object plus
 ``elapsed_s``. A benchmark that fails (exit status, no JSON line)
 does not stop the others: its entry is ``{"error": "..."}`` with the tail of its stderr,
 and the exit status is 1. Each benchmark's progress goes to stderr as it runs.
@@ -27,15 +31,21 @@ import time
 from collections import deque
 from typing import IO, Any
 
+from sim.bench.reaction import POLICIES
+
 TIMEOUT_S = 1800.0
 
 
 def plan(quick: bool, trials: int | None = None) -> dict[str, list[str]]:
     """Name -> ``python -m sim.bench`` arguments for each benchmark of the suite."""
     t = str(trials if trials is not None else (3 if quick else 20))
+    shed = {f"reaction_{policy}": ["reaction", "--path", "python", "--policy", policy,
+                                   "--trials", t] for policy in POLICIES}
     return {
-        "reaction_python": ["reaction", "--path", "python", "--trials", t],
+        **shed,
         "reaction_native": ["reaction", "--path", "native", "--trials", t],
+        "restart": ["restart", "--trials", "2" if quick else "10",
+                    "--baseline", "1" if quick else "3"],
         "poll": ["poll", "--rounds", "300" if quick else "2000"],
         "footprint": ["footprint", *(["--quick"] if quick else [])],
         "spool": ["spool", *(["--records", "5000"] if quick else [])],

@@ -1,9 +1,12 @@
-"""Small statistics shared by the benchmarks: percentiles by linear interpolation."""
+"""Small statistics shared by the benchmarks: percentiles by linear interpolation, and the
+one way a benchmark prints its result."""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -24,3 +27,15 @@ def summary_ms(values_s: Sequence[float]) -> dict[str, float]:
         "p99_ms": round(percentile(ms, 99), 3),
         "max_ms": round(max(ms), 3) if ms else math.nan,
     }
+
+
+def report(result: Mapping[str, Any], as_json: bool) -> int:
+    """Print ``result`` (one JSON line with ``as_json``, else one ``key: value`` a line) on
+    stdout; returns the exit status 0."""
+    if as_json:
+        print(json.dumps(result))
+    else:
+        width = max((len(k) for k in result), default=0)
+        for k, v in result.items():
+            print(f"{k:>{width}}: {v}")
+    return 0

@@ -10,9 +10,16 @@ Output: the live view (or plain lines with ``--no-live`` / when stdout is not a 
 table of the scenarios with their reaction measured at the sim PLC, and the path of the
 timeline picture. With ``--json`` stdout carries exactly one JSON object::
 
-    {"passed": true, "scenarios": [{"name": "shadow", "passed": true, "reaction_ms": null},
-     {"name": "promote-active", "passed": true, "reaction_ms": 65.1}, ...], "skipped": [],
-     "timeline": "/abs/path/timeline.svg"}
+    {"passed": true,
+     "scenarios": [{"name": "shadow", "passed": true, "reaction_ms": null, "figures": {},
+                    "detail": "0 output writes, ..."},
+                   {"name": "active-twin-outage", "passed": true, "reaction_ms": 3.1,
+                    "figures": {"band_c": 0.4, "max_step": 0.9, ...}, "detail": "..."}, ...],
+     "skipped": [], "timeline": "/abs/path/timeline.svg"}
+
+(``reaction_ms`` is each scenario's headline time, ``figures`` what else it measured at the
+sim PLC - names and units in the docstrings of ``sim.demo.scenarios``, ``sim.demo.outages``,
+``sim.demo.pushes`` and ``sim.demo.restart`` - and ``detail`` the verdict line of the table.)
 
 (``skipped`` lists ``{"name", "reason"}`` for a scenario that could not run here, e.g.
 ``python-hang`` against an agent without its fault-injection hook.) A ``--workdir`` holding a
@@ -43,6 +50,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help=f"where the timeline picture goes (default: ./{DEFAULT_OUT})")
     parser.add_argument("--no-live", action="store_true",
                         help="plain log lines instead of the live view")
+    parser.add_argument("--quick", action="store_true",
+                        help="shortened twin outages (4 s and 5 s instead of 20 s and 30 s) "
+                             "and interludes, for tests")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -11,12 +11,21 @@ items the write touched; ``values`` are raw register words from ``address`` on. 
 ``source == "modbus"`` writes come from a Modbus master (the agent, or its native watchdog);
 ``control`` is the PLC program (the operator's HMI), ``plc watchdog`` the PLC's own fallback.
 
-What counts as the *safe state* at the PLC (:func:`is_safe_write`): every output the write
-touches is at its safe raw value, or - for an output whose failsafe policy is ``ramp`` - moves
-toward it from what the PLC held just before, or - for ``hold_last`` - keeps what it held.
-:func:`first_safe_write` wants the *full* safe set (every output of the profile, written by
-one tick: entering a safe state always writes all of them), so a recommendation that happens
-to set the heater to 0 % is never mistaken for the safe state.
+What counts as the *safe state* at the PLC (:func:`is_safe_write`): every point the write
+touches (an output, or the ``[plc_remote]`` flag, named ``plc_remote`` in the log) is at its
+safe raw value (the flag's is ``remote_value``: the PLC program must take the agent's safe
+values), or - for an output whose failsafe policy is ``ramp`` - moves toward it from what
+the PLC held just before, or - for ``hold_last`` - keeps what it held.
+:func:`first_safe_write` wants the *full* safe set (every output of the profile and the flag,
+written by one tick: entering a safe state always writes all of them), so a recommendation
+that happens to set the heater to 0 %, or the flag written alone when the twin takes
+authority, is never mistaken for the safe state.
+
+The twin-authority figures (issue 12) are judged here too: the flag's writes (the shed of a
+``release`` output and the takeover), the longest gap between heartbeat-register writes
+across a restart, the band a temperature series stayed in, and the largest step of each
+output when the twin takes the outputs back (:func:`return_steps`) or of what the plant got
+(:func:`trace_max_step`, over the sim PLC program's ``trace``).
 
 Only 16-bit and BOOL outputs are compared value by value; a 32-bit output counts as safe (the
 sim-tank profile has none). A record of another shape is a bug of the caller (KeyError).
@@ -38,7 +47,13 @@ Record = dict[str, Any]
 
 
 def output_names(profile: Profile) -> frozenset[str]:
+    """The outputs (not the flag)."""
     return frozenset(o.name for o in profile.outputs)
+
+
+def write_names(profile: Profile) -> frozenset[str]:
+    """Every point the agent may write: the outputs and the ``[plc_remote]`` flag."""
+    return frozenset(o.name for o in profile.writes)
 
 
 def is_output_write(rec: Record, outputs: Iterable[str]) -> bool:
@@ -78,7 +93,7 @@ def held_after(held: dict[str, int], rec: Record, profile: Profile) -> None:
     """Update ``held`` (raw value per output at the PLC) with an accepted record."""
     if not rec.get("accepted", True):
         return
-    for out in profile.outputs:
+    for out in profile.writes:
         raw = raw_of(rec, out)
         if raw is not None:
             held[out.name] = raw
@@ -90,7 +105,7 @@ def is_safe_write(rec: Record, profile: Profile, held: Mapping[str, int] | None 
     unknown (then only the exact safe value counts)."""
     if rec.get("source") != "modbus" or not rec.get("accepted", True):
         return False
-    touched = [o for o in profile.outputs if o.name in rec.get("names", ())]
+    touched = [o for o in profile.writes if o.name in rec.get("names", ())]
     if not touched:
         return False
     for out in touched:
@@ -112,14 +127,17 @@ def is_safe_write(rec: Record, profile: Profile, held: Mapping[str, int] | None 
     return True
 
 
-def first_safe_write(log: Sequence[Record], profile: Profile, since: float) -> Record | None:
-    """The first write of the full safe set (every output, within ``FULL_SET_SPAN_S``)
-    received at or after ``since``; the record that began it."""
-    everything = output_names(profile)
+def safe_set(log: Sequence[Record], profile: Profile,
+             since: float) -> tuple[Record, float] | None:
+    """The first full safe set (every output and the flag, within ``FULL_SET_SPAN_S``)
+    received at or after ``since``: the record that began it and when the last of its
+    writes arrived (the set is complete at the PLC then)."""
+    everything = write_names(profile)
     held: dict[str, int] = {}
     for i, rec in enumerate(log):
         if rec["t"] >= since and is_safe_write(rec, profile, held):
             covered = set(rec["names"]) & everything
+            done = float(rec["t"])
             look: dict[str, int] = dict(held)
             held_after(look, rec, profile)
             for nxt in itertools.islice(log, i + 1, None):
@@ -127,11 +145,18 @@ def first_safe_write(log: Sequence[Record], profile: Profile, since: float) -> R
                     break
                 if is_safe_write(nxt, profile, look):
                     covered |= set(nxt["names"]) & everything
+                    done = max(done, float(nxt["t"]))
                 held_after(look, nxt, profile)
             if covered >= everything:
-                return rec
+                return rec, done
         held_after(held, rec, profile)
     return None
+
+
+def first_safe_write(log: Sequence[Record], profile: Profile, since: float) -> Record | None:
+    """The record that began the first full safe set at or after ``since`` (:func:`safe_set`)."""
+    got = safe_set(log, profile, since)
+    return None if got is None else got[0]
 
 
 def unsafe_writes(log: Sequence[Record], profile: Profile, since: float,
@@ -140,7 +165,7 @@ def unsafe_writes(log: Sequence[Record], profile: Profile, since: float,
     (while the agent is in a safe state there must be none: recommendations are overridden)."""
     held: dict[str, int] = {}
     bad = []
-    outs = output_names(profile)
+    outs = write_names(profile)
     for rec in log:
         if (since <= rec["t"] <= until and is_output_write(rec, outs)
                 and not is_safe_write(rec, profile, held)):
@@ -240,3 +265,91 @@ def judge_shadow(log: Sequence[Record], outputs: Iterable[str], heartbeat_addres
 
 def within(reaction_ms: float, budget_ms: float, low_ms: float = 0.0) -> bool:
     return low_ms <= reaction_ms <= budget_ms
+
+
+# --- twin authority (issue 12) -----------------------------------------------------------------
+
+def flag_writes(log: Sequence[Record], profile: Profile, since: float,
+                until: float = math.inf, value: int | None = None) -> list[Record]:
+    """Accepted Modbus writes of the ``[plc_remote]`` flag in ``[since, until]`` (at raw
+    ``value`` only, when given); empty for a profile without the flag."""
+    if profile.plc_remote is None:
+        return []
+    flag = profile.plc_remote.output
+    return [r for r in log if since <= r["t"] <= until and r.get("source") == "modbus"
+            and r.get("accepted", True) and (raw := raw_of(r, flag)) is not None
+            and (value is None or raw == value)]
+
+
+def heartbeat_gap(log: Sequence[Record], address: int, since: float,
+                  until: float) -> tuple[float, float] | None:
+    """The longest gap (s) between consecutive heartbeat-register writes (Modbus, holding
+    ``address``) received in ``[since, until]``, and when it began; None with fewer than two."""
+    beats = [float(r["t"]) for r in log if r.get("source") == "modbus"
+             and r.get("table") == "holding" and r.get("address") == address
+             and since <= r["t"] <= until]
+    gaps = [(b - a, a) for a, b in itertools.pairwise(beats)]
+    return max(gaps) if gaps else None
+
+
+def band(samples: Sequence[tuple[float, float]], since: float,
+         until: float) -> tuple[float, float] | None:
+    """(lowest, highest) value of ``(t, value)`` samples in ``[since, until]``; None if none."""
+    values = [v for t, v in samples if since <= t <= until]
+    return (min(values), max(values)) if values else None
+
+
+def deviation(span: tuple[float, float], setpoint: float) -> float:
+    """How far a (lowest, highest) band strays from ``setpoint`` at most."""
+    return max(abs(span[0] - setpoint), abs(span[1] - setpoint))
+
+
+def return_steps(log: Sequence[Record], profile: Profile, base: Mapping[str, float],
+                 since: float, until: float) -> list[tuple[str, float, float]]:
+    """Each output's steps when the twin takes it back: from ``base`` (engineering value the
+    plant got at ``since``, e.g. the PLC program's last output) through every agent write of
+    it in ``[since, until]``: ``(output, step, allowed)`` per write, ``allowed`` =
+    ``max_rate * (dt + RATE_JITTER_S)`` + one raw step, ``dt`` from the previous value
+    (the first write may take one poll period's worth: the agent ramps from its seed read).
+    An output without ``max_rate`` may step freely (allowed = inf)."""
+    period = profile.timing.poll_period_s
+    steps: list[tuple[str, float, float]] = []
+    for out in profile.outputs:
+        if out.name not in base:
+            continue
+        prev_t, prev = since - period, base[out.name]
+        for rec in log:
+            raw = raw_of(rec, out)
+            if (raw is None or not since <= rec["t"] <= until or rec.get("source") != "modbus"
+                    or not rec.get("accepted", True)):
+                continue
+            value = eng_of(out, raw)
+            dt = float(rec["t"]) - prev_t
+            allowed = math.inf if out.max_rate is None else (
+                out.max_rate * (dt + RATE_JITTER_S) + abs(out.scale) + 1e-6)
+            steps.append((out.name, abs(value - prev), allowed))
+            prev_t, prev = float(rec["t"]), value
+    return steps
+
+
+def trace_max_step(trace: Sequence[Mapping[str, Any]], profile: Profile, since: float,
+                   until: float) -> tuple[str, float, float] | None:
+    """The largest change between consecutive entries of the sim PLC program's ``trace``
+    (what the plant got: ``heater``/``cooling``) in ``[since, until]``: ``(output, step,
+    allowed)`` for the entry pair whose step uses the largest share of its allowance
+    (``max_rate * (dt + RATE_JITTER_S)`` + one raw step); None without a bound program."""
+    if profile.sim is None:
+        return None
+    keys = (("heater", profile.sim.heater), ("cooling", profile.sim.cooling))
+    entries = [e for e in trace if since <= float(e["t"]) <= until]
+    worst: tuple[str, float, float] | None = None
+    for key, name in keys:
+        out = profile.output(name)
+        for a, b in itertools.pairwise(entries):
+            step = abs(float(b[key]) - float(a[key]))
+            dt = float(b["t"]) - float(a["t"])
+            allowed = math.inf if out.max_rate is None else (
+                out.max_rate * (dt + RATE_JITTER_S) + abs(out.scale) + 1e-6)
+            if worst is None or step / allowed > worst[1] / worst[2]:
+                worst = (name, step, allowed)
+    return worst

@@ -33,10 +33,12 @@ SAFE_COLOR = "#d50000"
 FALLBACK_COLOR = "#ff6d00"
 HB_COLOR = "#7e57c2"
 MODE_COLOR = {"shadow": "#cfd8dc", "active": "#1e88e5"}
+AUTHORITY_COLOR = {"local": "#b0bec5", "returning": "#ffb74d", "remote": "#3949ab"}
+FLAG_COLOR = {"agent": "#0d47a1", "program": "#8d6e63"}  # who drives the plant at the PLC
 ACCEPT_COLOR = "#2e7d32"
 REFUSE_COLOR = "#c62828"
-LANES = ("scenarios", "state", "authority", "temperature", "pressure", "outputs", "twin",
-         "writes")
+LANES = ("scenarios", "state", "authority", "mode", "temperature", "pressure", "outputs",
+         "twin", "writes")
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,7 @@ def draw_grid(svg: Svg, ax: Axis, lanes: dict[str, Lane], bottom: float) -> None
         svg.line(x, top, x, bottom - GAP, stroke="#e0e0e0", stroke_width=1)
         t += step
     for name in LANES[1:]:
-        if name == "authority":
+        if name in ("authority", "mode"):
             continue
         ln = lanes[name]
         svg.rect(LEFT, ln.y, WIDTH - LEFT - RIGHT, ln.h, fill="none", stroke="#9e9e9e",
@@ -325,12 +327,54 @@ def draw_writes(svg: Svg, ax: Axis, lane: Lane, rec: Recording, profile: Profile
 
 
 def draw_authority(svg: Svg, ax: Axis, lane: Lane, rec: Recording,
-                   modes: Sequence[tuple[float, float, str | None]]) -> None:
-    """The control authority (shadow/active band, from the status messages) with every
+                   intervals: Sequence[tuple[float, float, str | None]], *,
+                   remote_value: int | None) -> None:
+    """Twin authority as its own band (LOCAL / RETURNING / REMOTE, from the status
+    messages), and under it a strip of who drives the plant at the PLC (from the sim PLC's
+    samples of the ``[plc_remote]`` flag: at ``remote_value`` the agent's registers, else
+    the PLC program; no strip without a flag)."""
+    svg.open_group(id="lane-authority")
+    lane_label(svg, lane, "twin authority")
+    strip_h = 10.0 if remote_value is not None else 0.0
+    band_h = lane.h - strip_h - (2.0 if strip_h else 0.0)
+    for t_b, t_e, auth in intervals:
+        if auth is None:
+            continue
+        x0, x1 = ax.x(t_b), ax.x(t_e)
+        svg.rect(x0, lane.y, x1 - x0, band_h, fill=AUTHORITY_COLOR.get(auth, NO_STATUS))
+        if len(auth) * 7 < x1 - x0 - 4:
+            svg.text((x0 + x1) / 2, lane.y + band_h / 2 + 4, auth.upper(), font_size=10,
+                     text_anchor="middle", font_weight="bold",
+                     fill="white" if auth == "remote" else "#263238")
+    if remote_value is not None:
+        svg.text(LEFT - 7, lane.y + lane.h - 1, "PLC flag", font_size=10, fill="#616161",
+                 text_anchor="end")
+        pieces: list[tuple[float, float, str]] = []
+        last_t: float | None = None
+        for smp in rec.samples:
+            if smp.plc_remote is None:
+                continue
+            who = "agent" if smp.plc_remote == remote_value else "program"
+            if pieces and pieces[-1][2] == who and last_t is not None \
+                    and smp.t - last_t <= SAMPLE_GAP_S:
+                pieces[-1] = (pieces[-1][0], smp.t, who)
+            else:
+                pieces.append((smp.t, smp.t, who))
+            last_t = smp.t
+        y = lane.y + lane.h - strip_h
+        for t_b, t_e, who in pieces:
+            x0, x1 = ax.x(t_b), ax.x(t_e)
+            svg.rect(x0, y, max(x1 - x0, 1.0), strip_h, fill=FLAG_COLOR[who])
+    svg.close_group()
+
+
+def draw_mode(svg: Svg, ax: Axis, lane: Lane, rec: Recording,
+              modes: Sequence[tuple[float, float, str | None]]) -> None:
+    """The control mode (shadow/active band, from the status messages) with every
     configuration push (a black tick when the twin sent it) and the agent's answer (a flag
     and its reason; answers close together alternate between two label rows)."""
-    svg.open_group(id="lane-authority")
-    lane_label(svg, lane, "authority")
+    svg.open_group(id="lane-mode")
+    lane_label(svg, lane, "mode")
     svg.text(12, lane.y + lane.h - 4, "config pushes", font_size=10, fill="#666")
     band_y, band_h = lane.y + 26, lane.h - 26
     for t_b, t_e, mode in modes:

@@ -6,11 +6,17 @@ the agent answered, ``t`` = twin CLOCK_MONOTONIC at receipt) and the agent's sta
 read and chain-verified with :class:`agent.io.audit.AuditLog`).
 
 ==============  ===========================================================================
-promote-active  reaction = first recommendation write at the PLC - push sent by the twin.
+promote-active  reaction = first recommendation write at the PLC - push sent by the twin
+                (the return hold-off included: the twin earns authority first).
                 Passed iff ``accepted`` then ``confirmed``, status mode ``active``, audit
                 ``bundle_accepted`` (that version) and ``mode_change`` shadow -> active with
-                the chain intact, recommendation writes reach the PLC, all within the
-                outputs' limits and rates, and the agent stayed NORMAL.
+                the chain intact, the twin took authority no sooner than
+                ``return_holdoff_s`` after the push with the ``[plc_remote]`` flag written
+                before any output, every output step from what the PLC program had applied
+                within ``max_rate`` times its interval (no bump), all writes within the
+                outputs' limits and rates, and the agent stayed NORMAL. Figures:
+                ``return_after_s``, ``max_step``/``max_step_output``/``step_limit`` (the
+                largest takeover step), ``temp_min_c``/``temp_max_c`` (the twin holding).
 forged-config   reaction = rejection received at the twin - push sent (the first forgery).
                 Passed iff a bundle signed by a key outside the trust store is refused
                 ``unknown_key`` and a trusted bundle whose configuration was edited after
@@ -23,6 +29,7 @@ forged-config   reaction = rejection received at the twin - push sent (the first
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -30,29 +37,24 @@ from pathlib import Path
 from typing import Any
 
 from agent.io.audit import AuditLog, AuditRecord
-from agent.model.profile import Profile
 from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Unavailable
 from sim.demo.judge import (
     agent_output_writes,
-    eng_of,
+    band,
     first_safe_write,
-    held_after,
-    is_output_write,
+    flag_writes,
     judge_limits_and_rate,
-    output_names,
-    raw_of,
 )
-from sim.demo.plant import SETPOINT_C
+from sim.demo.plant import takeover_steps, watch_temperature, worst_step
 from sim.demo.signing import APPROVERS, ATTACKER, SAFETY, Signer, tampered
 from sim.stack import Stack, wait_for
 
 log = logging.getLogger(__name__)
 
 RESULT_WAIT_S = 10.0
-FIRST_WRITE_WAIT_S = 5.0
-SETTLE_LOW_C = SETPOINT_C - 8.0  # the P controller settles a few degC below its setpoint
-SETTLE_MAX_S = 30.0
-SETTLE_HOLD_S = 5.0
+FIRST_WRITE_WAIT_S = 5.0  # after the return hold-off
+SETTLE_HOLD_S = 4.0
+TAKEOVER_WATCH_S = 2.0
 UNCHANGED_WATCH_S = 1.0
 FINAL = ("confirmed", "reverted")
 EVIL = "\n[overrides.trips.overtemperature]\nlimit = 250.0\n"  # what the forger wants
@@ -91,28 +93,6 @@ def judge_audit(records: Sequence[AuditRecord], verified: bool, *, kind: str,
     """The chain verified and some record of ``kind`` carries every one of ``fields``."""
     return verified and any(r.kind == kind and all(r.fields.get(k) == v for k, v in fields.items())
                             for r in records)
-
-
-def takeover_bump(log_: Sequence[dict[str, Any]], profile: Profile, since: float) -> str:
-    """What the agent's first write of each output after ``since`` did to the value the PLC
-    held (e.g. set by the operator): ``"heater_power 45->1"``, empty when nothing jumped by
-    more than the output's rate allows in a quarter of a second (or one raw step)."""
-    held: dict[str, int] = {}
-    first: dict[str, tuple[int, int]] = {}
-    for rec in log_:
-        if rec["t"] >= since and is_output_write(rec, output_names(profile)):
-            for out in profile.outputs:
-                raw = raw_of(rec, out)
-                if raw is not None and out.name not in first and out.name in held:
-                    first[out.name] = (held[out.name], raw)
-        held_after(held, rec, profile)
-    parts = []
-    for out in profile.outputs:
-        step = 1.0 if out.max_rate is None else max(1.0, out.max_rate * 0.25 / abs(out.scale))
-        if out.name in first and abs(first[out.name][0] - first[out.name][1]) > step:
-            a, b = (eng_of(out, v) for v in first[out.name])
-            parts.append(f"{out.name} {a:g}->{b:g} {out.unit}")
-    return ", ".join(parts)
 
 
 # --- helpers over the live stack -----------------------------------------------------------
@@ -163,7 +143,7 @@ def wait_mode(stack: Stack, mode: str, since: float) -> float:
     return got
 
 
-def _signer(ctx: DemoContext) -> Signer:
+def signer_of(ctx: DemoContext) -> Signer:
     if ctx.signer is None:
         raise Unavailable("no signing keys: the agent's trust store is empty")
     return ctx.signer
@@ -172,8 +152,10 @@ def _signer(ctx: DemoContext) -> Signer:
 # --- the scenarios ---------------------------------------------------------------------------
 
 def promote_active(ctx: DemoContext) -> ScenarioResult:
-    """Two approvers sign mode = active; the twin pushes it; recommendations reach the PLC."""
-    signer, stack = _signer(ctx), ctx.stack
+    """Two approvers sign mode = active; the twin pushes it; after the return hold-off the
+    twin takes the outputs (the flag first), without a bump, and holds the tank."""
+    signer, stack, profile = signer_of(ctx), ctx.stack, ctx.profile
+    holdoff_s = profile.authority.return_holdoff_s
     stack.wait_state("normal", timeout=WAIT_S)
     before, _ok = audit_records(stack.state_dir)
     version = next_version(before)
@@ -187,54 +169,68 @@ def promote_active(ctx: DemoContext) -> ScenarioResult:
         return ScenarioResult("promote-active", False, None,
                               f"refused {result['reason']}: {result.get('detail')}")
     wait_mode(stack, "active", t_push)
-    first = wait_for(lambda: agent_output_writes(stack.plc.write_log(), ctx.profile, t_push),
-                     FIRST_WRITE_WAIT_S, "a recommendation written at the PLC", 0.02)[0]
+    ctx.in_force = text
+    ctx.step(f"mode ACTIVE: the twin earns authority over the {holdoff_s:g} s return hold-off")
+    first = wait_for(lambda: agent_output_writes(stack.plc.write_log(), profile, t_push),
+                     FIRST_WRITE_WAIT_S + holdoff_s, "a recommendation written at the PLC",
+                     0.02)[0]
     reaction = (first["t"] - t_push) * 1000.0
-    ctx.step(f"accepted, mode ACTIVE: first recommendation at the PLC {reaction:.0f} ms "
-             "after the push")
+    remote = profile.plc_remote
+    flag = [] if remote is None else flag_writes(stack.plc.write_log(), profile, t_push,
+                                                 first["t"], value=remote.remote_value)
+    t_take = float(flag[0]["t"]) if flag else float(first["t"])
+    ctx.step(f"authority REMOTE: the flag, then the first recommendation at the PLC "
+             f"{reaction:.0f} ms after the push")
     final = wait_result(stack, t_push, version, FINAL)
-    ctx.step(f"config v{version} {final['reason']}; the twin's model heats the tank")
-    try:
-        wait_for(lambda: (stack.plc.control.state().get("temperature") or 0.0) >= SETTLE_LOW_C,
-                 SETTLE_MAX_S, f"tank above {SETTLE_LOW_C:g} degC", 0.2)
-        ctx.step(f"tank above {SETTLE_LOW_C:g} degC: watch it settle for {SETTLE_HOLD_S:g} s")
-        time.sleep(SETTLE_HOLD_S)
-    except TimeoutError:
-        log.warning("the tank did not reach %g degC in %g s", SETTLE_LOW_C, SETTLE_MAX_S)
+    ctx.step(f"config v{version} {final['reason']}; watch the twin hold the tank "
+             f"{SETTLE_HOLD_S:g} s")
+    samples = watch_temperature(stack, SETTLE_HOLD_S)
     t_end = time.monotonic()
-    temp = float(stack.plc.control.state().get("temperature") or 0.0)
-    writes = agent_output_writes(stack.plc.write_log(), ctx.profile, t_push, t_end)
-    rate_ok, rate_detail = judge_limits_and_rate(writes, ctx.profile)
+    steps = takeover_steps(stack, profile, t_take, TAKEOVER_WATCH_S)
+    worst = worst_step(steps)
+    writes = agent_output_writes(stack.plc.write_log(), profile, t_push, t_end)
+    rate_ok, rate_detail = judge_limits_and_rate(writes, profile)
     after, verified = audit_records(stack.state_dir)
     new = after[len(before):]
     audited = (judge_audit(new, verified, kind="bundle_accepted", version=version)
                and judge_audit(new, verified, kind="mode_change", old="shadow", new="active"))
     states = {s for s, _m in statuses_since(stack, t_push)}
-    bump = takeover_bump(stack.plc.write_log(), ctx.profile, t_push)
+    span = band(samples, t_end - SETTLE_HOLD_S - 1.0, t_end) or (math.nan, math.nan)
     checks = {
-        f"no takeover bump ({bump or 'none'})": not bump,
+        f"authority after the {holdoff_s:g} s hold-off": t_take - t_push >= holdoff_s,
+        "the flag remote before the first output write": remote is None or bool(flag),
+        "no takeover bump (every step within max_rate x dt)":
+            bool(steps) and all(step <= allowed for _n, step, allowed in steps),
         "confirmed": final["reason"] == "confirmed",
         "audit bundle_accepted + mode_change, chain verified": audited,
         rate_detail: rate_ok,
         "agent stayed NORMAL": states <= {"normal"},
     }
     failed = [k for k, ok in checks.items() if not ok]
+    step_text = "" if worst is None else (f"; largest takeover step {worst[1]:.2f} "
+                                          f"(allowed {worst[2]:.2f}) on {worst[0]}")
     detail = (f"v{version} signed by {' + '.join(APPROVERS)}: accepted, {final['reason']}; "
-              f"mode active; {rate_detail}; no jump at takeover; tank {temp:.1f} degC; "
+              f"authority REMOTE {t_take - t_push:.1f} s after the push{step_text}; "
+              f"{rate_detail}; the twin holds {span[0]:.2f}..{span[1]:.2f} degC; "
               "reaction = push -> first recommendation write at the PLC")
     if failed:
         detail += "; FAILED: " + ", ".join(failed)
-    return ScenarioResult("promote-active", not failed, reaction, detail)
+    figures = {"return_after_s": round(t_take - t_push, 3),
+               "max_step": None if worst is None else round(worst[1], 3),
+               "max_step_output": None if worst is None else worst[0],
+               "step_limit": None if worst is None else round(worst[2], 3),
+               "temp_min_c": round(span[0], 3), "temp_max_c": round(span[1], 3)}
+    return ScenarioResult("promote-active", not failed, reaction, detail, figures)
 
 
 def forged_config(ctx: DemoContext) -> ScenarioResult:
     """A forger's key and a tampered bundle: both refused with the precise reason."""
-    signer, stack, profile = _signer(ctx), ctx.stack, ctx.profile
+    signer, stack, profile = signer_of(ctx), ctx.stack, ctx.profile
     stack.wait_state("normal", timeout=WAIT_S)
     mode = current_mode(stack)
     before, _ok = audit_records(stack.state_dir)
     version = next_version(before)
-    in_force = with_mode(stack.config_path.read_text(encoding="utf-8"), mode)
+    in_force = ctx.in_force or with_mode(stack.config_path.read_text(encoding="utf-8"), mode)
     ctx.step(f"{ATTACKER} (not trusted) signs a trip limit of 250 degC (v{version})")
     forged = signer.sign(in_force + EVIL, version, (ATTACKER,), f"v{version}-forged")
     t_first = push(stack, forged)

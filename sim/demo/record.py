@@ -4,8 +4,9 @@ A :class:`Recorder` runs one background thread that asks, every ``period_s``:
 
 * the sim PLC's control channel ``state`` (true process values, the values it serves per
   channel, its outputs, its communication watchdog) and ``writes since N`` (its write log);
-* the sim twin's ``stats`` (heartbeats it sent, the agent's status messages it received,
-  the configuration bundles it pushed and the agent's ``config_result`` answers).
+* the sim twin's ``stats`` (heartbeats it sent, the agent's status messages it received -
+  safety state, mode and twin authority - the configuration bundles it pushed and the
+  agent's ``config_result`` answers).
 
 Everything lands in one :class:`Recording` (append-only lists, guarded by a lock;
 :meth:`Recorder.snapshot` hands out a consistent copy). Times are ``time.monotonic()`` of
@@ -43,6 +44,8 @@ class PlcSample:
     faults: dict[str, str]  # signal -> fault kind
     watchdog_armed: bool
     watchdog_latched: bool
+    plc_remote: int | None = None  # the [plc_remote] flag's raw value (None: no flag)
+    setpoint: float | None = None  # the PLC program's local setpoint (None: no program)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class StatusSeen:
     t: float
     state: str
     mode: str
+    authority: str = "local"  # twin authority: local, returning or remote
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ def plc_sample(state: dict[str, Any]) -> PlcSample:
     Raises KeyError/TypeError/ValueError for a reply of another shape (the caller counts it).
     """
     wd = state.get("watchdog") or {}
+    program = state.get("program") or {}
+    flag = state.get("plc_remote")
     return PlcSample(
         t=float(state["t"]),
         temperature=_opt_float(state.get("temperature")),
@@ -117,6 +123,8 @@ def plc_sample(state: dict[str, Any]) -> PlcSample:
         faults={str(k): str(v.get("kind")) for k, v in (state.get("faults") or {}).items()},
         watchdog_armed=bool(wd.get("armed", False)),
         watchdog_latched=bool(wd.get("latched", False)),
+        plc_remote=None if flag is None else int(flag),
+        setpoint=_opt_float(program.get("setpoint")),
     )
 
 
@@ -229,11 +237,13 @@ class Recorder:
             if key not in self._seen_hb:
                 self._seen_hb.add(key)
                 heartbeats.append(float(t))
-        for t, conn, state, mode, seq in stats.get("statuses", ())[-STATUSES_PER_REQUEST:]:
+        for row in stats.get("statuses", ())[-STATUSES_PER_REQUEST:]:
+            t, conn, state, mode, seq = row[:5]
             skey = (float(t), int(conn), int(seq))
             if skey not in self._seen_status:
                 self._seen_status.add(skey)
-                new_statuses.append(StatusSeen(float(t), str(state), str(mode)))
+                authority = str(row[5]) if len(row) > 5 and row[5] else "local"
+                new_statuses.append(StatusSeen(float(t), str(state), str(mode), authority))
         for p in stats.get("pushes", ()):
             if float(p["t"]) not in self._seen_push:
                 self._seen_push.add(float(p["t"]))

@@ -4,10 +4,12 @@ Order of work: pick the scenarios (unknown name: exit 2), make the signing keys 
 real CLI (:mod:`sim.demo.signing`), start ``sim.stack.Stack`` with the demo profile
 (sim-tank, auto recovery, short hold-off) and the trusted keys in the agent's factory
 configuration (``[[trust]]``), start the recorder and the view, wait for the agent's first
-NORMAL, start the process (:mod:`sim.demo.plant`: the operator's HMI settings, the twin's
-recommendations), run each scenario (an agent found dead between scenarios is restarted, so
-one failure does not take the rest down), stop, draw the timeline, print the table (or the
-JSON), exit 0 iff every scenario that ran passed (and one did).
+NORMAL, start the process (:mod:`sim.demo.plant`: the operator's setpoint at the HMI, the
+twin's recommendations) and wait for the tank to settle at the setpoint under the PLC
+program, run each scenario (an agent found dead between scenarios is restarted, so one
+failure does not take the rest down), stop, draw the timeline, print the table (or the
+JSON), exit 0 iff every scenario that ran passed (and one did). ``--quick`` shortens the
+twin outages and the interludes (:data:`sim.demo.context.QUICK`) for tests.
 
 A ``--workdir`` that already holds a demo's agent state (``state/``: its pushed
 configuration, versions and audit log) is refused (exit 2): a second run there would start
@@ -31,8 +33,17 @@ from rich.table import Table
 
 from agent.config.profile.load import load_profile
 from sim.demo import timeline
-from sim.demo.context import WAIT_S, DemoContext, ScenarioResult, Skipped
-from sim.demo.plant import start_process
+from sim.demo.context import (
+    QUICK,
+    WAIT_S,
+    DemoContext,
+    Durations,
+    ScenarioResult,
+    Skipped,
+    agent_running,
+    stop_successors,
+)
+from sim.demo.plant import start_process, wait_settled
 from sim.demo.record import ConfigSeen, Recorder, StatusSeen
 from sim.demo.scenarios import FAULT_INJECTION_ENV, SCENARIOS, demo_profile_text, run_scenario
 from sim.demo.signing import Signer, SigningError
@@ -43,7 +54,6 @@ from sim.stack import DEVICE_ID, Stack
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-INTERLUDE_S = 2.0  # normal running between two scenarios, so recoveries show in the timeline
 
 
 def select(names: Sequence[str] | None) -> list[str]:
@@ -64,7 +74,8 @@ def summary(results: Sequence[ScenarioResult | Skipped], timeline_path: Path) ->
         "passed": bool(ran) and all(r.passed for r in ran),
         "scenarios": [{"name": r.name, "passed": r.passed,
                        "reaction_ms": None if r.reaction_ms is None
-                       else round(r.reaction_ms, 3)} for r in ran],
+                       else round(r.reaction_ms, 3),
+                       "figures": dict(r.figures), "detail": r.detail} for r in ran],
         "skipped": [{"name": r.name, "reason": r.reason} for r in results
                     if isinstance(r, Skipped)],
         "timeline": str(timeline_path),
@@ -103,8 +114,9 @@ def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="twinguard-demo-") as tmp:
         workdir = Path(args.workdir).resolve() if args.workdir else Path(tmp)
         live = not args.no_live and human.isatty()
+        durations = QUICK if getattr(args, "quick", False) else Durations()
         try:
-            results, path = _run(names, workdir, out_dir, console, live)
+            results, path = _run(names, workdir, out_dir, console, live, durations=durations)
         except (HarnessError, TimeoutError, OSError, SigningError) as exc:
             print(f"twinguard demo: the simulated plant did not come up: {exc}",
                   file=sys.stderr)
@@ -118,7 +130,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
-         live: bool) -> tuple[list[ScenarioResult | Skipped], Path]:
+         live: bool, *, durations: Durations) -> tuple[list[ScenarioResult | Skipped], Path]:
     env = {FAULT_INJECTION_ENV: "1"} if "python-hang" in names else {}
     text = demo_profile_text()
     results: list[ScenarioResult | Skipped] = []
@@ -135,7 +147,7 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
                 view_box[0].on_new(writes, statuses, configs)
 
         def agent_alive() -> bool:
-            return stack.agent is not None and stack.agent.alive()
+            return agent_running(stack)
 
         recorder = Recorder(stack.plc.control.request, stack.twin.request, on_new=on_new,
                             agent_alive=agent_alive)
@@ -150,14 +162,16 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
             recorder.mark("step", current[0], text)
             view.step(text)
 
-        ctx = DemoContext(stack, profile, step, signer)
+        ctx = DemoContext(stack, profile, step, signer, durations)
         try:
             step("wait for the agent's first NORMAL")
             stack.wait_state("normal", timeout=WAIT_S)
-            start_process(stack, step)
+            start_process(stack, profile, step)
+            step("wait for the tank to settle at the setpoint under the PLC program")
+            wait_settled(stack)
             for i, name in enumerate(names, start=1):
                 current[0] = name
-                if stack.agent is None or not stack.agent.alive():
+                if not agent_running(stack):
                     step("the agent is not running: restart it")
                     stack.start_agent()
                 view.scenario(name, i, len(names))
@@ -170,10 +184,11 @@ def _run(names: list[str], workdir: Path, out_dir: Path, console: Console,
                 else:
                     view.step(f"{'PASS' if result.passed else 'FAIL'}: {result.detail}")
                     if i < len(names):
-                        time.sleep(INTERLUDE_S)  # the plant runs on between scenarios
+                        time.sleep(durations.interlude_s)  # the plant runs on between them
             time.sleep(1.0)  # a little normal running after the last scenario, recorded
         finally:
             recorder.stop()
             view.stop()
+            stop_successors(stack)
         path = timeline.write(out_dir / "timeline.svg", recorder.snapshot(), profile, results)
     return results, path

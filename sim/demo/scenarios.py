@@ -8,24 +8,36 @@ them, and the agent's audit log. A scenario whose preconditions are missing (no 
 injection hook, no signing keys) raises :class:`Unavailable`; the runner reports it as
 skipped, never as passed. The judgement itself is pure (:mod:`sim.demo.judge`).
 
-The table runs in the issue's order; after ``promote-active`` the later scenarios run in
-``active`` mode (the twin's recommendations are being written) and check that the safe
-state overrides them. Reaction times (milliseconds, all clocks CLOCK_MONOTONIC of the host):
+The table runs in the issue's order. The first two scenarios run in shadow mode (the
+twin only advises); ``promote-active`` makes the twin's recommendations count, and the later
+scenarios run in ``active`` mode: the twin holds authority (REMOTE) and the outputs, the PLC
+program (``[sim.program]``) runs the plant whenever the agent hands them back
+(:mod:`sim.demo.outages`), and a hazard's safe set overrides both (with the ``[plc_remote]``
+flag at ``remote_value``: the program must take the agent's values). Reaction times
+(milliseconds, all clocks CLOCK_MONOTONIC of the host):
 
-==============  ===========================================================================
-shadow          none: passed iff the agent is NORMAL and the PLC saw zero output writes by
-                Modbus (only the heartbeat register) for the whole window, while the twin's
-                recommendations were flowing
-promote-active  first recommendation write at the PLC - push sent (:mod:`sim.demo.pushes`)
-twin-outage     first full safe-set write - (twin's last heartbeat sent +
-                heartbeat_timeout_s); then the PLC's outputs reach the safe values, no write
-                against them until NORMAL, and (active) recommendations are written again
-sensor-fail     full safe-set write arrival - time the second channel's fault was injected
-python-hang     safe frame arrival - (last heartbeat-register write + watchdog_deadline_s)
-kill-9          PLC watchdog fallback time - (agent's last heartbeat-register write +
-                PLC watchdog timeout): lateness past the PLC's own deadline
-forged-config   rejection received at the twin - push sent (:mod:`sim.demo.pushes`)
-==============  ===========================================================================
+====================  =====================================================================
+shadow                none: passed iff the agent is NORMAL and the PLC saw zero agent
+                      writes (outputs, flag: only the heartbeat register) for the whole
+                      window, while the twin's recommendations were flowing
+shadow-twin-outage    none (:mod:`sim.demo.outages`)
+promote-active        first recommendation write at the PLC - push sent (:mod:`sim.demo.pushes`)
+active-twin-outage    the shed write at the PLC - the heartbeat deadline (:mod:`sim.demo.outages`)
+hazard-during-outage  the full safe set at the PLC - the second sensor fault (same)
+sensor-fail           the full safe set complete at the PLC - the second channel's fault
+                      (one bad channel first: DEGRADED, no safe set; in active mode the
+                      outputs are handed back to the PLC program: authority needs NORMAL)
+python-hang           safe frame arrival - (last heartbeat-register write + watchdog_deadline_s)
+kill-9                PLC watchdog fallback time - (agent's last heartbeat-register write +
+                      PLC watchdog timeout): lateness past the PLC's own deadline; the PLC
+                      program then runs the plant (sim-tank's ``comm_fallback = "local"``)
+agent-restart         none: a pushed change applied by a hand-over restart, judged at the
+                      PLC (:mod:`sim.demo.restart`)
+forged-config         rejection received at the twin - push sent (:mod:`sim.demo.pushes`)
+====================  =====================================================================
+
+Scenario figures beyond the reaction (``ScenarioResult.figures``) are listed in each
+module's docstring.
 """
 
 from __future__ import annotations
@@ -46,19 +58,19 @@ from sim.demo.context import (
     Unavailable,
 )
 from sim.demo.judge import (
-    agent_output_writes,
     first_fallback,
     first_safe_write,
+    flag_writes,
     judge_shadow,
     last_heartbeat_write,
     native_lateness,
-    output_names,
-    outputs_at_safe,
-    ramp_time_s,
-    unsafe_writes,
+    safe_set,
     within,
+    write_names,
 )
+from sim.demo.outages import active_twin_outage, hazard_during_outage, shadow_twin_outage
 from sim.demo.pushes import current_mode, forged_config, promote_active
+from sim.demo.restart import agent_restart
 from sim.stack import Stack, sim_tank_text, wait_for
 
 __all__ = ["FAULT_INJECTION_ENV", "SCENARIOS", "WAIT_S", "DemoContext", "ScenarioResult",
@@ -69,19 +81,21 @@ log = logging.getLogger(__name__)
 SHADOW_WINDOW_S = 4.0
 MASK_HOLD_S = 1.5  # one bad channel: watch this long that the plant keeps running
 TRIP_HOLD_S = 1.5  # two bad channels: the faults stay this long after FAILSAFE is reported
-TELEMETRY_WAIT_S = 3.0
-RESUME_WAIT_S = 5.0  # active: recommendations written again this soon after NORMAL
-TWIN_OUTAGE_BUDGET_MS = 250.0  # "heartbeat timeout + a few ms", with room for a busy host
+RETURN_HOLDOFF_S = 3.0  # the demo's [authority] return_holdoff_s
 SENSOR_BUDGET_MS = 500.0  # "one poll cycle" plus detection over a few polls
 PLC_WATCHDOG_BUDGET_MS = 100.0  # the sim PLC checks its watchdog every 10 ms
 NATIVE_BUDGET_MS = 50.0  # "watchdog deadline + < 5 ms", with room for a busy host
 FAULT_INJECTION_ENV = "TWINGUARD_FAULT_INJECTION"
 
 
-def demo_profile_text(holdoff_s: float = 1.0) -> str:
-    """sim-tank with auto recovery after a short hold-off, so scenarios follow quickly."""
+def demo_profile_text(holdoff_s: float = 1.0, return_holdoff_s: float = RETURN_HOLDOFF_S) -> str:
+    """sim-tank with auto recovery after a short hold-off and the twin's authority back
+    after ``return_holdoff_s`` (auto return), so scenarios follow quickly."""
     text = re.sub(r"(?m)^policy = .*$", 'policy = "auto"', sim_tank_text())
-    return re.sub(r"(?m)^holdoff_s = .*$", f"holdoff_s = {holdoff_s}", text)
+    text = re.sub(r"(?m)^holdoff_s = .*$", f"holdoff_s = {holdoff_s}", text)
+    text = re.sub(r"(?ms)^\[authority\][^\n]*\n.*?(?=^\[|\Z)", "", text)
+    return text + f'\n[authority]\nreturn = "auto"\nreturn_holdoff_s = {return_holdoff_s}\n'
+
 
 
 # --- helpers over the live stack -----------------------------------------------------------
@@ -94,50 +108,7 @@ def _wait_safe_write(ctx: DemoContext, since: float, timeout: float) -> dict[str
     def landed() -> dict[str, Any] | None:
         return first_safe_write(ctx.stack.plc.write_log(), ctx.profile, since)
 
-    got: dict[str, Any] = wait_for(landed, timeout, "safe-state write at the PLC", period=0.02)
-    return got
-
-
-def _wait_outputs_safe(ctx: DemoContext, timeout: float) -> float:
-    """Wait until the PLC's outputs all hold their safe values (ramps done); when."""
-    def safe() -> float | None:
-        st = ctx.stack.plc.control.state()
-        return float(st["t"]) if outputs_at_safe(st["outputs"], ctx.profile) else None
-
-    got: float = wait_for(safe, timeout, "the PLC's outputs at their safe values", 0.05)
-    return got
-
-
-def _wait_recommendation(ctx: DemoContext, since: float) -> dict[str, Any] | None:
-    """Active mode: the first agent output write after ``since`` that is not the safe set."""
-    def written() -> dict[str, Any] | None:
-        log_ = ctx.stack.plc.write_log()
-        safe = first_safe_write(log_, ctx.profile, since)
-        return next((w for w in agent_output_writes(log_, ctx.profile, since)
-                     if safe is None or w is not safe), None)
-
-    try:
-        got: dict[str, Any] = wait_for(written, RESUME_WAIT_S, "a recommendation written", 0.05)
-    except TimeoutError:
-        return None
-    return got
-
-
-def _transition_t(ctx: DemoContext, new: str, since: float, status_t: float) -> float:
-    """When the agent itself entered ``new`` (its telemetry ``transition`` event, agent
-    CLOCK_MONOTONIC) between ``since`` and the status the twin saw at ``status_t``; the
-    status time if the event does not arrive within ``TELEMETRY_WAIT_S``."""
-    def seen() -> float | None:
-        events = ctx.stack.twin.request({"cmd": "telemetry", "events": True})["event_records"]
-        hits = [float(e["t"]) for e in events if e.get("event") == "transition"
-                and e.get("new") == new and since <= float(e.get("t", -1.0)) <= status_t]
-        return max(hits) if hits else None
-
-    try:
-        got: float = wait_for(seen, TELEMETRY_WAIT_S, f"telemetry: transition to {new}", 0.1)
-    except TimeoutError:
-        log.info("no telemetry transition to %s yet: using the status time", new)
-        return status_t
+    got: dict[str, Any] = wait_for(landed, timeout, "safe-state write at the PLC", period=0.1)
     return got
 
 
@@ -166,7 +137,7 @@ def shadow(ctx: DemoContext) -> ScenarioResult:
     ctx.step(f"watch the PLC's write log for {SHADOW_WINDOW_S:g} s")
     time.sleep(SHADOW_WINDOW_S)
     until = time.monotonic()
-    passed, detail = judge_shadow(ctx.stack.plc.write_log(), output_names(ctx.profile),
+    passed, detail = judge_shadow(ctx.stack.plc.write_log(), write_names(ctx.profile),
                                   ctx.profile.plc_watchdog.heartbeat_address, since, until)
     stats = ctx.stack.twin.stats(last=200)
     recs = [r for r in stats["results"] if since <= r["t"] <= until and r["accepted"]]
@@ -178,79 +149,45 @@ def shadow(ctx: DemoContext) -> ScenarioResult:
     return ScenarioResult("shadow", passed, None, detail)
 
 
-def twin_outage(ctx: DemoContext) -> ScenarioResult:
-    """The twin stops its heartbeats: safe write at the deadline, outputs safe at the PLC
-    (overriding recommendations in active mode); back to NORMAL after, writing again."""
-    stack, timeout_s = ctx.stack, ctx.profile.timing.heartbeat_timeout_s
-    t_normal = stack.wait_state("normal", timeout=WAIT_S)
-    mode = current_mode(stack)
-    ctx.step("twin stops sending heartbeats")
-    stopped = time.monotonic()
-    stack.twin.request({"cmd": "stop"})
-    deadline = float(stack.twin.stats(last=1)["last_heartbeat_t"]) + timeout_s
-    write = _wait_safe_write(ctx, since=max(t_normal, stopped - timeout_s),
-                             timeout=timeout_s + 5.0)
-    reaction = (write["t"] - deadline) * 1000.0
-    ctx.step(f"safe state at the PLC {reaction:+.1f} ms after the deadline")
-    t_fail = stack.wait_state("failsafe", timeout=WAIT_S, since=stopped)
-    t_safe = _wait_outputs_safe(ctx, ramp_time_s(ctx.profile) + 3.0)
-    ctx.step(f"outputs at their safe values {t_safe - write['t']:.1f} s after the safe write"
-             "; twin resumes heartbeats")
-    stack.twin.request({"cmd": "resume"})
-    resumed = time.monotonic()
-    t_back = stack.wait_state("normal", timeout=WAIT_S, since=t_fail)
-    holdoff = ctx.profile.recovery.holdoff_s
-    t_left = _transition_t(ctx, "normal", write["t"], t_back)
-    against = unsafe_writes(stack.plc.write_log(), ctx.profile, write["t"], t_left)
-    checks = {
-        f"reaction within 0..{TWIN_OUTAGE_BUDGET_MS:g} ms": within(reaction,
-                                                                   TWIN_OUTAGE_BUDGET_MS),
-        f"hold-off {holdoff:g} s respected": t_back - resumed >= holdoff,
-        f"{len(against)} writes against the safe state": not against,
-    }
-    detail = (f"safe write {reaction:+.1f} ms after last heartbeat + {timeout_s:g} s; outputs "
-              f"safe at the PLC after {t_safe - write['t']:.1f} s; NORMAL again "
-              f"{t_back - resumed:.1f} s after resume (hold-off {holdoff:g} s)")
-    if mode == "active":
-        again = _wait_recommendation(ctx, t_back)
-        checks["recommendations written again"] = again is not None
-        if again is not None:
-            detail += f"; recommendations written again {again['t'] - t_back:.2f} s after"
-            ctx.step("recommendations written again")
-    failed = [k for k, ok in checks.items() if not ok]
-    if failed:
-        detail += "; FAILED: " + ", ".join(failed)
-    return ScenarioResult("twin-outage", not failed, reaction, detail)
-
-
 def sensor_fail(ctx: DemoContext) -> ScenarioResult:
     """One temperature channel of three fails (masked, DEGRADED), then a second (trip)."""
-    stack, plc = ctx.stack, ctx.stack.plc.control
+    stack, plc, profile = ctx.stack, ctx.stack.plc.control, ctx.profile
+    mode = current_mode(stack)
     t_normal = stack.wait_state("normal", timeout=WAIT_S)
+    if mode == "active":
+        stack.wait_authority("remote", timeout=WAIT_S + profile.authority.return_holdoff_s)
     ctx.step("temp_a out of range")
     t1 = time.monotonic()
     plc.fault("out_of_range", signal="temp_a")
     t_deg = stack.wait_state("degraded", timeout=WAIT_S, since=t1)
     ctx.step(f"DEGRADED; watch {MASK_HOLD_S:g} s that the plant keeps running")
     time.sleep(MASK_HOLD_S)
-    early = first_safe_write(stack.plc.write_log(), ctx.profile, since=t_normal)
+    early = first_safe_write(stack.plc.write_log(), profile, since=t_normal)
     masked = early is None and "failsafe" not in _states_since(stack, t_deg)
+    local = None if profile.plc_remote is None else profile.plc_remote.local_value
+    handed = mode != "active" or local is None or bool(
+        flag_writes(stack.plc.write_log(), profile, t1, value=local))
     ctx.step("temp_b stuck, then drifting")
     plc.fault("stuck", signal="temp_b")
     t2 = time.monotonic()
     plc.fault("drift", signal="temp_b", value=50.0)
-    write = _wait_safe_write(ctx, since=t2, timeout=5.0)
-    reaction = (write["t"] - t2) * 1000.0
-    ctx.step(f"trip: safe state at the PLC {reaction:.1f} ms after the second fault")
+    got = wait_for(lambda: safe_set(stack.plc.write_log(), profile, t2), 5.0,
+                   "the safe set at the PLC", 0.1)
+    reaction = (got[1] - t2) * 1000.0
+    ctx.step(f"trip: safe set (flag remote) at the PLC {reaction:.1f} ms after the second "
+             "fault")
     t_fail = stack.wait_state("failsafe", timeout=WAIT_S, since=t2)
     time.sleep(TRIP_HOLD_S)
     ctx.step("clear the sensor faults")
     plc.clear()
     stack.wait_state("normal", timeout=WAIT_S, since=t_fail)
-    ok = masked and within(reaction, SENSOR_BUDGET_MS)
+    ok = masked and handed and within(reaction, SENSOR_BUDGET_MS)
     detail = ("1 of 3 bad: DEGRADED, no safe write" if masked
-              else "1 of 3 bad already drove the safe state") + \
-        f"; 2 of 3 bad: safe write {reaction:.1f} ms after the fault; recovered"
+              else "1 of 3 bad already drove the safe state")
+    if mode == "active":
+        detail += (", outputs handed back to the PLC program (authority needs NORMAL)"
+                   if handed else ", outputs NOT handed back to the PLC program")
+    detail += f"; 2 of 3 bad: full safe set {reaction:.1f} ms after the fault; recovered"
     return ScenarioResult("sensor-fail", ok, reaction, detail)
 
 
@@ -280,7 +217,16 @@ def kill_9(ctx: DemoContext) -> ScenarioResult:
         ok = within(reaction, PLC_WATCHDOG_BUDGET_MS, low_ms=-1.0)
         detail = (f"PLC watchdog fallback {reaction:+.1f} ms past its {wd.expected_timeout_ms} "
                   f"ms deadline after the agent's last heartbeat")
-    ctx.step("PLC fell back to its safe outputs")
+    program = ctx.profile.sim is not None and ctx.profile.sim.program is not None
+    if program:
+        st = stack.plc.control.state()
+        local = (st.get("program") or {}).get("mode") == "local"
+        ok = ok and local
+        detail += ("; the PLC program runs the plant" if local
+                   else "; the PLC program did NOT take the plant")
+        ctx.step("the PLC's watchdog handed the plant to its program")
+    else:
+        ctx.step("the PLC fell back to its safe outputs")
     same_mode, note = _restart_agent(ctx, mode)
     return ScenarioResult("kill-9", ok and same_mode, reaction, f"{detail}; {note}")
 
@@ -341,15 +287,18 @@ def python_hang(ctx: DemoContext) -> ScenarioResult:
     return ScenarioResult("python-hang", ok and same_mode, reaction, f"{detail}; {note}")
 
 
-# The one table of scenarios, in the order the issue lists them; the demo runs them in this
-# order (a selection keeps this order).
+# The one table of scenarios; the demo runs them in this order (a selection keeps it). The
+# hand-over restart runs late: the agent after it is not the stack's child process.
 SCENARIOS: dict[str, Scenario] = {
     "shadow": shadow,
+    "shadow-twin-outage": shadow_twin_outage,
     "promote-active": promote_active,
-    "twin-outage": twin_outage,
+    "active-twin-outage": active_twin_outage,
+    "hazard-during-outage": hazard_during_outage,
     "sensor-fail": sensor_fail,
     "python-hang": python_hang,
     "kill-9": kill_9,
+    "agent-restart": agent_restart,
     "forged-config": forged_config,
 }
 

@@ -7,6 +7,7 @@ factory configuration::
     keys/trusted/approver-ann.key   approver   first of the two-person rule for ``active``
     keys/trusted/approver-bob.key   approver   second approver (co-signs Ann's bundle)
     keys/trusted/safety-sam.key     safety     safety settings (trips, safe values, trust)
+    keys/trusted/operator-olga.key  operator   telemetry and reporting (a restart to apply)
     keys/attacker/mallory.key       (none)     NOT in the trust store: the forger
 
 :meth:`Signer.sign` writes a configuration text to a file and runs ``twinguard config sign``
@@ -32,8 +33,10 @@ log = logging.getLogger(__name__)
 
 APPROVERS = ("approver-ann", "approver-bob")
 SAFETY = "safety-sam"
+OPERATOR = "operator-olga"
 ATTACKER = "mallory"
-TRUSTED = {APPROVERS[0]: "approver", APPROVERS[1]: "approver", SAFETY: "safety"}
+TRUSTED = {APPROVERS[0]: "approver", APPROVERS[1]: "approver", SAFETY: "safety",
+           OPERATOR: "operator"}
 CLI_TIMEOUT_S = 30.0
 
 

@@ -2,9 +2,11 @@
 
 Lanes, top to bottom, on one time axis (seconds since the demo started)::
 
-    scenarios      | shadow ✔ | promote-active ✔ 80 ms | twin-outage ✔ 3.1 ms | ... | steps
+    scenarios      | shadow ✔ | ... | active-twin-outage ✔ 3.1 ms | ... | steps
     agent state    [ normal ][failsafe][recovering][ normal ] (from its 1 Hz status messages)
-    authority      [ SHADOW ][ ACTIVE          ]  | push ▶ ✔ v1 accepted  | ▶ ✘ v2 unknown_key
+    twin authority [ LOCAL       ][RETURNING][ REMOTE ][ LOCAL ]   (status messages)
+                   PLC flag strip: the PLC program / the agent's registers drive the plant
+    mode           [ SHADOW ][ ACTIVE          ]  | push ▶ ✔ v1 accepted  | ▶ ✘ v2 unknown_key
     temperature    per-channel served values, true process value (dashed), off-scale marks
     pressure       per-channel served values, true process value (dashed)
     outputs        heater_power / cooling_valve at the PLC (%)
@@ -28,9 +30,11 @@ from agent.model.profile import Profile
 from sim.demo.context import ScenarioResult, Skipped
 from sim.demo.lanes import (
     ACCEPT_COLOR,
+    AUTHORITY_COLOR,
     CHANNEL_COLORS,
     DOWN_COLOR,
     FALLBACK_COLOR,
+    FLAG_COLOR,
     GAP,
     HB_COLOR,
     LANES,
@@ -48,6 +52,7 @@ from sim.demo.lanes import (
     bound_signals,
     draw_authority,
     draw_grid,
+    draw_mode,
     draw_outputs,
     draw_scenarios,
     draw_signals,
@@ -60,7 +65,8 @@ from sim.demo.lanes import (
 from sim.demo.record import Mark, Recording, StatusSeen
 from sim.demo.svg import Svg
 
-__all__ = ["ACCEPT_COLOR", "FALLBACK_COLOR", "LANES", "MODE_COLOR", "REFUSE_COLOR",
+__all__ = ["ACCEPT_COLOR", "AUTHORITY_COLOR", "FALLBACK_COLOR", "FLAG_COLOR", "LANES",
+           "MODE_COLOR", "REFUSE_COLOR",
            "SAFE_COLOR", "STATE_COLOR", "STATUS_STALE_S", "down_intervals", "render",
            "state_intervals", "write"]
 
@@ -118,7 +124,8 @@ def render(rec: Recording, profile: Profile,
     """The timeline of ``rec`` as SVG text (see the module docstring)."""
     t_end = max([rec.t0 + 1.0] + [s.t for s in rec.samples] + [m.t for m in rec.marks])
     ax = Axis(rec.t0, t_end)
-    heights = {"scenarios": 66.0, "state": 26.0, "authority": 44.0, "temperature": 250.0,
+    heights = {"scenarios": 66.0, "state": 26.0, "authority": 32.0, "mode": 44.0,
+               "temperature": 250.0,
                "pressure": 110.0, "outputs": 90.0, "twin": 28.0, "writes": 54.0}
     lanes: dict[str, Lane] = {}
     y = 76.0
@@ -139,8 +146,12 @@ def render(rec: Recording, profile: Profile,
     draw_grid(svg, ax, lanes, y)
     draw_scenarios(svg, ax, lanes["scenarios"], rec, results=results, steps=steps)
     draw_states(svg, ax, lanes, intervals, down)
+    remote = None if profile.plc_remote is None else profile.plc_remote.remote_value
     draw_authority(svg, ax, lanes["authority"], rec,
-                   state_intervals(rec, t_end, down, what=lambda s: s.mode))
+                   state_intervals(rec, t_end, down, what=lambda s: s.authority),
+                   remote_value=remote)
+    draw_mode(svg, ax, lanes["mode"], rec,
+              state_intervals(rec, t_end, down, what=lambda s: s.mode))
     draw_signals(svg, ax, lanes["temperature"], rec, profile=profile, quantity="temperature")
     draw_signals(svg, ax, lanes["pressure"], rec, profile=profile, quantity="pressure")
     draw_outputs(svg, ax, lanes["outputs"], rec, profile)
@@ -201,6 +212,10 @@ def _legend(svg: Svg, y: float, profile: Profile) -> float:
               ("dia", FALLBACK_COLOR, "PLC watchdog fallback"),
               ("tri", "#757575", "value off scale")]
     items += [("box", c, s) for s, c in STATE_COLOR.items()]
+    items += [("box", c, f"authority {a}") for a, c in AUTHORITY_COLOR.items()]
+    if profile.plc_remote is not None:
+        items += [("box", FLAG_COLOR["agent"], "PLC flag remote: the agent's registers"),
+                  ("box", FLAG_COLOR["program"], "PLC flag local: the PLC program")]
     items += [("box", c, f"mode {m}") for m, c in MODE_COLOR.items()]
     items += [("push", "#212121", "config pushed by the twin"),
               ("flag", ACCEPT_COLOR, "config accepted"), ("flag", REFUSE_COLOR, "refused")]

@@ -7,7 +7,8 @@ else.
 
 The live view (``rich.live.Live``, ~4 Hz) shows the sim PLC's side (true process values,
 the value each channel serves with its injected fault, the outputs, the PLC's watchdog), the
-agent as its status messages report it (state, mode) with the three LEDs drawn from
+agent as its status messages report it (state, mode, twin authority) with the three LEDs
+drawn from
 :func:`agent.core.leds.pattern_for` (blinking by the phase of wall time; all dark while the agent
 process is not running), the twin link as the twin's heartbeat record shows it, the current
 scenario and step, and the recent events. The plain view prints one line per event.
@@ -28,8 +29,16 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from agent.core.leds import LINKS, STATES, Indication, LedMode, LedPattern, pattern_for
-from agent.model.profile import Profile
+from agent.core.leds import (
+    AUTHORITIES,
+    LINKS,
+    STATES,
+    Indication,
+    LedMode,
+    LedPattern,
+    pattern_for,
+)
+from agent.model.profile import PLC_REMOTE, Profile
 from sim.demo.judge import held_after, is_output_write, is_safe_write, output_names
 from sim.demo.record import ConfigSeen, PlcSample, Recorder, StatusSeen
 
@@ -57,7 +66,17 @@ def describe_write(rec: dict[str, Any], profile: Profile,
     if rec.get("source") == "plc watchdog":
         return f"PLC watchdog fallback: {', '.join(rec.get('names', ()))} -> safe value"
     if rec.get("source") == "control":
-        return f"PLC program set {', '.join(rec.get('names', ()))} = {rec.get('values')}"
+        names = ", ".join(rec.get("names", ()))
+        return f"PLC control channel set {names} = {rec.get('values')}"
+    remote = profile.plc_remote
+    if (remote is not None and rec.get("source") == "modbus"
+            and PLC_REMOTE in rec.get("names", ())
+            and not is_output_write(rec, output_names(profile))):
+        value = rec.get("values", [None])[0]
+        who = {remote.remote_value: "remote: the agent's registers drive the plant",
+               remote.local_value: "local: the PLC program drives the plant"}.get(
+                   value, f"raw {value}")
+        return f"PLC flag {PLC_REMOTE} = {who}"
     if not is_output_write(rec, output_names(profile)):
         return None
     kind = "SAFE STATE written" if is_safe_write(rec, profile, held) else "output write"
@@ -75,6 +94,7 @@ class _Events:
         self.emit = emit
         self.state: str | None = None
         self.mode: str | None = None
+        self.authority: str | None = None
         self._fallback_seen = 0.0
         self._held: dict[str, int] = {}
         self._plain_seen = -math.inf
@@ -105,6 +125,11 @@ class _Events:
                 if self.mode is not None:
                     items.append((st.t, f"agent reports mode {st.mode.upper()}, was {self.mode}"))
                 self.mode = st.mode
+            if st.authority != self.authority:
+                if self.authority is not None:
+                    items.append((st.t, f"agent reports twin authority {st.authority.upper()}, "
+                                  f"was {self.authority}"))
+                self.authority = st.authority
         for c in configs:
             verdict = "ACCEPTED" if c.accepted else "REFUSED"
             items.append((c.t, f"config v{c.version}: {verdict} ({c.reason})"))
@@ -169,9 +194,11 @@ def leds_for(status: StatusSeen | None, link: str, agent_alive: bool) -> LedPatt
         return None
     state = status.state if status else "starting"
     mode = status.mode if status else "shadow"
-    if state not in STATES or link not in LINKS:
+    authority = status.authority if status else "local"
+    if state not in STATES or link not in LINKS or authority not in AUTHORITIES:
         return LedPattern(LedMode.OFF, LedMode.OFF, LedMode.BLINK_FAST)
-    return pattern_for(Indication(state, mode, link, waiting_for_ack=False))
+    return pattern_for(Indication(state, mode, link, waiting_for_ack=False,
+                                  authority=authority))
 
 
 class LiveView:
@@ -249,6 +276,12 @@ class LiveView:
             t.add_row("process pressure", f"{s.pressure:.3f} bar", "")
         for name, v in s.outputs.items():
             t.add_row(f"output {name}", f"{v:.1f} %", "")
+        if s.setpoint is not None:
+            t.add_row("PLC program setpoint", f"{s.setpoint:.1f} degC", "")
+        if s.plc_remote is not None and self.profile.plc_remote is not None:
+            remote = s.plc_remote == self.profile.plc_remote.remote_value
+            t.add_row("plant driven by", "agent (flag remote)" if remote
+                      else "PLC program (flag local)", "")
         wd = "LATCHED (fallback applied)" if s.watchdog_latched else (
             "armed" if s.watchdog_armed else "not armed")
         t.add_row("PLC comm watchdog", wd, "")
@@ -273,6 +306,7 @@ class LiveView:
             t.add_row("state", Text(status.state.upper(), style=STATE_STYLE.get(status.state, ""))
                       + Text(" (last report)" if stale else "", style="dim"))
             t.add_row("mode", status.mode)
+            t.add_row("twin authority", status.authority.upper())
             t.add_row("last status", f"{now - status.t:.1f} s ago")
         t.add_row("process", "running" if alive else Text("NOT RUNNING", style="bold red"))
         link = link_state(last_hb, now, self.profile)

@@ -1,7 +1,7 @@
 """The simulated twin: a TLS server speaking agent/protocol/twin/PROTOCOL.md, misbehaving on demand.
 
 Per accepted connection: TLS handshake (client certificate from the CA required, TLS >= 1.2
-unless a test narrows it), then ``hello`` (protocol 1, twin id, epoch), then a ``heartbeat``
+unless a test narrows it), then ``hello`` (protocol 2, twin id, epoch), then a ``heartbeat``
 every ``1/rate_hz`` seconds (+ delay + uniform jitter). ``seq`` strictly increases within an
 epoch across all connections; the epoch starts at wall-clock milliseconds and only grows.
 Agent messages (``hello``, ``status``) are decoded strictly and recorded; a malformed one is
@@ -56,7 +56,7 @@ import msgpack
 from agent.io.pki import PkiPaths
 from agent.model.errors import FrameError, ProtocolError
 from agent.model.messages import (
-    PROTOCOL_VERSION,
+    PROTOCOL_LATEST,
     Ack,
     AgentHello,
     Bye,
@@ -216,6 +216,7 @@ class SimTwin:
         # records
         self.heartbeats: deque[SentHeartbeat] = deque(maxlen=RECORD_MAX)
         self.statuses: deque[ReceivedStatus] = deque(maxlen=RECORD_MAX)
+        self.hello_protocol = PROTOCOL_LATEST  # what its hello says (tests: 1 or a bad one)
         # (t, conn, device_id, agent_version, heartbeat_timeout_ms, heartbeat_late_ms)
         self.agent_hellos: deque[tuple[float, int, str, str, int, int]] = deque(
             maxlen=RECORD_MAX)
@@ -556,7 +557,7 @@ class SimTwin:
         log.info("sim twin: connection %d from %s", conn.id, peer)
         reading = self._spawn(self._read(conn, reader))
         try:
-            conn.send(encode(to_wire(TwinHello(PROTOCOL_VERSION, self.twin_id, self.epoch))))
+            conn.send(encode(to_wire(TwinHello(self.hello_protocol, self.twin_id, self.epoch))))
             await self._beat(conn)
         finally:
             reading.cancel()

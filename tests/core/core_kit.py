@@ -33,8 +33,17 @@ FLAG_COIL: dict[str, Any] = {"table": "coil", "address": 5, "remote_value": 1, "
 
 
 def sim_tank_dict() -> dict[str, Any]:
+    """sim-tank's register map as a plain coupler: the shipped file without its
+    ``[plc_remote]``, its PLC program and its outputs' ``on_twin_loss``/``local_value``
+    (every output ``hold``); a test adds what it is about."""
     with SIM_TANK.open("rb") as f:
-        return tomllib.load(f)
+        data = tomllib.load(f)
+    data.pop("plc_remote", None)
+    data.get("sim", {}).pop("program", None)
+    for out in data["outputs"]:
+        out.pop("on_twin_loss", None)
+        out.pop("local_value", None)
+    return data
 
 
 def build(data: Mapping[str, Any]) -> Profile:

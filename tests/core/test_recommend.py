@@ -246,3 +246,17 @@ def test_the_current_session_goes_on_after_a_drop_and_binds_its_recommendations(
     assert offer(b, ("mid", "heater_power", 1.0, 30.0), 4.0, Origin(2, 101)) is \
         Reason.STALE_SESSION
     assert offer(b, ("late", "heater_power", 1.0, 30.0), 4.0, Origin(2, 102)) is Reason.OK
+
+
+def test_a_flood_of_verdicts_is_logged_at_most_twenty_a_second(
+        caplog: pytest.LogCaptureFixture) -> None:
+    b = book()
+    b.session_up(ORIGIN)
+    with caplog.at_level(logging.INFO, logger="agent.core.recommend"):
+        for i in range(500):  # 500 bad ones in half a second
+            b.offer(Recommend(f"r{i}", "heater_power", 1e9, 30.0), i * 0.001, ORIGIN)
+        b.offer(Recommend("late", "heater_power", 1e9, 30.0), 1.5, ORIGIN)
+    lines = [r.getMessage() for r in caplog.records]
+    assert b.rejected == 501, "every one is counted"
+    assert sum("rejected" in m for m in lines) == 20 + 1
+    assert "480 recommendation verdict(s) not logged in the last second" in " ".join(lines)

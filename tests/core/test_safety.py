@@ -86,7 +86,8 @@ def test_table_has_a_row_for_every_state() -> None:
 
 
 HAZARDS = (EventKind.TWIN_LOST, EventKind.TRIP, EventKind.PLC_UNREACHABLE,
-           EventKind.PLC_WATCHDOG_FAULT, EventKind.SAFE_UNCONFIRMED, EventKind.STOP,
+           EventKind.PLC_WATCHDOG_FAULT, EventKind.PLC_FELL_BACK, EventKind.SAFE_UNCONFIRMED,
+           EventKind.STOP,
            EventKind.FAULT)
 
 
@@ -105,7 +106,8 @@ def _running_row(healthy: State, degraded: State) -> dict[EventKind, State | str
     return {
         EventKind.PLANT_HEALTHY: healthy, EventKind.PLANT_DEGRADED: degraded,
         EventKind.TWIN_LOST: _FS, EventKind.TRIP: _FS, EventKind.PLC_UNREACHABLE: _FS,
-        EventKind.PLC_WATCHDOG_FAULT: _FS, EventKind.SAFE_UNCONFIRMED: _FS,
+        EventKind.PLC_WATCHDOG_FAULT: _FS, EventKind.PLC_FELL_BACK: _FS,
+        EventKind.SAFE_UNCONFIRMED: _FS,
         EventKind.ACK: REFUSED, EventKind.HOLDOFF_ELAPSED: UNEXPECTED, EventKind.STOP: _FS,
         EventKind.FAULT: _FS,
     }
@@ -124,6 +126,8 @@ def _expected(policy: RecoveryPolicy) -> dict[State, dict[EventKind, State | str
             EventKind.TRIP: _FS,  # a hazard found at start acts
             EventKind.PLC_UNREACHABLE: _ST,  # nothing can be written; the PLC's watchdog covers
             EventKind.PLC_WATCHDOG_FAULT: _FS,
+            # the PLC's fallback covered the agent's absence: cleared at start, no hazard
+            EventKind.PLC_FELL_BACK: _ST,
             EventKind.SAFE_UNCONFIRMED: _ST,  # nothing planned: STARTING writes nothing
             EventKind.ACK: REFUSED, EventKind.HOLDOFF_ELAPSED: UNEXPECTED,
             EventKind.STOP: _FS, EventKind.FAULT: _FS,
@@ -133,14 +137,15 @@ def _expected(policy: RecoveryPolicy) -> dict[State, dict[EventKind, State | str
         _FS: {
             EventKind.PLANT_HEALTHY: _RE, EventKind.PLANT_DEGRADED: _RE,
             EventKind.TWIN_LOST: _FS, EventKind.TRIP: _FS, EventKind.PLC_UNREACHABLE: _FS,
-            EventKind.PLC_WATCHDOG_FAULT: _FS, EventKind.SAFE_UNCONFIRMED: _FS,
+            EventKind.PLC_WATCHDOG_FAULT: _FS, EventKind.PLC_FELL_BACK: _FS,
+            EventKind.SAFE_UNCONFIRMED: _FS,
             EventKind.ACK: REFUSED,  # the plant is not healthy yet
             EventKind.HOLDOFF_ELAPSED: UNEXPECTED, EventKind.STOP: _FS, EventKind.FAULT: _FS,
         },
         _RE: {
             EventKind.PLANT_HEALTHY: _RE, EventKind.PLANT_DEGRADED: _RE,
             EventKind.TWIN_LOST: _FS, EventKind.TRIP: _FS, EventKind.PLC_UNREACHABLE: _FS,
-            EventKind.PLC_WATCHDOG_FAULT: _FS,
+            EventKind.PLC_WATCHDOG_FAULT: _FS, EventKind.PLC_FELL_BACK: _FS,
             EventKind.SAFE_UNCONFIRMED: _RE,  # held: no completion, no ack
             EventKind.ACK: _NO,
             EventKind.HOLDOFF_ELAPSED: UNEXPECTED if manual else _NO,
@@ -453,7 +458,8 @@ def test_any_event_sequence_is_handled_and_faults_are_always_safe(
         old = m.state
         result = m.handle(ev(kind), now)
         if old is State.STARTING and kind in (EventKind.TWIN_LOST, EventKind.PLC_UNREACHABLE,
-                                               EventKind.SAFE_UNCONFIRMED):
+                                               EventKind.SAFE_UNCONFIRMED,
+                                               EventKind.PLC_FELL_BACK):
             assert m.state is State.STARTING  # waits, writing nothing
         elif kind in FAULT_EVENTS:
             assert m.outputs_safe

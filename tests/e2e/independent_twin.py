@@ -28,7 +28,7 @@ with other processes on one Linux machine)::
     {"ev": "conn", "t", "conn", "peer_cn"}           TLS handshake done
     {"ev": "hello", "t", "conn", "device_id", "agent_version", "protocol",
      "heartbeat_timeout_ms", "heartbeat_late_ms"}
-    {"ev": "status", "t", "conn", "state", "mode", "seq"}
+    {"ev": "status", "t", "conn", "state", "mode", "seq", "authority"}
     {"ev": "silent", "t", "last_heartbeat_t", "last_seq"}   heartbeats stopped
     {"ev": "error", "t", "conn", "error"}             protocol error; connection closed
     {"ev": "closed", "t", "conn"}                     connection ended
@@ -255,7 +255,8 @@ class Twin:
             raise ProtocolViolation(f"{msg['t']!r} before hello")
         if msg["t"] != "status":
             return  # §7 messages: checked by validate(), not used by this twin
-        emit("status", conn=conn, state=msg["state"], mode=msg["mode"], seq=msg["seq"])
+        emit("status", conn=conn, state=msg["state"], mode=msg["mode"], seq=msg["seq"],
+             authority=msg.get("authority"))
         if (msg["state"] == "normal" and self.silence_after is not None
                 and self.silence_task is None):
             self.silence_task = asyncio.create_task(self.go_silent(self.silence_after))

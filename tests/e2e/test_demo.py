@@ -29,16 +29,23 @@ from agent.config.bundle import decode, verify_signature
 from agent.config.profile.load import load_profile
 from agent.core.leds import LedMode
 from agent.io.audit import AuditLog, AuditRecord
-from sim.demo import cli, pushes, run, timeline
-from sim.demo.context import DemoContext, ScenarioResult, Skipped
+from sim.demo import cli, plant, pushes, run, timeline
+from sim.demo.context import DemoContext, ScenarioResult, Skipped, agent_pid
 from sim.demo.judge import (
+    band,
+    deviation,
     first_fallback,
     first_safe_write,
+    flag_writes,
+    heartbeat_gap,
     is_safe_write,
     judge_limits_and_rate,
     judge_shadow,
     last_heartbeat_write,
     outputs_at_safe,
+    return_steps,
+    safe_set,
+    trace_max_step,
     unsafe_writes,
 )
 from sim.demo.record import (
@@ -51,10 +58,10 @@ from sim.demo.record import (
     plc_sample,
 )
 from sim.demo.scenarios import SCENARIOS, catches_signal, demo_profile_text, run_scenario
-from sim.demo.signing import APPROVERS, ATTACKER, SAFETY, Signer, tampered
+from sim.demo.signing import APPROVERS, ATTACKER, OPERATOR, SAFETY, Signer, tampered
 from sim.demo.svg import Svg
 from sim.demo.view import LiveView, PlainView, describe_write, led_lit, leds_for, link_state
-from sim.stack import Stack
+from sim.stack import Stack, pid_running
 
 SVG_NS = "{http://www.w3.org/2000/svg}"
 OUTPUTS = frozenset({"heater_power", "cooling_valve"})
@@ -79,13 +86,16 @@ def heartbeats(t0: float, t1: float, period: float = 0.05) -> list[dict[str, Any
 
 # --- the real thing ---------------------------------------------------------------------------
 
+NO_REACTION = {"shadow", "shadow-twin-outage", "agent-restart"}
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_demo_runs_every_scenario_and_leaves_the_timeline(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
     cli.add_options(parser)
-    args = parser.parse_args(["--json", "--no-live", "--out", str(tmp_path / "out"),
+    args = parser.parse_args(["--json", "--no-live", "--quick", "--out", str(tmp_path / "out"),
                               "--workdir", str(tmp_path / "work")])
     code = cli.main(args)
     out, err = capsys.readouterr()
@@ -93,28 +103,50 @@ def test_demo_runs_every_scenario_and_leaves_the_timeline(
     assert set(doc) == {"passed", "scenarios", "skipped", "timeline"}
     assert code == 0 and doc["passed"] is True, [s for s in doc["scenarios"] if not s["passed"]]
     assert [s["name"] for s in doc["scenarios"]] == list(SCENARIOS), "all, in table order"
-    assert list(SCENARIOS) == ["shadow", "promote-active", "twin-outage", "sensor-fail",
-                               "python-hang", "kill-9", "forged-config"], "the issue's order"
+    assert list(SCENARIOS) == [
+        "shadow", "shadow-twin-outage", "promote-active", "active-twin-outage",
+        "hazard-during-outage", "sensor-fail", "python-hang", "kill-9", "agent-restart",
+        "forged-config"], "the issue's scenarios, shadow ones before the promotion"
     assert doc["skipped"] == []
-    assert all(set(s) == {"name", "passed", "reaction_ms"} for s in doc["scenarios"])
+    assert all(set(s) == {"name", "passed", "reaction_ms", "figures", "detail"}
+               for s in doc["scenarios"])
     for s in doc["scenarios"]:
         react = s["reaction_ms"]
-        if s["name"] == "shadow":
+        if s["name"] in NO_REACTION:
             assert react is None
         else:
             assert isinstance(react, float) and math.isfinite(react), s
     assert "scenario" in err and "forged-config" in err, "human output goes to stderr"
 
+    # the figures the issue asks for, each measured at the sim PLC
+    fig = {s["name"]: s["figures"] for s in doc["scenarios"]}
+    shadow = fig["shadow-twin-outage"]
+    assert shadow["agent_writes"] == 0 and shadow["outage_s"] >= 4.0
+    assert 0.0 <= shadow["band_c"] <= 2.0
+    assert shadow["temp_min_c"] <= shadow["setpoint_c"] + shadow["band_c"]
+    active = fig["active-twin-outage"]
+    assert active["outage_s"] >= 5.0 and 0.0 <= active["band_c"] <= 2.0
+    assert active["return_after_s"] >= 3.0, "the demo's return hold-off"
+    assert active["return_writes"] >= 1 and active["max_step_output"] in OUTPUTS
+    assert 0.0 <= active["max_step"] <= active["step_limit"]
+    assert fig["hazard-during-outage"]["poll_ms"] == 50.0
+    restart = fig["agent-restart"]
+    assert restart["plc_watchdog_trips"] == 0
+    assert 0.0 < restart["heartbeat_gap_ms"] < restart["plc_timeout_ms"]
+    assert restart["max_step"] <= restart["step_limit"]
+    assert fig["promote-active"]["return_after_s"] >= 3.0
+
     # the agent's own audit log, read independently of the demo's judgement
     with AuditLog(tmp_path / "work" / "state" / "audit.sqlite") as audit:
         assert audit.verify().ok
         records = list(audit.records())
-    assert [r.fields["version"] for r in records if r.kind == "bundle_accepted"] == [1]
+    assert [r.fields["version"] for r in records if r.kind == "bundle_accepted"] == [1, 2], \
+        "the promotion, then the telemetry change applied by the hand-over"
     assert sorted(r.fields["reason"] for r in records if r.kind == "bundle_rejected") == [
         "bad_signature", "unknown_key"]
     assert any(r.kind == "mode_change" and r.fields["new"] == "active" for r in records)
     trusted = load_config(tmp_path / "work" / "agent.toml").trust
-    assert {k.key_id for k in trusted} == {*APPROVERS, SAFETY}, "the factory trust store"
+    assert {k.key_id for k in trusted} == {*APPROVERS, SAFETY, OPERATOR}, "the factory trust"
 
     path = Path(doc["timeline"])
     assert path == tmp_path / "out" / "timeline.svg" and path.is_file()
@@ -123,13 +155,16 @@ def test_demo_runs_every_scenario_and_leaves_the_timeline(
     assert {f"lane-{n}" for n in timeline.LANES} <= set(lanes)
     safe_marks = [p for p in lanes["lane-writes"].iter(f"{SVG_NS}polygon")
                   if p.get("fill") == timeline.SAFE_COLOR]
-    assert len(safe_marks) >= 4, "safe sets: start, twin outage, trip, native watchdog, ..."
+    assert len(safe_marks) >= 4, "safe sets: hazard, trip, native watchdog, restarts, ..."
     state_fills = {r.get("fill") for r in lanes["lane-state"].iter(f"{SVG_NS}rect")}
     assert {timeline.STATE_COLOR["failsafe"], timeline.STATE_COLOR["normal"]} <= state_fills
-    authority = lanes["lane-authority"]
-    mode_fills = {r.get("fill") for r in authority.iter(f"{SVG_NS}rect")}
+    authority_fills = {r.get("fill") for r in lanes["lane-authority"].iter(f"{SVG_NS}rect")}
+    assert set(timeline.AUTHORITY_COLOR.values()) <= authority_fills, "local, returning, remote"
+    assert set(timeline.FLAG_COLOR.values()) <= authority_fills, "the PLC program, the agent"
+    mode = lanes["lane-mode"]
+    mode_fills = {r.get("fill") for r in mode.iter(f"{SVG_NS}rect")}
     assert set(timeline.MODE_COLOR.values()) <= mode_fills, "shadow, then active"
-    flags = "".join(t.text or "" for t in authority.iter(f"{SVG_NS}text"))
+    flags = "".join(t.text or "" for t in mode.iter(f"{SVG_NS}text"))
     assert "v1 accepted" in flags and "unknown_key" in flags and "bad_signature" in flags
 
 
@@ -294,12 +329,14 @@ def fabricated_recording() -> Recording:
             signals={"temp_a": served_a, "temp_b": 25.0, "temp_c": 25.1,
                      "pressure_a": 1.2, "pressure_b": 1.21},
             outputs={"heater_power": 0.0, "cooling_valve": 100.0}, faults=faults,
-            watchdog_armed=True, watchdog_latched=False))
+            watchdog_armed=True, watchdog_latched=False,
+            plc_remote=1 if 102.0 <= t < 104.0 else 0, setpoint=62.0))
     rec.heartbeats = [100.0 + i * 0.1 for i in range(50)]
     rec.writes = [*heartbeats(100.0, 110.0),
                   rec_(500, 105.5, 100, [0, 1000], names=["heater_power", "cooling_valve"]),
                   rec_(501, 108.0, 100, [0], names=["heater_power"], source="plc watchdog")]
-    rec.statuses = [StatusSeen(100.0 + s, st, "shadow" if s < 2 else "active") for s, st in
+    rec.statuses = [StatusSeen(100.0 + s, st, "shadow" if s < 2 else "active",
+                               "remote" if s == 2 else "local") for s, st in
                     [(1, "normal"), (2, "normal"), (3, "degraded"), (5, "failsafe"),
                      (6, "recovering"), (7, "normal")]]
     rec.agent_alive = [(100.0 + i * 0.1, not 107.5 <= 100.0 + i * 0.1 < 108.5)
@@ -327,12 +364,19 @@ def test_timeline_renders_every_lane_as_valid_svg(profile: Any) -> None:
     fallback = [p for p in root.iter(f"{SVG_NS}polygon")
                 if p.get("fill") == timeline.FALLBACK_COLOR]
     assert fallback
-    authority = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-authority")
-    labels = [t.text for t in authority.iter(f"{SVG_NS}text")]
+    mode = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-mode")
+    labels = [t.text for t in mode.iter(f"{SVG_NS}text")]
     assert "\u2714 v1 accepted" in labels and "\u2718 v2 bad_signature" in labels
     assert {"SHADOW", "ACTIVE"} <= set(labels)
-    flags = {p.get("fill") for p in authority.iter(f"{SVG_NS}polygon")}
+    flags = {p.get("fill") for p in mode.iter(f"{SVG_NS}polygon")}
     assert flags == {timeline.ACCEPT_COLOR, timeline.REFUSE_COLOR}
+    authority = next(g for g in root.iter(f"{SVG_NS}g") if g.get("id") == "lane-authority")
+    bands = {t.text for t in authority.iter(f"{SVG_NS}text")}
+    assert {"LOCAL", "REMOTE"} <= bands
+    fills = [r.get("fill") for r in authority.iter(f"{SVG_NS}rect")]
+    assert timeline.AUTHORITY_COLOR["remote"] in fills
+    assert fills.count(timeline.FLAG_COLOR["agent"]) == 1, "the flag remote 102..104 s"
+    assert fills.count(timeline.FLAG_COLOR["program"]) == 2, "local before and after"
 
 
 def test_state_intervals_merge_and_stop_at_a_dead_agent() -> None:
@@ -375,14 +419,106 @@ def test_a_ramp_toward_the_safe_value_is_the_safe_state(profile: Any) -> None:
     assert not is_safe_write(both(0, 1.0, 10, 1000), profile, {"cooling_valve": 150})
 
 
+def flag(seq: int, t: float, value: int) -> dict[str, Any]:
+    """The agent's write of sim-tank's [plc_remote] flag (coil 1)."""
+    return {**rec_(seq, t, 1, [value], names=["plc_remote"]), "fc": 5, "table": "coil"}
+
+
 def test_first_safe_write_wants_the_full_safe_set(profile: Any) -> None:
     heater_only = rec_(1, 2.0, 100, [0], names=["heater_power"])  # a recommendation of 0 %
     log = [both(0, 1.0, 400, 150, source="control"), heater_only,
-           both(2, 3.0, 0, 175)]  # the safe set: heater 0, cooling ramping from 15 %
+           both(2, 3.0, 0, 175), flag(3, 3.01, 1)]  # heater 0, cooling ramping, flag remote
     assert first_safe_write(log, profile, since=1.5) is log[2]
+    assert safe_set(log, profile, since=1.5) == (log[2], 3.01), "complete with the flag"
+    assert first_safe_write(log[:3], profile, since=1.5) is None, "no flag: the program " \
+        "would not take the safe values"
     assert first_safe_write(log[:2], profile, since=1.5) is None
-    split = [log[0], heater_only, rec_(3, 2.02, 101, [1000], names=["cooling_valve"])]
-    assert first_safe_write(split, profile, since=1.5) is heater_only, "one tick, two writes"
+    split = [log[0], heater_only, rec_(3, 2.02, 101, [1000], names=["cooling_valve"]),
+             flag(4, 2.03, 1)]
+    assert first_safe_write(split, profile, since=1.5) is heater_only, "one tick, three writes"
+    late_flag = [*log[:3], flag(3, 3.2, 1)]
+    assert first_safe_write(late_flag, profile, since=1.5) is None, "not one tick"
+    local = [*log[:3], flag(3, 3.01, 0)]
+    assert first_safe_write(local, profile, since=1.5) is None, "the flag at local_value"
+    assert not is_safe_write(flag(0, 1.0, 0), profile) and is_safe_write(flag(0, 1.0, 1), profile)
+
+
+def test_flag_writes_and_the_heartbeat_gap(profile: Any) -> None:
+    log = [*heartbeats(1.0, 2.0), flag(90, 1.2, 0), flag(91, 1.5, 1),
+           {**flag(92, 1.6, 0), "accepted": False}, {**flag(93, 1.7, 0), "source": "control"}]
+    assert flag_writes(log, profile, 0.0) == [log[-4], log[-3]], "accepted Modbus writes"
+    assert flag_writes(log, profile, 0.0, value=0) == [log[-4]]
+    assert flag_writes(log, profile, 1.3, value=1) == [log[-3]]
+    no_flag = load_profile("sim-coupler")
+    assert flag_writes(log, no_flag, 0.0) == []
+    gap_log = [*heartbeats(1.0, 2.0), *heartbeats(2.5, 3.0)]
+    gap = heartbeat_gap(gap_log, 200, 0.0, 10.0)
+    assert gap is not None
+    assert gap[0] == pytest.approx(2.5 - 1.95) and gap[1] == pytest.approx(1.95)
+    assert heartbeat_gap(gap_log, 200, 2.5, 10.0) == pytest.approx((0.05, 2.9), abs=1e-9)
+    assert heartbeat_gap(gap_log, 201, 0.0, 10.0) is None, "another register"
+
+
+def test_band_and_deviation() -> None:
+    samples = [(1.0, 61.0), (2.0, 62.5), (3.0, 59.0), (4.0, 70.0)]
+    assert band(samples, 0.0, 3.0) == (59.0, 62.5)
+    assert deviation((59.0, 62.5), 62.0) == pytest.approx(3.0)
+    assert deviation((61.5, 62.5), 62.0) == pytest.approx(0.5)
+    assert band(samples, 5.0, 6.0) is None
+
+
+def test_return_steps_from_what_the_plant_got(profile: Any) -> None:
+    # the PLC program held the heater at 37 %; the twin takes it back at t = 10
+    ramp = [rec_(i, 10.05 + 0.05 * i, 100, [375 + 10 * i], names=["heater_power"])
+            for i in range(5)]  # 37.5, 38.5, ... : 1 % per 50 ms = 20 %/s
+    steps = return_steps(ramp, profile, {"heater_power": 37.0, "cooling_valve": 20.0},
+                         10.0, 11.0)
+    assert [n for n, _s, _a in steps] == ["heater_power"] * 5
+    assert steps[0][1] == pytest.approx(0.5) and steps[1][1] == pytest.approx(1.0)
+    assert all(step <= allowed for _n, step, allowed in steps)
+    bump = [rec_(0, 10.05, 100, [0, 1000], names=["heater_power", "cooling_valve"])]
+    got = {n: (step, allowed) for n, step, allowed in
+           return_steps(bump, profile, {"heater_power": 37.0, "cooling_valve": 20.0}, 10.0, 11.0)}
+    assert got["heater_power"][0] == pytest.approx(37.0)
+    assert got["heater_power"][0] > got["heater_power"][1], "a bump"
+    assert got["cooling_valve"][0] == pytest.approx(80.0)
+    assert got["cooling_valve"][0] > got["cooling_valve"][1]
+    assert return_steps(bump, profile, {}, 10.0, 11.0) == [], "nothing known before"
+    assert return_steps(bump, profile, {"heater_power": 37.0}, 10.1, 11.0) == [], "window"
+
+
+def test_trace_max_step_picks_the_step_nearest_its_limit(profile: Any) -> None:
+    trace = [{"t": 10.0 + 0.1 * i, "mode": "local", "heater": 37.0 + (1.5 if i == 3 else 0.0),
+              "cooling": 20.0 + 3.0 * (i >= 6), "measured": 62.0, "setpoint": 62.0}
+             for i in range(10)]
+    worst = trace_max_step(trace, profile, 10.0, 11.0)
+    assert worst is not None
+    name, step, allowed = worst
+    # heater 1.5 of 20 * 0.2 + 0.1 = 4.1 allowed (37 %), cooling 3 of 50 * 0.2 + 0.1 (30 %)
+    assert name == "heater_power" and step == pytest.approx(1.5)
+    assert allowed == pytest.approx(4.1, abs=1e-3)
+    jump = [*trace[:5], {**trace[5], "heater": 0.0}]
+    worst = trace_max_step(jump, profile, 10.0, 11.0)
+    assert worst is not None and worst[0] == "heater_power" and worst[1] > worst[2]
+    assert trace_max_step(trace, profile, 20.0, 21.0) is None
+
+
+def test_the_twin_model_holds_the_tank_at_the_setpoint() -> None:
+    """The twin's P controller with its feed-forward, run against the sim's tank model
+    (not the demo's formula): it settles at the setpoint the PLC program holds."""
+    from sim.plc.process import TankModel
+
+    cooling = load_profile("sim-tank").sim.program.cooling  # type: ignore[union-attr]
+    target = plant.model_setpoint(plant.SETPOINT_C, cooling)
+    tank = TankModel(0.0, temperature=plant.SETPOINT_C - 5.0)
+    t, heater = 0.0, 0.0
+    while t < 300.0:
+        if round(t / plant.MODEL_PERIOD_S, 6).is_integer():
+            temp = tank.state.temperature
+            heater = min(100.0, max(0.0, plant.MODEL_KP * (target - temp)))
+        t += 0.1
+        tank.step(t, heater, cooling)
+    assert tank.state.temperature == pytest.approx(plant.SETPOINT_C, abs=0.05)
 
 
 def test_a_recommendation_written_in_the_safe_state_is_flagged(profile: Any) -> None:
@@ -434,25 +570,19 @@ def test_versions_results_and_audit_judgement() -> None:
     assert pushes.result_for(results, 0.0, 2) is results[2]
 
 
-def test_with_mode_and_takeover_bump(profile: Any) -> None:
+def test_with_mode() -> None:
     text = 'device_id = "x"\nmode = "shadow"\n\n[twin]\nmode = "tls"\n'
     assert pushes.with_mode(text, "active") == text.replace(
         'mode = "shadow"', 'mode = "active"', 1)
     with pytest.raises(ValueError, match="no top-level mode"):
         pushes.with_mode('device_id = "x"\n', "active")
-    log = [both(0, 1.0, 450, 150, source="control"), both(1, 2.0, 10, 975),
-           rec_(2, 2.05, 100, [20], names=["heater_power"])]
-    assert pushes.takeover_bump(log, profile, 1.5) == (
-        "heater_power 45->1 %, cooling_valve 15->97.5 %")
-    smooth = [both(0, 1.0, 450, 150, source="control"), both(1, 2.0, 460, 150)]  # one step
-    assert pushes.takeover_bump(smooth, profile, 1.5) == ""
 
 
 @pytest.mark.timeout(30)
 def test_signer_makes_keys_and_two_person_bundles_with_the_cli(tmp_path: Path) -> None:
     signer = Signer.create(tmp_path / "keys", "tank-7")
     trusted = load_config_text(tmp_path, 'device_id = "tank-7"\n' + signer.trust_toml).trust
-    assert {k.key_id for k in trusted} == {*APPROVERS, SAFETY}, "the forger is not trusted"
+    assert {k.key_id for k in trusted} == {*APPROVERS, SAFETY, OPERATOR}, "not the forger"
     assert signer.keys[ATTACKER].is_file() and oct(signer.keys[ATTACKER].stat().st_mode)[-3:] \
         == "600"
     text = 'device_id = "tank-7"\nmode = "active"\n' + signer.trust_toml
@@ -566,3 +696,80 @@ def test_native_lateness_runs_from_the_kick_that_followed_a_complete_tick() -> N
     assert native_lateness(beats, 10.2509, 0.2, 0.05) == pytest.approx(0.0009)
     assert native_lateness([], 10.3, 0.2, 0.05) is None
     assert native_lateness([10.4], 10.3, 0.2, 0.05) is None, "only heartbeats before count"
+
+
+def test_plc_sample_reads_the_flag_and_the_program() -> None:
+    state = FakePlant().plc({"cmd": "state"})["state"]
+    bare = plc_sample(state)
+    assert bare.plc_remote is None and bare.setpoint is None, "a coupler: no flag, no program"
+    full = plc_sample({**state, "plc_remote": 1, "program": {"setpoint": 62.0, "mode": "remote"}})
+    assert full.plc_remote == 1 and full.setpoint == 62.0
+
+
+def test_recorder_reads_the_authority_of_each_status() -> None:
+    plant_ = FakePlant()
+
+    def twin(req: dict[str, Any]) -> dict[str, Any]:
+        reply = plant_.twin(req)
+        reply["statuses"] = [[plant_.t - 0.5, 1, "normal", "active", 3, "remote"],
+                             [plant_.t - 0.4, 1, "normal", "active", 4, None]]
+        return reply
+
+    recorder = Recorder(plant_.plc, twin)
+    recorder.sample_once()
+    assert [s.authority for s in recorder.snapshot().statuses] == ["remote", "local"]
+
+
+def test_flag_writes_are_events(profile: Any) -> None:
+    remote = describe_write(flag(0, 1.0, 1), profile)
+    local = describe_write(flag(1, 2.0, 0), profile)
+    assert remote is not None and "agent's registers drive the plant" in remote
+    assert local is not None and "PLC program drives the plant" in local
+    lines = io.StringIO()
+    plain = PlainView(profile, Recorder(FakePlant().plc, FakePlant().twin), lines)
+    plain.on_new([], [StatusSeen(1.0, "normal", "active", "returning"),
+                      StatusSeen(2.0, "normal", "active", "remote")], [])
+    assert "twin authority REMOTE, was returning" in lines.getvalue()
+
+
+def test_leds_show_the_authority() -> None:
+    returning = leds_for(StatusSeen(1.0, "normal", "active", "returning"), "alive", True)
+    remote = leds_for(StatusSeen(1.0, "normal", "active", "remote"), "alive", True)
+    assert returning is not None and remote is not None and returning != remote
+    assert returning.amber is LedMode.BLINK_SLOW, "return hold-off running"
+    odd = leds_for(StatusSeen(1.0, "normal", "active", "sideways"), "alive", True)
+    assert odd is not None and odd.red is LedMode.BLINK_FAST
+
+
+class ShadowTwin:
+    """A sim twin whose agent reports shadow mode (for the scenarios that need active)."""
+
+    def stats(self, last: int = 100) -> dict[str, Any]:
+        return {"statuses": [[1.0, 1, "normal", "shadow", 1, "local"]]}
+
+
+def test_active_scenarios_are_skipped_in_shadow_mode(profile: Any) -> None:
+    stack = types.SimpleNamespace(twin=ShadowTwin())
+    got = run_scenario("active-twin-outage",
+                       DemoContext(stack, profile, lambda _t: None))  # type: ignore[arg-type]
+    assert isinstance(got, Skipped) and "promote-active first" in got.reason
+    stack_active = types.SimpleNamespace(twin=types.SimpleNamespace(
+        stats=lambda last=100: {"statuses": [[1.0, 1, "normal", "active", 1, "remote"]]}))
+    got = run_scenario("shadow-twin-outage",
+                       DemoContext(stack_active, profile, lambda _t: None))  # type: ignore[arg-type]
+    assert isinstance(got, Skipped) and "before promote-active" in got.reason
+    got = run_scenario("agent-restart", DemoContext(stack, profile, lambda _t: None))  # type: ignore[arg-type]
+    assert isinstance(got, Skipped) and "no signing keys" in got.reason
+
+
+def test_the_running_agent_is_found_after_a_hand_over() -> None:
+    assert pid_running(os.getpid())
+    assert not pid_running(2**22 + 12345), "no such process"
+    me = types.SimpleNamespace(pid=os.getpid(), alive=lambda: True)
+    gone = types.SimpleNamespace(pid=2**22 + 1, alive=lambda: False)
+    stack = types.SimpleNamespace(agent=me, successors=[])
+    assert agent_pid(stack) == os.getpid()  # type: ignore[arg-type]
+    stack = types.SimpleNamespace(agent=gone, successors=[os.getppid()])
+    assert agent_pid(stack) == os.getppid(), "the successor, not the stack's child"  # type: ignore[arg-type]
+    stack = types.SimpleNamespace(agent=gone, successors=[2**22 + 2])
+    assert agent_pid(stack) is None  # type: ignore[arg-type]

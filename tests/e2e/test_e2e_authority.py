@@ -35,9 +35,10 @@ def profile(*, heater: str = "hold", cooling: str = "hold", cooling_local: float
     no [plc_remote] or PLC program, and an [authority] table."""
     text = sim_tank_text()
     text = re.sub(r"(?m)^(on_twin_loss|local_value) = .*\n", "", text)
-    text = re.sub(r"(?ms)^\[plc_remote\]\n.*?(?=^\[|\Z)", "", text)
-    text = re.sub(r"(?ms)^\[sim\.program\]\n.*?(?=^\[|\Z)", "", text)
-    text = re.sub(r"(?ms)^\[authority\]\n.*?(?=^\[|\Z)", "", text)
+    text = re.sub(r"(?ms)^\[plc_remote\][^\n]*\n.*?(?=^\[|\Z)", "", text)
+    text = re.sub(r"(?ms)^\[sim\.program\][^\n]*\n.*?(?=^\[|\Z)", "", text)
+    text = re.sub(r"(?ms)^\[authority\][^\n]*\n.*?(?=^\[|\Z)", "", text)
+    assert not re.search(r"(?m)^\[(sim\.program|plc_remote)\]", text), "the tables are gone"
     policies = iter([(heater, None), (cooling, cooling_local)])
 
     def add(match: re.Match[str]) -> str:

@@ -3,14 +3,18 @@
 sim PLC + sim twin + ``twinguard run`` (with test-only fault injection). Every fault is made
 to happen for real and every assertion is about what the simulated PLC logged:
 
-1. the twin stops      -> Python writes the safe state (after the heartbeat deadline)
+1. the twin stops      -> Python writes the safe state (after the heartbeat deadline): active
+                          mode with the heater's on_twin_loss = "safe", where the twin's
+                          supervision is a protection layer (issue 12)
 2. the twin resumes    -> the agent recovers to NORMAL
 3. Python hangs        -> (SIGUSR2: the main thread holds the GIL in a catastrophic regex)
                           the native watchdog writes the safe state within its deadline window,
-                          while the agent's loop is provably stopped (no heartbeat writes)
+                          while the agent's loop is provably stopped (no heartbeat writes); its
+                          frames set the [plc_remote] flag too, so the PLC program takes them
 4. the agent comes back-> it goes FAILSAFE on the fire, then recovers
-5. kill -9             -> the PLC's own communication watchdog applies its fallback outputs
-                          ("plc watchdog" pseudo-entries) after its timeout
+5. kill -9             -> the PLC's own communication watchdog applies its fallback after its
+                          timeout ("plc watchdog" pseudo-entries): sim-tank's PLC hands the
+                          plant to its own program (the flag at local_value)
 
 The Python watchdog cannot do step 3 (strict xfail below: why the C extension exists), and a
 profile requiring the native watchdog refuses to start with the Python one.
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_e2e_failsafe import flag_writes, guarded
 
 from sim.bench.native import heartbeat_writes, measure
 from sim.stack import Stack, output_writes, sim_tank_text, wait_for
@@ -44,8 +49,7 @@ WINDOW_S = 0.25  # lateness allowed to the watchdog's write here: a loaded 2-cor
 
 
 def chain_profile() -> str:
-    text = re.sub(r"(?m)^policy = .*$", 'policy = "auto"', sim_tank_text())
-    text = re.sub(r"(?m)^holdoff_s = .*$", "holdoff_s = 0.5", text)
+    text = guarded("auto", holdoff_s=0.5)
     return re.sub(r"(?m)^expected_timeout_ms = \d+", f"expected_timeout_ms = "
                   f"{int(PLC_TIMEOUT_S * 1000)}", text)
 
@@ -77,10 +81,12 @@ def hang_and_measure(stack: Stack, hang_s: float) -> tuple[float, float, float]:
 
 @pytest.mark.timeout(120)
 def test_every_layer_in_turn() -> None:
-    with Stack(profile_text=chain_profile(), agent_env=agent_env("native", 1.0)) as stack:
+    with Stack(profile_text=chain_profile(), agent_env=agent_env("native", 1.0),
+               mode="active") as stack:
         assert stack.agent is not None
         # 1. the twin stops: the Python layer writes the safe state after the deadline
         t_normal = stack.wait_state("normal", timeout=30)
+        stack.wait_twin("alive")
         stack.twin.request({"cmd": "stop"})
         deadline = float(stack.twin.stats(last=1)["last_heartbeat_t"]) + TWIN_TIMEOUT_S
         first = wait_for(lambda: safe_writes(stack, t_normal), 5.0, "python safe write")[0]
@@ -95,6 +101,8 @@ def test_every_layer_in_turn() -> None:
         late, t_safe, t_sig = hang_and_measure(stack, 1.0)
         write = safe_writes(stack, t_sig)[0]
         assert write["values"][:2] == [0, 1000] and write["fc"] == 16 and write["accepted"]
+        assert 1 in flag_writes(stack, t_sig), "the guard's frames carry the flag, remote"
+        assert stack.plc.control.state()["applied"]["heater_power"] == 0
         assert -PERIOD_S - 0.005 <= late < WINDOW_S, f"lateness {late * 1000:.3f} ms"
         assert not plc_fallbacks(stack, t_sig - PLC_TIMEOUT_S) or \
             plc_fallbacks(stack, t_sig)[0]["t"] > t_safe, "the native layer acts first"
@@ -102,7 +110,8 @@ def test_every_layer_in_turn() -> None:
         # 4. the hang ends: the agent reports the fire, goes FAILSAFE, recovers
         wait_for(lambda: "native watchdog fired: the loop missed" in stack.agent_stderr(), 20.0,
                  "the agent notices the fire once the GIL is free")
-        assert "'replies': [12]" in stack.agent_stderr(), "the PLC answered the watchdog's frame"
+        replies = re.search(r"'replies': \[(\d+)\]", stack.agent_stderr())
+        assert replies and int(replies[1]) >= 12, "the PLC answered the watchdog's frames"
         t_back = stack.wait_state("normal", since=t_safe, timeout=30)
         assert stack.agent.alive()
 
@@ -120,7 +129,8 @@ def test_every_layer_in_turn() -> None:
         waited = fallback[0]["t"] - last_hb
         assert PLC_TIMEOUT_S <= waited < PLC_TIMEOUT_S + 0.5, f"fallback after {waited:.3f} s"
         by_name = {r["names"][0]: r["values"] for r in fallback}
-        assert by_name == {"heater_power": [0], "cooling_valve": [1000]}
+        assert by_name == {"plc_remote": [0]}, "the PLC program takes over (comm_fallback local)"
+        assert stack.plc.control.state()["program"]["mode"] == "local"
 
 
 @pytest.mark.timeout(90)
@@ -129,7 +139,8 @@ def test_every_layer_in_turn() -> None:
                           "while the agent's main thread holds it: that is why the native "
                           "watchdog (C, no GIL) exists")
 def test_python_watchdog_cannot_act_during_a_gil_hang() -> None:
-    with Stack(profile_text=chain_profile(), agent_env=agent_env("python", 2.0)) as stack:
+    with Stack(profile_text=chain_profile(), agent_env=agent_env("python", 2.0),
+               mode="active") as stack:
         stack.wait_state("normal", timeout=30)
         late, _, _ = hang_and_measure(stack, 2.0)
         assert late < WINDOW_S, f"the safe state landed {late * 1000:.0f} ms after the deadline"

@@ -2,9 +2,9 @@
 
 Every refusal is seen from outside (the sim twin gets the reason in ``config_result``; the
 audit log has the record) while the plant stays in its safe behaviour (the sim PLC's write
-log: shadow mode writes nothing but the safe set); an accepted promotion to ``active`` and
-the replay protection survive a restart; a bundle that breaks the twin link is reverted by
-the agent itself within its confirmation window.
+log: nothing but the safe set); an accepted promotion to ``active`` and the replay protection
+survive a restart; a bundle that breaks the twin link is reverted by the agent itself within
+its confirmation window, and in shadow mode the lost link writes nothing (issue 12).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from bundle_kit import Kit
 
 from agent.config.bundle import BUNDLE_MAX, Bundle, decode
 from agent.io.audit import AuditLog
+from agent.runtime.loop import LINK_AUDIT_MIN_S
 from sim.stack import DEVICE_ID, Stack, output_writes, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -139,8 +140,9 @@ def test_every_refusal_is_seen_from_outside_and_the_plant_stays_safe() -> None:
                                       + ["safety_change_while_active", "rollback"])
     assert [r.fields["version"] for r in records if r.kind == "bundle_accepted"] == [5, 6]
     kinds = [r.kind for r in records]
-    assert {"mode_change", "config_confirmed", "failsafe_enter", "agent_start",
-            "agent_stop"} <= set(kinds)
+    # (no failsafe_enter: neither a refusal, nor a promotion, nor a stop is a hazard; a
+    # restart slower than the PLC's watchdog may still latch it: see test_e2e_release)
+    assert {"mode_change", "config_confirmed", "agent_start", "agent_stop"} <= set(kinds)
     assert kinds.count("agent_start") == 2 and kinds.count("agent_stop") == 2
     unknown = next(r for r in records if r.fields.get("reason") == "unknown_key")
     assert unknown.fields["keys"] == ["mallory"]
@@ -152,6 +154,9 @@ def test_a_bundle_that_breaks_the_twin_link_is_reverted_within_the_window() -> N
     with Stack(config_extra=factory_extra(kit, window)) as stack:
         p = Pusher(stack, kit)
         t_normal = stack.wait_state("normal")
+        stack.wait_twin("alive")
+        # the link's edges are audited at most every LINK_AUDIT_MIN_S: let the ALIVE one age
+        time.sleep(LINK_AUDIT_MIN_S + 0.5)
         port = stack.twin.port
         broken = p.base.replace(f"port = {port}", "port = 9")  # nothing listens there
         assert broken != p.base
@@ -162,15 +167,17 @@ def test_a_bundle_that_breaks_the_twin_link_is_reverted_within_the_window() -> N
         # the agent reconnected on the old port by itself, told the twin, and recovered
         assert reverted["t"] - t_push < window + 3.0
         stack.wait_state("normal", since=reverted["t"])
-        assert_only_safe_writes(stack)
-        assert output_writes(stack.plc.write_log(), "heater_power", since=t_normal)[0][
-            "values"][0] == 0, "the lost link drove the safe state"
+        stack.wait_twin("alive")
+        assert [w for w in stack.plc.write_log() if w["t"] >= t_normal and w["source"] ==
+                "modbus" and w["address"] != 200] == [], "shadow: the lost link writes nothing"
+        statuses = {s[2] for s in stack.twin.stats(last=500)["statuses"] if s[0] >= t_normal}
+        assert statuses == {"normal"}, "the plant ran on through the outage"
         records = audit(stack)
     assert [r.kind for r in records if r.kind.startswith(("bundle", "config"))] == [
         "bundle_accepted", "config_reverted"]
     kinds = [r.kind for r in records]
-    lost = kinds.index("failsafe_enter")  # the old session ended when the agent re-dialled
+    assert "failsafe_enter" not in kinds
+    # the old session ended when the agent re-dialled: the link's LOST edge is audited
+    lost = next(i for i, r in enumerate(records)
+                if r.kind == "twin_link" and r.fields["new"] == "lost")
     assert kinds.index("bundle_accepted") < lost < kinds.index("config_reverted")
-    assert "failsafe_exit" in kinds[kinds.index("config_reverted"):]
-    cause = records[lost].fields["cause"]
-    assert "twin" in cause or "heartbeat" in cause or "link" in cause, cause

@@ -3,6 +3,12 @@
 Each test makes a fault happen for real (stop the twin, break a sensor, send garbage,
 SIGTERM the agent) and asserts what the simulated PLC saw in its write log, with the agent's
 state taken from the status messages it sends the twin - never from inside the agent.
+
+The twin's loss is a hazard only where the twin's supervision is a protection layer
+(issue 12): the twin tests here run in active mode with the heater's ``on_twin_loss =
+"safe"`` (:func:`guarded`); elsewhere it only sheds authority (tests/e2e/test_e2e_authority.py).
+sim-tank's PLC runs its own program: the safe set carries the ``[plc_remote]`` flag at
+``remote_value`` so that the program takes the safe values.
 """
 
 from __future__ import annotations
@@ -21,11 +27,26 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 HEATER_SAFE_RAW = 0  # heater_power safe value 0 %, scale 0.1
 COOLING_SAFE_RAW = 1000  # cooling_valve safe value 100 %, scale 0.1
 TIMEOUT_S = 0.5  # sim-tank heartbeat_timeout_s
+FLAG_COIL = 1  # sim-tank [plc_remote] address (remote_value 1)
 
 
 def profile(policy: str = "auto", holdoff_s: float = 0.5) -> str:
     text = re.sub(r"(?m)^policy = .*$", f'policy = "{policy}"', sim_tank_text())
     return re.sub(r"(?m)^holdoff_s = .*$", f"holdoff_s = {holdoff_s}", text)
+
+
+def guarded(policy: str = "auto", holdoff_s: float = 0.5) -> str:
+    """:func:`profile` with the heater's ``on_twin_loss = "safe"``: run in active mode, the
+    twin's supervision is a protection layer and its loss a hazard."""
+    return re.sub(r'(?m)^on_twin_loss = "release"', 'on_twin_loss = "safe"',
+                  profile(policy, holdoff_s), count=1)
+
+
+def flag_writes(stack: Stack, since: float) -> list[int]:
+    """The values the agent wrote to the [plc_remote] flag since ``since``."""
+    return [w["values"][0] for w in stack.plc.write_log() if w["t"] >= since
+            and w["fc"] == 5 and w["address"] == FLAG_COIL and w.get("source") == "modbus"
+            and w.get("accepted", True)]
 
 
 def safe_writes(stack: Stack, since: float) -> list[dict[str, Any]]:
@@ -37,9 +58,10 @@ def states_since(stack: Stack, since: float) -> list[str]:
 
 
 def test_twin_silence_drives_the_safe_state_at_the_plc() -> None:
-    with Stack(profile_text=profile()) as stack:
+    with Stack(profile_text=guarded(), mode="active") as stack:
         t_normal = stack.wait_state("normal")
-        assert safe_writes(stack, since=t_normal) == [], "shadow mode writes nothing"
+        stack.wait_twin("alive")
+        assert safe_writes(stack, since=t_normal) == [], "a healthy plant: nothing written"
         stack.twin.request({"cmd": "stop"})
         deadline = float(stack.twin.stats(last=1)["last_heartbeat_t"]) + TIMEOUT_S
         writes = wait_for(lambda: safe_writes(stack, since=t_normal), 5.0, "safe write")
@@ -49,12 +71,16 @@ def test_twin_silence_drives_the_safe_state_at_the_plc() -> None:
         assert first["values"][:2] == [HEATER_SAFE_RAW, COOLING_SAFE_RAW]
         assert first["fc"] == 16, "the safe set goes out as one write-multiple-registers"
         stack.wait_state("failsafe", since=deadline)
-        assert stack.plc.control.state()["outputs"]["heater_power"] == 0
+        assert flag_writes(stack, deadline)[:1] == [1], "the PLC program takes the safe set"
+        state = stack.plc.control.state()
+        assert state["outputs"]["heater_power"] == 0
+        assert state["plc_remote"] == 1 and state["applied"]["heater_power"] == 0
 
 
 def test_twin_returns_auto_recovery_after_holdoff() -> None:
-    with Stack(profile_text=profile("auto", holdoff_s=1.0)) as stack:
+    with Stack(profile_text=guarded("auto", holdoff_s=1.0), mode="active") as stack:
         stack.wait_state("normal")
+        stack.wait_twin("alive")
         stack.twin.request({"cmd": "stop"})
         t_fail = stack.wait_state("failsafe")
         stack.twin.request({"cmd": "resume"})
@@ -65,10 +91,16 @@ def test_twin_returns_auto_recovery_after_holdoff() -> None:
 
 def test_manual_policy_stays_latched_until_acknowledged() -> None:
     with Stack(profile_text=profile("manual", holdoff_s=0.2)) as stack:
-        t0 = stack.wait_state("recovering")  # a start is not resumed silently
+        t_normal = stack.wait_state("normal")  # a start latches nothing (issue 12) ...
+        for ch in ("temp_a", "temp_b", "temp_c"):  # ... a hazard does
+            stack.plc.control.fault("offset", signal=ch, value=120.0)
+        t_fail = stack.wait_state("failsafe", since=t_normal)
+        stack.plc.control.clear()
+        t0 = stack.wait_state("recovering", since=t_fail)  # not resumed silently
         time.sleep(2.5)
         assert "normal" not in states_since(stack, t0)
         assert stack.agent is not None and stack.agent.alive()
+        assert stack.plc.control.state()["applied"]["heater_power"] == 0, "still held safe"
 
 
 def test_one_sensor_of_three_masked_two_trip() -> None:
@@ -111,8 +143,9 @@ def test_garbage_frame_ends_the_connection_never_the_agent(kind: str) -> None:
 
 
 def test_half_open_twin_is_lost_then_reconnected() -> None:
-    with Stack(profile_text=profile(holdoff_s=0.2)) as stack:
+    with Stack(profile_text=guarded(holdoff_s=0.2), mode="active") as stack:
         t_normal = stack.wait_state("normal")
+        stack.wait_twin("alive")
         before = stack.twin.stats(last=0)["connections_total"]
         stack.twin.request({"cmd": "half_open"})
         writes = wait_for(lambda: safe_writes(stack, since=t_normal), 5, "safe write")
@@ -124,17 +157,22 @@ def test_half_open_twin_is_lost_then_reconnected() -> None:
 
 
 def test_jitter_up_to_half_the_timeout_never_trips() -> None:
-    with Stack(profile_text=profile()) as stack:
+    with Stack(profile_text=guarded(), mode="active") as stack:
         t_normal = stack.wait_state("normal")
+        stack.wait_twin("alive")
         stack.twin.request({"cmd": "jitter", "ms": TIMEOUT_S * 1000 / 2})
         time.sleep(6.0)
         assert safe_writes(stack, since=t_normal) == []
         assert "failsafe" not in states_since(stack, t_normal)
 
 
-def test_sigterm_leaves_the_plant_safe() -> None:
-    with Stack(profile_text=profile()) as stack:
+def test_sigterm_leaves_the_plant_safe_where_the_twin_is_a_protection_layer() -> None:
+    """Where the twin's supervision is a protection layer, the agent stopping is a hazard
+    (STOP): the safe set is written, with the flag, and the PLC program takes it. (In
+    shadow mode a SIGTERM writes nothing: test_e2e_authority.)"""
+    with Stack(profile_text=guarded(), mode="active") as stack:
         stack.wait_state("normal")
+        stack.wait_twin("alive")
         stack.plc.control.set_output("heater_power", 55.0)  # the operator's HMI, say
         assert stack.agent is not None
         t_term = time.monotonic()
@@ -142,17 +180,27 @@ def test_sigterm_leaves_the_plant_safe() -> None:
         assert stack.agent.proc.wait(10) == 0
         writes = safe_writes(stack, since=t_term)
         assert writes and writes[-1]["values"][0] == HEATER_SAFE_RAW
+        assert flag_writes(stack, t_term)[-1:] == [1]
         assert stack.plc.control.state()["outputs"]["heater_power"] == 0
+        # what the plant got after the safe set (before the PLC's own watchdog hands the
+        # plant back to its program, a second after the agent's last heartbeat)
+        got = [e for e in stack.plc.control.trace(since_t=writes[-1]["t"])
+               if e["t"] < writes[-1]["t"] + 0.5]
+        assert got and all(e["mode"] == "remote" and e["heater"] == 0.0 for e in got), got
 
 
 def test_a_plc_whose_watchdog_is_misconfigured_keeps_the_plant_safe() -> None:
-    # the PLC's communication watchdog is set to 500 ms, the profile expects 1000 ms
+    # the PLC's communication watchdog is set to 500 ms, the profile expects 1000 ms: a
+    # hazard found at start (STARTING + PLC_WATCHDOG_FAULT -> FAILSAFE, issue 12)
     with Stack(profile_text=profile(), plc_args=("--watchdog-ms", "500")) as stack:
-        t0 = stack.wait_state("starting")
+        t0 = stack.wait_state("failsafe")
         time.sleep(3.0)
-        assert set(states_since(stack, t0)) == {"starting"}
+        assert set(states_since(stack, 0.0)) <= {"starting", "failsafe"}
+        assert set(states_since(stack, t0)) == {"failsafe"}, "never leaves the safe state"
         assert "watchdog timeout is 500 ms, profile expects 1000 ms" in stack.agent_stderr()
         writes = safe_writes(stack, since=0.0)
-        assert writes, "the safe start is written"
+        assert writes, "the safe set is written"
         assert all(w["values"][:2] == [HEATER_SAFE_RAW, COOLING_SAFE_RAW] for w in writes), \
             "nothing but the safe values"
+        assert set(flag_writes(stack, 0.0)) == {1}, "the flag only ever remote"
+        assert stack.plc.control.state()["applied"]["heater_power"] == 0

@@ -6,6 +6,9 @@ never sent (reconnect backoff); the agent used to count it as written and, when 
 answered again, went FAILSAFE -> RECOVERING -> NORMAL while the PLC still held the unsafe
 outputs (23 of 30 trials). Here the same fault, 30 times in a row on one plant, and each time
 the sim PLC's write log must show the safe set acknowledged before the agent says NORMAL.
+sim-tank's PLC runs its own program: the safe set carries the ``[plc_remote]`` flag at
+``remote_value``, and the plant must have got the safe values (the PLC's trace) before
+NORMAL; recovery then hands the plant back to the program (issue 12).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import time
 from typing import Any
 
 import pytest
+from test_e2e_failsafe import flag_writes
 
 from sim.stack import Stack, output_writes, sim_tank_text, wait_for
 
@@ -37,7 +41,8 @@ def test_a_safe_set_lost_to_a_silent_plc_is_at_the_plc_before_normal_every_time(
         plc = stack.plc.control
         safe_before_normal = 0
         for trial in range(TRIALS):
-            # the PLC's program (or an operator) drives the outputs away from the safe set
+            # an operator's values, staged in the registers while the program runs: a flag
+            # set remote without the safe set behind it would give the plant these
             plc.set_output("heater_power", 40.0)
             plc.set_output("cooling_valve", 20.0)
             t0 = time.monotonic()
@@ -51,9 +56,12 @@ def test_a_safe_set_lost_to_a_silent_plc_is_at_the_plc_before_normal_every_time(
                                                                    COOLING_SAFE_RAW]]
             assert acked, (f"trial {trial}: NORMAL at {t_normal:.3f} without the safe set "
                            f"acknowledged at the PLC since {t0:.3f}\n{stack.agent_stderr()}")
-            outputs = plc.state()["outputs"]
-            assert outputs["heater_power"] == 0.0 and outputs["cooling_valve"] == 100.0, (
-                trial, outputs)
+            assert 1 in flag_writes(stack, t0), (trial, "the flag remote with the safe set")
+            got = [e for e in plc.trace(since_t=acked[0]["t"]) if e["t"] <= t_normal]
+            assert any(e["mode"] == "remote" and e["heater"] == 0.0 and e["cooling"] == 100.0
+                       for e in got), (trial, "the plant got the safe set before NORMAL", got)
+            wait_for(lambda: plc.state()["program"]["mode"] == "local", 10.0,
+                     "recovery hands the plant back to the PLC program")
             safe_before_normal += 1
         assert safe_before_normal == TRIALS
         log = stack.agent_stderr()
@@ -74,7 +82,8 @@ def test_status_shows_the_unconfirmed_safe_set_while_the_plc_is_silent() -> None
             return None if snap["safe_set"]["confirmed"] else snap
 
         snap = wait_for(unconfirmed, 5.0, "status shows the safe set unconfirmed")
-        assert set(snap["safe_set"]["unconfirmed"]) == {"heater_power", "cooling_valve"}
+        assert set(snap["safe_set"]["unconfirmed"]) == {"heater_power", "cooling_valve",
+                                                        "plc_remote"}
         assert snap["safe_set"]["since_wall"] <= time.time()
         assert snap["loop"]["safe_write_failures"] >= 1
         text = stack.status_text()
@@ -82,4 +91,6 @@ def test_status_shows_the_unconfirmed_safe_set_while_the_plc_is_silent() -> None
         stack.plc.control.clear()
         wait_for(lambda: stack.status_json()["safe_set"]["confirmed"], 10.0,
                  "confirmed once the PLC answers")
-        assert stack.plc.control.state()["outputs"]["heater_power"] == 0.0
+        acked = [w["values"][:2] for w in output_writes(stack.plc.write_log(), "heater_power",
+                                                       since=t0)]
+        assert [HEATER_SAFE_RAW, COOLING_SAFE_RAW] in acked, "the safe set at the PLC"

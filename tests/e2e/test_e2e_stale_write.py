@@ -36,8 +36,10 @@ AGENT_ENV = {
 
 
 def profile() -> str:
+    """sim-tank, auto recovery, and the twin's authority back 1 s after it is eligible."""
     text = re.sub(r"(?m)^policy = .*$", 'policy = "auto"', sim_tank_text())
-    return re.sub(r"(?m)^holdoff_s = .*$", "holdoff_s = 1.0", text)
+    text = re.sub(r"(?m)^holdoff_s = .*$", "holdoff_s = 1.0", text)
+    return text + "\n[authority]\nreturn_holdoff_s = 1.0\n"
 
 
 def heater_raw(log: list[dict[str, Any]], since: float) -> list[tuple[float, int]]:
@@ -52,6 +54,7 @@ def test_no_stale_write_follows_the_native_frame_at_the_plc() -> None:
         t_recovered = 0.0
         for trial in range(TRIALS):
             t_normal = stack.wait_state("normal", since=t_recovered, timeout=30.0)
+            stack.wait_authority("remote", since=t_normal, timeout=30.0)
             stack.twin.request(recommend_script([(0.0, "heater_power", 80.0, 60.0)]))
             wait_for(lambda t=t_normal: [v for _, v in heater_raw(stack.plc.write_log(), t)
                                          if v >= 50], 10.0, "the heater ramps (5 %+)")

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+from test_e2e_authority import profile as authority_profile
 
 from sim.stack import Stack, output_writes, recommend_script, sim_tank_text, spool_seqs, wait_for
 
@@ -39,6 +40,14 @@ def assert_rate_limited(values: list[tuple[float, float]], rate: float) -> None:
 def profile(holdoff_s: float = 0.5) -> str:
     text = re.sub(r"(?m)^policy = .*$", 'policy = "auto"', sim_tank_text())
     return re.sub(r"(?m)^holdoff_s = .*$", f"holdoff_s = {holdoff_s}", text)
+
+
+def coupler(heater: str = "hold", recovery_holdoff_s: float = 0.5) -> str:
+    """sim-tank without the PLC program (the outputs start at 0 and stay where a master
+    puts them), the twin's authority back 0.5 s after it is eligible, the heater's
+    ``on_twin_loss`` as given."""
+    text = authority_profile(heater=heater, holdoff_s=0.5)
+    return re.sub(r"(?m)^holdoff_s = .*$", f"holdoff_s = {recovery_holdoff_s}", text)
 
 
 def results(stack: Stack) -> dict[str, dict[str, Any]]:
@@ -79,8 +88,9 @@ def test_shadow_mode_never_writes_a_recommendation() -> None:
 
 @pytest.mark.timeout(90)
 def test_active_mode_clamps_rate_limits_and_rejects() -> None:
-    with Stack(profile_text=profile(), mode="active") as stack:
-        t_normal = stack.wait_state("normal")
+    with Stack(profile_text=coupler(), mode="active") as stack:
+        stack.wait_state("normal")
+        t_normal = stack.wait_authority("remote", timeout=30)
         stack.twin.request(recommend_script([
             (0.0, "heater_power", 30.0, 4.0), (0.0, "cooling_valve", 20.0, 4.0),
             (0.1, "heater_power", 150.0, 4.0), (0.1, "heater_power", 50.0, 0.0),
@@ -108,8 +118,12 @@ def test_active_mode_clamps_rate_limits_and_rejects() -> None:
 
 @pytest.mark.timeout(90)
 def test_twin_loss_while_active_writes_the_safe_state() -> None:
-    with Stack(profile_text=profile(holdoff_s=30.0), mode="active") as stack:
-        t_normal = stack.wait_state("normal")
+    """The heater's ``on_twin_loss = "safe"``: the twin's supervision is a protection layer
+    and its loss a hazard (issue 12; the other policies: test_e2e_authority)."""
+    with Stack(profile_text=coupler(heater="safe", recovery_holdoff_s=30.0),
+               mode="active") as stack:
+        stack.wait_state("normal")
+        t_normal = stack.wait_authority("remote", timeout=30)
         stack.twin.request(recommend_script([(0.0, "heater_power", 40.0, 30.0)]))
         wait_for(lambda: [v for v in heater_values(stack, t_normal) if v[1] >= 10.0], 10,
                  "heater follows the recommendation")
@@ -146,17 +160,40 @@ def test_telemetry_outage_is_delivered_in_order_after_reconnect() -> None:
         assert left["received"] > before
 
 
-@pytest.mark.timeout(300)
+def newest_seq(stack: Stack) -> int:
+    """The highest telemetry seq committed to the agent's spool or received by the twin."""
+    received = telemetry(stack)["max_seq"]
+    return max([*spool_seqs(stack.state_dir), received or 0])
+
+
+@pytest.mark.timeout(480)
 def test_kill_9_fifty_times_loses_no_committed_record() -> None:
+    """50 SIGKILLs, each at a random point **while telemetry flows**: the agent is killed
+    only once it is demonstrably in the middle of its work (a session resumed at the
+    twin, or, while the twin has vanished, new records committed to the spool), so that
+    every kill can lose records in flight and no kill lands in the interpreter's start
+    (which would prove nothing). That is what a count of resumes used to stand for; here
+    it is a condition of each kill, whatever the machine's speed."""
     rng = random.Random(5)
     extra = "[telemetry]\nhistory_rate = 200.0\nwindow = 100\n"
     with Stack(profile_text=profile(), config_extra=extra, start_agent=False,
                twin_args=("--ack-every", "10")) as stack:
+        sessions = 0  # kills that came after a session resumed at the twin
         for i in range(50):
-            if i % 5 == 0:
+            vanished = i % 5 == 0
+            if vanished:
                 stack.twin.request({"cmd": "vanish", "s": 1.0})  # a backlog to drain later
+            resumes, newest = telemetry(stack)["resumes"], newest_seq(stack)
             agent = stack.start_agent()
-            time.sleep(rng.uniform(0.3, 1.5))
+            if vanished:
+                wait_for(lambda n=newest: newest_seq(stack) > n, 30,
+                         f"kill {i}: records committed while the twin is away", period=0.05)
+            else:
+                wait_for(lambda r=resumes: telemetry(stack)["resumes"] > r, 30,
+                         f"kill {i}: a telemetry session resumed", period=0.05)
+                sessions += 1
+            time.sleep(rng.uniform(0.0, 0.8))
+            assert agent.alive(), agent.stderr()[-2000:]
             agent.kill()  # SIGKILL
         spooled = spool_seqs(stack.state_dir)
         got = telemetry(stack, seqs=True)
@@ -164,7 +201,7 @@ def test_kill_9_fifty_times_loses_no_committed_record() -> None:
         first, last = min(held), max(held)
         missing = sorted(set(range(first, last + 1)) - held)
         assert missing == [], f"committed records lost: {missing[:10]}"
-        assert got["resumes"] >= 20
+        assert sessions == 40 and got["resumes"] >= sessions
         assert got["historical"] > 0, "backlogs were drained between the kills"
         stack.start_agent()  # after a restart every committed record reaches the twin
         wait_for(lambda: telemetry(stack)["frontier"] >= last, 60, "backlog delivered")

@@ -4,9 +4,10 @@ Real processes: sim PLC + sim twin + ``twinguard run``; what was written is read
 sim PLC's write log.
 
 * A recommendation of epoch 1 is being written; the twin is killed (kill -9) and a new
-  twin process (a new epoch, which never sent it) starts on the same port. The agent goes
-  safe, comes back to NORMAL with the new twin, and never writes towards the old value
-  again; a recommendation of the new twin is written.
+  twin process (a new epoch, which never sent it) starts on the same port. The agent sheds
+  authority (the heater holds: ``on_twin_loss = "hold"``), gives it to the new twin after
+  the return hold-off, and never writes towards the old value again; a recommendation of
+  the new twin is written.
 * A recommendation accepted in shadow mode; a signed promotion to ``active`` lands: nothing
   of it is written; one sent after the promotion is.
 """
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from bundle_kit import Kit
+from test_e2e_twin_control import coupler
 
 from sim.stack import (
     DEVICE_ID,
@@ -26,7 +28,6 @@ from sim.stack import (
     Stack,
     output_writes,
     recommend_script,
-    sim_tank_text,
     wait_for,
 )
 
@@ -37,8 +38,9 @@ HEATER_SCALE = 0.1
 
 
 def profile() -> str:
-    text = re.sub(r"(?m)^policy = .*$", 'policy = "auto"', sim_tank_text())
-    return re.sub(r"(?m)^holdoff_s = .*$", "holdoff_s = 0.5", text)
+    """sim-tank without the PLC program (the heater starts at 0 and holds where it is
+    put), auto recovery, the twin's authority back 0.5 s after it is eligible."""
+    return coupler()
 
 
 def heater(stack: Stack, since: float) -> list[tuple[float, float]]:
@@ -71,7 +73,8 @@ def verdicts(stack: Stack) -> dict[str, dict[str, Any]]:
 
 def test_a_restarted_twin_never_gets_the_old_epochs_recommendation_written() -> None:
     with Stack(profile_text=profile(), mode="active") as stack:
-        t_normal = stack.wait_state("normal")
+        stack.wait_state("normal")
+        t_normal = stack.wait_authority("remote", timeout=30)
         epoch1 = stack.twin.request({"cmd": "ping"})["epoch"]
         stack.twin.request({"cmd": "recommend", "output": "heater_power", "value": 40.0,
                             "valid_s": 60.0, "id": "epoch1-r"})
@@ -82,22 +85,24 @@ def test_a_restarted_twin_never_gets_the_old_epochs_recommendation_written() -> 
         port = stack.twin.port
         t_kill = time.monotonic()
         stack.twin.proc.kill()
-        safe = wait_for(lambda: [t for t, v in heater(stack, t_kill) if v == 0.0], 5,
-                        "the safe value once the twin is gone")[0]
+        wait_for(lambda: "twin authority REMOTE -> LOCAL" in stack.agent_stderr(), 5,
+                 "authority shed once the twin is gone")
+        t_shed = time.monotonic()
         stack.twin = SimTwinProcess(stack.workdir, stack.workdir / "pki",
                                     extra_args=("--listen", f"127.0.0.1:{port}"))
         assert stack.twin.port == port
         epoch2 = stack.twin.request({"cmd": "ping"})["epoch"]
         assert epoch2 > epoch1
-        t_back = stack.wait_state("normal", since=t_kill)
-        plc_heartbeat_after(stack, t_back + 2.0)  # 2 s of NORMAL with write authority
+        t_back = stack.wait_authority("remote", since=t_kill, timeout=30)
+        plc_heartbeat_after(stack, t_back + 2.0)  # 2 s of the new twin's authority
 
-        after = heater(stack, safe)
-        assert after and {v for _, v in after} == {0.0}, \
-            f"nothing towards the epoch-1 value after the safe write: {after}"
-        assert "dropped (heartbeat_lost" in stack.agent_stderr()
+        after = heater(stack, t_shed)
+        assert after == [], f"nothing towards the epoch-1 value after the shed: {after}"
+        assert re.search(r"dropped \((heartbeat_lost|authority_shed)", stack.agent_stderr())
 
-        assert_a_fresh_one_is_written(stack)  # the new twin's own: it could write all along
+        # the new twin's own (from what the heater holds, upwards): it could write all along
+        held = stack.plc.control.state()["outputs"]["heater_power"]
+        assert_a_fresh_one_is_written(stack, value=round(held + 6.0, 1))
         assert stack.agent_state() == "normal"
 
 
@@ -125,7 +130,8 @@ def test_a_promotion_to_active_writes_nothing_accepted_in_shadow() -> None:
         t_active = wait_for(lambda: next((s[0] for s in stack.twin.stats(last=20)["statuses"]
                                           if s[0] >= t_push and s[3] == "active"), None),
                             10, "the agent reports active")
-        plc_heartbeat_after(stack, t_active + 2.0)  # 2 s of active mode with authority
+        t_remote = stack.wait_authority("remote", since=t_active, timeout=30)
+        plc_heartbeat_after(stack, t_remote + 2.0)  # 2 s of active mode with authority
         assert stack.agent_state() == "normal"
         assert heater(stack, t_normal) == [], "nothing of the shadow recommendation"
         assert "dropped (mode_changed" in stack.agent_stderr()

@@ -1,5 +1,9 @@
 """A twin written from PROTOCOL.md alone keeps the agent ALIVE; its silence drives FAILSAFE.
 
+The agent runs in active mode with the heater's ``on_twin_loss = "safe"``: the twin's
+supervision is a protection layer, so its loss is a hazard (issue 12; in shadow mode it
+would only be shown, never written).
+
 Real processes only: the sim PLC, ``tests/e2e/independent_twin.py`` (TLS server, heartbeats,
 strict decoding of what the agent sends) and ``python -m agent run``. The agent's state is
 taken from the ``status`` messages the independent twin receives, the safe state from the
@@ -10,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import subprocess
 import sys
 import threading
@@ -19,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_e2e_failsafe import guarded
 
 from agent.io.pki import init_pki
 from sim.plc.harness import SimPlcProcess
-from sim.stack import Proc, output_writes, sim_tank_text, wait_for
+from sim.stack import Proc, output_writes, wait_for
 
 pytestmark = [pytest.mark.slow]
 log = logging.getLogger(__name__)
@@ -79,7 +83,7 @@ class TwinProcess:
 def write_config(path: Path, pki_dir: Path, port: int) -> None:
     """The agent configuration (keys as in ``sim.stack.Stack.write_config``)."""
     path.write_text(
-        f'device_id = "{DEVICE_ID}"\nmode = "shadow"\n\n[twin]\n'
+        f'device_id = "{DEVICE_ID}"\nmode = "active"\n\n[twin]\n'
         f'host = "127.0.0.1"\nport = {port}\nserver_name = "localhost"\n'
         f'ca = "{pki_dir / "ca.crt"}"\ncert = "{pki_dir / "device.crt"}"\n'
         f'key = "{pki_dir / "device.key"}"\n'
@@ -92,7 +96,7 @@ def write_config(path: Path, pki_dir: Path, port: int) -> None:
 def rig(tmp_path: Path) -> Iterator[tuple[SimPlcProcess, TwinProcess, Proc]]:
     pki = init_pki(tmp_path / "pki", device_id=DEVICE_ID)
     profile = tmp_path / "profile.toml"
-    profile.write_text(re.sub(r"(?m)^holdoff_s = .*$", "holdoff_s = 0.5", sim_tank_text()))
+    profile.write_text(guarded(holdoff_s=0.5))
     (tmp_path / "plc").mkdir()
     plc = SimPlcProcess(str(profile), workdir=tmp_path / "plc")
     twin = agent = None
@@ -135,7 +139,8 @@ def test_independent_twin_keeps_agent_alive_and_its_silence_drives_safe_state(
     assert hello["device_id"] == DEVICE_ID and hello["protocol"] == 1
 
     # (1) ALIVE: the agent reaches normal, stays there while the twin sends heartbeats,
-    # and writes nothing to the outputs (shadow mode; no safe state).
+    # and writes nothing to the outputs (no safe state; the twin is not given authority
+    # before the 10 s return hold-off).
     try:
         first_normal = wait_for(
             lambda: [s for s in twin.of("status") if s["state"] == "normal"], 25,
@@ -147,6 +152,7 @@ def test_independent_twin_keeps_agent_alive_and_its_silence_drives_safe_state(
     alive = [s for s in twin.of("status") if t_normal <= s["t"] <= t_silent]
     assert len(alive) >= 3, f"statuses keep coming about once a second: {alive}{diag()}"
     assert {s["state"] for s in alive} == {"normal"}, f"left normal while alive{diag()}"
+    assert {s["authority"] for s in alive} <= {"local", "returning"}, diag()
     assert twin.of("error") == [], f"the agent broke the protocol{diag()}"
     seqs = [s["seq"] for s in twin.of("status")]
     assert seqs == sorted(set(seqs)), f"status seq strictly increasing: {seqs}"
@@ -173,6 +179,9 @@ def test_independent_twin_keeps_agent_alive_and_its_silence_drives_safe_state(
         lambda: [s for s in twin.of("status") if s["t"] >= deadline and s["state"] == "failsafe"],
         5.0, "agent reports failsafe")[0]
     assert failsafe["conn"] == 1, "reported on the connection the twin kept open"
-    assert plc.control.state()["outputs"]["heater_power"] == 0
+    state = plc.control.state()
+    assert state["outputs"]["heater_power"] == 0
+    assert state["plc_remote"] == 1 and state["applied"]["heater_power"] == 0, \
+        "the PLC program took the safe set"
     log.info("failsafe reported %.3f s after the deadline", failsafe["t"] - deadline)
     assert agent.alive()

@@ -27,6 +27,10 @@ from sim.stack import wait_for
 pytestmark = pytest.mark.timeout(30)
 
 SAFE = {"heater_power": 0.0, "cooling_valve": 100.0}
+# sim-tank's PLC runs its own program: the guard's safe set also sets the [plc_remote]
+# flag at remote_value (1), so that the program takes the safe values (issue 12)
+SAFE_SET = {**SAFE, "plc_remote": 1.0}
+FLAG_COIL = 1  # sim-tank's [plc_remote] address
 
 
 def tcp_profile(port: int, tmp_path: Path | None = None, deadline_s: float = 0.2) -> Profile:
@@ -83,7 +87,7 @@ def test_fires_writes_safe_state_led_and_stops_feeding(sim_plc: SimPlcProcess,
         guard = NativeGuard(profile, guard_cls)
         t0 = time.monotonic()
         await guard.start(asyncio.get_running_loop().time(), True, {})
-        assert guard.link_up and guard.values == SAFE
+        assert guard.link_up and guard.values == SAFE_SET
         writes = await asyncio.to_thread(
             wait_for, lambda: guard_writes(sim_plc, t0), 5.0, "watchdog write at the PLC")
         stats = guard.stats()
@@ -94,12 +98,19 @@ def test_fires_writes_safe_state_led_and_stops_feeding(sim_plc: SimPlcProcess,
     first = out["writes"][0]
     assert first["values"] == [0, 1000] and first["fc"] == 16 and first["accepted"]
     assert first["t"] >= out["t0"] + 0.2, "not before the deadline"
-    assert sim_plc.control.state()["outputs"]["heater_power"] == 0
+    flags = [r for r in sim_plc.write_log() if r["t"] >= out["t0"] and r["fc"] == 5
+             and r["address"] == FLAG_COIL and r["source"] == "modbus"]
+    assert flags and flags[0]["values"] == [1] and flags[0]["accepted"], "the flag, remote"
+    state = sim_plc.control.state()
+    assert state["outputs"]["heater_power"] == 0
+    assert state["plc_remote"] == 1
+    assert state["applied"] == SAFE, "the PLC program took the safe values"
     wd = out["stats"].watchdog
     assert wd["fired"] and wd["fires"] == 1
     results = wd["last_fire_results"]
-    assert results["fd_writes"] == [17], "one MBAP fc16 of 2 registers, written in full"
-    assert results["replies"][0] == 12, "the fc16 reply came back on the guard's own link"
+    assert results["fd_writes"] == [12, 17], \
+        "the flag's MBAP fc5, then the fc16 of 2 registers: one request each, in full"
+    assert results["replies"][0] >= 12, "the replies came back on the guard's own link"
     assert results["file_writes"] == [0]
     assert (tmp_path / "led").read_text() == "1"
     fed = (tmp_path / "watchdog").read_bytes()
@@ -177,11 +188,11 @@ def test_hold_last_outputs_follow_the_last_written_value() -> None:
     p = load_profile(None)
     held = dataclasses.replace(p.output("cooling_valve"), failsafe=FailsafePolicy.HOLD_LAST)
     p = dataclasses.replace(p, outputs=(p.output("heater_power"), held))
-    assert guard_values(p, {}) == SAFE
+    assert guard_values(p, {}) == SAFE_SET
     assert guard_values(p, {"cooling_valve": 30.0, "heater_power": 70.0}) == {
-        "heater_power": 0.0, "cooling_valve": 30.0}
+        "heater_power": 0.0, "cooling_valve": 30.0, "plc_remote": 1.0}
     ramp = load_profile(None)  # cooling_valve is RAMP in sim-tank: the guard cannot ramp
-    assert guard_values(ramp, {"cooling_valve": 10.0}) == SAFE
+    assert guard_values(ramp, {"cooling_valve": 10.0}) == SAFE_SET
 
 
 def test_unreachable_plc_arms_files_only_then_links_when_back(tmp_path: Path,
@@ -248,7 +259,8 @@ def test_rtu_fires_over_a_real_pty_pair(rtu_plc: tuple[SimPlcProcess, str, Path]
         guard = NativeGuard(profile, guard_cls)
         t0 = time.monotonic()
         await guard.start(asyncio.get_running_loop().time(), True, {})
-        assert guard.frames[:2] == b"\x01\x10", "RTU: unit 1, fc 16, no MBAP header"
+        assert guard.frames[:2] == b"\x01\x05", "RTU: unit 1, fc 5 (the flag), no MBAP header"
+        assert guard.frames[8:10] == b"\x01\x10", "then unit 1, fc 16"
         await asyncio.to_thread(wait_for, guard.fired, 5.0, "a fire")
         await asyncio.to_thread(wait_for, lambda: guard_writes(plc, t0), 5.0, "RTU write")
         s = guard.stats()
@@ -256,8 +268,11 @@ def test_rtu_fires_over_a_real_pty_pair(rtu_plc: tuple[SimPlcProcess, str, Path]
         return t0, s
 
     _, s = asyncio.run(run())
-    assert s.watchdog["last_fire_results"]["fd_writes"] == [13], "one RTU fc16 frame"
-    assert plc.control.state()["outputs"]["heater_power"] == 0
+    assert s.watchdog["last_fire_results"]["fd_writes"] == [8, 13], \
+        "the flag's RTU fc5, then the fc16, each sent after the reply to the one before"
+    state = plc.control.state()
+    assert state["outputs"]["heater_power"] == 0
+    assert state["plc_remote"] == 1 and state["applied"] == SAFE
 
 
 @pytest.mark.parametrize(("value", "expected"), [

@@ -171,8 +171,10 @@ def test_safe_state_is_one_fc16_frame_and_reads_back(sim_plc: SimPlcProcess) -> 
         return held, await c.read_outputs()
 
     held, after = run(with_client(profile, body))
-    assert held == {"heater_power": 42.5, "cooling_valve": 12.3}
-    assert after == {"heater_power": 0.0, "cooling_valve": 100.0}
+    # sim-tank's [plc_remote] flag is read back beside the outputs; nothing wrote it: it
+    # holds local_value (0), the PLC program's power-up state
+    assert held == {"heater_power": 42.5, "cooling_valve": 12.3, "plc_remote": 0.0}
+    assert after == {"heater_power": 0.0, "cooling_valve": 100.0, "plc_remote": 0.0}
     log = sim_plc.write_log()
     assert [(w["fc"], w["address"], w["values"], w["accepted"]) for w in log] == [
         (16, 100, [425, 123], True),
@@ -280,7 +282,8 @@ def test_unreachable_plc_gives_bad_readings_not_exceptions(sim_plc: SimPlcProces
         readings = await c.read_signals()
         assert all(r.quality is Quality.BAD for r in readings.values())
         assert all((r.error or "").startswith("disconnected") for r in readings.values())
-        assert (await c.read_outputs()) == {"heater_power": None, "cooling_valve": None}
+        assert (await c.read_outputs()) == {"heater_power": None, "cooling_valve": None,
+                                            "plc_remote": None}
         result = await c.write_outputs({"heater_power": 0.0})
         assert not result.ok and "heater_power" in result.failed
         await c.close()

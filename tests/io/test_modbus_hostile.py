@@ -169,7 +169,9 @@ def test_poisoned_outputs_and_watchdog_reads_give_none(hostile: HostileServer) -
 
     async def body(c: PlcClient) -> None:
         hostile.inject(Fault.MORE_REGISTERS, fc=3)
-        assert await c.read_outputs() == {"heater_power": None, "cooling_valve": None}
+        # sim-tank's [plc_remote] flag is a coil: its own read (fc 1) is not poisoned
+        assert await c.read_outputs() == {"heater_power": None, "cooling_valve": None,
+                                          "plc_remote": 0.0}
         await reconnected(c)
         hostile.inject(Fault.WRONG_FC, fc=3)
         timeout_ms, _latched = await c.read_plc_watchdog()
@@ -180,11 +182,12 @@ def test_poisoned_outputs_and_watchdog_reads_give_none(hostile: HostileServer) -
         await reconnected(c)
         assert await c.read_plc_watchdog() == (WATCHDOG_TIMEOUT_MS, False)
         await reconnected(c)
-        assert await c.read_outputs() == {"heater_power": 0.0, "cooling_valve": 100.0}
+        assert await c.read_outputs() == {"heater_power": 0.0, "cooling_valve": 100.0,
+                                          "plc_remote": 0.0}
         assert c.stats().malformed == 3
 
     run(profile_for(hostile), body)
-    assert all(r.fc in (2, 3) for r in hostile.received())
+    assert all(r.fc in (1, 2, 3) for r in hostile.received()), "reads only"
 
 
 WRITE_REASONS = {

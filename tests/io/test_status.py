@@ -212,27 +212,38 @@ def test_event_ring_keeps_the_last_50() -> None:
     assert entries[-1] == EventEntry(1059.0, "event", "number 59")
 
 
-def good_readings(now: float, temp_c: float = 50.4) -> dict[str, Reading]:
+def good_readings(now: float, temp_c: float = 50.4, hot: float | None = None
+                  ) -> dict[str, Reading]:
     values = {"temp_a": 50.0, "temp_b": 50.2, "temp_c": temp_c,
               "pressure_a": 2.0, "pressure_b": 2.1}
+    if hot is not None:
+        values.update(temp_a=hot, temp_b=hot, temp_c=hot)
     return {k: Reading(k, None, v, Quality.GOOD, now) for k, v in values.items()}
 
 
 def manual_controller() -> tuple[Controller, EventRing, list[float]]:
     """A real controller (sim-tank, manual recovery) brought to RECOVERING, waiting for an
-    ack: twin ALIVE (3 heartbeats), PLC answering, temp_c out of range (excluded)."""
+    ack: a trip at start (all temperatures at 100 degC: FAILSAFE, the safe set confirmed),
+    then twin ALIVE (3 heartbeats), PLC answering, the temperatures back (3 s later: within
+    the channels' rate limit) with temp_c out of range (excluded). A start under the manual
+    policy goes NORMAL by itself (issue 12): only a hazard latches."""
     profile = dataclasses.replace(load_profile("sim-tank"),
                                   recovery=Recovery(RecoveryPolicy.MANUAL, 3.0))
     ctl = Controller(profile)
     ring = EventRing()
-    clock = [100.0]
+    clock = [97.0]
+    trip = ctl.tick(good_readings(clock[0], hot=100.0), clock[0], plc_reachable=True,
+                    plc_watchdog_ok=True)
+    ring.decision(trip, 1_700_000_000.0 + clock[0])
+    assert ctl.machine.state.value == "failsafe"
+    ctl.written(trip.writes)
+    clock[0] = 100.0
     for seq in range(3):
         clock[0] += 0.1
         ring.decision(ctl.on_heartbeat(Heartbeat(epoch=7, seq=seq, healthy=True), clock[0]),
                       1_700_000_000.0 + clock[0])
     ring.decision(ctl.tick(good_readings(clock[0], temp_c=300.0), clock[0],
                            plc_reachable=True, plc_watchdog_ok=True), 1_700_000_000.0 + clock[0])
-    ctl.written({"heater_power": 0.0, "cooling_valve": 100.0})
     return ctl, ring, clock
 
 
@@ -255,7 +266,8 @@ def test_build_snapshot_from_a_real_controller() -> None:
     snap = snapshot_of(ctl, ring, clock[0] + 0.05)
 
     assert (snap.state, snap.mode, snap.waiting_for_ack) == ("recovering", "shadow", True)
-    assert "waiting for an ack" in snap.cause
+    assert "plant degraded" in snap.cause  # how it got to RECOVERING (temp_c out)
+    assert "waiting for an ack" in rendered(snap)
     temperature = next(v for v in snap.votes if v.group == "temperature")
     assert temperature.used == ("temp_a", "temp_b")
     assert [(e.channel, e.reason) for e in temperature.excluded] == [("temp_c", "out of range")]
@@ -263,7 +275,8 @@ def test_build_snapshot_from_a_real_controller() -> None:
     assert (snap.twin.state, snap.twin.epoch, snap.twin.accepted) == ("alive", 7, 3)
     assert snap.twin.last_seen_age_s == pytest.approx(0.05)
     assert snap.outputs == (OutputStatus("heater_power", 0.0),
-                            OutputStatus("cooling_valve", 100.0))
+                            OutputStatus("cooling_valve", 100.0),
+                            OutputStatus("plc_remote", 1.0))  # the flag with the safe set
     assert snap.plc.requests == 40 and snap.plc.reachable and snap.plc.watchdog_ok
     assert snap.loop.ticks == 12 and snap.loop.worst_tick_s == 0.02
     assert snap.watchdog is not None and snap.watchdog.worst_lateness_ms == 1.5
@@ -271,7 +284,8 @@ def test_build_snapshot_from_a_real_controller() -> None:
     assert snap.uptime_s == pytest.approx(clock[0] + 0.05 - 100.0)
     kinds = [e.kind for e in snap.events]
     assert "link" in kinds and "transition" in kinds
-    assert any("STARTING -> RECOVERING" in e.text for e in snap.events)
+    assert any("STARTING -> FAILSAFE" in e.text for e in snap.events)
+    assert any("FAILSAFE -> RECOVERING" in e.text for e in snap.events)
     assert snap.recommendations == ()
     assert snap.recommendation_counts == RecommendationCounts(0, 0, 0)
     assert snapshot_from_dict(json.loads(snap.to_json())) == snap
@@ -377,7 +391,9 @@ def test_ack_reaches_the_controller_with_the_peer_credentials(
         assert ctl.machine.state.value == "normal"
         assert capsys.readouterr().out.startswith("accepted: acknowledged: ack from console")
         assert await in_thread(cli.main, args) == 1
-        assert capsys.readouterr().out == "refused: nothing to acknowledge in NORMAL\n"
+        assert capsys.readouterr().out == (
+            "refused: nothing to acknowledge in NORMAL; twin authority is LOCAL: nothing to "
+            "acknowledge\n")
         assert server.stats.acks == 2
 
     serve(state_dir, body, snapshot=lambda: snapshot_of(ctl, ring, clock[0]), ack=ack)

@@ -429,3 +429,26 @@ def test_an_integer_beyond_2_53_is_a_value_not_a_broken_link(pki: PkiPaths, valu
     verdict = validate(outputs, got, 0.0, 60.0)
     assert verdict.reason is Reason.OUT_OF_LIMITS and not verdict.accepted
     assert verdict.to_message().detail
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_twin_of_either_protocol_version_is_served(pki: PkiPaths, version: int) -> None:
+    """PROTOCOL.md §3.4: the agent takes a twin hello of 1 or 2 and remembers which, so that
+    version-2 fields (status.authority) reach only a version-2 twin."""
+    async def scenario(twin: SimTwin, link: TwinLink, rec: Recorder) -> None:
+        await wait_until(lambda: len(rec.heartbeats()) >= 2)
+
+    twin = SimTwin.from_pki(pki, rate_hz=100)
+    twin.hello_protocol = version
+    link, _rec = drive(twin, lambda port: settings_for(pki, port), scenario)
+    assert link.twin_protocol == version and link.counters.malformed == 0
+
+
+def test_a_twin_hello_of_an_unknown_protocol_version_is_refused(pki: PkiPaths) -> None:
+    async def scenario(twin: SimTwin, link: TwinLink, rec: Recorder) -> None:
+        await wait_until(lambda: link.counters.malformed >= 1, what="the hello refused")
+
+    twin = SimTwin.from_pki(pki, rate_hz=100)
+    twin.hello_protocol = 3
+    link, rec = drive(twin, lambda port: settings_for(pki, port), scenario)
+    assert rec.ups() == 0 and "hello.protocol: twin speaks 3" in link.counters.last_error

@@ -8,8 +8,10 @@ What is checked is what the twin receives (PROTOCOL.md §3.2, §5):
 * a ``status`` arrives as soon as the session is up, even with the periodic status made
   so rare that it cannot be the one seen;
 * a twin whose heartbeats arrive further apart than ``heartbeat_late_s`` never makes the
-  link ALIVE: the agent keeps reporting ``starting``; once the twin speeds up the agent
-  reaches ``normal`` and says so at once (a status on the transition).
+  link ALIVE: in active mode, with the plant NORMAL (the plant does not wait for a twin,
+  issue 12), the agent keeps reporting authority ``local`` (never eligible for the
+  twin); once the twin speeds up authority climbs to ``returning`` and the agent says so at
+  once (a status on the transition; the return hold-off keeps it from going remote here).
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[Path, PkiPaths, SimPlcProcess]]:
 
 def write_config(path: Path, pki: PkiPaths, port: int) -> None:
     path.write_text(
-        f'device_id = "{DEVICE_ID}"\nmode = "shadow"\n\n[twin]\n'
+        f'device_id = "{DEVICE_ID}"\nmode = "active"\n\n[twin]\n'
         f'host = "127.0.0.1"\nport = {port}\nserver_name = "localhost"\n'
         f'ca = "{pki.ca_cert}"\ncert = "{pki.device_cert}"\nkey = "{pki.device_key}"\n'
         "idle_timeout_s = 5.0\nbackoff_min_s = 0.05\nbackoff_max_s = 0.5\n")
@@ -72,7 +74,7 @@ def test_hello_timing_status_at_session_up_and_a_too_slow_twin(
     # comes from a session coming up or a change of state
     monkeypatch.setattr(runtime_mod, "STATUS_PERIOD_S", 3600.0)
 
-    async def main() -> tuple[SimTwin, list[str], list[str]]:
+    async def main() -> tuple[SimTwin, list[tuple[str, str | None]], list[str | None]]:
         twin = SimTwin.from_pki(pki, rate_hz=SLOW_HZ)
         await twin.start()
         config_path = tmp_path / "agent.toml"
@@ -85,11 +87,13 @@ def test_hello_timing_status_at_session_up_and_a_too_slow_twin(
             # too slow: K = 3 heartbeats each within LATE_S never happen
             sent = len(twin.heartbeats)
             await wait_until(lambda: len(twin.heartbeats) >= sent + 6, 15, "6 slow heartbeats")
-            slow_phase = [s.state for s in twin.statuses]
+            await wait_until(lambda: twin.statuses[-1].state == "normal", 15,
+                             "the plant NORMAL without an ALIVE twin")
+            slow_phase = [(s.state, s.authority) for s in twin.statuses]
             twin.rate_hz = FAST_HZ
-            await wait_until(lambda: any(s.state == "normal" for s in twin.statuses), 15,
-                             "agent reports normal once the twin is fast enough")
-            return twin, slow_phase, [s.state for s in twin.statuses]
+            await wait_until(lambda: any(s.authority == "returning" for s in twin.statuses),
+                             15, "authority returning once the twin is fast enough")
+            return twin, slow_phase, [s.authority for s in twin.statuses]
         finally:
             runtime.request_stop()
             await asyncio.wait_for(task, 15)
@@ -99,7 +103,8 @@ def test_hello_timing_status_at_session_up_and_a_too_slow_twin(
     hello = twin.agent_hellos[0]
     assert hello[2] == DEVICE_ID
     assert hello[4:] == (600, 300), "the profile's [timing] in ms, not the link's defaults"
-    assert slow_phase and set(slow_phase) == {"starting"}, slow_phase
+    assert slow_phase and {a for _, a in slow_phase} == {"local"}, slow_phase
+    assert slow_phase[-1][0] == "normal", slow_phase
     assert twin.statuses[0].seq == 1 and twin.statuses[0].conn == 1
-    assert all_states[-1] == "normal"
+    assert all_states[-1] == "returning"
     assert twin.connections_total == 1, "one session for the whole test"

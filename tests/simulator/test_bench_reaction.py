@@ -1,7 +1,8 @@
 """The reaction benchmark runs end to end on both paths and prints the documented JSON.
 
-Shape and sanity only (finite numbers, the right keys and trial count), never timing
-thresholds: the numbers themselves belong to the benchmark's report, not to a test.
+Shape and behaviour only (finite numbers, the right keys and trial count, each policy's
+profile), never timing thresholds: the numbers themselves belong to the benchmark's report,
+not to a test.
 """
 
 from __future__ import annotations
@@ -10,34 +11,94 @@ import json
 import math
 import subprocess
 import sys
+from typing import Any
 
 import pytest
+
+from agent.config.profile.load import read_toml
+from agent.config.profile.parse import parse_profile
+from agent.model.profile import Profile, TwinLossPolicy
+from sim.bench import reaction
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
-def bench(path: str, trials: int = 2) -> dict[str, object]:
+def bench(*args: str, trials: int = 2) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "sim.bench", "reaction", "--path", path, "--trials",
-         str(trials), "--json"],
-        capture_output=True, text=True, timeout=110, check=False)
+        [sys.executable, "-m", "sim.bench", "reaction", *args, "--trials", str(trials),
+         "--json"], capture_output=True, text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1, done.stdout
-    result: dict[str, object] = json.loads(lines[0])
+    result: dict[str, Any] = json.loads(lines[0])
     assert done.stderr.count("trial ") >= trials, "one progress line per trial on stderr"
     return result
 
 
-@pytest.mark.parametrize(("path", "bound_key"), [("python", "timeout_ms"),
-                                                 ("native", "deadline_ms")])
-def test_reaction_json(path: str, bound_key: str) -> None:
-    result = bench(path)
-    assert set(result) == {"path", "trials", bound_key, "p50_ms", "p99_ms", "max_ms"}
-    assert result["path"] == path and result["trials"] == 2
+def check_summary(result: dict[str, Any]) -> None:
     values = [result[k] for k in ("p50_ms", "p99_ms", "max_ms")]
     assert all(isinstance(v, float | int) and math.isfinite(v) for v in values), result
-    p50, p99, worst = (float(v) for v in values)  # type: ignore[arg-type]
+    p50, p99, worst = (float(v) for v in values)
     assert p50 <= p99 <= worst
-    bound = result[bound_key]
-    assert isinstance(bound, int) and bound > 0
+
+
+@pytest.mark.parametrize("policy", reaction.POLICIES)
+def test_reaction_json_for_each_shed_policy(policy: str) -> None:
+    result = bench("--path", "python", "--policy", policy)
+    assert set(result) == {"path", "policy", "trials", "timeout_ms", "p50_ms", "p99_ms",
+                           "max_ms"}
+    assert result["path"] == "python" and result["policy"] == policy
+    assert result["trials"] == 2 and result["timeout_ms"] == 500
+    check_summary(result)
+
+
+def test_reaction_json_native() -> None:
+    result = bench("--path", "native")
+    assert set(result) == {"path", "trials", "deadline_ms", "p50_ms", "p99_ms", "max_ms"}
+    assert result["path"] == "native" and result["trials"] == 2
+    assert isinstance(result["deadline_ms"], int) and result["deadline_ms"] > 0
+    check_summary(result)
+
+
+def parsed(policy: str) -> Profile:
+    return parse_profile(read_toml(reaction.policy_profile(policy), "test"), "test")
+
+
+@pytest.mark.timeout(10)
+def test_each_policy_has_its_profile() -> None:
+    release, local, safe = parsed("release"), parsed("local"), parsed("safe")
+    assert {o.on_twin_loss for o in release.outputs} == {TwinLossPolicy.RELEASE}
+    assert release.plc_remote is not None and release.sim is not None
+    assert release.sim.program is not None, "the PLC program takes the plant back"
+    assert local.plc_remote is None and local.sim is not None and local.sim.program is None
+    cooling = local.output(reaction.LOCAL_OUTPUT)
+    assert cooling.on_twin_loss is TwinLossPolicy.LOCAL
+    assert cooling.local_value == reaction.LOCAL_VALUE != reaction.AWAY_VALUE
+    assert local.output("heater_power").on_twin_loss is TwinLossPolicy.HOLD
+    assert {o.on_twin_loss for o in safe.outputs} == {TwinLossPolicy.SAFE}
+    assert safe.twin_loss_is_hazard and not release.twin_loss_is_hazard
+    for p in (release, local, safe):
+        assert p.authority.return_holdoff_s == reaction.RETURN_HOLDOFF_S
+    with pytest.raises(ValueError, match="unknown policy"):
+        reaction.policy_profile("hold")
+
+
+@pytest.mark.timeout(10)
+def test_the_shed_write_of_each_policy_is_found_in_a_write_log() -> None:
+    def rec(t: float, table: str, address: int, values: list[int],
+            names: list[str]) -> dict[str, Any]:
+        return {"seq": 0, "t": t, "unit": 1, "fc": 5 if table == "coil" else 16,
+                "table": table, "address": address, "values": values, "names": names,
+                "accepted": True, "error": None, "source": "modbus"}
+
+    flag_local = rec(10.0, "coil", 1, [0], ["plc_remote"])
+    assert reaction.shed_write_t([flag_local], parsed("release"), "release", 9.0) == 10.0
+    assert reaction.shed_write_t([{**flag_local, "values": [1]}], parsed("release"),
+                                 "release", 9.0) is None, "the takeover is not the shed"
+    step = rec(10.1, "holding", 101, [210], ["cooling_valve"])
+    assert reaction.shed_write_t([flag_local, step], parsed("local"), "local", 9.0) == 10.1
+    safe_set = [rec(10.2, "holding", 100, [0, 1000], ["heater_power", "cooling_valve"]),
+                rec(10.21, "coil", 1, [1], ["plc_remote"])]
+    assert reaction.shed_write_t(safe_set, parsed("safe"), "safe", 9.0) == 10.21, \
+        "the full set, complete with the flag"
+    assert reaction.shed_write_t(safe_set[:1], parsed("safe"), "safe", 9.0) is None

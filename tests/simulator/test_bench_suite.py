@@ -120,5 +120,14 @@ def test_all_collects_results_and_errors(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_all_plan_names_every_benchmark() -> None:
     assert set(bench_all.plan(quick=True)) == {
-        "reaction_python", "reaction_native", "poll", "footprint", "spool"}
-    assert bench_all.plan(quick=False, trials=7)["reaction_native"][-1] == "7"
+        "reaction_local", "reaction_release", "reaction_safe", "reaction_native", "restart",
+        "poll", "footprint", "spool"}
+    full = bench_all.plan(quick=False, trials=7)
+    assert full["reaction_native"][-1] == "7"
+    for policy in ("local", "release", "safe"):
+        args = full[f"reaction_{policy}"]
+        assert args[:3] == ["reaction", "--path", "python"]
+        assert args[args.index("--policy") + 1] == policy and args[-1] == "7"
+    assert full["restart"] == ["restart", "--trials", "10", "--baseline", "3"]
+    assert bench_all.plan(quick=True)["restart"] == ["restart", "--trials", "2",
+                                                     "--baseline", "1"]

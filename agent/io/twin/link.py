@@ -10,7 +10,7 @@ One connection attempt::
     TCP connect + TLS handshake (TLS >= 1.2, client cert, server pinned to ca_file,
     hostname checked against server_name), both within connect_timeout_s
       → send AgentHello (with the heartbeat timing in ms, so the twin can pace itself)
-      → read frames; the first twin message must be TwinHello(protocol == 1)
+      → read frames; the first twin message must be TwinHello(protocol 1 or 2, PROTOCOL.md §3.4)
           → session UP (numbered: ``session``): on_connection(True, ...), on_message(hello, t)
       → every later twin message: on_message(msg, t), with ``delivering`` telling where
         it came from during the call (its session and epoch, ``Origin``)
@@ -69,6 +69,7 @@ from agent.io.twin.settings import (
 )
 from agent.model.errors import FrameError, ProtocolError
 from agent.model.messages import (
+    PROTOCOL_LATEST,
     PROTOCOL_VERSION,
     AgentMessage,
     Bye,
@@ -132,6 +133,7 @@ class TwinLink:
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
     ) -> None:
+        self.twin_protocol = PROTOCOL_VERSION  # the protocol of the session's twin hello
         """Raises OSError / ssl.SSLError at once if the certificates cannot be loaded."""
         self.settings = settings
         self.counters = LinkCounters()
@@ -371,9 +373,10 @@ class TwinLink:
             if not self._up:
                 if not isinstance(msg, TwinHello):
                     raise ProtocolError(f"first twin message must be hello, got {msg.T!r}")
-                if msg.protocol != PROTOCOL_VERSION:
+                if not PROTOCOL_VERSION <= msg.protocol <= PROTOCOL_LATEST:
                     raise ProtocolError(
-                        f"hello.protocol: twin speaks {msg.protocol}, agent {PROTOCOL_VERSION}"
+                        f"hello.protocol: twin speaks {msg.protocol}, agent "
+                        f"{PROTOCOL_VERSION}..{PROTOCOL_LATEST}"
                     )
             elif isinstance(msg, TwinHello):
                 raise ProtocolError("hello: a second hello on one connection")
@@ -381,6 +384,7 @@ class TwinLink:
             self._malformed(exc)
         if isinstance(msg, TwinHello):
             self._up = True
+            self.twin_protocol = msg.protocol
             conn.number, conn.epoch = next(_SESSION_NUMBERS), msg.epoch
             self._up_session = Origin(conn.number, conn.epoch)
             self.counters.sessions += 1
