@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import socket
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from agent.config.profile.load import load_profile, with_connection
 from agent.io.guard import NativeGuard, exit_code_from_env, guard_values
+from agent.model.errors import DeviceUnavailable
 from agent.model.profile import FailsafePolicy, Parity, Profile, RtuLink
 from firmware_bridge import NATIVE, Watchdog, load_watchdog
 from sim.plc.harness import SimPlcProcess, SocatPair
@@ -294,8 +296,9 @@ def test_missing_hw_watchdog_refuses(tmp_path: Path, guard_cls: type) -> None:
     p = dataclasses.replace(p, board=dataclasses.replace(p.board,
                                                          hw_watchdog=str(tmp_path / "none")))
     guard = NativeGuard(p, guard_cls)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(DeviceUnavailable, match=r"board\.hw_watchdog = .*No such file") as err:
         asyncio.run(guard.start(0.0, False, {}))
+    assert err.value.errno == errno.ENOENT
     guard.close()
 
 
