@@ -19,8 +19,8 @@ from watchdog_kit import child_env
 from firmware_bridge import WatchdogAPI
 
 RACE = """
-import os, threading
-from watchdog_kit import watchdog_threads
+import os, resource, threading
+from watchdog_kit import mapped_bytes, watchdog_threads_once
 from {module} import Watchdog
 
 for i in range({rounds}):
@@ -40,10 +40,21 @@ for i in range({rounds}):
     if len(done) != 2:
         print("hung in round", i, flush=True)
         os._exit(1)  # no interpreter shutdown: it would join the thread once more
-    if watchdog_threads():
+    if watchdog_threads_once(0):
         print("thread left after round", i, flush=True)
         os._exit(2)
     del w
+    if i == 0:
+        mapped = mapped_bytes()  # the stacks glibc caches for reuse are mapped by now
+# A thread left unjoined in each round keeps a stack each (glibc's default size: the stack
+# rlimit, else 2 MiB at least); half of that is far above what a correct run can grow by
+# (glibc caches up to 40 MiB of freed stacks, and under load more are in flight).
+soft = resource.getrlimit(resource.RLIMIT_STACK)[0]
+stack = soft if 0 < soft != resource.RLIM_INFINITY else 2 << 20
+grown = mapped_bytes() - mapped
+if grown > ({rounds} - 1) * stack // 2:
+    print("address space grew by", grown, "bytes: threads not joined", flush=True)
+    os._exit(3)
 print("ok", flush=True)
 """
 
@@ -52,9 +63,12 @@ print("ok", flush=True)
 def test_two_threads_closing_at_once_both_return_and_join_once(
     impl: type[WatchdogAPI],
 ) -> None:
-    """Both close() calls return; the thread is joined (gone) once both have returned."""
+    """Both close() calls return; the thread is gone once both have returned, and joined
+    (a joinable thread's stack stays mapped until it is joined: 200 rounds without a join
+    would map 200 stacks more; /proc alone cannot tell a join from the thread's own exit)."""
     script = RACE.format(module=impl.__module__, rounds=200)
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+    # -P: no cwd on sys.path, so the child imports the build PYTHONPATH names (child_env)
+    out = subprocess.run([sys.executable, "-P", "-c", script], capture_output=True, text=True,
                          env=child_env(), timeout=80, check=False)
     assert (out.returncode, out.stdout.strip()) == (0, "ok"), out.stderr[-3000:]
 
