@@ -411,7 +411,7 @@ def test_a_twin_of_either_protocol_version_is_served(pki: PkiPaths, version: int
 
     twin = SimTwin.from_pki(pki, rate_hz=100)
     twin.hello_protocol = version
-    link, rec = drive(twin, lambda port: settings_for(pki, port), scenario)
+    link, _rec = drive(twin, lambda port: settings_for(pki, port), scenario)
     assert link.twin_protocol == version and link.counters.malformed == 0
 
 
