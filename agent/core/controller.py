@@ -381,7 +381,7 @@ class Controller:
             reason = "enter safe state" if entering else ("hold safe state" if writes else "")
             return self._safe_decision(transitions, link_events, writes, reason, expired,
                                        auth=auth)
-        self.planner.plan(self.machine.state, self.plc_holds, now)  # keeps dt one tick
+        self.planner.plan(self.machine.state, self.last_written, now)  # keeps dt one tick
         self._last_safe_write = None
         if was_safe and self.profile.plc_remote is not None:
             # the hazard is over: the PLC program runs the plant again (bumpless)
@@ -488,9 +488,10 @@ class Controller:
         self._was_normal = normal
 
     def observed(self, actual: Mapping[str, float | None]) -> None:
-        """What the PLC's outputs hold, as the runtime read them (None: unreadable): a RAMP
-        safe value and a ``local`` ramp start from there, not from a write the agent made
-        long ago (a PLC program or an operator may have moved them since)."""
+        """What the PLC's outputs hold, as the runtime read them (None: unreadable): a
+        ``local`` ramp starts from there, not from a write the agent made long ago (a PLC
+        program or an operator may have moved them since). The safe-state policies still
+        start from the agent's own last write (``outputs.OutputPlanner``)."""
         self.plc_holds.update({k: v for k, v in actual.items() if v is not None})
 
     def seed(self, actual: Mapping[str, float | None]) -> None:
@@ -504,7 +505,7 @@ class Controller:
     def _safe_writes(self, now: float, *, force: bool) -> dict[str, float]:
         """The safe values to write now: the whole plan when forced or due for a refresh,
         else what the plan changes, plus every planned value not yet confirmed."""
-        plan = self.planner.plan(State.FAILSAFE, self.plc_holds, now)
+        plan = self.planner.plan(State.FAILSAFE, self.last_written, now)
         refresh = (self._last_safe_write is None
                    or now - self._last_safe_write >= self.refresh_s)
         if force or refresh:

@@ -6,9 +6,9 @@ driven to, by its ``failsafe`` policy:
 
 ==========  ==========================================================================
 SAFE_VALUE  ``safe_value``, at once
-HOLD_LAST   what the PLC holds (as last read or acknowledged; ``safe_value`` if unknown)
-RAMP        from what the PLC holds toward ``safe_value`` by at most
-            ``max_rate * dt`` (``safe_value`` at once if that is unknown or the
+HOLD_LAST   the value the agent last wrote (``safe_value`` if it never wrote one)
+RAMP        from the last written value toward ``safe_value`` by at most
+            ``max_rate * dt`` (``safe_value`` at once if nothing was written or the
             output has no max rate); dt is the time since the previous plan, capped at
             ``max_dt_s`` so a stalled loop never turns into a jump
 ==========  ==========================================================================

@@ -27,7 +27,7 @@ loop; committing and sending run in a writer thread and the pump task.
 
 At start, before anything else: open the hardware watchdog the profile names (refused with
 the cause if it cannot be), connect, read what the outputs hold (and again every
-``OBSERVE_S`` while not safe: ramps start from there) and the PLC's communication watchdog
+``OBSERVE_S`` while not safe: a local ramp starts from there) and the PLC's communication watchdog
 configuration; nothing is written. The state machine leaves STARTING when the PLC is
 reachable with its watchdog as configured (a latch left by a fallback while no agent ran is
 cleared first) and the sensors are in; no twin is needed. A successor of a hand-over waits
@@ -217,7 +217,7 @@ class Runtime:
             self._spawn(self._status_loop(), "status to twin")
         try:
             await self.guard.start(loop.time(), self.plant.connected,
-                                   self.controller.plc_holds)
+                                   self.controller.last_written)
             await self._loop()
         finally:
             await self._shutdown()
@@ -303,7 +303,7 @@ class Runtime:
         await self.plant.within(until, self._apply(decision, decided_at))
         await self.plant.within(until, self.plant.heartbeat(now))
         # the complete tick ends here: kick right after the heartbeat write, then guard upkeep
-        if await self.guard.after_tick(now, self.plant.connected, self.controller.plc_holds):
+        if await self.guard.after_tick(now, self.plant.connected, self.controller.last_written):
             if not self._hang_handled:
                 await self._on_hang(asyncio.get_running_loop().time())
             self._hang_handled = False  # re-armed: the next fire is a new hang
@@ -329,9 +329,9 @@ class Runtime:
             self.telemetry.shadow(book.shadow(actual, now))
 
     async def _observe_outputs(self, now: float) -> None:
-        """Read what the outputs hold (at start, then every OBSERVE_S while not safe): a RAMP
-        safe value or a local ramp starts from there, not from an old write of the agent's
-        (a PLC program or an operator may have moved them)."""
+        """Read what the outputs hold (at start, then every OBSERVE_S while not safe): a local
+        ramp starts from there, not from an old write of the agent's (a PLC program or an
+        operator may have moved them)."""
         self._observe_at = now + OBSERVE_S
         self.controller.observed(await self.plant.read_outputs())
 

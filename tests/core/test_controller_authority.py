@@ -9,7 +9,6 @@ Profiles are sim-tank variants: the return hold-off is 0.5 s, ``[plc_remote]`` i
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import pytest
@@ -471,21 +470,3 @@ def test_plan_writes_puts_the_flags_request_first() -> None:
     assert {n for op in ops[1:] for n in op.names} == {"heater_power", "cooling_valve"}
     reversed_ops = plan_writes(dict(reversed(list(writes.items()))))
     assert reversed_ops[0].names == (PLC_REMOTE,)
-
-
-def test_a_ramp_safe_value_starts_from_what_the_plc_holds_not_from_an_old_write() -> None:
-    """The cooling valve's failsafe is a ramp at 50 %/s: under a PLC program that holds it at
-    20 % (the agent never wrote it), a trip starts the ramp at 20 %, not at the safe 100 %."""
-    p = Plant(profile(), Mode.SHADOW, plc={"heater_power": 30.0, "cooling_valve": 20.0})
-    p.c.observed(dict(p.plc))
-    p.run(0.5)
-    assert p.log == []
-    p.hot = 50.0  # above the overtemperature trip
-    p.tick()
-    first = [v for _, name, v in p.log if name == "cooling_valve"]
-    assert first, "the safe set was written"
-    assert 20.0 <= first[0] <= 20.0 + COOLING_RATE * DT + 1e-9, first  # not 100 at once
-    p.run(2.0)
-    values = [v for _, name, v in p.log if name == "cooling_valve"]
-    assert values[-1] == 100.0, "and it ramps on to the safe value"
-    assert all(b >= a for a, b in itertools.pairwise(values))

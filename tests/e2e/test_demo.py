@@ -155,7 +155,9 @@ def test_demo_runs_every_scenario_and_leaves_the_timeline(
     assert {f"lane-{n}" for n in timeline.LANES} <= set(lanes)
     safe_marks = [p for p in lanes["lane-writes"].iter(f"{SVG_NS}polygon")
                   if p.get("fill") == timeline.SAFE_COLOR]
-    assert len(safe_marks) >= 4, "safe sets: hazard, trip, native watchdog, restarts, ..."
+    # hazard-during-outage, sensor-fail, python-hang; a restart after kill -9 writes none (the
+    # PLC's fallback covered the absence: its latch is cleared at start)
+    assert len(safe_marks) >= 3, "safe sets: the hazard, the trip, the native watchdog"
     state_fills = {r.get("fill") for r in lanes["lane-state"].iter(f"{SVG_NS}rect")}
     assert {timeline.STATE_COLOR["failsafe"], timeline.STATE_COLOR["normal"]} <= state_fills
     authority_fills = {r.get("fill") for r in lanes["lane-authority"].iter(f"{SVG_NS}rect")}
