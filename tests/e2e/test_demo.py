@@ -274,6 +274,19 @@ def test_python_hang_is_skipped_without_the_fault_injection_hook(profile: Any) -
     assert isinstance(got, Skipped) and "TWINGUARD_FAULT_INJECTION" in got.reason
 
 
+def test_python_hang_is_skipped_where_the_agent_runs_the_python_watchdog(tmp_path: Path,
+                                                                      profile: Any) -> None:
+    """No C compiler at install time: the agent runs the pure-Python watchdog, which cannot
+    fire while the GIL is held. The scenario says so instead of failing (issue 13)."""
+    env = {"TWINGUARD_FAULT_INJECTION": "1", "TWINGUARD_WATCHDOG": "python"}
+    with Stack(profile_text=demo_profile_text(), workdir=tmp_path, agent_env=env) as stack:
+        got = run_scenario("python-hang", DemoContext(stack, profile, lambda _t: None))
+        assert stack.plc.write_log() == [] or all(
+            w["address"] == 200 for w in stack.plc.write_log()), "nothing but heartbeats"
+    assert isinstance(got, Skipped), got
+    assert "python watchdog" in got.reason and "gcc" in got.reason
+
+
 def test_catches_signal_reads_the_process_table() -> None:
     previous = signal.signal(signal.SIGUSR1, lambda *_: None)
     try:
