@@ -11,7 +11,7 @@ file_writes     ``board.fault_led`` <- ``board.fault_led_value`` (when the profi
 hw_watchdog_fd  ``board.hw_watchdog`` opened O_WRONLY (when the profile has one); fed by the
                 watchdog thread while healthy, no longer fed after a fire
 exit_code       None by default; ``TWINGUARD_WATCHDOG_EXIT=CODE`` makes a fire ``_exit(CODE)``
-                so systemd restarts the agent into a safe start
+                so systemd restarts the agent
 ==============  ==========================================================================
 
 Deadline: ``profile.timing.watchdog_deadline_s`` after the last :meth:`NativeGuard.kick`,
