@@ -27,11 +27,12 @@ loop; committing and sending run in a writer thread and the pump task.
 
 At start, before anything else: open the hardware watchdog the profile names (refused with
 the cause if it cannot be), connect, read what the outputs hold (and again every
-``OBSERVE_S`` while not safe: a local ramp starts from there) and the PLC's communication watchdog
-configuration; nothing is written. The state machine leaves STARTING when the PLC is
-reachable with its watchdog as configured (a latch left by a fallback while no agent ran is
-cleared first) and the sensors are in; no twin is needed. A successor of a hand-over waits
-for its predecessor to let go first (``agent.runtime.handover``).
+``OBSERVE_S`` while not safe where an output ramps to a local value: it starts from there)
+and the PLC's communication watchdog configuration; nothing is written. The state machine
+leaves STARTING when the PLC is reachable with its watchdog as configured (a latch left by
+a fallback while no agent ran is cleared first) and the sensors are in; no twin is needed.
+A successor of a hand-over waits for its predecessor to let go first
+(``agent.runtime.handover``).
 
 Configuration push (``agent.runtime.configsession``): the configuration in force is the config
 store's current version if above 0, else ``--config``; the profile used is the hardware
@@ -85,7 +86,7 @@ from agent.model.messages import (
     Status,
 )
 from agent.model.mode import Mode
-from agent.model.profile import Profile
+from agent.model.profile import Profile, TwinLossPolicy
 from agent.model.status import LoopStatus, StatusSnapshot
 from agent.runtime import faultinject, handover
 from agent.runtime.configsession import EXIT_RESTART, ConfigSession, Step
@@ -152,6 +153,8 @@ class Runtime:
         self._link_audited = float("-inf")  # monotonic time of the last twin-link record
         self._link_unaudited = 0  # edges since then that were not recorded
         self._observe_at = 0.0  # when what the outputs hold is read next (loop time)
+        # only a local ramp uses what the outputs hold between writes: no reads for nothing
+        self._observes = any(o.on_twin_loss is TwinLossPolicy.LOCAL for o in profile.outputs)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -308,7 +311,7 @@ class Runtime:
                 await self._on_hang(asyncio.get_running_loop().time())
             self._hang_handled = False  # re-armed: the next fire is a new hang
         await self._shadow(now)
-        if not self.controller.machine.outputs_safe and now >= self._observe_at:
+        if self._observes and not self.controller.machine.outputs_safe and now >= self._observe_at:
             await self._observe_outputs(now)
         await self._seed_authority()
         self._confirm_window(now)
