@@ -208,3 +208,19 @@ def test_a_build_without_a_compiler_says_so(tmp_path: Path) -> None:
     assert built.returncode == 0, built.stderr[-3000:]
     out = built.stdout + built.stderr
     assert "WARNING: twinguard's native watchdog (firmware_bridge._watchdog) was NOT built" in out
+
+
+def test_a_certificate_file_that_is_not_one_is_named_not_a_traceback(tmp_path: Path) -> None:
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    for name in ("ca.crt", "dev.crt", "dev.key"):
+        (pki / name).write_text("not a PEM file\n")
+    (pki / "dev.key").chmod(0o600)
+    config = write(tmp_path, "agent.toml", 'device_id = "tank-01"\n\n[twin]\n'
+                   'host = "127.0.0.1"\nport = 1\nca = "pki/ca.crt"\ncert = "pki/dev.crt"\n'
+                   'key = "pki/dev.key"\n')
+    done = run("-m", "agent", "run", "--profile", "sim-tank", "--config", str(config),
+               "--state-dir", str(tmp_path / "state"))
+    assert done.returncode == 1, done.stderr
+    no_traceback(done)
+    assert f"the [twin] certificates or key in {config} cannot be loaded" in done.stderr
