@@ -53,12 +53,12 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import os
 import signal
 import time
-from collections.abc import Coroutine, Mapping
-from dataclasses import replace
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +103,14 @@ OBSERVE_S = 2.0  # while not safe, what the outputs hold is read this often
 LINK_AUDIT_MIN_S = 5.0  # at most one twin-link edge record this often (a flapping twin)
 
 
-# the loop's counters at start (the runtime counts by replacing its frozen copy)
-LOOP_START = LoopStatus(ticks=0, overruns=0, faults=0, worst_tick_s=0.0, safe_writes=0,
-                        write_failures=0, io_budget_overruns=0)
+# the loop's counters (fields of LoopStatus) the runtime keeps as plain ints on the hot path
+LOOP_COUNTERS = ("ticks", "overruns", "faults", "safe_writes", "write_failures",
+                 "safe_write_failures")
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class Runtime:
@@ -132,7 +137,10 @@ class Runtime:
         self.controller = Controller(profile, config.mode, max_validity_s=config.max_validity_s,
                                      twin=config.twin is not None, now=time.monotonic())
         self.plant = PlantIO(profile)
-        self.stats = LOOP_START
+        # counters as plain ints (a frozen LoopStatus is built only when asked: ``stats``)
+        self._counters = dict.fromkeys(LOOP_COUNTERS, 0)
+        self._worst_tick_s = 0.0
+        self._sleeping: asyncio.Future[None] | None = None  # the loop's wait for its next tick
         self._hang_handled = False  # the current fire of the native watchdog was acted on
         # native guard (agent.io.guard): armed at start, kicked at the end of every complete tick
         self.guard = NativeGuard(
@@ -160,6 +168,15 @@ class Runtime:
 
     def request_stop(self) -> None:
         self._stop.set()
+        if self._sleeping is not None:
+            _wake(self._sleeping)
+
+    @property
+    def stats(self) -> LoopStatus:
+        """The loop's counters now."""
+        return LoopStatus(**self._counters, worst_tick_s=self._worst_tick_s,
+                          io_budget_overruns=self.plant.budget_overruns,
+                          stale_refused=self.plant.stale_refused)
 
     def _make_link(self, config: AgentConfig) -> TwinLink | None:
         """The twin link for ``config`` (None without [twin]); raises DeviceUnavailable naming
@@ -194,6 +211,11 @@ class Runtime:
         link = self.link
         return await link.send(msg) if link is not None else False
 
+    async def _send_many(self, msgs: Sequence[AgentMessage]) -> bool:
+        """Several messages to the twin in one write (telemetry ranges)."""
+        link = self.link
+        return await link.send_many(msgs) if link is not None else False
+
     async def run(self) -> int:
         """Run until SIGTERM/SIGINT or :meth:`request_stop`; returns the exit code."""
         loop = asyncio.get_running_loop()
@@ -214,25 +236,31 @@ class Runtime:
         await self._observe_outputs(loop.time())
         await self.plant.check_watchdog(loop.time(), outputs_safe=False)
         if self.link is not None:
-            self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self._send)
+            self.telemetry = await TelemetryFeed.open(self.config, self.state_dir, self._send,
+                                                     self._send_many)
             self._spawn(self.telemetry.run(), "telemetry pump")
             self._spawn(self.link.run(), "twin link")
             self._spawn(self._status_loop(), "status to twin")
         try:
             await self.guard.start(loop.time(), self.plant.connected,
                                    self.controller.last_written)
+            # what start-up built (modules, the profile, the tables) lives as long as the
+            # agent: the cyclic collector no longer scans it (shorter, rarer pauses)
+            gc.collect()
+            gc.freeze()
             await self._loop()
         finally:
             await self._shutdown()
         return self._exit_code
 
     def _count(self, counter: str) -> None:
-        """One more of the loop's counter ``counter`` (a field of LoopStatus)."""
-        self.stats = replace(self.stats, **{counter: getattr(self.stats, counter) + 1})
+        """One more of the loop's counter ``counter`` (one of LOOP_COUNTERS)."""
+        self._counters[counter] += 1
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         period = self.profile.timing.poll_period_s
+        counters = self._counters
         next_t = loop.time()
         while not self._stop.is_set():
             start = loop.time()
@@ -245,14 +273,26 @@ class Runtime:
                 log.exception("fault in tick")
                 await self._apply(self.controller.fault(loop.time(), f"internal error: {exc!r}"))
             end = loop.time()
-            self.stats = replace(self.stats, ticks=self.stats.ticks + 1,
-                                 worst_tick_s=max(self.stats.worst_tick_s, end - start))
+            counters["ticks"] += 1
+            self._worst_tick_s = max(self._worst_tick_s, end - start)
             next_t += period
             if end > next_t:
-                self._count("overruns")
+                counters["overruns"] += 1
                 next_t = end
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), max(0.0, next_t - loop.time()))
+            await self._sleep_until(loop, next_t)
+
+    async def _sleep_until(self, loop: asyncio.AbstractEventLoop, t: float) -> None:
+        """Wait until loop time ``t`` or :meth:`request_stop`, whichever comes first (one
+        future and one timer: no task, no Event waiter per tick)."""
+        if self._stop.is_set():
+            return
+        fut = self._sleeping = loop.create_future()
+        timer = loop.call_at(t, _wake, fut)
+        try:
+            await fut
+        finally:
+            timer.cancel()
+            self._sleeping = None
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
@@ -316,8 +356,6 @@ class Runtime:
         await self._seed_authority()
         self._confirm_window(now)
         self._schedule()
-        self.stats = replace(self.stats, io_budget_overruns=self.plant.budget_overruns,
-                             stale_refused=self.plant.stale_refused)
         self.panel.after_tick(now, self._indication())
 
     async def _shadow(self, now: float) -> None:
@@ -429,9 +467,14 @@ class Runtime:
                           self.profile.recovery.policy, not self.controller.unconfirmed)
 
     def _schedule(self) -> None:
+        """The controller's next deadline as the one timer (left alone while unchanged:
+        every tick and heartbeat asks, and the deadline rarely moves)."""
         deadline = self.controller.next_deadline()
-        if self._timer is not None:
-            self._timer.cancel()
+        timer = self._timer
+        if timer is not None:
+            if deadline is not None and timer.when() == deadline:
+                return
+            timer.cancel()
             self._timer = None
         if deadline is not None:
             self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)

@@ -17,7 +17,7 @@ from agent.config.agentconfig import AgentConfig
 from agent.core.controller import Controller, Decision
 from agent.core.recommend import ShadowLine, Verdict
 from agent.protocol import telemetry as records
-from agent.runtime.telemetry_pump import Send, TelemetryPump
+from agent.runtime.telemetry_pump import Send, SendMany, TelemetryPump
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,15 @@ class TelemetryFeed:
         self._trips: set[str] = set()
 
     @classmethod
-    async def open(cls, config: AgentConfig, state_dir: Path, send: Send) -> TelemetryFeed:
+    async def open(cls, config: AgentConfig, state_dir: Path, send: Send,
+                   send_many: SendMany | None = None) -> TelemetryFeed:
         """A feed with a pump on ``<state_dir>/telemetry.sqlite``; disabled if telemetry is
         off in ``config`` or the spool cannot be set up (logged, control unaffected)."""
         if not config.telemetry.enabled:
             return cls(None)
         try:
-            pump = await TelemetryPump.open(state_dir, config.spool, config.telemetry, send)
+            pump = await TelemetryPump.open(state_dir, config.spool, config.telemetry, send,
+                                           send_many)
         except Exception:  # a spool bug must not keep the plant's guard from running
             log.exception("telemetry disabled: the spool could not be set up")
             return cls(None)

@@ -64,6 +64,8 @@ async def _run(pki: PkiPaths, tmp: Path, *, outage_s: float, ack_on: bool = True
     try:
         await wait_until(lambda: link.connected, 5, "link up")
         await produce(0.5)
+        # some records reached the twin before it goes (they are resent if never acked)
+        await wait_until(lambda: bool(numbered(twin)), 5, "records at the twin")
         twin.vanish(outage_s)  # the twin disappears; the agent keeps recording
         await produce(outage_s)
         await wait_until(lambda: link.connected, 10, "link back")
