@@ -57,6 +57,7 @@ import gc
 import logging
 import os
 import signal
+import sys
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -100,6 +101,7 @@ STATUS_PERIOD_S = 1.0  # agent -> twin status messages
 OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
 SHUTDOWN_GRACE_S = 3.0  # after the stop's writes are out, how long the rest may take
 OBSERVE_S = 2.0  # while not safe, what the outputs hold is read this often
+GIL_SWITCH_S = 0.0005  # sys.setswitchinterval while the agent runs
 LINK_AUDIT_MIN_S = 5.0  # at most one twin-link edge record this often (a flapping twin)
 
 
@@ -221,6 +223,9 @@ class Runtime:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
+        # a worker thread (audit, spool writer, config) holding the GIL when a deadline
+        # passes keeps the loop waiting for at most this long (CPython's default is 5 ms)
+        sys.setswitchinterval(GIL_SWITCH_S)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         faultinject.install_from_env()  # test-only; a no-op unless TWINGUARD_FAULT_INJECTION=1
         self.guard.open_hw()  # before anything is claimed: a missing device refuses the start
@@ -395,17 +400,24 @@ class Runtime:
 
         Once the native watchdog has fired, the agent enters FAILSAFE ("agent hang") before
         anything else, and no decision but the safe set reaches the PLC (agent.io.plant's
-        gate); "safe state written" is logged only for what the PLC acknowledged."""
+        gate); "safe state written" is logged only for what the PLC acknowledged.
+
+        The write goes out first, then the decision is noted (telemetry, audit, LEDs, the
+        twin): the notes wake worker threads that would otherwise hold the GIL while the
+        frame waits to be sent."""
         loop = asyncio.get_running_loop()
         if decided_at is None:
             decided_at = loop.time()
-        self._note(decision)
         if not decision.writes:
+            self._note(decision)
             return
-        if self.guard.fired() and not self._hang_handled:
-            await self._on_hang(loop.time())
-        values: Mapping[str, float] = decision.writes
-        result = await self.plant.write(values, safe=decision.safe, decided_at=decided_at)
+        try:
+            if self.guard.fired() and not self._hang_handled:
+                await self._on_hang(loop.time())
+            values: Mapping[str, float] = decision.writes
+            result = await self.plant.write(values, safe=decision.safe, decided_at=decided_at)
+        finally:
+            self._note(decision)
         if result is None:
             self._count("write_failures")
             if decision.safe:

@@ -183,9 +183,11 @@ def test_sigterm_leaves_the_plant_safe_where_the_twin_is_a_protection_layer() ->
         assert flag_writes(stack, t_term)[-1:] == [1]
         assert stack.plc.control.state()["outputs"]["heater_power"] == 0
         # what the plant got after the safe set (before the PLC's own watchdog hands the
-        # plant back to its program, a second after the agent's last heartbeat)
-        got = [e for e in stack.plc.control.trace(since_t=writes[-1]["t"])
-               if e["t"] < writes[-1]["t"] + 0.5]
+        # plant back to its program, a second after the agent's last heartbeat): the PLC's
+        # scans of the next 0.5 s (the agent may be gone before the first of them)
+        t_safe = writes[-1]["t"]
+        wait_for(lambda: time.monotonic() > t_safe + 0.5, 5, "0.5 s of PLC scans")
+        got = [e for e in stack.plc.control.trace(since_t=t_safe) if e["t"] < t_safe + 0.5]
         assert got and all(e["mode"] == "remote" and e["heater"] == 0.0 for e in got), got
 
 
