@@ -168,7 +168,8 @@ def test_exit_code_ends_a_regex_hang(impl: str, listener: socket.socket, tmp_pat
 def safe_state_frame() -> bytes:
     """sim-tank's outputs at their safe values: holding 100..101 = 0 (heater), 1000 (cooling).
 
-    Built with pymodbus's own framer, as the agent does (agent/protocol/modbus/frames.py)::
+    Built with pymodbus's own framer (the agent builds the same bytes with its own codec,
+    agent/protocol/modbus/frames.py; tests/protocol/test_modbus_adu.py compares them)::
 
         [ tid=0xFFFF ][ pid=0 ][ len=11 ][ unit=1 ][ fc=16 ][ 100 ][ 2 ][ 4 ][ 0 ][ 1000 ]
     """

@@ -48,7 +48,7 @@ from agent.model.readings import Quality, Reading
 from agent.model.status import ClientStats
 from agent.protocol.modbus import pdu
 from agent.protocol.modbus.codec import decode, decoder
-from agent.protocol.modbus.frames import encode_write_frames, resolve_writes
+from agent.protocol.modbus.frames import encode_write_frames, resolve_writes, write_request
 from agent.protocol.modbus.plan import (
     DEFAULT_MAX_GAP,
     Block,
@@ -88,17 +88,6 @@ _READ_FC = {Table.COIL: 1, Table.DISCRETE: 2, Table.HOLDING: 3, Table.INPUT: 4}
 def read_request(block: Block) -> pdu.Request:
     """The request that reads ``block`` (fc 1, 2, 3 or 4; the plan keeps it within limits)."""
     return pdu.Request(block.unit_id, _READ_FC[block.table], block.address, block.count)
-
-
-def write_request(op: WriteOp) -> pdu.Request:
-    """The request that performs ``op``: fc 5 for one coil, 15 for several, 16 for registers
-    (as :func:`agent.protocol.modbus.frames.request_pdu`, the native watchdog's frames, does)."""
-    if op.table is Table.COIL:
-        bits = tuple(bool(v) for v in op.values)
-        if len(bits) == 1:
-            return pdu.write_coil(op.unit_id, op.address, bits[0])
-        return pdu.write_coils(op.unit_id, op.address, bits)
-    return pdu.write_registers(op.unit_id, op.address, tuple(int(v) for v in op.values))
 
 
 class PlcClient:

@@ -1,15 +1,16 @@
-"""Pre-encoded write frames built with pymodbus's own framers (pure; no I/O).
+"""Pre-encoded write frames for the native watchdog (pure; no I/O).
 
 The native watchdog (``firmware_bridge``) knows nothing about Modbus: at arm time Python
 hands it the bytes of the safe-state write, and on a hang it only ``write()``s them. This
-module builds those bytes with pymodbus's own PDU classes and framers, an implementation
-independent of the master's codec (:mod:`agent.protocol.modbus.pdu` /
-:mod:`agent.protocol.modbus.adu`); ``tests/protocol/test_modbus_adu.py`` checks that both give
-the same bytes for the same writes, so what the watchdog sends is exactly what the agent would
-have sent::
+module builds those bytes with the master's own codec (:mod:`agent.protocol.modbus.pdu` /
+:mod:`agent.protocol.modbus.adu`), so what the watchdog sends is exactly what the agent would
+have sent; ``tests/protocol/test_modbus_frames.py`` decodes them with pymodbus's framers and
+``tests/protocol/test_modbus_adu.py`` compares them with frames pymodbus builds, an
+implementation independent of ours (pymodbus is not imported by the running agent: it costs
+a megabyte of memory for nothing the loop needs)::
 
-    TCP (FramerSocket, MBAP)  [ tid:2 ][ pid=0:2 ][ len:2 ][ unit:1 ][ fc:1 ][ data ]
-    RTU (FramerRTU)           [ unit:1 ][ fc:1 ][ data ][ crc16:2, little-endian ]
+    TCP (MBAP)  [ tid:2 ][ pid=0:2 ][ len:2 ][ unit:1 ][ fc:1 ][ data ]
+    RTU         [ unit:1 ][ fc:1 ][ data ][ crc16:2, little-endian ]
 
     fc16 data   [ address:2 ][ count:2 ][ bytes=2*count:1 ][ registers ... ]
     fc15 data   [ address:2 ][ count:2 ][ bytes:1 ][ bits, LSB first ... ]
@@ -22,15 +23,11 @@ value outside its limits, before any byte is produced.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-from pymodbus.framer import FramerBase, FramerRTU, FramerSocket, FramerType
-from pymodbus.pdu import DecodePDU, ModbusPDU
-from pymodbus.pdu.bit_message import WriteMultipleCoilsRequest, WriteSingleCoilRequest
-from pymodbus.pdu.register_message import WriteMultipleRegistersRequest
+from collections.abc import Mapping
 
 from agent.model.errors import WriteRefused
-from agent.model.profile import Output, Profile, TcpLink
+from agent.model.profile import Output, Profile, Table, TcpLink
+from agent.protocol.modbus import adu, pdu
 from agent.protocol.modbus.codec import encode_output
 from agent.protocol.modbus.plan import WriteOp, plan_writes
 
@@ -52,41 +49,15 @@ def resolve_writes(
     return out
 
 
-def request_pdu(op: WriteOp, transaction_id: int = 0) -> ModbusPDU:
-    """The pymodbus request PDU for one write operation."""
-    if op.table.is_bit:
-        bits = [bool(v) for v in op.values]
+def write_request(op: WriteOp) -> pdu.Request:
+    """The request that performs ``op``: fc 5 for one coil, 15 for several, 16 for registers
+    (the master's writes and the native watchdog's frames alike)."""
+    if op.table is Table.COIL:
+        bits = tuple(bool(v) for v in op.values)
         if len(bits) == 1:
-            return WriteSingleCoilRequest(
-                address=op.address, bits=bits, dev_id=op.unit_id, transaction_id=transaction_id
-            )
-        return WriteMultipleCoilsRequest(
-            address=op.address, bits=bits, dev_id=op.unit_id, transaction_id=transaction_id
-        )
-    return WriteMultipleRegistersRequest(
-        address=op.address,
-        registers=[int(v) for v in op.values],
-        dev_id=op.unit_id,
-        transaction_id=transaction_id,
-    )
-
-
-def framer_for(framer_type: FramerType) -> FramerBase:
-    """A client-side pymodbus framer of the given type."""
-    if framer_type is FramerType.SOCKET:
-        return FramerSocket(DecodePDU(False))
-    if framer_type is FramerType.RTU:
-        return FramerRTU(DecodePDU(False))
-    raise ValueError(f"unsupported framer {framer_type!r}")
-
-
-def frames_for(
-    ops: Sequence[WriteOp], framer_type: FramerType, transaction_id: int = SAFE_TRANSACTION_ID
-) -> list[bytes]:
-    """One ADU per write operation, in order."""
-    framer = framer_for(framer_type)
-    tid = transaction_id if framer_type is FramerType.SOCKET else 0
-    return [framer.buildFrame(request_pdu(op, tid)) for op in ops]
+            return pdu.write_coil(op.unit_id, op.address, bits[0])
+        return pdu.write_coils(op.unit_id, op.address, bits)
+    return pdu.write_registers(op.unit_id, op.address, tuple(int(v) for v in op.values))
 
 
 def encode_write_frames(
@@ -95,7 +66,9 @@ def encode_write_frames(
     *,
     transaction_id: int = SAFE_TRANSACTION_ID,
 ) -> list[bytes]:
-    """Frames writing ``values`` over the profile's transport (MBAP for TCP, RTU otherwise)."""
+    """Frames writing ``values`` over the profile's transport (MBAP for TCP, RTU otherwise),
+    one per write operation, in order."""
     ops = plan_writes(resolve_writes(profile, values))
-    framer_type = FramerType.SOCKET if isinstance(profile.plc.link, TcpLink) else FramerType.RTU
-    return frames_for(ops, framer_type, transaction_id)
+    if isinstance(profile.plc.link, TcpLink):
+        return [adu.tcp_frame(write_request(op), transaction_id) for op in ops]
+    return [adu.rtu_frame(write_request(op)) for op in ops]
