@@ -14,7 +14,6 @@ overflow.
 
 from __future__ import annotations
 
-import difflib
 import enum
 import math
 import re
@@ -61,6 +60,8 @@ def describe(value: object) -> str:
 
 def suggest(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices``, or ``""``."""
+    import difflib  # noqa: PLC0415 - only for an error message, never on the running path
+
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

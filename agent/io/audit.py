@@ -136,6 +136,7 @@ class AuditLog(Closing):
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA cache_size=-128")  # KiB: appends, and reads of the tail
         self._db.executescript(_SCHEMA)
 
     def close(self) -> None:

@@ -68,6 +68,11 @@ def classify(exc: BaseException) -> Failure:
     return Failure.OTHER
 
 
+# SQLite's page cache per connection (default 2 MiB, grown as pages are touched): the spool
+# is read back in small recent ranges, which the OS page cache serves as well
+CACHE_PRAGMA = "PRAGMA cache_size = -256"  # KiB
+
+
 def connect(path: Path, *, max_page_count: int | None) -> sqlite3.Connection:
     """Open ``path`` with the spool's pragmas (WAL, synchronous=FULL) and schema.
 
@@ -81,6 +86,7 @@ def connect(path: Path, *, max_page_count: int | None) -> sqlite3.Connection:
         if mode is None or str(mode[0]).lower() != "wal":
             raise sqlite3.OperationalError(f"journal_mode WAL refused: {mode!r}")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(CACHE_PRAGMA)
         conn.execute("PRAGMA journal_size_limit = 4194304")
         if max_page_count is not None:
             conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")

@@ -47,7 +47,7 @@ from agent.io.spool.batch import (
     RECORD_OVERHEAD,
     SpoolState,
 )
-from agent.io.spool.files import Failure
+from agent.io.spool.files import CACHE_PRAGMA, Failure
 from agent.model.spool import (
     AppendResult,
     AppendStatus,
@@ -394,6 +394,7 @@ class Spool(Closing):
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
             )
             conn.execute("PRAGMA query_only = 1")
+            conn.execute(CACHE_PRAGMA)
             self._readers.append(conn)
             self._local.conn = (gen, conn)
             return gen, conn
