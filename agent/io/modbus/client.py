@@ -117,6 +117,9 @@ class PlcClient:
                           for s in profile.signals]
         self._output_blocks = plan_reads(output_points(profile.writes), max_gap)
         self._split: dict[Block, tuple[Block, ...]] = {}  # learned: blocks refused as a whole
+        # each planned block's request, built once (keyed by identity: hashing a Block hashes
+        # its members; the block is kept to tell a reused id apart)
+        self._requests: dict[int, tuple[Block, pdu.Request]] = {}
 
     # --- connection (the session's) ----------------------------------------------------
 
@@ -189,7 +192,10 @@ class PlcClient:
         self, block: Block, now_fn: Callable[[], float]
     ) -> dict[str, tuple[int, ...] | bool | str]:
         """Raw value per member, or an error string per member."""
-        outcome = await self.session.request(read_request(block), now_fn)
+        cached = self._requests.get(id(block))
+        if cached is None or cached[0] is not block:
+            cached = self._requests[id(block)] = (block, read_request(block))
+        outcome = await self.session.request(cached[1], now_fn)
         reply = outcome.response
         if reply is not None:
             values: tuple[bool, ...] | tuple[int, ...] | None = None

@@ -141,14 +141,15 @@ def decoder(dtype: DataType, word_order: WordOrder, scale: float, offset: float)
     if dtype is DataType.BOOL:
         return lambda raw: decode(raw, dtype, word_order, scale, offset)
     unpack = _STRUCT[dtype].unpack
-    little = dtype.words == 2 and word_order is WordOrder.LITTLE
+    words = dtype.words
+    little = words == 2 and word_order is WordOrder.LITTLE
     pack = _WORDS2.pack
 
     def number(raw: Raw) -> int | float:
-        if isinstance(raw, bool) or len(raw) != dtype.words:
-            raise ValueError(f"{dtype.value} needs {dtype.words} register(s), got {raw!r}")
+        if isinstance(raw, bool) or len(raw) != words:
+            raise ValueError(f"{dtype.value} needs {words} register(s), got {raw!r}")
         try:
-            if dtype.words == 1:
+            if words == 1:
                 data = raw[0].to_bytes(2, "big")
             else:
                 data = pack(raw[1], raw[0]) if little else pack(raw[0], raw[1])

@@ -31,6 +31,8 @@ read and write plans stay within the limits).
 
 from __future__ import annotations
 
+import functools
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -217,6 +219,12 @@ def check_reply(req: Request, pdu: bytes) -> Reply | ExceptionReply | Malformed:
     return _check_echo(req, pdu)
 
 
+@functools.cache
+def _registers(count: int) -> struct.Struct:
+    """Big-endian unsigned 16-bit registers, ``count`` of them (one C call per reply)."""
+    return struct.Struct(f">{count}H")
+
+
 def _check_read(req: Request, pdu: bytes) -> Reply | Malformed:
     if len(pdu) < 2:
         return Malformed("reply without a byte count", length=True)
@@ -229,7 +237,7 @@ def _check_read(req: Request, pdu: bytes) -> Reply | Malformed:
     data = pdu[2:]
     if req.fc in READ_BITS_FCS:
         return Bits(tuple(bool(data[i >> 3] >> (i & 7) & 1) for i in range(req.count)))
-    return Registers(tuple(int.from_bytes(data[i : i + 2], "big") for i in range(0, n, 2)))
+    return Registers(_registers(n // 2).unpack(data))
 
 
 def _check_echo(req: Request, pdu: bytes) -> WriteEcho | Malformed:

@@ -81,14 +81,11 @@ class Block:
             raise ValueError(
                 f"response has {len(values)} values, block at {self.address} needs {self.count}"
             )
-        out: dict[str, tuple[int, ...] | bool] = {}
-        for m in self.members:
-            start = m.address - self.address
-            if self.table.is_bit:
-                out[m.name] = bool(values[start])
-            else:
-                out[m.name] = tuple(int(v) for v in values[start : start + m.words])
-        return out
+        base = self.address
+        if self.table.is_bit:
+            return {m.name: bool(values[m.address - base]) for m in self.members}
+        return {m.name: tuple(values[m.address - base : m.address - base + m.words])
+                for m in self.members}
 
 
 @dataclass(frozen=True)
