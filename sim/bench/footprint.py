@@ -112,9 +112,10 @@ def validate(text: str, source: str) -> Profile:
 
 
 def measure_rate(rate_hz: int, settle_s: float, window_s: float,
-                 config_extra: str = "", with_floor: bool = True) -> dict[str, Any]:
+                 config_extra: str = "", *, with_floor: bool = True,
+                 floor_tolerance: float = floor.RATE_TOLERANCE) -> dict[str, Any]:
     """Run the stack polling at ``rate_hz`` and sample the agent (then its floor, with
-    ``with_floor``); one result dict.
+    ``with_floor``, its tick rate checked to ``floor_tolerance``); one result dict.
 
     ``config_extra`` is TOML appended to the agent configuration (``[telemetry]`` ...), for
     finding out what costs what; the documented figures use the defaults.
@@ -137,19 +138,22 @@ def measure_rate(rate_hz: int, settle_s: float, window_s: float,
         got: dict[str, Any] = win.figures(beats)
         if with_floor:
             stack.agent.stop()
-            got |= floor.beside(floor.measure(stack, profile, rate_hz, settle_s, window_s),
-                                got["cpu_percent"])
+            base = floor.measure(stack, profile, rate_hz, settle_s, window_s,
+                                 tolerance=floor_tolerance)
+            got |= floor.beside(base, got["cpu_percent"])
     return got
 
 
 def run(settle_s: float, window_10hz_s: float, window_100hz_s: float,
-        config_extra: str = "", with_floor: bool = True) -> dict[str, Any]:
+        config_extra: str = "", *, with_floor: bool = True,
+        floor_tolerance: float = floor.RATE_TOLERANCE) -> dict[str, Any]:
     """Both rates, one after the other; the documented flat result dict."""
     result: dict[str, Any] = {"bench": "footprint", "settle_s": settle_s}
     if config_extra:
         result["config_extra"] = config_extra
     for rate, window in zip(RATES_HZ, (window_10hz_s, window_100hz_s), strict=True):
-        got = measure_rate(rate, settle_s, window, config_extra, with_floor)
+        got = measure_rate(rate, settle_s, window, config_extra, with_floor=with_floor,
+                           floor_tolerance=floor_tolerance)
         log.info("footprint at %d Hz: %s", rate, got)
         result.update({f"{k}_{rate}hz": v for k, v in got.items()})
     result["rss_mb"] = max(result[f"rss_mb_{r}hz"] for r in RATES_HZ)
@@ -184,7 +188,7 @@ def main(argv: list[str]) -> int:
     if args.settle < 0 or args.window <= 0 or window_100 <= 0:
         p.error("--settle must be >= 0 and the windows > 0")
     try:
-        result = run(args.settle, args.window, window_100, extra, not args.no_floor)
+        result = run(args.settle, args.window, window_100, extra, with_floor=not args.no_floor)
     except (FootprintError, floor.FloorError, ProcessGone, HarnessError, TimeoutError) as exc:
         print(f"footprint: {exc}", file=sys.stderr)
         return 1
