@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("reaction", "restart", "poll", "footprint", "spool", "all", "fuzz")
+BENCHES = ("reaction", "restart", "poll", "footprint", "floor", "spool", "all", "fuzz")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,17 +11,20 @@ NORMAL the run settles for ``--settle`` seconds, then the agent process is sampl
 * ``/proc/PID/status`` ``VmRSS`` once a second (the largest sample is reported) and
   ``VmHWM`` (the peak since start) at the end;
 * ``/proc/PID/stat`` ``utime + stime`` (all threads, clock ticks) at both ends of the window:
-  ``cpu_percent = delta_ticks / CLK_TCK / window_wall_s * 100`` (percent of one core);
+  ``cpu_percent = delta_ticks / CLK_TCK / window_wall_s * 100`` (percent of one core),
+  both read by ``sim.bench.procstat``;
 * complete ticks per second, counted at the sim PLC: the agent writes the PLC watchdog's
   heartbeat register once per complete tick, and the PLC's write log stamps each write.
 
 The agent must still report NORMAL at the end of the window (or the run fails: a figure
 from a degraded or restarting agent is no figure).
 
-``/proc/PID/stat`` after the ``(comm)`` field, split on spaces (``man 5 proc``)::
-
-    ") S ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime ..."
-       0  1    2     3      4    5     6      7      8      9      10     11    12
+Then, unless ``--no-floor``, the agent is stopped and its floor (``sim.bench.floor``: the
+agent's I/O pattern alone, its own process) runs against the same sim PLC and sim twin with
+the same settle and window, sampled the same way: ``floor_cpu_percent_<rate>hz``,
+``floor_rss_mb_*``, ``floor_hwm_mb_*``, ``floor_ticks_per_s_*`` and ``cpu_ratio_<rate>hz`` =
+agent / floor CPU (None if the floor's CPU is below what the window resolves). The floor's
+tick rate is checked at the PLC; a floor that misses it fails the run.
 
 Profile changes (so that ``twinguard check``'s timing cross-checks still pass:
 ``poll_period_s < watchdog_deadline_s`` and ``plc.timeout_s <= (deadline - poll) * 0.8``):
@@ -42,17 +45,18 @@ import argparse
 import json
 import logging
 import math
-import os
 import re
+import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from agent.config.profile.load import read_toml
 from agent.config.profile.parse import parse_profile
 from agent.model.profile import Profile
+from sim.bench import floor
 from sim.bench.native import heartbeat_writes
+from sim.bench.procstat import ProcessGone, read_proc, sample_window
+from sim.plc.harness import HarnessError
 from sim.stack import Stack, sim_tank_text
 
 log = logging.getLogger(__name__)
@@ -67,34 +71,10 @@ FAST_TEMP_MAX_RATE = 100.0
 
 
 class FootprintError(RuntimeError):
-    """The agent did not reach or did not stay in NORMAL, or its /proc entry vanished."""
+    """The agent did not reach or did not stay in NORMAL."""
 
 
-@dataclass(frozen=True)
-class ProcSample:
-    """One reading of ``/proc/PID``: when, CPU ticks so far (all threads), resident KiB."""
-
-    t: float
-    cpu_ticks: int
-    rss_kib: int
-    hwm_kib: int
-
-
-def read_proc(pid: int, now: float) -> ProcSample:
-    """Sample ``/proc/PID`` (see the module docstring); FootprintError if it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError as exc:
-        raise FootprintError(f"agent process {pid} is gone: {exc}") from exc
-    fields = stat[stat.rindex(")") + 1 :].split()
-    ticks = int(fields[11]) + int(fields[12])
-    kib = {}
-    for line in status.splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            kib[key] = int(value.split()[0])
-    return ProcSample(now, ticks, kib.get("VmRSS", 0), kib.get("VmHWM", 0))
+__all__ = ["FootprintError", "main", "measure_rate", "read_proc", "run"]  # read_proc: tests
 
 
 def deadline_for(poll_period_s: float) -> float:
@@ -132,53 +112,48 @@ def validate(text: str, source: str) -> Profile:
 
 
 def measure_rate(rate_hz: int, settle_s: float, window_s: float,
-                 config_extra: str = "") -> dict[str, Any]:
-    """Run the stack polling at ``rate_hz`` and sample the agent; one result dict.
+                 config_extra: str = "", *, with_floor: bool = True,
+                 floor_tolerance: float = floor.RATE_TOLERANCE) -> dict[str, Any]:
+    """Run the stack polling at ``rate_hz`` and sample the agent (then its floor, with
+    ``with_floor``, its tick rate checked to ``floor_tolerance``); one result dict.
 
     ``config_extra`` is TOML appended to the agent configuration (``[telemetry]`` ...), for
     finding out what costs what; the documented figures use the defaults.
     """
     text = profile_text(round(1.0 / rate_hz, 6))
-    hb = validate(text, f"sim-tank at {rate_hz} Hz").plc_watchdog
+    profile = validate(text, f"sim-tank at {rate_hz} Hz")
+    hb = profile.plc_watchdog
     with Stack(profile_text=text, mode="shadow", config_extra=config_extra) as stack:
         assert stack.agent is not None
         pid = stack.agent.pid
         stack.wait_state("normal", timeout=30)
         time.sleep(settle_s)
-        first = read_proc(pid, time.monotonic())
-        rss_max = first.rss_kib
-        end = first.t + window_s
-        while (left := end - time.monotonic()) > 0:
-            time.sleep(min(1.0, left))
-            rss_max = max(rss_max, read_proc(pid, time.monotonic()).rss_kib)
-        last = read_proc(pid, time.monotonic())
-        rss_max = max(rss_max, last.rss_kib)
+        win = sample_window(pid, window_s)
         state = stack.agent_state()
         if state != "normal":
             raise FootprintError(f"agent left NORMAL during the window (now {state}):\n"
                                  f"{stack.agent_stderr()[-3000:]}")
         beats = [float(r["t"]) for r in heartbeat_writes(stack.plc.write_log(),
                                                          hb.heartbeat_address, hb.unit_id)]
-    wall = last.t - first.t
-    ticks = sum(1 for t in beats if first.t <= t <= last.t)
-    cpu = (last.cpu_ticks - first.cpu_ticks) / os.sysconf("SC_CLK_TCK") / wall * 100.0
-    return {
-        "rss_mb": round(rss_max / 1024.0, 1),
-        "hwm_mb": round(last.hwm_kib / 1024.0, 1),
-        "cpu_percent": round(cpu, 2),
-        "ticks_per_s": round(ticks / wall, 1),
-        "window_s": round(wall, 1),
-    }
+        got: dict[str, Any] = win.figures(beats)
+        if with_floor:
+            stack.agent.stop()
+            base = floor.measure(stack, profile, rate_hz, settle_s, window_s,
+                                 tolerance=floor_tolerance)
+            got |= floor.beside(base, got["cpu_percent"])
+    return got
 
 
 def run(settle_s: float, window_10hz_s: float, window_100hz_s: float,
-        config_extra: str = "") -> dict[str, Any]:
+        config_extra: str = "", *, with_floor: bool = True,
+        floor_tolerance: float = floor.RATE_TOLERANCE) -> dict[str, Any]:
     """Both rates, one after the other; the documented flat result dict."""
     result: dict[str, Any] = {"bench": "footprint", "settle_s": settle_s}
     if config_extra:
         result["config_extra"] = config_extra
     for rate, window in zip(RATES_HZ, (window_10hz_s, window_100hz_s), strict=True):
-        got = measure_rate(rate, settle_s, window, config_extra)
+        got = measure_rate(rate, settle_s, window, config_extra, with_floor=with_floor,
+                           floor_tolerance=floor_tolerance)
         log.info("footprint at %d Hz: %s", rate, got)
         result.update({f"{k}_{rate}hz": v for k, v in got.items()})
     result["rss_mb"] = max(result[f"rss_mb_{r}hz"] for r in RATES_HZ)
@@ -202,6 +177,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--quick", action="store_true", help="CI size: settle 1 s, windows 2 s")
     p.add_argument("--config-extra", default="", metavar="TOML",
                    help='appended to the agent config, e.g. "[telemetry]\\nenabled = false"')
+    p.add_argument("--no-floor", action="store_true",
+                   help="skip the floor baseline (no floor_* and cpu_ratio_* keys)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     extra = args.config_extra.replace("\\n", "\n")
@@ -210,7 +187,11 @@ def main(argv: list[str]) -> int:
     window_100 = args.window if args.window_100hz is None else args.window_100hz
     if args.settle < 0 or args.window <= 0 or window_100 <= 0:
         p.error("--settle must be >= 0 and the windows > 0")
-    result = run(args.settle, args.window, window_100, extra)
+    try:
+        result = run(args.settle, args.window, window_100, extra, with_floor=not args.no_floor)
+    except (FootprintError, floor.FloorError, ProcessGone, HarnessError, TimeoutError) as exc:
+        print(f"footprint: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

@@ -96,12 +96,13 @@ def test_poll_json() -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_footprint_quick_json() -> None:
-    got = bench("footprint", "--quick", timeout=110)
+    got = bench("footprint", "--quick", "--no-floor", timeout=110)  # the floor: test_bench_floor
     for rate in (10, 100):
         for key in FOOTPRINT_PER_RATE:
             value = got[f"{key}_{rate}hz"]
             assert finite(value) and value > 0, (key, rate, got)
     assert got["rss_mb"] == max(got["rss_mb_10hz"], got["rss_mb_100hz"])
+    assert not [k for k in got if k.startswith(("floor_", "cpu_ratio_"))]  # --no-floor
     assert got["ticks_per_s_100hz"] > got["ticks_per_s_10hz"]  # the rate change took effect
     assert isinstance(got["meets_target"], bool)
 
