@@ -101,6 +101,7 @@ STATUS_PERIOD_S = 1.0  # agent -> twin status messages
 OUTBOX_MAX = 32  # config results kept for the twin while no session is UP
 SHUTDOWN_GRACE_S = 3.0  # after the stop's writes are out, how long the rest may take
 OBSERVE_S = 2.0  # while not safe, what the outputs hold is read this often
+TIMER_LEAD_S = 0.0015  # the deadline timer fires this early, then sleeps out the rest
 GIL_SWITCH_S = 0.0005  # sys.setswitchinterval while the agent runs
 LINK_AUDIT_MIN_S = 5.0  # at most one twin-link edge record this often (a flapping twin)
 
@@ -153,6 +154,7 @@ class Runtime:
         self._link_sessions = 0  # sessions of the current link object that came UP
         self._stop = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline = 0.0  # what the timer is for (it fires TIMER_LEAD_S before)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog_checked: float | None = None
         self._status_seq = 0
@@ -480,20 +482,31 @@ class Runtime:
 
     def _schedule(self) -> None:
         """The controller's next deadline as the one timer (left alone while unchanged:
-        every tick and heartbeat asks, and the deadline rarely moves)."""
+        every tick and heartbeat asks, and the deadline rarely moves).
+
+        asyncio waits in whole milliseconds, rounded up (epoll), so a timer at the deadline
+        fires up to 1 ms late: the timer is set TIMER_LEAD_S early and :meth:`_on_timer`
+        sleeps out the rest (under a millisecond and a half, only when a deadline is due:
+        the twin is late or lost, a hold-off ends)."""
         deadline = self.controller.next_deadline()
         timer = self._timer
         if timer is not None:
-            if deadline is not None and timer.when() == deadline:
+            if deadline is not None and self._timer_deadline == deadline:
                 return
             timer.cancel()
             self._timer = None
         if deadline is not None:
-            self._timer = asyncio.get_running_loop().call_at(deadline, self._on_timer)
+            self._timer_deadline = deadline
+            self._timer = asyncio.get_running_loop().call_at(
+                deadline - TIMER_LEAD_S, self._on_timer, deadline)
 
-    def _on_timer(self) -> None:
+    def _on_timer(self, deadline: float) -> None:
         self._timer = None
-        self._act(self.controller.on_timer(asyncio.get_running_loop().time()))
+        loop = asyncio.get_running_loop()
+        early = deadline - loop.time()
+        if early > 0:
+            time.sleep(early)  # clock_nanosleep: microseconds, not the loop's milliseconds
+        self._act(self.controller.on_timer(max(loop.time(), deadline)))
 
     # --- twin link callbacks -------------------------------------------------------------
 
