@@ -7,9 +7,10 @@ loop makes any thread, in this order:
 1. ``lock_memory``: thread stacks made small and glibc's malloc kept to ``ARENA_MAX`` arena,
    because once memory is locked every mapping is resident and counts in ``VmLck`` (and
    against ``RLIMIT_MEMLOCK``): a thread's default stack is 8 MiB (``RLIMIT_STACK``), each
-   extra malloc arena a 64 MiB reservation. Python threads made from now on get
-   ``PY_THREAD_STACK`` (``threading.stack_size``); the native watchdog thread sets its own
-   (128 KiB, ``firmware_bridge/_watchdog.c``). Then ``mlockall(MCL_CURRENT | MCL_FUTURE)``:
+   extra malloc arena a 64 MiB reservation. Threads made from now on get
+   ``PY_THREAD_STACK`` (:func:`small_thread_stacks`: Python's, and with glibc a C
+   library's too); the native watchdog thread sets its own (128 KiB,
+   ``firmware_bridge/_watchdog.c``). Then ``mlockall(MCL_CURRENT | MCL_FUTURE)``:
    no page of the agent is paged out, or read back from disk in the middle of a tick.
 2. ``scheduling = "fifo"``: the calling thread (the main one, which runs the event loop) to
    ``SCHED_FIFO`` at ``loop_priority``, before the agent has made any other thread, so that
@@ -116,6 +117,39 @@ def thread_ids() -> list[int]:
         return [threading.get_native_id()]
 
 
+def small_thread_stacks(size: int) -> int:
+    """Threads made from now on get ``size`` bytes of stack: Python's (``threading.
+    stack_size``) and, with glibc, every other one made with default attributes
+    (``pthread_setattr_default_np``: a C library's own thread, lgpio's alert thread on a
+    Pi, would otherwise lock 8 MiB). The default stack size glibc now gives (read back), or
+    0 where it cannot be set and read."""
+    threading.stack_size(size)
+    libc = _libc()
+    if libc is None or not hasattr(libc, "pthread_setattr_default_np"):
+        return 0
+    import ctypes  # noqa: PLC0415 - imported by _libc already
+
+    attr = ctypes.create_string_buffer(256)  # > sizeof(pthread_attr_t): 56 x86_64, 64 arm64
+    if libc.pthread_attr_init(attr) != 0:
+        return 0
+    try:
+        if (libc.pthread_attr_setstacksize(attr, ctypes.c_size_t(size)) != 0
+                or libc.pthread_setattr_default_np(attr) != 0):
+            return 0
+    finally:
+        libc.pthread_attr_destroy(attr)
+    got = ctypes.c_size_t(0)
+    if libc.pthread_attr_init(attr) != 0:
+        return 0
+    try:
+        if (libc.pthread_getattr_default_np(attr) != 0
+                or libc.pthread_attr_getstacksize(attr, ctypes.byref(got)) != 0):
+            return 0
+    finally:
+        libc.pthread_attr_destroy(attr)
+    return got.value
+
+
 def at_normal_priority(call: Callable[[], _T]) -> _T:
     """``call()`` on a short-lived thread that first puts itself at SCHED_OTHER (lowering is
     always allowed), joined; its result, or what it raised. A process it starts (fork and
@@ -194,7 +228,7 @@ class Realtime:
             self._warn()
 
     def _small_threads(self) -> None:
-        threading.stack_size(PY_THREAD_STACK)
+        small_thread_stacks(PY_THREAD_STACK)
         libc = _libc()
         if libc is not None and hasattr(libc, "mallopt"):  # glibc; musl has none to limit
             libc.mallopt(M_ARENA_MAX, ARENA_MAX)

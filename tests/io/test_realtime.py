@@ -1,8 +1,11 @@
-"""``agent.io.realtime`` in a child process of its own: the test runner itself is never put
-at SCHED_FIFO. The child puts its main thread at SCHED_FIFO 10 (as ``Realtime.start`` does the
-loop) and starts ``sleep`` twice, directly and through ``at_normal_priority``; the policies
-of both children are read here from ``/proc`` and the kernel, not from the child's word.
-Needs the privilege to use SCHED_FIFO (root here, as in CI).
+"""``agent.io.realtime`` in child processes of their own: the test runner itself is never put
+at SCHED_FIFO nor given small thread stacks. One child puts its main thread at SCHED_FIFO 10
+(as ``Realtime.start`` does the loop) and starts ``sleep`` twice, directly and through
+``at_normal_priority``; the policies of both are read here from the kernel, not from the
+child's word. Needs the privilege to use SCHED_FIFO (root here, as in CI). Another makes
+threads before and after ``small_thread_stacks`` and each reports the stack glibc gave it
+(``pthread_getattr_np``): a Python thread, and a thread a C library makes with default
+attributes (made here through ctypes).
 """
 
 from __future__ import annotations
@@ -54,6 +57,50 @@ def test_a_process_started_at_normal_priority_does_not_inherit_fifo() -> None:
         if child.poll() is None:
             child.kill()
             child.wait(5)
+
+
+STACKS = textwrap.dedent("""
+    import ctypes, json, threading
+    from agent.io.realtime import small_thread_stacks
+    libc = ctypes.CDLL(None)
+    libc.pthread_self.restype = ctypes.c_ulong
+
+    def own_stack():
+        attr, size = ctypes.create_string_buffer(256), ctypes.c_size_t(0)
+        assert libc.pthread_getattr_np(ctypes.c_ulong(libc.pthread_self()), attr) == 0
+        assert libc.pthread_attr_getstacksize(attr, ctypes.byref(size)) == 0
+        libc.pthread_attr_destroy(attr)
+        return size.value
+
+    def c_thread():
+        got = []
+        body = ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p)(
+            lambda _: got.append(own_stack()))
+        tid = ctypes.c_ulong(0)
+        assert libc.pthread_create(ctypes.byref(tid), None, body, None) == 0
+        libc.pthread_join(tid, None)
+        return got[0]
+
+    def py_thread():
+        got = []
+        t = threading.Thread(target=lambda: got.append(own_stack()))
+        t.start(); t.join()
+        return got[0]
+
+    before = [c_thread(), py_thread()]
+    default = small_thread_stacks(256 * 1024)
+    print(json.dumps({"before": before, "default": default, "after": [c_thread(), py_thread()]}))
+""")
+
+
+def test_small_thread_stacks_reach_c_library_threads_too() -> None:
+    done = subprocess.run([sys.executable, "-c", STACKS], capture_output=True, text=True,
+                          timeout=20, check=False)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["before"][0] > 1024 * 1024  # glibc's default (RLIMIT_STACK, 8 MiB here)
+    assert got["default"] == 256 * 1024
+    assert got["after"] == [256 * 1024, 256 * 1024]
 
 
 def test_thread_sched_reads_the_kernel() -> None:
