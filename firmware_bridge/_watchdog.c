@@ -47,6 +47,7 @@ typedef struct {
  *   forked    =>  no thread, and mu, wake, idle are never used (again): a fork()ed child
  *                 (the at-fork handler disarmed it and closed the fds), or a failed init.
  *   joining   (GIL) one _close() has claimed the join; nobody joins again.
+ *   tid       the thread's kernel id, set by it first thing under mu (core_new waits for it).
  */
 typedef struct wd {
     PyObject_HEAD
@@ -55,6 +56,7 @@ typedef struct wd {
     pthread_cond_t idle; /* thread -> Python side: busy went back to 0 */
     pthread_t thread;
     int stop, armed, busy, fired, joining, forked;
+    pid_t tid;
     int64_t deadline_ns, next_feed_ns; /* kick() only ever moves deadline_ns later */
     int64_t kicks, fires, feeds, feed_errors;
     int64_t lateness_ns;   /* of the latest fire */
@@ -70,8 +72,6 @@ typedef struct { size_t n; int64_t v[VIEW_HEAD + 2 + 3 * WD_MAX]; } wd_view;
 /* Every live core, for the at-fork handler; registry_mu is held across fork(). */
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static wd *registry;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static int atfork_err;
 
 /* ---------------------------------------------------------------- plain C, no Python -- */
 
@@ -175,6 +175,8 @@ static void fire(wd *w) {
 static void *wd_main(void *arg) {
     wd *w = arg;
     pthread_mutex_lock(&w->mu);
+    w->tid = gettid();
+    pthread_cond_broadcast(&w->idle); /* to core_new, waiting for the tid */
     while (!w->stop) {
         int64_t now = mono_ns(), wake = w->deadline_ns;
         int firing = now >= w->deadline_ns;
@@ -209,8 +211,8 @@ static void *wd_main(void *arg) {
             continue;
         }
         if (w->plan.hw_fd >= 0 && w->next_feed_ns < wake) wake = w->next_feed_ns;
-        struct timespec ts = {.tv_sec = wake / NS, .tv_nsec = wake % NS}; /* a kick since: */
-        pthread_cond_timedwait(&w->wake, &w->mu, &ts); /* wake up early, sleep again */
+        struct timespec ts = {.tv_sec = wake / NS, .tv_nsec = wake % NS}; /* a kick since */
+        pthread_cond_clockwait(&w->wake, &w->mu, CLOCK_MONOTONIC, &ts); /* wakes it early */
     }
     pthread_mutex_unlock(&w->mu);
     return NULL;
@@ -253,10 +255,6 @@ static void atfork_child(void) {
         w->forked = 1;
     }
     pthread_mutex_unlock(&registry_mu);
-}
-
-static void atfork_register(void) {
-    atfork_err = pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
 /* --------------------------------------------------------- Python side (GIL held) -- */
@@ -380,41 +378,44 @@ static PyObject *core_fired(wd *w, void *Py_UNUSED(closure)) {
     return PyBool_FromLong(__atomic_load_n(&w->fired, __ATOMIC_ACQUIRE)); /* no mu: cheap */
 }
 
-/* No arguments: the public classes' __init__ (firmware_bridge.api) takes none. */
+static PyObject *core_tid(wd *w, void *Py_UNUSED(closure)) {
+    return PyLong_FromLong(w->joining || w->forked ? 0 : w->tid); /* 0: no thread (any more) */
+}
+
+/* No arguments (the public classes' __init__ takes none); returns once the thread has its tid. */
 static PyObject *core_new(PyTypeObject *type, PyObject *Py_UNUSED(a), PyObject *Py_UNUSED(k)) {
     wd *w = (wd *)type->tp_alloc(type, 0); /* zeroed */
     if (w == NULL) return NULL;
     w->plan.hw_fd = -1;
-    pthread_condattr_t attr;
-    sigset_t all, mask; /* the thread inherits a mask with every signal blocked */
+    pthread_attr_t tattr; /* every signal blocked; a small stack: mlockall() locks all of it */
+    sigset_t all;
     int err;
     sigfillset(&all);
-    if ((err = pthread_condattr_init(&attr)) != 0) goto fail;
-    if ((err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)) != 0
-        || (err = pthread_mutex_init(&w->mu, NULL)) != 0) goto fail_attr;
-    if ((err = pthread_cond_init(&w->wake, &attr)) != 0) goto fail_mu;
+    if ((err = pthread_cond_init(&w->wake, NULL)) != 0) goto fail;
     if ((err = pthread_cond_init(&w->idle, NULL)) != 0) goto fail_wake;
-    if ((err = pthread_sigmask(SIG_BLOCK, &all, &mask)) == 0) {
-        err = pthread_create(&w->thread, NULL, wd_main, w);
-        pthread_sigmask(SIG_SETMASK, &mask, NULL);
-    }
-    if (err != 0) goto fail_idle;
-    pthread_condattr_destroy(&attr);
+    if ((err = pthread_mutex_init(&w->mu, NULL)) != 0) goto fail_idle;
+    if ((err = pthread_attr_init(&tattr)) != 0) goto fail_mu;
+    err = pthread_attr_setstacksize(&tattr, 128 * 1024);
+    if (err == 0) err = pthread_attr_setsigmask_np(&tattr, &all);
+    if (err == 0) err = pthread_create(&w->thread, &tattr, wd_main, w);
+    pthread_attr_destroy(&tattr);
+    if (err != 0) goto fail_mu;
     (void)pthread_setname_np(w->thread, "tg-watchdog"); /* ps -L, top -H */
+    pthread_mutex_lock(&w->mu);
+    while (w->tid == 0) pthread_cond_wait(&w->idle, &w->mu);
+    pthread_mutex_unlock(&w->mu);
     pthread_mutex_lock(&registry_mu);
     if ((w->next = registry) != NULL) registry->prev = &w->next;
     w->prev = &registry;
     registry = w;
     pthread_mutex_unlock(&registry_mu);
     return (PyObject *)w;
-fail_idle: /* undo in reverse */
+fail_mu: /* undo in reverse */
+    pthread_mutex_destroy(&w->mu);
+fail_idle:
     pthread_cond_destroy(&w->idle);
 fail_wake:
     pthread_cond_destroy(&w->wake);
-fail_mu:
-    pthread_mutex_destroy(&w->mu);
-fail_attr:
-    pthread_condattr_destroy(&attr);
 fail:
     w->forked = 1; /* no thread, no mu/cond: dealloc destroys nothing */
     Py_DECREF(w);
@@ -453,6 +454,7 @@ static PyMethodDef core_methods[] = {
 
 static PyGetSetDef core_getset[] = {
     {"fired", (getter)core_fired, NULL, "Fired since the last arm() (latched).", NULL},
+    {"tid", (getter)core_tid, NULL, "The thread's kernel id (0: none).", NULL},
     {NULL},
 };
 
@@ -473,22 +475,19 @@ static PyType_Spec core_spec = {
 };
 
 static int module_exec(PyObject *m) {
-    pthread_once(&atfork_once, atfork_register);
-    if (atfork_err != 0) {
-        errno = atfork_err;
+    static int atfork_done; /* (GIL, which every interpreter importing this module shares) */
+    if (!atfork_done && (errno = pthread_atfork(atfork_prepare, atfork_parent, atfork_child))) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
+    atfork_done = 1;
     PyObject *type = PyType_FromModuleAndSpec(m, &core_spec, NULL);
     int r = type == NULL ? -1 : PyModule_AddType(m, (PyTypeObject *)type);
     Py_XDECREF(type);
     return r;
 }
 
-static PyModuleDef_Slot module_slots[] = {
-    {Py_mod_exec, module_exec},
-    {0, NULL},
-};
+static PyModuleDef_Slot module_slots[] = {{Py_mod_exec, module_exec}, {0, NULL}};
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,

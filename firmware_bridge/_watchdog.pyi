@@ -1,8 +1,9 @@
 """The native watchdog's core (C). The public class is ``firmware_bridge.native.Watchdog``
 (``class Watchdog(Core, WatchdogAPI)``); its contract is in ``firmware_bridge.api``.
 
-The core owns the thread (started with every signal blocked by ``Core()``, joined by
-``_close()``) and the plan in force. ``WatchdogAPI`` checks every value before it calls
+The core owns the thread (started by ``Core()`` with every signal blocked and a 128 KiB
+stack, which ``mlockall()`` makes resident whole; joined by ``_close()``) and the plan in
+force. ``WatchdogAPI`` checks every value before it calls
 ``_arm``; the core only refuses what it cannot hold (ValueError, nothing taken). Every
 method but ``kick`` and ``fired`` returns a view (``firmware_bridge.results.View``): the
 counters, and the results of the plan it reports on if that plan fired. ``pywatchdog.PyCore``
@@ -18,6 +19,12 @@ class Core:
     @property
     def fired(self) -> bool:
         """The latch, read without the mutex (an atomic load)."""
+    @property
+    def tid(self) -> int:
+        """The thread's kernel id (for ``os.sched_setscheduler`` and ``/proc/self/task``),
+        known when ``Core()`` returns; 0 once ``_close()`` joins it or in a fork()ed child
+        (no thread there). ``pywatchdog.PyCore`` starts its thread at the first ``_arm``:
+        0 before."""
     def _arm(
         self,
         period_ns: int,

@@ -209,6 +209,14 @@ class WatchdogAPI:
         """The latch: the deadline passed since the last arm(). Cheap: no dict, no waiting."""
         raise NotImplementedError
 
+    @property
+    def tid(self) -> int:
+        """The watchdog thread's kernel thread id (its scheduling is set and read through
+        it: ``agent.io.realtime``), once there is a thread: the native one from construction,
+        the Python one from the first arm(); 0 before, after close() and in a fork()ed
+        child."""
+        raise NotImplementedError
+
     def _arm(self, period_ns: int, budget_ns: int, feed_ns: int,  # noqa: PLR0917 - the C core's
              exit_code: int, hw_fd: int, writes: Actions, files: Actions, /) -> View:
         raise NotImplementedError

@@ -179,6 +179,13 @@ class PyCore:
     def fired(self) -> bool:
         return self._fired
 
+    @property
+    def tid(self) -> int:
+        thread = self._thread
+        if thread is None or self._joining or self._forked:
+            return 0
+        return thread.native_id or 0
+
     def _arm(self, period_ns: int, budget_ns: int, feed_ns: int,  # noqa: PLR0917 - as in C
              exit_code: int, hw_fd: int, writes: Actions, files: Actions, /) -> View:
         if (period_ns <= 0 or budget_ns < 0 or feed_ns <= 0 or not -1 <= exit_code <= 255

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.resources
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +33,10 @@ from sim.plc.harness import SimPlcProcess, wait_ready
 
 READY_TIMEOUT_S = 15.0
 DEVICE_ID = "sim-tank-01"
+# appended to a profile without a [realtime] table of its own when a stack's agent is not to
+# ask for real time (Stack(realtime=False); the tests' default, see tests/conftest.py)
+NO_REALTIME = ('\n[realtime]  # sim.stack: this agent asks nothing of the scheduler\n'
+               'scheduling = "other"\nlock_memory = false\n')
 
 
 def sim_tank_text() -> str:
@@ -135,13 +140,22 @@ class Stack:
     ``[spool]``, ``[recommendations]`` ...); ``twin_args`` go to ``python -m sim twin``;
     ``twin_configured=False`` leaves ``[twin]`` out of the configuration (the sim twin still
     runs, unheard: a local guard).
+
+    ``realtime``: True runs the agent with the profile's ``[realtime]`` as written (the
+    shipped defaults: SCHED_FIFO, memory locked, as in production; the benchmarks and the
+    demo); False appends :data:`NO_REALTIME` to a profile that has no ``[realtime]`` table;
+    None (the default) is :attr:`realtime_default`, which ``tests/conftest.py`` sets to False
+    (a test that is about real time asks for it).
     """
+
+    realtime_default = True
 
     def __init__(self, *, profile_text: str | None = None, mode: str = "shadow",
                  twin_rate_hz: float = 10.0, agent_env: dict[str, str] | None = None,
                  start_agent: bool = True, workdir: Path | None = None,
                  plc_args: tuple[str, ...] = (), config_extra: str = "",
-                 twin_args: tuple[str, ...] = (), twin_configured: bool = True) -> None:
+                 twin_args: tuple[str, ...] = (), twin_configured: bool = True,
+                 realtime: bool | None = None) -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="twinguard-stack-")
         self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -149,6 +163,9 @@ class Stack:
         self.profile_path = self.workdir / "profile.toml"
         if profile_text is None:
             profile_text = sim_tank_text()
+        self.realtime = self.realtime_default if realtime is None else realtime
+        if not self.realtime and not re.search(r"(?m)^\s*\[realtime\]", profile_text):
+            profile_text += NO_REALTIME
         self.profile_path.write_text(profile_text)
         self.state_dir = self.workdir / "state"
         self.agent_env = agent_env or {}
@@ -183,10 +200,12 @@ class Stack:
         text = "\n".join(lines).replace("'", '"') + "\n"
         self.config_path.write_text(text + ("\n" + self.config_extra if self.config_extra else ""))
 
-    def start_agent(self) -> Proc:
-        """Start ``python -m agent run`` against the sim PLC and sim twin."""
+    def start_agent(self, wrapper: Sequence[str] = ()) -> Proc:
+        """Start ``python -m agent run`` against the sim PLC and sim twin; ``wrapper`` is a
+        command line it runs under (``setpriv ... --``, ``prlimit ... --``)."""
         self.agent = Proc(
-            [sys.executable, "-m", "agent", "-v", "run", "--profile", str(self.profile_path),
+            [*wrapper, sys.executable, "-m", "agent", "-v", "run", "--profile",
+             str(self.profile_path),
              "--tcp", f"127.0.0.1:{self.plc.port}", "--config", str(self.config_path),
              "--state-dir", str(self.state_dir)],
             self.workdir / "agent.stderr", ready=False, env=self.agent_env)

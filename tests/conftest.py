@@ -7,7 +7,8 @@ No folder is named after a top-level package (``sim``, ``firmware_bridge``): wit
 ``__init__.py`` files this folder is on ``sys.path``, and CI's sanitizer leg runs pytest with
 ``-P`` (the checkout off ``sys.path``), where such a folder would shadow the package as a
 namespace package. Helpers more than one folder uses (``bundle_kit``, ``hostile_modbus``)
-live here, next to this file.
+live here, next to this file. The agents ``sim.stack.Stack`` starts here ask for no real
+time unless a test asks (see ``Stack.realtime_default`` below).
 
 Property tests (hypothesis) are set up here, in one place, so that a landing never depends
 on luck:
@@ -33,6 +34,15 @@ import pytest
 from hypothesis import settings
 
 from sim.plc.harness import SimPlcProcess, SocatPair
+from sim.stack import Stack
+
+# The agents the tests start ask nothing of the scheduler (scheduling = "other", memory not
+# locked) unless a test asks for real time (Stack(realtime=True): tests/e2e/test_e2e_realtime.py):
+# on a shared machine an agent hung on purpose with the GIL held would otherwise spin at
+# SCHED_FIFO for seconds, holding a core from everything else, the sims included, and what
+# the other tests assert does not depend on the agent's priority. The benchmarks and the demo
+# run the profile's own [realtime] (production's defaults).
+Stack.realtime_default = False
 
 CI_SEED = 1313  # the ci profile's seed: change it only on purpose, in its own commit
 FUZZ_SCALE_ENV = "TWINGUARD_FUZZ_SCALE"

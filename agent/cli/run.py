@@ -83,11 +83,17 @@ def run(args: argparse.Namespace) -> int:
     state_dir = resolve_state_dir(args.state_dir)
     if logging.getLogger().level > logging.INFO:
         logging.getLogger().setLevel(logging.INFO)
+    # [realtime]: memory locked and the main thread at SCHED_FIFO after the imports and before
+    # the agent makes its first thread (each inherits the loop's policy); refused: one WARNING
+    from agent.io.realtime import Realtime  # noqa: PLC0415
+
+    realtime = Realtime(profile.realtime, profile.source)
+    realtime.start()
 
     async def serve() -> int:
         # the Modbus transports bind to the running loop: build the runtime inside it
         try:
-            runtime = Runtime(profile, config, state_dir, watchdog)
+            runtime = Runtime(profile, config, state_dir, watchdog, realtime)
         except ConfigError as error:  # the stored configuration does not fit the profile
             return report_problems(error)
         except KeyFileExposed as error:  # before OSError: it is one, and names its file

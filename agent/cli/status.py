@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from agent.cli.common import EXIT_OK, ask_agent, json_option, state_dir_option
 from agent.io.status_client import fetch_status, request
-from agent.model.status import StatusSnapshot
+from agent.model.status import RealtimeStatus, StatusSnapshot, ThreadSchedStatus
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -117,6 +117,8 @@ def _header(s: StatusSnapshot) -> Panel:
                  or "none")
     grid.add_row("outputs", ", ".join(f"{o.name}={_num(o.value)}" for o in s.outputs)
                  or "none")
+    if s.realtime is not None:
+        grid.add_row("real time", _realtime(s.realtime))
     grid.add_row("config", f"version {s.config_version}, profile {s.profile}")
     grid.add_row("agent", f"twinguard {s.version}, pid {s.pid}, up {_dur(s.uptime_s)}, "
                           f"as of {_when(s.wall)}")
@@ -136,6 +138,35 @@ def _authority(s: StatusSnapshot) -> Text:
         text.append("; the twin regains authority "
                     + ("on an ack (reset button or `twinguard ack`)" if a.waiting_for_ack
                        else f"in {_dur(a.holdoff_left_s)}"), style="bold")
+    return text
+
+
+def _sched(t: ThreadSchedStatus) -> str:
+    """``FIFO 40``; a time-sharing policy has no priority: ``OTHER``."""
+    return f"{t.policy.upper()} {t.priority}" if t.policy in ("fifo", "rr") else t.policy.upper()
+
+
+def _realtime(r: RealtimeStatus) -> Text:
+    """As the kernel grants it: ``loop FIFO 40, watchdog FIFO 45, 3 more threads at FIFO 40;
+    memory locked (VmLck ..., VmRSS ...)``, and what was refused."""
+    from rich.text import Text  # noqa: PLC0415 - rich: see the module docstring
+
+    loop = (r.loop.policy, r.loop.priority)
+    rest = [t for t in r.threads
+            if t.tid != r.loop.tid and (r.watchdog is None or t.tid != r.watchdog.tid)]
+    unlike = [t for t in rest if (t.policy, t.priority) != loop]
+    text = Text(f"loop {_sched(r.loop)}, watchdog "
+                f"{'not armed' if r.watchdog is None else _sched(r.watchdog)}, "
+                f"{len(rest) - len(unlike)} more thread{'' if len(rest) == 1 else 's'} at "
+                f"{_sched(r.loop)}")
+    if unlike:
+        text.append(", NOT like the loop: " + ", ".join(f"{t.name} {_sched(t)}"
+                                                        for t in unlike), style="bold yellow")
+    text.append(f"; memory locked (VmLck {r.vmlck_kib} kB, VmRSS {r.vmrss_kib} kB)"
+                if r.memory_locked else f"; memory not locked (VmRSS {r.vmrss_kib} kB)")
+    if r.fallback:
+        text.append(f"\nREFUSED (asked: scheduling {r.scheduling}, lock_memory "
+                    f"{str(r.lock_memory).lower()}): {r.fallback}", style="bold yellow")
     return text
 
 

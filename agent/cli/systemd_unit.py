@@ -22,7 +22,7 @@ from agent.cli.common import (
 from agent.config.profile.load import load_profile
 from agent.config.systemd_unit import render_unit
 from agent.model.errors import ProfileError
-from agent.model.profile import RtuLink
+from agent.model.profile import RtuLink, Scheduling
 
 EXIT_CODES = """exit status:
   0  the unit was printed
@@ -75,6 +75,9 @@ def systemd_unit(args: argparse.Namespace) -> int:
                                              board.reset_button)),
             hw_watchdog=board.hw_watchdog,
             sysfs_paths=[board.fault_led] if board.fault_led else [],
+            rt_priority=(profile.realtime.watchdog_priority
+                         if profile.realtime.scheduling is Scheduling.FIFO else None),
+            lock_memory=profile.realtime.lock_memory,
         )
     except ValueError as exc:  # a value no unit may hold: never written with a guess
         print(f"twinguard systemd-unit: {exc}", file=sys.stderr)

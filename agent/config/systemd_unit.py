@@ -33,6 +33,24 @@ What the unit guarantees, and why:
   re-opens them below the read-only /sys; the ``-`` lets the agent start, and fail safe,
   even when an indicator file is missing). GPIO through lgpio creates its notification
   pipes in the working directory, so that is the state directory too (and ``LG_WD``).
+* Real time (the profile's ``[realtime]``, ``agent.io.realtime``): the agent itself puts its
+  event-loop thread (and the threads it makes) at ``SCHED_FIFO`` ``loop_priority`` and the
+  native watchdog thread at ``watchdog_priority``, after its imports, and locks its memory.
+  The unit only grants it: ``LimitRTPRIO=<watchdog_priority>`` (an unprivileged process may
+  ask for any SCHED_FIFO priority up to its ``RLIMIT_RTPRIO``: no ``CAP_SYS_NICE``, the
+  bounding set stays empty) and ``LimitMEMLOCK=`` :data:`MEMLOCK_LIMIT`. Not
+  ``CPUSchedulingPolicy=``: that would run the whole process, imports and start included, at
+  one priority and the watchdog thread no higher than the loop. The memlock limit: with
+  ``mlockall(MCL_CURRENT | MCL_FUTURE)`` the whole address space must fit at once (the
+  kernel compares ``VmSize``, not what is resident) and every later mapping too; once it is
+  reached a new mapping fails and the agent's next allocation raises MemoryError (the native
+  watchdog and the PLC's own then act). The agent locks about 40 MiB (small thread stacks,
+  one malloc arena: ``twinguard status`` shows ``VmLck``); 256 MiB leaves room for its
+  growth and bounds what a leak can pin in RAM, which ``infinity`` would not (a leak of
+  locked memory cannot be swapped: it starves the rest of the board). ``SystemCallFilter=
+  @system-service`` allows both (``@resources``: sched_setscheduler; ``@memlock``: mlockall)
+  and the unit never sets ``RestrictRealtime=``. ``scheduling = "other"`` renders no
+  ``LimitRTPRIO=``, ``lock_memory = false`` no ``LimitMEMLOCK=``.
 * ``/dev/watchdog``: only one process may open it. If systemd itself feeds it
   (``RuntimeWatchdogSec=`` in system.conf), leave ``hw_watchdog`` out.
 """
@@ -42,7 +60,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from agent.model.profile import MEMLOCK_LIMIT_MIB
+
 PI_GPIO_CHIPS = ("/dev/gpiochip0", "/dev/gpiochip4")  # the header's chip (see above)
+MEMLOCK_LIMIT = f"{MEMLOCK_LIMIT_MIB}M"  # LimitMEMLOCK= for lock_memory = true (above)
 _BARE = re.compile(r"[A-Za-z0-9_@%+=:,./-]+")
 _NAME = re.compile(r"[a-z_][a-z0-9_-]*")
 
@@ -101,6 +122,8 @@ def render_unit(
     hw_watchdog: str | None = None,
     sysfs_paths: Sequence[str] = (),
     memory_deny_write_execute: bool = True,
+    rt_priority: int | None = None,
+    lock_memory: bool = False,
 ) -> str:
     """The text of ``twinguard.service``.
 
@@ -111,6 +134,8 @@ def render_unit(
     ``dialout``; ``gpio`` allows the header's GPIO chip (:data:`PI_GPIO_CHIPS`) and group
     ``gpio``; ``hw_watchdog`` (e.g. ``/dev/watchdog``) is allowed
     read-write; ``sysfs_paths`` (e.g. the fault LED's ``brightness`` file) become writable.
+    ``rt_priority`` (the profile's ``watchdog_priority`` under ``scheduling = "fifo"``; None:
+    no real-time scheduling) becomes ``LimitRTPRIO=``; ``lock_memory`` ``LimitMEMLOCK=``.
 
     Raises ValueError for a relative or unnormalized path, a control character anywhere,
     an invalid user/group name, or a non-positive time span: a unit file is a safety
@@ -161,6 +186,16 @@ def render_unit(
     else:
         unit.append(f"ReadWritePaths={state}")
     unit += [f"WorkingDirectory={state}", f"Environment=LG_WD={state}", "UMask=0027"]
+    if rt_priority is not None or lock_memory:
+        unit += ["", "# real time ([realtime] in the profile), granted without a capability"]
+    if rt_priority is not None:
+        if not 1 <= rt_priority <= 99:
+            raise ValueError(f"rt_priority must be in 1..99, got {rt_priority!r}")
+        unit += ["# the agent puts its own threads at SCHED_FIFO, the watchdog's at this one",
+                 f"LimitRTPRIO={rt_priority}"]
+    if lock_memory:
+        unit += ["# mlockall(): the whole address space must fit (twinguard status: VmLck)",
+                 f"LimitMEMLOCK={MEMLOCK_LIMIT}"]
 
     unit += [
         "",

@@ -189,6 +189,11 @@ class NativeGuard:
         """The loop completed a tick: push the deadline out by ``watchdog_deadline_s``."""
         self._wd.kick()
 
+    @property
+    def tid(self) -> int:
+        """The watchdog thread's kernel id (0 when it has none: ``WatchdogAPI.tid``)."""
+        return self._wd.tid
+
     def fired(self) -> bool:
         """The watchdog fired since it was last armed (latched until :meth:`rearm`); a cheap
         read of the latch, fit for a check before every PLC write."""

@@ -321,6 +321,37 @@ class AuthoritySettings:
     return_holdoff_s: float = 10.0
 
 
+class Scheduling(enum.Enum):
+    """``[realtime] scheduling``: how the loop and the native watchdog thread are scheduled."""
+
+    FIFO = "fifo"  # SCHED_FIFO at loop_priority / watchdog_priority (asked at start)
+    OTHER = "other"  # the kernel's normal time sharing: nothing is asked
+
+
+RT_PRIORITY_MAX = 49
+"""The highest ``[realtime]`` priority: PREEMPT_RT kernels run their interrupt threads at 50,
+and the NIC's and UART's ones carry the agent's own Modbus frames."""
+
+
+MEMLOCK_LIMIT_MIB = 256
+"""The ``RLIMIT_MEMLOCK`` the generated systemd unit grants for ``lock_memory`` (its reasons:
+``agent.config.systemd_unit``); the agent locks about 40 MiB."""
+
+
+@dataclass(frozen=True)
+class RealtimeSettings:
+    """``[realtime]``: real-time scheduling and locked memory (``agent.io.realtime``).
+
+    ``watchdog_priority > loop_priority``: the native watchdog thread must preempt a loop
+    thread that spins with the GIL held. Both in 1..:data:`RT_PRIORITY_MAX`.
+    """
+
+    scheduling: Scheduling = Scheduling.FIFO
+    loop_priority: int = 40
+    watchdog_priority: int = 45
+    lock_memory: bool = True
+
+
 class CommFallback(enum.Enum):
     """What the simulated PLC does when its communication watchdog expires."""
 
@@ -367,6 +398,7 @@ class Profile:
     sim: SimBinding | None
     plc_remote: PlcRemote | None = None
     authority: AuthoritySettings = AuthoritySettings()
+    realtime: RealtimeSettings = RealtimeSettings()
 
     @property
     def writes(self) -> tuple[Output, ...]:

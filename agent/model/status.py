@@ -250,6 +250,32 @@ class AuthorityStatus:
 
 
 @dataclass(frozen=True)
+class ThreadSchedStatus:
+    """One thread's scheduling as the kernel reports it (``sched_getscheduler`` by id)."""
+
+    tid: int  # kernel thread id (/proc/PID/task/TID)
+    name: str  # "loop", "watchdog", or the Python thread's name
+    policy: str  # "fifo", "other", "rr", ...; "unknown" where it could not be read
+    priority: int  # SCHED_FIFO/RR priority; 0 for the time-sharing policies
+
+
+@dataclass(frozen=True)
+class RealtimeStatus:
+    """Real-time scheduling and locked memory (``agent.io.realtime``): what the profile's
+    ``[realtime]`` asked, and what the kernel grants, read back when the snapshot is made."""
+
+    scheduling: str  # asked: "fifo" or "other"
+    lock_memory: bool  # asked
+    loop: ThreadSchedStatus  # the event loop's (main) thread
+    watchdog: ThreadSchedStatus | None  # the watchdog thread; None before it is armed
+    threads: tuple[ThreadSchedStatus, ...]  # every thread of the agent, those two included
+    memory_locked: bool  # VmLck > 0
+    vmlck_kib: int
+    vmrss_kib: int
+    fallback: str | None = None  # what was asked and refused, and why (the WARNING's text)
+
+
+@dataclass(frozen=True)
 class EventEntry:
     wall: float  # Unix time
     kind: str  # "transition", "link", "ack", ... (free text, short)
@@ -286,6 +312,7 @@ class StatusSnapshot:
     socket: SocketStatus = field(default_factory=SocketStatus)
     safe_set: SafeSetStatus = field(default_factory=SafeSetStatus)
     authority: AuthorityStatus = field(default_factory=AuthorityStatus)
+    realtime: RealtimeStatus | None = None  # None: not reported (an agent run without it)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists for tuples, null for non-finite floats)."""

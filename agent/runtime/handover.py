@@ -16,8 +16,9 @@ The protocol, over one Unix socket pair whose end the successor gets as
 ``$TWINGUARD_HANDOVER_FD``:
 
 1. the predecessor spawns ``sys.executable`` with its own ``sys.orig_argv`` (``python -m
-   agent run ...``); ``$WATCHDOG_PID`` is dropped so that systemd's watchdog applies to the
-   successor once it is the main process;
+   agent run ...``), at normal priority whatever the loop's (``agent.io.realtime.
+   at_normal_priority``); ``$WATCHDOG_PID`` is dropped so that systemd's watchdog applies
+   to the successor once it is the main process;
 2. the successor, before it touches the state directory (:func:`wait_for_predecessor`,
    called first thing by the runtime), writes ``ready`` and waits for end of file;
 3. the predecessor, on ``ready`` (:meth:`Successor.wait_ready`), stops; under systemd it
@@ -44,6 +45,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+
+from agent.io.realtime import at_normal_priority
 
 log = logging.getLogger(__name__)
 
@@ -106,10 +109,11 @@ def spawn_successor(argv: list[str] | None = None,
     env.pop("WATCHDOG_PID", None)  # systemd's watchdog is the successor's once it is main
     env[ENV_FD] = str(theirs.fileno())
     command = argv if argv is not None else [sys.executable, *sys.orig_argv[1:]]
-    try:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and command line
+    try:  # at SCHED_OTHER: the successor imports and parses at normal priority, and goes
+        # real-time itself after that (agent.io.realtime), the predecessor's loop ticking on
+        proc = at_normal_priority(lambda: subprocess.Popen(  # noqa: S603 - our own command
             command, env=env, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
-            start_new_session=False)
+            start_new_session=False))
     except OSError:
         ours.close()
         raise

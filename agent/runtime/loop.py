@@ -74,6 +74,7 @@ from agent.io.devices import check_readable
 from agent.io.guard import NativeGuard, exit_code_from_env
 from agent.io.panel.panel import OperatorPanel
 from agent.io.plant import PlantIO
+from agent.io.realtime import Realtime
 from agent.io.twin.link import TwinLink, TwinLinkSettings
 from agent.model.messages import (
     Ack,
@@ -120,7 +121,8 @@ class Runtime:
     """Runs one agent until stopped; see the module docstring."""
 
     def __init__(self, profile: Profile, config: AgentConfig, state_dir: Path,
-                 watchdog: type[WatchdogAPI] | None = None) -> None:
+                 watchdog: type[WatchdogAPI] | None = None,
+                 realtime: Realtime | None = None) -> None:
         # a successor started by a hand-over (agent.runtime.handover) touches nothing of
         # the state directory, the PLC or the GPIO before its predecessor has let go
         handover.wait_for_predecessor()
@@ -150,6 +152,7 @@ class Runtime:
             profile, watchdog or load_watchdog(profile.require_native_watchdog),
             exit_code=exit_code_from_env(os.environ))
         self.plant.fired = self.guard.fired
+        self.realtime = realtime  # started by `twinguard run` (agent.io.realtime); None: not
         self.link: TwinLink | None = self._make_link(config)
         self._link_sessions = 0  # sessions of the current link object that came UP
         self._stop = asyncio.Event()
@@ -251,6 +254,8 @@ class Runtime:
         try:
             await self.guard.start(loop.time(), self.plant.connected,
                                    self.controller.last_written)
+            if self.realtime is not None:  # the watchdog thread above the loop, once armed
+                self.realtime.watchdog(self.guard.tid)
             # what start-up built (modules, the profile, the tables) lives as long as the
             # agent: the cyclic collector no longer scans it (shorter, rarer pauses)
             gc.collect()
@@ -568,7 +573,7 @@ class Runtime:
     # --- operator: status and acknowledgement ----------------------------------------------
 
     def status_snapshot(self) -> StatusSnapshot:
-        """What ``twinguard status`` shows (no I/O)."""
+        """What ``twinguard status`` shows (no I/O but the real-time read-back from /proc)."""
         loop = asyncio.get_running_loop()
         pump = self.telemetry.pump
         return build_snapshot(
@@ -580,6 +585,7 @@ class Runtime:
             twin_connected=None if self.link is None else self.link.connected,
             plc_watchdog=self.plant.watchdog_read,
             link=None if self.link is None else self.link.counters,
+            realtime=None if self.realtime is None else self.realtime.status(),
         )
 
     async def console_ack(self, source: str, who: str) -> tuple[bool, str]:

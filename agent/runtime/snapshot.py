@@ -29,6 +29,7 @@ from agent.model.status import (
     LoopStatus,
     OutputStatus,
     PlcStatus,
+    RealtimeStatus,
     RecommendationCounts,
     RecommendationDrops,
     RecommendationStatus,
@@ -61,6 +62,7 @@ def build_snapshot(
     twin_connected: bool | None,
     plc_watchdog: tuple[int | None, bool | None] = (None, None),
     link: LinkCounters | None = None,
+    realtime: RealtimeStatus | None = None,
 ) -> StatusSnapshot:
     """A snapshot from the controller and the adapters' counters (pure: no I/O, no clock).
 
@@ -69,7 +71,8 @@ def build_snapshot(
     validity left at ``now`` (one whose validity ended at or before ``now`` but was not
     dropped yet is left out, as the next decision drops it); in shadow mode each carries
     its latest comparison with what the PLC holds, if that comparison is of this very
-    recommendation (same id). ``link`` is the twin link's counters (None: no twin).
+    recommendation (same id). ``link`` is the twin link's counters (None: no twin);
+    ``realtime`` what the kernel grants (read back by ``agent.io.realtime``: the caller's I/O).
     """
     machine, monitor = controller.machine, controller.monitor
     deadline = machine.holdoff_deadline()
@@ -136,6 +139,7 @@ def build_snapshot(
             None if controller.unconfirmed_since is None
             else wall - max(0.0, now - controller.unconfirmed_since)),
         authority=_authority(controller.authority, now, wall),
+        realtime=realtime,
     )
 
 

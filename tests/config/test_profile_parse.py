@@ -18,7 +18,7 @@ from agent.config.profile import parse as parse_mod
 from agent.config.profile.load import list_profiles, load_profile
 from agent.config.profile.parse import parse_profile
 from agent.model.errors import ProfileError
-from agent.model.profile import DataType, Parity, Profile, RtuLink, Table, TcpLink
+from agent.model.profile import DataType, Parity, Profile, RtuLink, Scheduling, Table, TcpLink
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -142,6 +142,20 @@ def test_defaults_are_the_documented_ones() -> None:
     assert p.outputs[0].failsafe.value == "safe_value"
     assert p.signals[3].word_order.value == "big"
     assert p.signals[0].scale == 1.0 and p.signals[0].offset == 0.0
+    # no [realtime] table (the shipped ones show it commented): FIFO 40/45, memory locked
+    assert "realtime" not in data
+    r = p.realtime
+    assert (r.scheduling, r.loop_priority, r.watchdog_priority, r.lock_memory) == (
+        Scheduling.FIFO, 40, 45, True)
+
+
+def test_realtime_table_is_read() -> None:
+    p = parse_profile(edited({"realtime": {"loop_priority": 20, "watchdog_priority": 49,
+                                           "lock_memory": False}}), "t.toml")
+    assert (p.realtime.scheduling, p.realtime.loop_priority, p.realtime.watchdog_priority,
+            p.realtime.lock_memory) == (Scheduling.FIFO, 20, 49, False)
+    p = parse_profile(edited({"realtime": {"scheduling": "other"}}), "t.toml")
+    assert (p.realtime.scheduling, p.realtime.lock_memory) == (Scheduling.OTHER, True)
 
 
 def test_rtu_defaults_and_device_from_board() -> None:
@@ -317,6 +331,26 @@ BAD: list[tuple[str, dict[str, object], str, str]] = [
     ("sim-unknown-signal", {"sim.temperature": ["temp_a", "temp_q"]}, "sim.temperature[1]",
      "unknown signal 'temp_q'"),
     ("sim-unknown-output", {"sim.heater": "heater"}, "sim.heater", "unknown output 'heater'"),
+    ("realtime-not-a-table", {"realtime": "fifo"}, "realtime", "expected a table"),
+    ("realtime-unknown-key", {"realtime": {"schedulng": "fifo"}}, "realtime.schedulng",
+     "unknown key (did you mean 'scheduling'?)"),
+    ("realtime-policy", {"realtime": {"scheduling": "rr"}}, "realtime.scheduling",
+     "expected one of 'fifo', 'other'"),
+    ("realtime-at-the-irq-threads", {"realtime": {"loop_priority": 48, "watchdog_priority": 50}},
+     "realtime.watchdog_priority", "between 1 and 49, got 50: PREEMPT_RT kernels run their "
+     "interrupt threads at 50"),
+    ("realtime-priority-zero", {"realtime": {"loop_priority": 0}}, "realtime.loop_priority",
+     "between 1 and 49, got 0: SCHED_FIFO priorities start at 1"),
+    ("realtime-priority-bool", {"realtime": {"loop_priority": True}}, "realtime.loop_priority",
+     "expected an integer, got a boolean"),
+    ("realtime-watchdog-not-above", {"realtime": {"loop_priority": 45, "watchdog_priority": 45}},
+     "realtime.watchdog_priority", "45 must be above loop_priority (45): the native watchdog"),
+    ("realtime-loop-above-default-watchdog", {"realtime": {"loop_priority": 46}},
+     "realtime.watchdog_priority", "45 must be above loop_priority (46)"),
+    ("realtime-other-has-no-priority", {"realtime": {"scheduling": "other", "loop_priority": 10}},
+     "realtime.loop_priority", 'only scheduling = "fifo" has priorities'),
+    ("realtime-lock-not-bool", {"realtime": {"lock_memory": 1}}, "realtime.lock_memory",
+     "expected true or false, got an integer (1)"),
 ]
 
 

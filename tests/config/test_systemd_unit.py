@@ -36,6 +36,7 @@ def parse(text: str) -> dict[str, dict[str, list[str]]]:
 
 
 def full_unit(exe: str = "/usr/bin/twinguard") -> str:
+    """Every option, real-time ones included (a profile's [realtime] defaults)."""
     return render_unit(
         exec_start=exe,
         profile="/etc/twinguard/sim tank.toml",
@@ -45,6 +46,8 @@ def full_unit(exe: str = "/usr/bin/twinguard") -> str:
         serial_devices=["/dev/serial0"],
         hw_watchdog="/dev/watchdog",
         sysfs_paths=["/sys/class/leds/led0/brightness"],
+        rt_priority=45,
+        lock_memory=True,
     )
 
 
@@ -99,6 +102,56 @@ def test_required_keys_and_no_conflicting_duplicates() -> None:
     assert svc["ReadWritePaths"] == ["-/sys/class/leds/led0/brightness"]
 
 
+def test_real_time_is_granted_by_limits_with_the_sandbox_kept() -> None:
+    svc = parse(full_unit())["Service"]
+    assert one(svc, "LimitRTPRIO") == "45"  # up to the watchdog thread's priority
+    assert one(svc, "LimitMEMLOCK") == "256M"
+    # no capability for it, and nothing that would forbid it or run the whole process RT
+    assert one(svc, "CapabilityBoundingSet") == "" and one(svc, "AmbientCapabilities") == ""
+    for absent in ("RestrictRealtime", "CPUSchedulingPolicy", "CPUSchedulingPriority",
+                   "LimitRTTIME"):
+        assert absent not in svc, absent
+    assert one(svc, "SystemCallFilter") == "@system-service"
+
+
+@pytest.mark.parametrize(("rt_priority", "lock_memory", "present"), [
+    (None, True, {"LimitMEMLOCK"}),  # scheduling = "other"
+    (30, False, {"LimitRTPRIO"}),  # lock_memory = false
+    (None, False, set()),
+])
+def test_real_time_lines_only_for_what_the_profile_asks(
+        rt_priority: int | None, lock_memory: bool, present: set[str]) -> None:
+    text = render_unit(exec_start="/usr/bin/twinguard", profile="/etc/p.toml", config=None,
+                       state_dir="/var/lib/twinguard", watchdog_sec=2.0,
+                       rt_priority=rt_priority, lock_memory=lock_memory)
+    svc = parse(text)["Service"]
+    assert {k for k in ("LimitRTPRIO", "LimitMEMLOCK") if k in svc} == present
+    if rt_priority is not None:
+        assert one(svc, "LimitRTPRIO") == str(rt_priority)
+    if not present:
+        assert "real time" not in text  # no comment left over either
+
+
+def test_the_command_renders_the_profiles_realtime_table(tmp_path: Path) -> None:
+    """`twinguard systemd-unit` reads [realtime] from the profile: FIFO asks LimitRTPRIO at
+    the watchdog's priority, "other" and lock_memory = false leave the lines out."""
+    base = (Path(__file__).parents[2] / "hw_profiles" / "sim-tank.toml").read_text()
+    cases = {"": {"LimitRTPRIO": ["45"], "LimitMEMLOCK": ["256M"]},
+             "[realtime]\nloop_priority = 20\nwatchdog_priority = 30\n":
+                 {"LimitRTPRIO": ["30"], "LimitMEMLOCK": ["256M"]},
+             '[realtime]\nscheduling = "other"\nlock_memory = false\n': {}}
+    for i, (table, want) in enumerate(cases.items()):
+        profile = tmp_path / f"p{i}.toml"
+        profile.write_text(f"{base}\n{table}")
+        done = subprocess.run(
+            [sys.executable, "-m", "agent", "systemd-unit", "--profile", str(profile),
+             "--exec", "/usr/bin/twinguard"],
+            capture_output=True, text=True, timeout=30, check=False)
+        assert done.returncode == 0, done.stderr
+        svc = parse(done.stdout)["Service"]
+        assert {k: svc[k] for k in ("LimitRTPRIO", "LimitMEMLOCK") if k in svc} == want
+
+
 def test_minimal_unit_allows_no_device_and_no_group() -> None:
     svc = parse(
         render_unit(
@@ -145,6 +198,7 @@ def test_quote_arg(arg: str, quoted: str) -> None:
         ({"user": "root; rm"}, "user"),
         ({"serial_devices": ["ttyUSB0"]}, "serial device"),
         ({"sysfs_paths": ["/sys/class/leds/led 0"]}, "sysfs path"),
+        ({"rt_priority": 0}, "rt_priority"),
     ],
 )
 def test_bad_arguments_are_refused(kw: dict[str, object], match: str) -> None:

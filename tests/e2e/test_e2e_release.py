@@ -255,7 +255,11 @@ def test_a_python_hang_in_shadow_overrides_the_plc_program() -> None:
         assert [s for s in switches_since(st, t_sig) if s["mode"] == "remote"], \
             "the program handed the plant to the guard's safe set"
         wait_for(lambda: "native watchdog fired" in st.agent_stderr(), 20, "the fire seen")
-        st.wait_state("failsafe", since=t_sig, timeout=20)
+        # FAILSAFE for the hang, from the agent's recent events: the twin may never hear of
+        # it (a hang that outlasts the link's idle timeout, 1 s here, ends the session, and
+        # a status goes out only while one is up: the next says RECOVERING or NORMAL)
+        st.wait_status(lambda s: any("-> FAILSAFE on FAULT: agent hang" in e["text"]
+                                     for e in s["events"]), 20, "FAILSAFE on the agent hang")
         assert_handed_back(st, t_safe)
         assert st.plc.control.state()["watchdog"]["trips"] == 0, "the PLC's watchdog held"
 

@@ -357,6 +357,29 @@ def test_native_thread_blocks_all_signals() -> None:
         w.close()
 
 
+@pytest.mark.timeout(10)
+def test_tid_is_the_watchdog_thread_until_it_is_joined(impl: type[WatchdogAPI]) -> None:
+    """``tid`` names the watchdog's own thread (its scheduling is set through it: agent.io.
+    realtime): the native one from construction, the twin's from its first arm; 0 once
+    closed (a stale id could be another thread's by then)."""
+    w = impl()
+    try:
+        assert (w.tid > 0) is impl.native  # the twin's thread starts at the first arm
+        w.arm(5.0)
+        tid = w.tid
+        assert tid > 0 and tid != threading.get_native_id()
+        assert str(tid) in os.listdir("/proc/self/task")
+        if impl.native:
+            assert Path(f"/proc/self/task/{tid}/comm").read_text().strip() == "tg-watchdog"
+        else:
+            assert [t.name for t in threading.enumerate()
+                    if t.native_id == tid] == ["twinguard-pywatchdog"]
+        assert w.tid == tid  # stable while it runs
+    finally:
+        w.close()
+    assert w.tid == 0
+
+
 @pytest.mark.timeout(60)
 def test_concurrent_kicks_while_rearming(
     wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket]

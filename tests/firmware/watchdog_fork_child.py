@@ -10,8 +10,8 @@ The parent arms a watchdog with one end of a socket pair (``fd_writes``) and the
 closes its own copies of both (only the watchdog's dups remain) and feeds every 10 ms, so the
 watchdog thread is busy around every fork. Each child tells the parent it is running, waits
 to be released, and (every second child) checks that the inherited watchdog is inert
-(``arm()`` and ``kick()`` raise ValueError naming fork, ``stats()`` says disarmed,
-``disarm()`` returns); then it leaves through normal interpreter shutdown, where the
+(``arm()`` and ``kick()`` raise ValueError naming fork, ``stats()`` says disarmed, ``tid``
+is 0, ``disarm()`` returns); then it leaves through normal interpreter shutdown, where the
 watchdog is deallocated. Its exit code is 0 if those checks passed (or were not made), 3 if
 not. While the child waits, the parent reads
 ``/proc/<child>/fd`` and reports every entry that points at one of the dup'd files.
@@ -47,6 +47,7 @@ def child_checks(wd: Any) -> bool:
         except ValueError as exc:
             ok = ok and "fork" in str(exc)
     ok = ok and wd.stats()["armed"] is False
+    ok = ok and wd.tid == 0  # no watchdog thread here: no id to set a priority through
     wd.disarm()
     return ok
 

@@ -50,6 +50,7 @@ from agent.config.profile.registers import (
 from agent.model.errors import ProfileError
 from agent.model.profile import (
     PLC_REMOTE,
+    RT_PRIORITY_MAX,
     AuthoritySettings,
     Board,
     CommFallback,
@@ -62,11 +63,13 @@ from agent.model.profile import (
     PlcRemote,
     PlcWatchdog,
     Profile,
+    RealtimeSettings,
     Recovery,
     RecoveryPolicy,
     ReturnPolicy,
     RtuLink,
     SafeDirection,
+    Scheduling,
     Signal,
     SimBinding,
     SimProgram,
@@ -86,7 +89,8 @@ DEFAULT_TCP_PORT = 502
 STANDARD_BAUDRATES = (1200, 2400, 4800, 9600, 14400, 19200, 38400, 57600, 115200, 230400)
 
 TOP_KEYS = ("require_native_watchdog", "board", "plc", "signals", "groups", "outputs",
-            "trips", "plc_watchdog", "timing", "recovery", "plc_remote", "authority", "sim")
+            "trips", "plc_watchdog", "timing", "recovery", "plc_remote", "authority",
+            "realtime", "sim")
 BOARD_KEYS = ("name", "led_green", "led_amber", "led_red", "reset_button", "reset_hold_s",
               "serial_device", "hw_watchdog", "fault_led", "fault_led_value")
 TCP_KEYS = ("host", "port")
@@ -108,6 +112,7 @@ TIMING_KEYS = ("poll_period_s", "heartbeat_timeout_s", "heartbeat_late_s",
 RECOVERY_KEYS = ("policy", "holdoff_s")
 PLC_REMOTE_KEYS = ("table", "address", "unit_id", "remote_value", "local_value")
 AUTHORITY_KEYS = ("return", "return_holdoff_s")
+REALTIME_KEYS = ("scheduling", "loop_priority", "watchdog_priority", "lock_memory")
 SIM_KEYS = ("temperature", "pressure", "heater", "cooling", "program")
 SIM_PROGRAM_KEYS = ("setpoint", "kp", "ki", "cooling", "comm_fallback")
 
@@ -172,6 +177,8 @@ class _Parser:
                                  "remote-enabled flag the output is handed back through)")
         authority = (self._authority(top.data["authority"]) if "authority" in top.data
                      else AuthoritySettings())
+        realtime = (self._realtime(top.data["realtime"]) if "realtime" in top.data
+                    else RealtimeSettings())
         sim = self._sim(top.data["sim"]) if "sim" in top.data else None
         if sim is not None and sim.program is not None:
             self._check_program(sim, outputs, has_flag="plc_remote" in top.data)
@@ -203,6 +210,7 @@ class _Parser:
             plc_watchdog=watchdog, timing=timing, recovery=recovery,
             require_native_watchdog=native, sim=sim, plc_remote=plc_remote,
             authority=authority if authority is not None else AuthoritySettings(),
+            realtime=realtime if realtime is not None else RealtimeSettings(),
         )
 
     def _table(self, top: Fields, key: str) -> Any:
@@ -581,6 +589,39 @@ class _Parser:
         if len(self.out) > mark:
             return None
         return AuthoritySettings(return_policy=policy, return_holdoff_s=holdoff)
+
+    def _realtime(self, raw: Any) -> RealtimeSettings | None:
+        mark = len(self.out)
+        f = Fields(self.out, "realtime", raw, REALTIME_KEYS)
+        scheduling = f.enum("scheduling", Scheduling, Scheduling.FIFO)
+        lock = f.flag("lock_memory", True)
+        loop, watchdog = (self._priority(f, "loop_priority", 40),
+                          self._priority(f, "watchdog_priority", 45))
+        if scheduling is Scheduling.OTHER:
+            for key in ("loop_priority", "watchdog_priority"):
+                f.forbid(key, 'only scheduling = "fifo" has priorities (with "other" '
+                              "nothing is asked of the kernel)")
+        elif f.ok("loop_priority", "watchdog_priority") and watchdog <= loop:
+            f.fail("watchdog_priority",
+                   f"{watchdog} must be above loop_priority ({loop}): the native watchdog "
+                   "thread must preempt a loop that spins with the GIL held")
+        if len(self.out) > mark:
+            return None
+        return RealtimeSettings(scheduling=scheduling, loop_priority=loop,
+                                watchdog_priority=watchdog, lock_memory=lock)
+
+    @staticmethod
+    def _priority(f: Fields, key: str, default: int) -> int:
+        """A SCHED_FIFO priority in 1..RT_PRIORITY_MAX: below the interrupt threads."""
+        value = f.data.get(key, default)
+        if (isinstance(value, int) and not isinstance(value, bool)
+                and not 1 <= value <= RT_PRIORITY_MAX):
+            why = ("SCHED_FIFO priorities start at 1" if value < 1 else
+                   "PREEMPT_RT kernels run their interrupt threads at 50, and the network "
+                   "and UART ones carry the agent's Modbus frames")
+            f.fail(key, f"must be between 1 and {RT_PRIORITY_MAX}, got {value}: {why}")
+            return default
+        return f.integer(key, 1, RT_PRIORITY_MAX, default)
 
     def _sim_program(self, raw: Any) -> SimProgram | None:
         mark = len(self.out)
