@@ -71,6 +71,7 @@ from typing import Any
 import serial
 
 from agent.io.devices import unavailable
+from agent.io.hostnames import ascii_host
 from agent.model.profile import FailsafePolicy, Profile, RtuLink, TcpLink
 from agent.protocol.modbus.frames import encode_write_frames
 from firmware_bridge import WatchdogAPI, WatchdogStats
@@ -316,7 +317,8 @@ class NativeGuard:
 
     async def _open_tcp(self, link: TcpLink) -> socket.socket:
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(link.host, link.port, type=socket.SOCK_STREAM)
+        # ASCII bytes: no idna codec, no unicodedata in the agent (agent.io.hostnames)
+        infos = await loop.getaddrinfo(ascii_host(link.host), link.port, type=socket.SOCK_STREAM)
         family, kind, proto, _, addr = infos[0]
         sock = socket.socket(family, kind, proto)
         try:

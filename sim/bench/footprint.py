@@ -48,6 +48,7 @@ import math
 import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from agent.config.profile.load import read_toml
@@ -61,8 +62,9 @@ from sim.stack import Stack, sim_tank_text
 
 log = logging.getLogger(__name__)
 
-TARGET_RSS_MB = 40.0
-TARGET_CPU_PERCENT_10HZ = 3.0
+TARGET_RSS_MB = 30.0  # issue 14
+TARGET_CPU_PERCENT_10HZ = 1.0  # issue 14 (and <= 8 % at 100 Hz)
+TARGET_CPU_PERCENT_100HZ = 8.0
 RATES_HZ = (10, 100)
 PLC_TIMEOUT_S = 0.1  # the shipped sim-tank plc.timeout_s, which the deadline must fit
 SHIPPED_POLL_PERIOD_S = 0.05
@@ -144,10 +146,24 @@ def measure_rate(rate_hz: int, settle_s: float, window_s: float,
     return got
 
 
+def precompile() -> None:
+    """Byte-compile the agent's packages where they are installed, as ``pip install`` does:
+    a checkout run with PYTHONDONTWRITEBYTECODE (or a read-only tree) would otherwise compile
+    every module at each start, and the compiler's garbage stays in the measured heap
+    (1.4 MB here)."""
+    import compileall  # noqa: PLC0415
+    import importlib  # noqa: PLC0415
+
+    for name in ("agent", "firmware_bridge"):
+        root = Path(importlib.import_module(name).__file__ or "").parent
+        compileall.compile_dir(str(root), quiet=1)
+
+
 def run(settle_s: float, window_10hz_s: float, window_100hz_s: float,
         config_extra: str = "", *, with_floor: bool = True,
         floor_tolerance: float = floor.RATE_TOLERANCE) -> dict[str, Any]:
     """Both rates, one after the other; the documented flat result dict."""
+    precompile()
     result: dict[str, Any] = {"bench": "footprint", "settle_s": settle_s}
     if config_extra:
         result["config_extra"] = config_extra
@@ -159,10 +175,12 @@ def run(settle_s: float, window_10hz_s: float, window_100hz_s: float,
     result["rss_mb"] = max(result[f"rss_mb_{r}hz"] for r in RATES_HZ)
     result["target_rss_mb"] = TARGET_RSS_MB
     result["target_cpu_percent_10hz"] = TARGET_CPU_PERCENT_10HZ
+    result["target_cpu_percent_100hz"] = TARGET_CPU_PERCENT_100HZ
     finite = all(math.isfinite(v) for v in result.values() if isinstance(v, float))
     result["meets_target"] = bool(
         finite and result["rss_mb"] <= TARGET_RSS_MB
         and result["cpu_percent_10hz"] <= TARGET_CPU_PERCENT_10HZ
+        and result["cpu_percent_100hz"] <= TARGET_CPU_PERCENT_100HZ
     )
     return result
 

@@ -59,6 +59,7 @@ from typing import Any, NoReturn
 
 from agent.core.backoff import Backoff
 from agent.core.pacing import Inbox, RateBudget
+from agent.io.hostnames import ascii_host
 from agent.io.twin.settings import (
     DEFAULT_HEARTBEAT_LATE_S,
     DEFAULT_HEARTBEAT_TIMEOUT_S,
@@ -286,7 +287,7 @@ class TwinLink:
                 s.host,
                 s.port,
                 ssl=ctx,
-                server_hostname=s.server_name,
+                server_hostname=ascii_host(s.server_name),  # no idna codec (hostnames.py)
                 ssl_handshake_timeout=s.connect_timeout_s,
                 limit=READ_CHUNK,
             ),
