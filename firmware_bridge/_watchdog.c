@@ -125,8 +125,7 @@ static int64_t write_all(int fd, const char *data, size_t len, int64_t until_ns)
 }
 
 /* A file opened at arm time (a sysfs LED attribute): one write at offset 0, then truncated to
- * the payload (a regular file then holds exactly it; sysfs ignores offset and size). 0 or
- * -errno. */
+ * the payload (a regular file then holds exactly it; sysfs ignores both). 0 or -errno. */
 static int64_t write_file(const wd_action *a) {
     ssize_t n;
     while ((n = pwrite(a->fd, a->data, a->len, 0)) < 0 && errno == EINTR) {}
@@ -135,21 +134,26 @@ static int64_t write_file(const wd_action *a) {
     return 0;
 }
 
-/* The reply to a request just written on fd: what arrives until the line is quiet for 5 ms (an
- * RTU reply comes a character at a time) or until_ns. Bytes read, or -errno (-ETIMEDOUT). */
-static int64_t read_reply(int fd, int64_t until_ns) {
+/* The reply to request q (qn bytes) just written on fd: read until it is whole (MBAP: 6 + its
+ * length field; RTU, only ever a write's: an 8-byte echo, 5 for an exception), else until the
+ * line is quiet for 5 ms, or until_ns. Bytes read, or -errno (-ETIMEDOUT). */
+static int64_t read_reply(int fd, const unsigned char *q, size_t qn, int64_t until_ns) {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    char buf[512];
+    unsigned char b[512] = {0};
+    int mbap = qn > 7 && !q[2] && !q[3] && (size_t)(q[4] << 8 | q[5]) + 6 == qn;
     int64_t total = 0, quiet;
     for (;;) {
+        int64_t whole = mbap ? 6 + (b[4] << 8 | b[5]) : b[1] & 0x80 ? 5 : 8; /* once read */
+        if (total >= (mbap ? 6 : 2) && total >= whole) return total;
         quiet = total ? mono_ns() + 5000000 : until_ns;
         int r = poll(&pfd, 1, ms_left(quiet < until_ns ? quiet : until_ns));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0 || (pfd.revents & POLLNVAL)) {
             return total ? total : r == 0 ? -ETIMEDOUT : r > 0 ? -EBADF : -errno;
         }
+        size_t off = total < (int64_t)sizeof b ? (size_t)total : 0; /* past 512: garbage */
         ssize_t got;
-        while ((got = read(fd, buf, sizeof buf)) < 0 && errno == EINTR) {}
+        while ((got = read(fd, b + off, sizeof b - off)) < 0 && errno == EINTR) {}
         if (got <= 0) return total ? total : got == 0 ? 0 : -errno;
         total += got;
     }
@@ -165,7 +169,8 @@ static void fire(wd *w) {
     int64_t until = mono_ns() + p->budget_ns;
     for (size_t i = 0; i < n; i++) {
         written[i] = write_all(p->act[i].fd, p->act[i].data, p->act[i].len, until);
-        replies[i] = written[i] < 0 ? -ECANCELED : read_reply(p->act[i].fd, until);
+        replies[i] = written[i] < 0 ? -ECANCELED
+            : read_reply(p->act[i].fd, (const unsigned char *)p->act[i].data, p->act[i].len, until);
     }
     for (size_t j = 0; j < p->n_files; j++) {
         files[j] = p->act[n + j].fd < 0 ? p->act[n + j].fd : write_file(&p->act[n + j]);
@@ -196,8 +201,7 @@ static void *wd_main(void *arg) {
             if (firing) {
                 fire(w); /* and the hw watchdog is fed no more */
                 if (w->plan.exit_code >= 0) _exit(w->plan.exit_code);
-            } else {
-                /* one NUL byte: anything but 'V' feeds */
+            } else { /* one NUL byte: anything but 'V' feeds */
                 while ((fed = write(w->plan.hw_fd, "", 1)) < 0 && errno == EINTR) {}
             }
             pthread_mutex_lock(&w->mu);
@@ -263,10 +267,7 @@ static void atfork_child(void) {
 #define FORKED "watchdog inherited through fork() is inert: its thread runs only in the " \
                "parent; create a new Watchdog in this process"
 
-static PyObject *refuse(const char *why) {
-    PyErr_SetString(PyExc_ValueError, why);
-    return NULL;
-}
+static PyObject *refuse(const char *why) { PyErr_SetString(PyExc_ValueError, why); return NULL; }
 
 static PyObject *view_tuple(const wd_view *view) {
     PyObject *t = PyTuple_New((Py_ssize_t)view->n);

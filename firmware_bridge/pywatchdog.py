@@ -113,25 +113,41 @@ def _write_file(fd: int, data: bytes) -> int:
     return 0
 
 
-QUIET_NS = 5_000_000  # a reply is complete after 5 ms without a byte (as the C core)
+QUIET_NS = 5_000_000  # a reply of no known size is complete after 5 ms without a byte
 
 
-def _read_reply(fd: int, until_ns: int) -> int:
-    """What arrives until the line is quiet for QUIET_NS or ``until_ns`` (the C core's
-    ``read_reply``): bytes read, or -errno (-ETIMEDOUT when nothing came)."""
-    total = 0
-    while True:
-        quiet = time.monotonic_ns() + QUIET_NS if total else until_ns
+def _is_mbap(request: bytes) -> bool:
+    """The request is a Modbus TCP frame: protocol id 0 and a length field that matches."""
+    return (len(request) > 7 and request[2:4] == b"\0\0"
+            and int.from_bytes(request[4:6], "big") + 6 == len(request))
+
+
+def _whole(request: bytes, got: bytes) -> bool:
+    """``got`` is the whole reply to ``request`` (the C core's rule): MBAP, 6 + its length
+    field; RTU (only ever a write's), an 8-byte echo or a 5-byte exception."""
+    if _is_mbap(request):
+        return len(got) >= 6 and len(got) >= 6 + int.from_bytes(got[4:6], "big")
+    return len(got) >= 2 and len(got) >= (5 if got[1] & 0x80 else 8)
+
+
+def _read_reply(fd: int, request: bytes, until_ns: int) -> int:
+    """What arrives until the reply to ``request`` is whole, or else until the line is quiet
+    for QUIET_NS, or ``until_ns`` (the C core's ``read_reply``): bytes read, or -errno
+    (-ETIMEDOUT when nothing came)."""
+    got = b""
+    while not _whole(request, got):
+        quiet = time.monotonic_ns() + QUIET_NS if got else until_ns
         ready = _poll(fd, select.POLLIN, min(quiet, until_ns))
         if ready <= 0:
-            return total or ready or -errno.ETIMEDOUT
+            return len(got) or ready or -errno.ETIMEDOUT
         try:
-            got = len(os.read(fd, 512))
+            data = os.read(fd, 512)
         except OSError as exc:
-            return total or -(exc.errno or errno.EIO)
-        if got == 0:
-            return total
-        total += got
+            return len(got) or -(exc.errno or errno.EIO)
+        if not data:
+            return len(got)
+        got += data
+    return len(got)
 
 
 def _fire(plan: _Plan) -> list[int]:
@@ -142,7 +158,7 @@ def _fire(plan: _Plan) -> list[int]:
     replies: list[int] = []
     for fd, data in plan.writes:
         written.append(_write_all(fd, data, until))
-        replies.append(_read_reply(fd, until) if written[-1] >= 0 else -errno.ECANCELED)
+        replies.append(_read_reply(fd, data, until) if written[-1] >= 0 else -errno.ECANCELED)
     files = [_write_file(fd, data) for fd, data in plan.files]
     return written + replies + files
 

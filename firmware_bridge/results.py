@@ -7,7 +7,8 @@ the order the actions were given to ``arm()``:
     fd_writes[i]    bytes written (the whole payload) or -errno
                     (-ETIMEDOUT: the fd stayed full for reply_timeout_s; -EPIPE/-ECONNRESET:
                     peer gone; -EBADF: fd not writable)
-    replies[i]      bytes read from fd i after the write, until the line was quiet for 5 ms
+    replies[i]      bytes read from fd i after the write, until the reply was whole (MBAP: its
+                    length field; RTU: 8 bytes, 5 for an exception) or the line quiet for 5 ms
                     (not parsed; the next request waits for it);
                     0 = peer closed (EOF); -ETIMEDOUT = nothing within reply_timeout_s;
                     -ECANCELED = not waited for because the write failed; other -errno
