@@ -120,10 +120,14 @@ def test_all_collects_results_and_errors(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_all_plan_names_every_benchmark() -> None:
     assert set(bench_all.plan(quick=True)) == {
-        "reaction_local", "reaction_release", "reaction_safe", "reaction_native", "restart",
-        "poll", "footprint", "spool"}
+        "reaction_local", "reaction_release", "reaction_safe", "reaction_native",
+        "reaction_release_load2", "reaction_native_load2", "restart", "poll", "footprint",
+        "spool"}
     full = bench_all.plan(quick=False, trials=7)
-    assert full["reaction_native"][-1] == "7"
+    assert full["reaction_native"][-1] == "7" and "--load" not in full["reaction_native"]
+    assert full["reaction_native_load2"] == ["reaction", "--path", "native", "--trials", "7",
+                                             "--load", "2"]
+    assert full["reaction_release_load2"] == full["reaction_release"] + ["--load", "2"]
     for policy in ("local", "release", "safe"):
         args = full[f"reaction_{policy}"]
         assert args[:3] == ["reaction", "--path", "python"]
