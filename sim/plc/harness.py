@@ -119,6 +119,8 @@ class SimPlcProcess:
         self.write_log_path = self.workdir / "writes.jsonl"
         self.stderr_path = self.workdir / "stderr.log"
         self.ready_line = ""
+        self._log_offset = 0  # write_log(): bytes of the file parsed so far, and their records
+        self._log_records: list[dict[str, Any]] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self.control = ControlClient(self.control_path)
         self.start()
@@ -168,11 +170,26 @@ class SimPlcProcess:
         return self.control.trace(since_t)
 
     def write_log(self) -> list[dict[str, Any]]:
-        """Every record of the write log file, parsed (all runs since the workdir was made)."""
-        if not self.write_log_path.exists():
+        """Every record of the write log file, parsed (all runs since the workdir was made).
+
+        Read incrementally: only the bytes appended since the last call are parsed (up to
+        the last complete line), so polling a long log stays cheap; a benchmark that polls
+        it while it measures must not itself load the machine. A file that shrank (replaced)
+        is read again from its start. The records are shared between calls: read only."""
+        try:
+            with self.write_log_path.open("rb") as f:
+                if f.seek(0, os.SEEK_END) < self._log_offset:
+                    self._log_offset, self._log_records = 0, []
+                f.seek(self._log_offset)
+                chunk = f.read()
+        except FileNotFoundError:
             return []
-        lines = self.write_log_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next call
+        for line in chunk[:end].splitlines():
+            if line.strip():
+                self._log_records.append(json.loads(line))
+        self._log_offset += end
+        return list(self._log_records)
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
         """SIGTERM and wait (SIGKILL after ``timeout_s``); returns the exit status."""
