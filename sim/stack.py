@@ -29,7 +29,7 @@ from typing import Any, Self
 
 from agent.io.pki import PkiPaths, init_pki
 from sim.plc.control import ControlClient
-from sim.plc.harness import SimPlcProcess, wait_ready
+from sim.plc.harness import SimPlcProcess, rt_prefix, wait_ready
 
 READY_TIMEOUT_S = 15.0
 DEVICE_ID = "sim-tank-01"
@@ -64,15 +64,17 @@ def wait_for(cond: Callable[[], Any], timeout: float, what: str, period: float =
 
 
 class Proc:
-    """A child process with its stderr in a file; optionally waits for a ``ready`` line."""
+    """A child process with its stderr in a file; optionally waits for a ``ready`` line.
+    ``rt_priority``: run it at SCHED_FIFO with that priority (``chrt --fifo``)."""
 
     def __init__(self, argv: Sequence[str], stderr_path: Path, *, ready: bool,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, rt_priority: int | None = None) -> None:
         self.argv = list(argv)
         self.stderr_path = stderr_path
         with stderr_path.open("ab") as err:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-                self.argv, stdout=subprocess.PIPE if ready else subprocess.DEVNULL, stderr=err,
+                rt_prefix(rt_priority) + self.argv,
+                stdout=subprocess.PIPE if ready else subprocess.DEVNULL, stderr=err,
                 env={**os.environ, **(env or {})},
             )
         self.ready_line = wait_ready(self.proc, stderr_path, " ".join(self.argv[2:4])) \
@@ -110,13 +112,13 @@ class SimTwinProcess:
     """``python -m sim twin`` on a free loopback port with a control channel."""
 
     def __init__(self, workdir: Path, pki_dir: Path, *, rate_hz: float = 10.0,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), rt_priority: int | None = None) -> None:
         self.control_path = workdir / "twin.sock"
         self.proc = Proc(
             [sys.executable, "-m", "sim", "twin", "--listen", "127.0.0.1:0", "--pki",
              str(pki_dir), "--rate", str(rate_hz), "--control", str(self.control_path),
              "--device-id", DEVICE_ID, *extra_args],
-            workdir / "twin.stderr", ready=True)
+            workdir / "twin.stderr", ready=True, rt_priority=rt_priority)
         listen = next(w for w in self.proc.ready_line.split() if w.startswith("listen="))
         self.port = int(listen.rpartition(":")[2])
         self.control = ControlClient(self.control_path)
@@ -146,6 +148,14 @@ class Stack:
     demo); False appends :data:`NO_REALTIME` to a profile that has no ``[realtime]`` table;
     None (the default) is :attr:`realtime_default`, which ``tests/conftest.py`` sets to False
     (a test that is about real time asks for it).
+
+    ``sim_rt_priority`` starts the sim PLC and the sim twin at SCHED_FIFO with that priority
+    (threads they start inherit it; the agent is not touched). They stand in for separate
+    machines (the PLC is its own hardware, the twin is remote): on a loaded machine their
+    own scheduling delays would otherwise be counted as the agent's. For benchmarks under
+    load only, and below the agent's own real-time priority (40 for its loop), so the sims
+    never preempt the agent they measure but do not wait behind other work either. None
+    (default): normal priority, as in every test.
     """
 
     realtime_default = True
@@ -155,7 +165,8 @@ class Stack:
                  start_agent: bool = True, workdir: Path | None = None,
                  plc_args: tuple[str, ...] = (), config_extra: str = "",
                  twin_args: tuple[str, ...] = (), twin_configured: bool = True,
-                 realtime: bool | None = None) -> None:
+                 realtime: bool | None = None,
+                 sim_rt_priority: int | None = None) -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="twinguard-stack-")
         self.workdir = workdir or Path(self._tmp.name)  # type: ignore[union-attr]
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -174,9 +185,9 @@ class Stack:
         self.twin_configured = twin_configured  # False: no [twin] table (a local guard)
         (self.workdir / "plc").mkdir(exist_ok=True)
         self.plc = SimPlcProcess(str(self.profile_path), workdir=self.workdir / "plc",
-                                 extra_args=plc_args)
+                                 extra_args=plc_args, rt_priority=sim_rt_priority)
         self.twin = SimTwinProcess(self.workdir, self.workdir / "pki", rate_hz=twin_rate_hz,
-                                   extra_args=twin_args)
+                                   extra_args=twin_args, rt_priority=sim_rt_priority)
         self.config_path = self.workdir / "agent.toml"
         self.write_config()
         self.agent: Proc | None = None

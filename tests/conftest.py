@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,3 +100,18 @@ def socat_pair() -> Iterator[SocatPair]:
     """Two linked ptys; ``.a`` for the server, ``.b`` for the client."""
     with SocatPair() as pair:
         yield pair
+
+
+@pytest.fixture
+def rtu_profile(tmp_path: Path) -> str:
+    """sim-coupler (the sim-tank plant without a PLC program: outputs stay as written) on
+    RTU, 19200 baud, no parity and 2 stop bits (the serial line rule for no parity), which
+    every pty accepts; the path of the copy."""
+    coupler = Path(__file__).resolve().parents[1] / "hw_profiles" / "sim-coupler.toml"
+    text = coupler.read_text()
+    tcp = 'transport = "tcp"\nhost = "127.0.0.1"\nport = 15020\n'
+    assert tcp in text
+    rtu = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = "N"\n'
+    path = tmp_path / "sim-coupler-rtu-n2.toml"
+    path.write_text(text.replace(tcp, rtu))
+    return str(path)

@@ -7,17 +7,22 @@ Runs, one after the other and each in a fresh interpreter (``python -m sim.bench
     reaction_release  reaction --path python --policy release --trials T
     reaction_safe     reaction --path python --policy safe --trials T
     reaction_native   reaction --path native --trials T
+    reaction_release_load2  reaction --path python --policy release --trials T --load 2
+    reaction_native_load2   reaction --path native --trials T --load 2
     restart           restart --trials R --baseline B       (R = 10, B = 3; --quick: 2, 1)
     poll              poll --rounds R                       (R = 2000; --quick: 300)
     footprint         footprint                             (--quick: 1 s settle, 2 s windows)
     spool             spool --records N                     (N = 100000; --quick: 5000)
 
 and prints ``{"reaction_local": {...}, "reaction_release": {...}, "reaction_safe": {...},
-"reaction_native": {...}, "restart": {...}, "poll": {...}, "footprint": {...},
-"spool": {...}}``, each entry the benchmark's own JSON object plus
-``elapsed_s``. A benchmark that fails (exit status, no JSON line)
-does not stop the others: its entry is ``{"error": "..."}`` with the tail of its stderr,
-and the exit status is 1. Each benchmark's progress goes to stderr as it runs.
+"reaction_native": {...}, "reaction_release_load2": {...}, "reaction_native_load2": {...},
+"restart": {...}, "poll": {...}, "footprint": {...}, "spool": {...}}``, each entry the
+benchmark's own JSON object plus ``elapsed_s``. The ``_load2`` runs are the same
+benchmarks with 2 CPU hogs at normal priority for the whole run (``sim.bench.load``; every
+reaction entry says its ``load``), the sims at SCHED_FIFO below the agent. A benchmark
+that fails (exit status, no JSON line) does not stop the others: its entry is
+``{"error": "..."}`` with the tail of its stderr, and the exit status is 1. Each
+benchmark's progress goes to stderr as it runs.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from typing import IO, Any
 from sim.bench.reaction import POLICIES
 
 TIMEOUT_S = 1800.0
+LOAD = 2  # CPU hogs in the loaded reaction runs: every core of a Pi-class board (and this) busy
 
 
 def plan(quick: bool, trials: int | None = None) -> dict[str, list[str]]:
@@ -41,9 +47,14 @@ def plan(quick: bool, trials: int | None = None) -> dict[str, list[str]]:
     t = str(trials if trials is not None else (3 if quick else 20))
     shed = {f"reaction_{policy}": ["reaction", "--path", "python", "--policy", policy,
                                    "--trials", t] for policy in POLICIES}
+    loaded = ["--load", str(LOAD)]
     return {
         **shed,
         "reaction_native": ["reaction", "--path", "native", "--trials", t],
+        f"reaction_release_load{LOAD}": ["reaction", "--path", "python", "--policy",
+                                         "release", "--trials", t, *loaded],
+        f"reaction_native_load{LOAD}": ["reaction", "--path", "native", "--trials", t,
+                                        *loaded],
         "restart": ["restart", "--trials", "2" if quick else "10",
                     "--baseline", "1" if quick else "3"],
         "poll": ["poll", "--rounds", "300" if quick else "2000"],

@@ -1,6 +1,12 @@
 """Reaction benchmark, native path: how late does the native watchdog's safe-state write land?
 
-``python -m sim.bench reaction --path native [--trials N] [--json]``
+``python -m sim.bench reaction --path native [--trials N] [--load N] [--json]``
+
+What is measured: how late, past the watchdog's deadline, the native watchdog's pre-encoded
+safe-state frame reaches the PLC while the agent's Python is hung, by the sim PLC's clock.
+Under ``--load N`` the hogs and the sims' SCHED_FIFO priority are :mod:`sim.bench.reaction`'s
+(the sims stand in for other machines and must not wait behind the hogs; their priority, 20,
+is below the agent's, so they never preempt the watchdog they measure).
 
 The sim PLC, the sim twin and the agent run as separate processes (``sim.stack.Stack``), the
 agent with test-only fault injection (``TWINGUARD_FAULT_INJECTION=1``), the native watchdog
@@ -13,7 +19,8 @@ regex for seconds), and read the sim PLC's write log, not the agent:
     deadline  = t(last PLC-watchdog heartbeat write before the hang) + watchdog_deadline_s
     lateness  = t(the watchdog's safe-state write) - deadline
 
-Both times are the sim PLC's CLOCK_MONOTONIC stamps when it decoded the request. The agent
+Both times are the sim PLC's CLOCK_MONOTONIC stamps when the request's first byte reached
+it (the write log's ``t``: its data-received callback, before decoding). The agent
 kicks the watchdog right after the heartbeat write's reply has come back, so the true
 deadline is later than the one above by the reply's trip and the agent's wake-up (tens to
 hundreds of microseconds on loopback): the measured lateness **overstates** the watchdog's
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.config.profile.load import load_profile
@@ -70,11 +78,15 @@ def measure(log: list[dict[str, Any]], t_signal: float, address: int, unit: int,
     return late, t_safe
 
 
-def native_trials(trials: int, rng: Any, log: Any) -> tuple[list[float], float]:
-    """Run ``trials`` GIL hangs; lateness of each watchdog write (s) and the deadline (s)."""
+def native_trials(trials: int, rng: Any, log: Any, *, sim_rt_priority: int | None = None,
+                  after_trial: Callable[[], None] = lambda: None) -> tuple[list[float], float]:
+    """Run ``trials`` GIL hangs; lateness of each watchdog write (s) and the deadline (s).
+    ``sim_rt_priority``: the sims' SCHED_FIFO priority (loaded runs); ``after_trial`` is
+    called after each trial (the load's check)."""
     text = bench_profile()
     lateness: list[float] = []
-    with Stack(profile_text=text, agent_env=AGENT_ENV, start_agent=False) as stack:
+    with Stack(profile_text=text, agent_env=AGENT_ENV, start_agent=False,
+               sim_rt_priority=sim_rt_priority) as stack:
         profile = load_profile(str(stack.profile_path))
         deadline_s = profile.timing.watchdog_deadline_s
         hb = profile.plc_watchdog
@@ -100,4 +112,5 @@ def native_trials(trials: int, rng: Any, log: Any) -> tuple[list[float], float]:
             if code != EXIT_CODE:
                 raise RuntimeError(f"agent exited {code}, expected the watchdog's {EXIT_CODE}:"
                                    f"\n{stack.agent_stderr()[-3000:]}")
+            after_trial()
     return lateness, deadline_s

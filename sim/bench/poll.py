@@ -1,6 +1,6 @@
 """Poll benchmark: the agent's read of the register map against a bare pymodbus client.
 
-``python -m sim.bench poll [--rounds N] [--warmup N] [--seed S] [--json]``
+``python -m sim.bench poll [--rounds N] [--warmup N] [--seed S] [--load N] [--json]``
 
 One simulated PLC (``python -m sim plc``, sim-tank, its own process on loopback) and, in
 *this* process and one event loop, two masters on two TCP connections:
@@ -24,7 +24,12 @@ Result (microseconds; ratio = agent / bare at the same percentile)::
      "agent_p50_us": ..., "agent_p99_us": ..., "bare_p50_us": ..., "bare_p99_us": ...,
      "ratio_p50": ..., "ratio_p99": ..., "agent_overhead_p50_us": ...,
      "agent_requests_per_read": 1.0,
-     "bare_requests_per_read": 1, "target_ratio_p50": 1.1, "meets_target": true}
+     "bare_requests_per_read": 1, "target_ratio_p50": 1.1, "meets_target": true,
+     "load": 0, "load_tool": null, "load_cpu_percent": null}
+
+``--load N`` (``--load-tool``): N CPU hogs at normal priority for the whole run, and the sim
+PLC at SCHED_FIFO ``SIM_RT_PRIORITY``, as in :mod:`sim.bench.reaction` (it stands in for
+its own hardware); both masters, in this process, compete with the hogs alike.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import asyncio
 import json
 import logging
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -47,6 +53,7 @@ from agent.io.modbus.client import PlcClient
 from agent.model.profile import Profile, Table, TcpLink
 from agent.model.readings import Quality
 from agent.protocol.modbus.plan import Block
+from sim.bench.load import SIM_RT_PRIORITY, TOOLS, LoadError, cpu_load
 from sim.bench.stats import percentile
 from sim.plc.harness import SimPlcProcess
 
@@ -173,9 +180,11 @@ def summarize(samples: Samples) -> dict[str, Any]:
     }
 
 
-def run(rounds: int, warmup: int, seed: int, profile_ref: str = "sim-tank") -> dict[str, Any]:
-    """Start a sim PLC, measure, stop it; the result dict (PollBenchError on failed reads)."""
-    with SimPlcProcess(profile_ref) as plc:
+def run(rounds: int, warmup: int, seed: int, profile_ref: str = "sim-tank", *,
+        sim_rt_priority: int | None = None) -> dict[str, Any]:
+    """Start a sim PLC (at SCHED_FIFO ``sim_rt_priority`` if given), measure, stop it; the
+    result dict (PollBenchError on failed reads)."""
+    with SimPlcProcess(profile_ref, rt_priority=sim_rt_priority) as plc:
         profile = with_connection(load_profile(profile_ref), tcp=f"127.0.0.1:{plc.port}")
 
         async def body() -> Samples:
@@ -195,14 +204,27 @@ def main(argv: list[str]) -> int:
     p.add_argument("--warmup", type=int, default=None,
                    help=f"discarded rounds first (default: min({DEFAULT_WARMUP}, rounds/10))")
     p.add_argument("--seed", type=int, default=1, help="seed of the per-round order")
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="N CPU hogs at normal priority for the whole run (default 0)")
+    p.add_argument("--load-tool", choices=TOOLS, default="auto",
+                   help="stress-ng, Python busy loops, or auto: stress-ng where it is there")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error("--rounds must be >= 1")
+    if args.load < 0:
+        p.error("--load must be >= 0")
     warmup = min(DEFAULT_WARMUP, max(1, args.rounds // 10)) if args.warmup is None else args.warmup
     if warmup < 0:
         p.error("--warmup must be >= 0")
-    result = run(args.rounds, warmup, args.seed)
+    try:
+        with cpu_load(args.load, args.load_tool, sys.stderr) as load:
+            result = run(args.rounds, warmup, args.seed,
+                         sim_rt_priority=SIM_RT_PRIORITY if args.load else None)
+    except LoadError as exc:
+        print(f"poll: {exc}", file=sys.stderr)
+        return 1
+    result.update(load.fields())
     if args.json:
         print(json.dumps(result, sort_keys=True))
     else:

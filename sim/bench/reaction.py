@@ -1,7 +1,11 @@
 """Reaction benchmark: how late does the agent's answer to a lost twin land at the PLC?
 
 ``python -m sim.bench reaction --path python [--policy local|release|safe] [--trials N]
-[--json]`` (``--path native``: :mod:`sim.bench.native`, the native watchdog after a hang)
+[--load N [--load-tool auto|stress-ng|python]] [--json]`` (``--path native``:
+:mod:`sim.bench.native`, the native watchdog after a hang)
+
+What is measured: how late, past the moment it became due, the agent's answer reaches the
+PLC, by clocks that are not the agent's (the twin's and the PLC's, CLOCK_MONOTONIC).
 
 The sim PLC, the sim twin and the agent (``mode = "active"``) run as separate processes
 (``sim.stack.Stack``). The twin's loss sheds its authority (issue 12); what the agent writes
@@ -26,12 +30,24 @@ until the PLC holds it), waits a random fraction of a poll period (so the loss l
 phase of the loop), stops the twin's heartbeats, and then reads two clocks that are not the
 agent's: the twin's record of when it sent its last heartbeat (deadline = that + the
 profile's heartbeat timeout) and the sim PLC's write log (when the write arrived).
-Lateness = arrival - deadline, both CLOCK_MONOTONIC. The heartbeats are resumed and the
-twin earns authority back (auto return after ``RETURN_HOLDOFF_S``; for ``safe`` the plant
-first recovers, auto policy, short hold-off) before the next trial.
+Lateness = arrival - deadline, both CLOCK_MONOTONIC; arrival is the write log's ``t``, when
+the request's first byte reached the sim PLC (its data-received callback, before decoding).
+The heartbeats are resumed and the twin earns authority back (auto return after
+``RETURN_HOLDOFF_S``; for ``safe`` the plant first recovers, auto policy, short hold-off)
+before the next trial.
+
+Under load (``--load N``, :mod:`sim.bench.load`): N CPU hogs at normal priority (SCHED_OTHER,
+nice 0; ``stress-ng --cpu N`` or Python busy loops) run from before the first trial to after
+the last, and a hog that dies fails the run. In a loaded run the sim PLC and the sim twin run
+at SCHED_FIFO ``SIM_RT_PRIORITY`` (20): they stand in for separate machines, so the hogs must
+not delay their stamps and replies (that delay would be counted as the agent's), and 20 is
+below the agent's own real-time priority (40), so they never preempt the agent they measure.
+The agent runs as its profile and the machine let it; it competes with the hogs.
 
 JSON: ``{"path": "python", "policy": P, "trials": N, "timeout_ms": T, "p50_ms", "p99_ms",
-"max_ms"}`` (``--path native``: ``deadline_ms`` instead of ``timeout_ms``, no policy).
+"max_ms", "load": N, "load_tool": "stress-ng"|"python"|null, "load_cpu_percent": C|null}``
+(``--path native``: ``deadline_ms`` instead of ``timeout_ms``, no policy); ``load_cpu_percent``
+is the share of a core each hog got on average, proof the load was there.
 """
 
 from __future__ import annotations
@@ -41,11 +57,13 @@ import random
 import re
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent.config.profile.load import read_toml
 from agent.config.profile.parse import parse_profile
 from agent.model.profile import Profile
+from sim.bench.load import SIM_RT_PRIORITY, TOOLS, LoadError, cpu_load
 from sim.bench.stats import report, summary_ms
 from sim.demo.judge import flag_writes, safe_set
 from sim.stack import Stack, output_writes, recommend_script, sim_tank_text, wait_for
@@ -124,16 +142,18 @@ def _prepare(stack: Stack, profile: Profile, policy: str, since: float) -> None:
                  "the flag at remote_value")
 
 
-def python_trials(trials: int, rng: random.Random, log: Any,
-                  policy: str = "release") -> tuple[list[float], float]:
+def python_trials(trials: int, rng: random.Random, log: Any, policy: str = "release", *,
+                  sim_rt_priority: int | None = None,
+                  after_trial: Callable[[], None] = lambda: None) -> tuple[list[float], float]:
     """Run ``trials`` twin losses under ``policy``; lateness of each shed write (s), and the
-    heartbeat timeout (s)."""
+    heartbeat timeout (s). ``sim_rt_priority``: the sims' SCHED_FIFO priority (loaded runs);
+    ``after_trial`` is called after each trial (the load's check)."""
     text = policy_profile(policy)
     profile = parse_profile(read_toml(text, "bench"), "bench")
     timeout = profile.timing.heartbeat_timeout_s
     period = profile.timing.poll_period_s
     lateness: list[float] = []
-    with Stack(profile_text=text, mode="active") as stack:
+    with Stack(profile_text=text, mode="active", sim_rt_priority=sim_rt_priority) as stack:
         since = 0.0
         for i in range(trials):
             _prepare(stack, profile, policy, since)
@@ -149,6 +169,7 @@ def python_trials(trials: int, rng: random.Random, log: Any,
             lateness.append(late)
             print(f"trial {i + 1}/{trials}: {policy} {late * 1000:+.3f} ms", file=log,
                   flush=True)
+            after_trial()
             since = time.monotonic()
             stack.twin.request({"cmd": "resume"})
     return lateness, timeout
@@ -161,20 +182,38 @@ def main(argv: list[str]) -> int:
                    help="the on_twin_loss policy whose write is measured (python path)")
     p.add_argument("--trials", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--load", type=int, default=0, metavar="N",
+                   help="N CPU hogs at normal priority for the whole run (default 0)")
+    p.add_argument("--load-tool", choices=TOOLS, default="auto",
+                   help="stress-ng, Python busy loops, or auto: stress-ng where it is there")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.trials < 1:
         p.error("--trials must be >= 1")
+    if args.load < 0:
+        p.error("--load must be >= 0")
     rng = random.Random(args.seed)
-    if args.path == "python":
-        lateness, timeout = python_trials(args.trials, rng, sys.stderr, args.policy)
-        result: dict[str, Any] = {"path": "python", "policy": args.policy,
-                                  "trials": args.trials, "timeout_ms": round(timeout * 1000),
-                                  **summary_ms(lateness)}
-    else:
-        from sim.bench.native import native_trials  # noqa: PLC0415
+    rt = SIM_RT_PRIORITY if args.load else None
+    try:
+        with cpu_load(args.load, args.load_tool, sys.stderr) as load:
+            if args.path == "python":
+                lateness, timeout = python_trials(args.trials, rng, sys.stderr, args.policy,
+                                                  sim_rt_priority=rt, after_trial=load.check)
+                result: dict[str, Any] = {"path": "python", "policy": args.policy,
+                                          "trials": args.trials,
+                                          "timeout_ms": round(timeout * 1000),
+                                          **summary_ms(lateness)}
+            else:
+                from sim.bench.native import native_trials  # noqa: PLC0415
 
-        lateness, deadline = native_trials(args.trials, rng, sys.stderr)
-        result = {"path": "native", "trials": args.trials,
-                  "deadline_ms": round(deadline * 1000), **summary_ms(lateness)}
-    return report(result, args.json)
+                lateness, deadline = native_trials(args.trials, rng, sys.stderr,
+                                                   sim_rt_priority=rt, after_trial=load.check)
+                result = {"path": "native", "trials": args.trials,
+                          "deadline_ms": round(deadline * 1000), **summary_ms(lateness)}
+    except LoadError as exc:
+        print(f"reaction: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("reaction: interrupted", file=sys.stderr)
+        return 130
+    return report({**result, **load.fields()}, args.json)

@@ -38,6 +38,21 @@ class HarnessError(RuntimeError):
     """A simulated process did not start or stop as expected."""
 
 
+def rt_prefix(priority: int | None) -> list[str]:
+    """``chrt --fifo PRIORITY`` to put before a command's argv (empty for None): the process
+    and every thread it starts run at SCHED_FIFO ``priority`` (1..99). HarnessError if chrt
+    is missing or the priority is out of range; a kernel that refuses the policy makes chrt
+    fail, and the process with it (its stderr says why)."""
+    if priority is None:
+        return []
+    if not 1 <= priority <= 99:
+        raise HarnessError(f"SCHED_FIFO priority {priority} is not in 1..99")
+    exe = shutil.which("chrt")
+    if exe is None:
+        raise HarnessError("chrt (util-linux) is not installed: cannot run at SCHED_FIFO")
+    return [exe, "--fifo", str(priority)]
+
+
 def _tail(path: Path, n: int = 2000) -> str:
     try:
         return path.read_text(errors="replace")[-n:]
@@ -73,7 +88,8 @@ class SimPlcProcess:
 
     ``port`` is the TCP port (chosen free at first start, kept across ``restart``), ``rtu``
     the serial device when given. Files (control socket, write log, stderr) live in
-    ``workdir`` (a fresh temporary directory unless given).
+    ``workdir`` (a fresh temporary directory unless given). ``rt_priority`` runs it at
+    SCHED_FIFO with that priority (:func:`rt_prefix`), None at normal priority.
     """
 
     def __init__(
@@ -87,8 +103,10 @@ class SimPlcProcess:
         watchdog_ms: int | None = None,
         workdir: str | Path | None = None,
         extra_args: tuple[str, ...] = (),
+        rt_priority: int | None = None,
     ) -> None:
         self.profile = profile
+        self.rt_priority = rt_priority
         self.rtu = rtu
         self.host = host
         self.port = port
@@ -101,6 +119,8 @@ class SimPlcProcess:
         self.write_log_path = self.workdir / "writes.jsonl"
         self.stderr_path = self.workdir / "stderr.log"
         self.ready_line = ""
+        self._log_offset = 0  # write_log(): bytes of the file parsed so far, and their records
+        self._log_records: list[dict[str, Any]] = []
         self.proc: subprocess.Popen[bytes] | None = None
         self.control = ControlClient(self.control_path)
         self.start()
@@ -119,7 +139,7 @@ class SimPlcProcess:
         if self.proc is not None and self.proc.poll() is None:
             raise HarnessError("already running")
         with self.stderr_path.open("ab") as err:
-            argv = self._argv()  # our own interpreter and arguments, no shell
+            argv = rt_prefix(self.rt_priority) + self._argv()  # ours, no shell
             self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err)  # noqa: S603
         self.ready_line = wait_ready(self.proc, self.stderr_path, "sim plc")
         if not self.ready_line.startswith("ready"):
@@ -150,11 +170,26 @@ class SimPlcProcess:
         return self.control.trace(since_t)
 
     def write_log(self) -> list[dict[str, Any]]:
-        """Every record of the write log file, parsed (all runs since the workdir was made)."""
-        if not self.write_log_path.exists():
+        """Every record of the write log file, parsed (all runs since the workdir was made).
+
+        Read incrementally: only the bytes appended since the last call are parsed (up to
+        the last complete line), so polling a long log stays cheap; a benchmark that polls
+        it while it measures must not itself load the machine. A file that shrank (replaced)
+        is read again from its start. The records are shared between calls: read only."""
+        try:
+            with self.write_log_path.open("rb") as f:
+                if f.seek(0, os.SEEK_END) < self._log_offset:
+                    self._log_offset, self._log_records = 0, []
+                f.seek(self._log_offset)
+                chunk = f.read()
+        except FileNotFoundError:
             return []
-        lines = self.write_log_path.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next call
+        for line in chunk[:end].splitlines():
+            if line.strip():
+                self._log_records.append(json.loads(line))
+        self._log_offset += end
+        return list(self._log_records)
 
     def stop(self, timeout_s: float = 5.0) -> int | None:
         """SIGTERM and wait (SIGKILL after ``timeout_s``); returns the exit status."""

@@ -25,8 +25,10 @@ How it hooks into pymodbus 3.16's simulator (``pymodbus.simulator``):
   (remote); every write the action takes is passed on to it, and the communication
   watchdog's fallback follows ``comm_fallback``.
 * ``trace_pdu`` sees every decoded request first: it timestamps writes for the write log
-  (the reply, also seen there, says whether the write was accepted), and swallows requests
-  while the PLC is told to stop answering (and, on RTU, requests for other unit ids).
+  (``t`` when the request's first byte arrived, from ``sim.plc.ordered``'s handler;
+  ``t_decoded`` now, when the framer has decoded it; the reply, also seen there, says
+  whether the write was accepted), and swallows requests while the PLC is told to stop
+  answering (and, on RTU, requests for other unit ids).
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class _Access(NamedTuple):
 
 @dataclass(frozen=True)
 class _Pending:
-    t: float
+    t: float  # the request's first byte arrived
+    t_decoded: float
     unit: int
     fc: int
     table: Table
@@ -267,10 +270,16 @@ class SimPlc:
                     return True
         return False
 
-    def trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU | None:
-        """pymodbus ``trace_pdu`` hook: timestamps writes, records replies, swallows requests.
+    def trace_pdu(
+        self, sending: bool, pdu: ModbusPDU, arrived: float | None = None
+    ) -> ModbusPDU | None:
+        """The servers' ``trace_pdu`` hook (``sim.plc.ordered.RequestTrace``): timestamps
+        writes, records replies, swallows requests.
 
-        Returning None makes the pymodbus server drop the request without a reply.
+        ``arrived`` is when the request's first byte reached the server, on this PLC's clock
+        (the write's ``t``); None (a server that does not stamp arrivals) takes the decode
+        time, ``t_decoded``, for both. Returning None makes the server drop the request
+        without a reply.
         """
         if sending:
             self._finish(pdu)
@@ -285,7 +294,8 @@ class SimPlc:
                 if fc in (5, 15)
                 else tuple(int(r) for r in pdu.registers)
             )
-            p = _Pending(now, pdu.dev_id, fc, FC_TABLE[fc], pdu.address, vals)
+            t = now if arrived is None else arrived
+            p = _Pending(t, now, pdu.dev_id, fc, FC_TABLE[fc], pdu.address, vals)
             if self.plc_faults.stopped:
                 self._record(p, False, "not answered (stop fault)")
                 return None
@@ -316,6 +326,7 @@ class SimPlc:
         self.log.add(
             t=p.t, unit=p.unit, fc=p.fc, table=p.table.value, address=p.address,
             values=p.values, names=names, accepted=accepted, error=error,
+            t_decoded=p.t_decoded,
         )  # fmt: skip
 
     # ------------------------------------------------------------------ the plant

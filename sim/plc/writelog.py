@@ -4,11 +4,16 @@ One record per line (``--write-log PATH``, flushed per record)::
 
     {"seq": 0, "t": 12345.678901, "unit": 1, "fc": 6, "table": "holding", "address": 100,
      "values": [400], "names": ["heater_power"], "accepted": true, "error": null,
-     "source": "modbus"}
+     "source": "modbus", "t_decoded": 12345.678950}
 
 ``t`` is ``time.monotonic()`` (CLOCK_MONOTONIC, comparable across processes on one machine)
-taken when the request was decoded by the server. ``fc`` 0 marks a pseudo-entry made by the
-PLC itself (``"source": "plc watchdog"`` for the fallback, ``"control"`` for set_output).
+when the request's bytes reached the PLC: taken first thing in the server's data-received
+callback, for the read that brought the request's first byte (``sim.plc.ordered``).
+``t_decoded`` is the same clock when pymodbus' framer had decoded the whole request (the
+write's ``t`` before issue 14; ``t <= t_decoded``), null for pseudo-entries. The write takes
+effect in the register image later still, when its turn in the connection's queue comes.
+``fc`` 0 marks a pseudo-entry made by the PLC itself (``"source": "plc watchdog"`` for the
+fallback, ``"control"`` for set_output), stamped when the PLC made it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class WriteRecord:
     accepted: bool
     error: str | None
     source: str
+    t_decoded: float | None = None  # a Modbus request decoded (None: a pseudo-entry)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -70,6 +76,7 @@ class WriteLog:
         accepted: bool,
         error: str | None = None,
         source: str = "modbus",
+        t_decoded: float | None = None,
     ) -> WriteRecord:
         rec = WriteRecord(
             len(self._records),
@@ -83,6 +90,7 @@ class WriteLog:
             accepted,
             error,
             source,
+            t_decoded,
         )
         self._records.append(rec)
         if self._file is not None:

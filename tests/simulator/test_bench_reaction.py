@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from typing import Any
@@ -19,11 +20,15 @@ from agent.config.profile.load import read_toml
 from agent.config.profile.parse import parse_profile
 from agent.model.profile import Profile, TwinLossPolicy
 from sim.bench import reaction
+from sim.stack import pid_running
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
-def bench(*args: str, trials: int = 2) -> dict[str, Any]:
+UNLOADED = {"load": 0, "load_tool": None, "load_cpu_percent": None}
+
+
+def run_bench(*args: str, trials: int = 2) -> tuple[dict[str, Any], str]:
     done = subprocess.run(
         [sys.executable, "-m", "sim.bench", "reaction", *args, "--trials", str(trials),
          "--json"], capture_output=True, text=True, timeout=110, check=False)
@@ -32,7 +37,11 @@ def bench(*args: str, trials: int = 2) -> dict[str, Any]:
     assert len(lines) == 1, done.stdout
     result: dict[str, Any] = json.loads(lines[0])
     assert done.stderr.count("trial ") >= trials, "one progress line per trial on stderr"
-    return result
+    return result, done.stderr
+
+
+def bench(*args: str, trials: int = 2) -> dict[str, Any]:
+    return run_bench(*args, trials=trials)[0]
 
 
 def check_summary(result: dict[str, Any]) -> None:
@@ -46,18 +55,44 @@ def check_summary(result: dict[str, Any]) -> None:
 def test_reaction_json_for_each_shed_policy(policy: str) -> None:
     result = bench("--path", "python", "--policy", policy)
     assert set(result) == {"path", "policy", "trials", "timeout_ms", "p50_ms", "p99_ms",
-                           "max_ms"}
+                           "max_ms", *UNLOADED}
     assert result["path"] == "python" and result["policy"] == policy
+    assert {k: result[k] for k in UNLOADED} == UNLOADED
     assert result["trials"] == 2 and result["timeout_ms"] == 500
     check_summary(result)
 
 
 def test_reaction_json_native() -> None:
     result = bench("--path", "native")
-    assert set(result) == {"path", "trials", "deadline_ms", "p50_ms", "p99_ms", "max_ms"}
+    assert set(result) == {"path", "trials", "deadline_ms", "p50_ms", "p99_ms", "max_ms",
+                           *UNLOADED}
     assert result["path"] == "native" and result["trials"] == 2
+    assert {k: result[k] for k in UNLOADED} == UNLOADED
     assert isinstance(result["deadline_ms"], int) and result["deadline_ms"] > 0
     check_summary(result)
+
+
+@pytest.mark.parametrize("path", ["python", "native"])
+def test_reaction_under_load_says_so_and_leaves_no_hog(path: str) -> None:
+    """``--load 1``: the JSON names the load and its tool, the hog got CPU, and the hog the
+    bench said it started is gone when the bench has exited."""
+    result, stderr = run_bench("--path", path, "--load", "1", "--load-tool", "python",
+                               trials=1)
+    assert result["path"] == path and result["trials"] == 1
+    assert (result["load"], result["load_tool"]) == (1, "python")
+    assert 0 < result["load_cpu_percent"] <= 100.5
+    check_summary(result)
+    started = re.search(r"load: 1 x python hog at SCHED_OTHER nice 0 \(pids (\d+)\)", stderr)
+    assert started is not None, stderr[-2000:]
+    assert not pid_running(int(started[1]))
+
+
+def test_reaction_refuses_a_negative_load() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sim.bench", "reaction", "--load", "-1"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2 and "--load must be >= 0" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def parsed(policy: str) -> Profile:

@@ -25,6 +25,7 @@ POLL_KEYS = {
     "bench", "rounds", "warmup", "seed", "blocks", "agent_p50_us", "agent_p99_us",
     "bare_p50_us", "bare_p99_us", "ratio_p50", "ratio_p99", "agent_overhead_p50_us",
     "agent_requests_per_read", "bare_requests_per_read", "target_ratio_p50", "meets_target",
+    "load", "load_tool", "load_cpu_percent",
 }
 FOOTPRINT_PER_RATE = ("rss_mb", "hwm_mb", "cpu_percent", "ticks_per_s", "window_s")
 
@@ -91,6 +92,16 @@ def test_poll_json() -> None:
     assert got["ratio_p50"] == pytest.approx(got["agent_p50_us"] / got["bare_p50_us"], rel=1e-2)
     # the agent made exactly the bare client's requests: no retries, no splits
     assert got["agent_requests_per_read"] == got["bare_requests_per_read"] == got["blocks"]
+    assert (got["load"], got["load_tool"], got["load_cpu_percent"]) == (0, None, None)
+
+
+@pytest.mark.timeout(60)
+def test_poll_under_load_json() -> None:
+    got = bench("poll", "--rounds", "50", "--load", "1", "--load-tool", "python")
+    assert set(got) == POLL_KEYS and got["rounds"] == 50
+    assert (got["load"], got["load_tool"]) == (1, "python")
+    assert 0 < got["load_cpu_percent"] <= 100.5
+    assert got["agent_requests_per_read"] == got["bare_requests_per_read"] == got["blocks"]
 
 
 @pytest.mark.slow
@@ -121,10 +132,14 @@ def test_all_collects_results_and_errors(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_all_plan_names_every_benchmark() -> None:
     assert set(bench_all.plan(quick=True)) == {
-        "reaction_local", "reaction_release", "reaction_safe", "reaction_native", "restart",
-        "poll", "footprint", "spool"}
+        "reaction_local", "reaction_release", "reaction_safe", "reaction_native",
+        "reaction_release_load2", "reaction_native_load2", "restart", "poll", "footprint",
+        "spool"}
     full = bench_all.plan(quick=False, trials=7)
-    assert full["reaction_native"][-1] == "7"
+    assert full["reaction_native"][-1] == "7" and "--load" not in full["reaction_native"]
+    assert full["reaction_native_load2"] == ["reaction", "--path", "native", "--trials", "7",
+                                             "--load", "2"]
+    assert full["reaction_release_load2"] == full["reaction_release"] + ["--load", "2"]
     for policy in ("local", "release", "safe"):
         args = full[f"reaction_{policy}"]
         assert args[:3] == ["reaction", "--path", "python"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -31,6 +32,29 @@ def test_restart_keeps_port_and_appends_to_the_write_log() -> None:
         assert [r["values"] for r in plc.write_log()] == [[100], [200]]
         assert plc.stop() == 0  # SIGTERM: clean exit
         assert not plc.control_path.exists()
+
+
+def test_write_log_is_read_incrementally_and_matches_the_file() -> None:
+    """Polled between writes, write_log() equals a full parse of the file each time; a line
+    still being written is left for a later call."""
+    with SimPlcProcess("sim-coupler") as plc:
+        def whole_file() -> list[dict[str, object]]:
+            lines = plc.write_log_path.read_text().splitlines()
+            return [json.loads(line) for line in lines if line.strip()]
+
+        assert plc.write_log() == []
+        for raw in (10, 20, 30):
+            _write_heater(plc.port, raw)
+            assert plc.write_log() == whole_file()
+        assert [r["values"] for r in plc.write_log()] == [[10], [20], [30]]
+        plc.stop()
+        last = json.dumps({**whole_file()[-1], "seq": 3, "values": [40]})
+        with plc.write_log_path.open("a") as f:
+            f.write(last[:20])  # half a line: the writer is in the middle of it
+        assert len(plc.write_log()) == 3
+        with plc.write_log_path.open("a") as f:
+            f.write(last[20:] + "\n")
+        assert [r["values"] for r in plc.write_log()] == [[10], [20], [30], [40]]
 
 
 def test_kill_is_a_power_cut() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from pymodbus.client import ModbusSerialClient
@@ -19,21 +18,6 @@ from pymodbus.exceptions import ModbusIOException
 from sim.plc.harness import SimPlcProcess, SocatPair, pty_accepts_parity
 
 pytestmark = pytest.mark.timeout(40)
-
-# the sim-tank plant without a PLC program (outputs stay as written)
-SIM_TANK = Path(__file__).resolve().parents[2] / "hw_profiles" / "sim-coupler.toml"
-
-
-@pytest.fixture
-def rtu_profile(tmp_path: Path) -> str:
-    text = SIM_TANK.read_text()
-    tcp = 'transport = "tcp"\nhost = "127.0.0.1"\nport = 15020\n'
-    assert tcp in text
-    rtu = 'transport = "rtu"\ndevice = "/dev/ttyUSB0"\nbaudrate = 19200\nparity = "N"\n'
-    path = tmp_path / "sim-tank-rtu-n2.toml"
-    path.write_text(text.replace(tcp, rtu))
-    return str(path)
-
 
 @pytest.fixture
 def rtu_plc(socat_pair: SocatPair, rtu_profile: str) -> Iterator[SimPlcProcess]:
