@@ -65,8 +65,6 @@ LAYERS: dict[str, Layer] = {
 }
 # the exceptions, each with its reason: module -> what else it may import
 EXCEPTIONS: dict[str, frozenset[str]] = {
-    # the native watchdog's frames are built with pymodbus's own framer (no I/O)
-    "agent.protocol.modbus.frames": frozenset({"pymodbus"}),
     # the demo entry is the simulated plant's own command
     "agent.cli.demo": frozenset({"sim"}),
 }

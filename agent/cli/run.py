@@ -59,7 +59,7 @@ def options(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run the agent beside the PLC until SIGTERM (exit codes: the module docstring)."""
     # the whole agent only when running: building the parser and the other commands load none
-    # of it (asyncio, pymodbus, ssl, gpiozero, the watchdog)
+    # of it (asyncio, ssl, gpiozero, the watchdog)
     import asyncio  # noqa: PLC0415
 
     from agent.runtime.loop import Runtime  # noqa: PLC0415

@@ -6,8 +6,8 @@ pre-encoded frames), the twin protocol (``twin/``: length-prefixed msgpack frame
 messages' wire schema, ``PROTOCOL.md``), and the telemetry records (``telemetry``).
 
 May import: ``agent.model``, ``agent.core`` (the telemetry records carry the cores' events)
-and other ``agent.protocol`` modules; msgpack; pymodbus only to build the watchdog's frames
-with pymodbus's own framer (``modbus/frames``). No I/O, clock or threads (no time, asyncio,
-socket, ssl, sqlite3, threading, select, subprocess, signal, serial, gpiozero,
-firmware_bridge). ``tests/test_layering.py`` enforces it.
+and other ``agent.protocol`` modules; msgpack. No pymodbus (the watchdog's frames come from
+the master's own codec; pymodbus checks them in the tests), no I/O, clock or threads (no
+time, asyncio, socket, ssl, sqlite3, threading, select, subprocess, signal, serial,
+gpiozero, firmware_bridge). ``tests/test_layering.py`` enforces it.
 """

@@ -191,16 +191,22 @@ def sensor_fail(ctx: DemoContext) -> ScenarioResult:
     return ScenarioResult("sensor-fail", ok, reaction, detail)
 
 
-def kill_9(ctx: DemoContext) -> ScenarioResult:
-    """SIGKILL the agent: the PLC's own communication watchdog applies its fallback."""
-    stack = ctx.stack
-    stack.wait_state("normal", timeout=WAIT_S)
+def require_native_watchdog(stack: Stack) -> None:
+    """Unavailable unless the running agent's own watchdog is the native one (what the agent
+    runs, not what this process could import)."""
     kind = (stack.status_json().get("watchdog") or {}).get("kind")
-    if kind != "native":  # what the agent itself runs, not what this process could import
+    if kind != "native":
         raise Unavailable(
             f"the agent runs the {kind or 'no'} watchdog, which cannot fire while Python "
             "holds the GIL: firmware_bridge._watchdog was not built (no C compiler when the "
             "package was installed?); install gcc and python3-dev, then reinstall")
+
+
+def kill_9(ctx: DemoContext) -> ScenarioResult:
+    """SIGKILL the agent: the PLC's own communication watchdog applies its fallback."""
+    stack = ctx.stack
+    stack.wait_state("normal", timeout=WAIT_S)
+    require_native_watchdog(stack)
     mode = current_mode(stack)
     agent = stack.agent
     assert agent is not None, "the demo always runs an agent"
@@ -255,12 +261,7 @@ def python_hang(ctx: DemoContext) -> ScenarioResult:
     if stack.agent_env.get(FAULT_INJECTION_ENV) != "1":
         raise Unavailable(f"the agent was not started with {FAULT_INJECTION_ENV}=1")
     stack.wait_state("normal", timeout=WAIT_S)
-    kind = (stack.status_json().get("watchdog") or {}).get("kind")
-    if kind != "native":  # what the agent itself runs, not what this process could import
-        raise Unavailable(
-            f"the agent runs the {kind or 'no'} watchdog, which cannot fire while Python "
-            "holds the GIL: firmware_bridge._watchdog was not built (no C compiler when the "
-            "package was installed?); install gcc and python3-dev, then reinstall")
+    require_native_watchdog(stack)
     mode = current_mode(stack)
     agent = stack.agent
     assert agent is not None, "the demo always runs an agent"
