@@ -97,10 +97,13 @@ def test_poll_json() -> None:
 
 @pytest.mark.timeout(60)
 def test_poll_under_load_json() -> None:
-    got = bench("poll", "--rounds", "50", "--load", "1", "--load-tool", "python")
-    assert set(got) == POLL_KEYS and got["rounds"] == 50
+    got = bench("poll", "--rounds", "500", "--load", "1", "--load-tool", "python")
+    assert set(got) == POLL_KEYS and got["rounds"] == 500
     assert (got["load"], got["load_tool"]) == (1, "python")
-    assert 0 < got["load_cpu_percent"] <= 100.5
+    # /proc counts CPU in clock ticks: one at each end over a run of at least 0.2 s (500
+    # rounds of two round trips) is up to 10 % of a core (CI measured 102.1 % over 50 rounds)
+    resolution = 100.0 * 2 / (os.sysconf("SC_CLK_TCK") * 0.2)
+    assert 0 < got["load_cpu_percent"] <= 100.0 + resolution + 0.5
     assert got["agent_requests_per_read"] == got["bare_requests_per_read"] == got["blocks"]
 
 
