@@ -158,10 +158,15 @@ def test_agent_never_trusts_a_malformed_reply(setup: tuple[HostileServer, Agent]
                       is Fault.WRONG_FC][2:], WAIT_S, "three poisoned latch reads", period=0.2)
     wait_for(healthy, WAIT_S, "healthy after the poisoned latch", period=0.2)
 
-    # wrong write echo: the heartbeat writes fail, and say why
-    server.inject(Fault.ECHO_ADDRESS, fc=16, times=3)
+    # wrong write echo: the heartbeat writes fail, and say why. Only once the agent is back
+    # to NORMAL: while RECOVERING it still writes the safe set (fc 16 too), which would take
+    # the faulted replies instead of the heartbeat (seen in CI on a loaded machine)
+    wait_for(lambda: (s := sample()) is not None and s["state"] == "normal", WAIT_S,
+             "NORMAL before the wrong write echo", period=0.2)
+    server.inject(Fault.ECHO_ADDRESS, fc=16, times=None)
     wait_for(lambda: "write plc_watchdog.heartbeat failed: malformed reply: write echo address "
              "201, expected 200" in agent.log(), WAIT_S, "the failed heartbeat logged")
+    server.clear()
     wait_for(healthy, WAIT_S, "healthy at the end", period=0.2)
 
     # nothing was written on the strength of a poisoned value
