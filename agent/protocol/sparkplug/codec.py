@@ -135,7 +135,7 @@ def _get_value(msg: Any, datatype: DataType, what: str) -> Value:
     if field in ("dataset_value", "template_value", "extension_value",
                  "propertyset_value", "propertysets_value"):
         raise SparkplugError(f"{what}: a {field} is not supported")
-    raw = getattr(msg, field)
+    raw = _text(getattr(msg, field), f"{what}: {field}", binary=field == _BYTES)
     if datatype is DataType.Unknown:
         return raw  # type: ignore[no-any-return]
     expected = _field(datatype)
@@ -171,7 +171,17 @@ def _set_present(msg: Any, **fields: object) -> None:
 
 def _present(msg: Any, name: str) -> Any:
     """A field's value if it is on the wire, else None."""
-    return getattr(msg, name) if msg.HasField(name) else None
+    if not msg.HasField(name):
+        return None
+    return _text(getattr(msg, name), name, binary=name == "body")
+
+
+def _text(value: Any, what: str, *, binary: bool = False) -> Any:
+    """``value``, unless it is the raw bytes protobuf hands back for a proto2 string field
+    that is not UTF-8 (``binary``: a bytes field): then ``SparkplugError``."""
+    if isinstance(value, bytes) and not binary:
+        raise SparkplugError(f"{what} is not valid UTF-8")
+    return value
 
 
 def _encode_metric(out: Any, metric: Metric) -> None:
@@ -202,7 +212,8 @@ def encode_payload(payload: Payload) -> bytes:
 
 
 def _decode_properties(msg: Any, what: str) -> tuple[Property, ...]:
-    keys, values = list(msg.keys), list(msg.values)
+    keys = [_text(k, f"{what}: a property key") for k in msg.keys]
+    values = list(msg.values)
     if len(keys) != len(values):  # tck-id-payloads-propertyset-keys-array-size
         raise SparkplugError(f"{what}: PropertySet has {len(keys)} keys and "
                              f"{len(values)} values")
@@ -219,7 +230,10 @@ def _decode_properties(msg: Any, what: str) -> tuple[Property, ...]:
 
 
 def _decode_metric(msg: Any, index: int) -> Metric:
-    name, alias = _present(msg, "name"), _present(msg, "alias")
+    try:
+        name, alias = _present(msg, "name"), _present(msg, "alias")
+    except SparkplugError as exc:
+        raise SparkplugError(f"metric {index}: {exc}") from None
     if name is None and alias is None:
         raise SparkplugError(f"metric {index}: neither a name nor an alias")
     what = f"metric {name!r}" if name is not None else f"metric alias {alias}"
