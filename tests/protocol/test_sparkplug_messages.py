@@ -15,12 +15,15 @@ from agent.protocol.sparkplug import (
     DataType,
     Metric,
     Payload,
+    SparkplugError,
+    bd_seq_of,
     decode_payload,
     encode_payload,
     nbirth,
     ndata,
     ndeath,
     next_seq,
+    rebirth_requested,
     sparkplug_b_pb2,
 )
 
@@ -207,3 +210,63 @@ def test_alias_table_refuses_repeats_and_reserved_names() -> None:
     assert table.alias("x") == 100 and "x" in table and "y" not in table
     with pytest.raises(KeyError):
         table.name(1)
+
+
+# --- reading what a host sends ---------------------------------------------------------
+
+# 6_Payloads "NCMD": the spec's rebirth request, by name, no seq (tck-id-payloads-ncmd-seq);
+# bytes by hand: boolean_value is field 14, varint (14 << 3 = 0x70)
+SPEC_NCMD = (b"\x08\xea\xf2\xf5\xa8\xa0\x2b" + b"\x12\x21" + b"\x0a\x14Node Control/Rebirth"
+             + b"\x18\xea\xf2\xf5\xa8\xa0\x2b" + b"\x20\x0b" + b"\x70\x01")
+
+
+def test_the_specs_ncmd_asks_for_a_rebirth() -> None:
+    command = decode_payload(SPEC_NCMD)
+    assert command.seq is None
+    assert rebirth_requested(command)
+
+
+def test_a_rebirth_by_alias_needs_the_alias_table() -> None:
+    command = Payload(NOW, None, (Metric(None, 9, DataType.Boolean, True),))
+    assert not rebirth_requested(command)
+    assert rebirth_requested(command, {9: REBIRTH})
+    assert not rebirth_requested(command, {9: "signals/temp"})
+
+
+@pytest.mark.parametrize(("metrics", "asked"), [
+    ((), False),
+    ((Metric(REBIRTH, None, DataType.Boolean, False),), False),
+    ((Metric("other", None, DataType.Boolean, True),), False),
+    ((Metric(REBIRTH, None, DataType.Boolean, False),
+      Metric(REBIRTH, None, DataType.Boolean, True)), True),
+])
+def test_only_a_true_rebirth_metric_asks(metrics: tuple[Metric, ...], asked: bool) -> None:
+    assert rebirth_requested(_wire(Payload(NOW, None, metrics))) is asked
+
+
+@pytest.mark.parametrize("metric", [Metric(REBIRTH, None, DataType.String, "true"),
+                                    Metric(REBIRTH, None, DataType.Boolean, None),
+                                    Metric(REBIRTH, None, DataType.UInt8, 1)])
+def test_a_rebirth_metric_of_another_type_is_an_error(metric: Metric) -> None:
+    with pytest.raises(SparkplugError, match="must be a Boolean"):
+        rebirth_requested(_wire(Payload(NOW, None, (metric,))))
+
+
+def test_bd_seq_of_reads_birth_and_death() -> None:
+    assert bd_seq_of(_wire(nbirth(17, _signals(), NOW))) == 17
+    assert bd_seq_of(_wire(ndeath(255, NOW))) == 255
+    as_int64 = Payload(NOW, None, (Metric(BDSEQ, None, DataType.Int64, 3),))
+    assert bd_seq_of(_wire(as_int64)) == 3
+
+
+@pytest.mark.parametrize("metrics", [
+    (),
+    (Metric(BDSEQ, None, DataType.UInt64, 1), Metric(BDSEQ, None, DataType.UInt64, 1)),
+    (Metric(BDSEQ, None, DataType.UInt64, 256),),
+    (Metric(BDSEQ, None, DataType.Int64, -1),),
+    (Metric(BDSEQ, None, DataType.String, "1"),),
+    (Metric(BDSEQ, None, DataType.UInt64, None),),
+])
+def test_a_missing_or_bad_bd_seq_is_an_error(metrics: tuple[Metric, ...]) -> None:
+    with pytest.raises(SparkplugError, match="bdSeq"):
+        bd_seq_of(_wire(Payload(NOW, None, metrics)))

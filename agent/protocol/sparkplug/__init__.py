@@ -18,12 +18,23 @@ from __future__ import annotations
 from agent.model.errors import SparkplugError
 
 from .codec import decode_payload, encode_payload
-from .messages import BDSEQ, REBIRTH, AliasTable, nbirth, ndata, ndeath, next_seq
+from .messages import (
+    BDSEQ,
+    REBIRTH,
+    AliasTable,
+    bd_seq_of,
+    nbirth,
+    ndata,
+    ndeath,
+    next_seq,
+    rebirth_requested,
+)
 from .metrics import DataType, Metric, Payload, Property
 from .topics import Kind, State, encode_state, parse_state, parse_topic, state_topic, topic
 
 __all__ = [
     "BDSEQ", "REBIRTH", "AliasTable", "DataType", "Kind", "Metric", "Payload", "Property",
-    "SparkplugError", "State", "decode_payload", "encode_payload", "encode_state", "nbirth",
-    "ndata", "ndeath", "next_seq", "parse_state", "parse_topic", "state_topic", "topic",
+    "SparkplugError", "State", "bd_seq_of", "decode_payload", "encode_payload",
+    "encode_state", "nbirth", "ndata", "ndeath", "next_seq", "parse_state", "parse_topic",
+    "rebirth_requested", "state_topic", "topic",
 ]

@@ -18,6 +18,11 @@ and check the specification's shape rules, raising ``ValueError`` for a caller's
 
 ``seq`` and ``bdSeq`` both count 0..255 and wrap to 0 (``next_seq``;
 ``tck-id-payloads-sequence-num-incrementing``, ``…-nbirth-bdseq-inc``).
+
+``bdSeq`` is sent as UInt64, as in the specification's NBIRTH and NDEATH examples (its
+PR #317 moved the TCK's own to Int64; hosts read the value either way), and ``bd_seq_of``
+reads either. Reading a received payload (``rebirth_requested``, ``bd_seq_of``) raises
+``SparkplugError`` for what breaks the rules, as the codec does.
 """
 
 from __future__ import annotations
@@ -25,9 +30,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
+from agent.model.errors import SparkplugError
+
 from .metrics import DataType, Metric, Payload
 
 BDSEQ = "bdSeq"
+BDSEQ_TYPE = DataType.UInt64
 REBIRTH = "Node Control/Rebirth"
 RESERVED = frozenset({BDSEQ, REBIRTH})
 SEQ_MODULUS = 256
@@ -52,7 +60,7 @@ def _stamped(metric: Metric, now_ms: int) -> Metric:
 def bd_seq_metric(bd_seq: int, now_ms: int) -> Metric:
     """The ``bdSeq`` metric (UInt64, no alias) of an NBIRTH or NDEATH."""
     _check_seq("bd_seq", bd_seq)
-    return Metric(name=BDSEQ, alias=None, datatype=DataType.UInt64, value=bd_seq,
+    return Metric(name=BDSEQ, alias=None, datatype=BDSEQ_TYPE, value=bd_seq,
                   timestamp_ms=now_ms)
 
 
@@ -99,6 +107,40 @@ def ndeath(bd_seq: int, now_ms: int) -> Payload:
     """The NDEATH payload (the CONNECT Will, or published before a clean disconnect):
     only ``bdSeq``, no seq."""
     return Payload(timestamp_ms=now_ms, seq=None, metrics=(bd_seq_metric(bd_seq, now_ms),))
+
+
+def bd_seq_of(payload: Payload) -> int:
+    """The ``bdSeq`` of a received NBIRTH or NDEATH (UInt64 or Int64, 0..255);
+    ``SparkplugError`` if it has none or a bad one."""
+    found = [m for m in payload.metrics if m.name == BDSEQ]
+    if len(found) != 1:
+        raise SparkplugError(f"payload has {len(found)} bdSeq metrics, not one")
+    (metric,) = found
+    if metric.datatype not in (DataType.UInt64, DataType.Int64, DataType.Unknown):
+        raise SparkplugError(f"bdSeq is a {metric.datatype.name}, not a UInt64")
+    value = metric.value
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEQ_MODULUS:
+        raise SparkplugError(f"bdSeq {value!r} is not in 0..{SEQ_MODULUS - 1}")
+    return value
+
+
+def rebirth_requested(command: Payload, aliases: Mapping[int, str] | None = None) -> bool:
+    """Whether an NCMD asks for a rebirth: a ``Node Control/Rebirth`` metric (by name, or
+    by an alias that ``aliases`` maps to that name) with the Boolean value true. A rebirth
+    metric of another type or value is ``SparkplugError``."""
+    asked = False
+    for metric in command.metrics:
+        name = metric.name
+        if name is None and aliases is not None and metric.alias is not None:
+            name = aliases.get(metric.alias)
+        if name != REBIRTH:
+            continue
+        if metric.datatype not in (DataType.Boolean, DataType.Unknown) or \
+                not isinstance(metric.value, bool):
+            raise SparkplugError(f"{REBIRTH} must be a Boolean, got {metric.datatype.name} "
+                                 f"{metric.value!r}")
+        asked = asked or metric.value
+    return asked
 
 
 @dataclasses.dataclass(frozen=True)
