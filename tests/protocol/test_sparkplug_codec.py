@@ -144,6 +144,32 @@ def test_properties_travel_as_keys_and_values() -> None:
     assert decode_payload(wire) == payload
 
 
+# Payloads another implementation made (Go protobuf over the spec's schema): the static
+# vectors of united-manufacturing-hub/benthos-umh, sparkplug_plugin/test_vectors.go
+# (Apache-2.0): NBIRTH_V1, NDATA_V1, NDEATH_V1, base64 there, hex here.
+OTHER_IMPLEMENTATION = {
+    "nbirth": ("08d2e283b9fa32120d0a056264536571100120085858121c0a144e6f646520436f6e74726f6c2f"
+               "526562697274681002200b7000121a0a0b54656d70657261747572651064200a6900000000008035"
+               "401800"),
+    "ndata": "08d2e283b9fa32120d1064200a6900000000008036401801",
+    "ndeath": "08d2e283b9fa32120d0a0562645365711000200858001800",
+}
+
+
+def test_another_implementations_payloads_decode_and_encode_to_the_same_bytes() -> None:
+    birth, data, death = (bytes.fromhex(OTHER_IMPLEMENTATION[k])
+                          for k in ("nbirth", "ndata", "ndeath"))
+    decoded = decode_payload(birth)
+    assert (decoded.timestamp_ms, decoded.seq) == (1750855643474, 0)
+    assert [(m.name, m.alias, m.datatype, m.value) for m in decoded.metrics] == [
+        ("bdSeq", 1, DataType.UInt64, 88), ("Node Control/Rebirth", 2, DataType.Boolean, False),
+        ("Temperature", 100, DataType.Double, 21.5)]
+    assert decode_payload(data).metrics == (Metric(None, 100, DataType.Double, 22.5),)
+    assert decode_payload(death).metric("bdSeq").value == 0
+    for wire in (birth, data, death):
+        assert encode_payload(decode_payload(wire)) == wire
+
+
 # --- the signed-int rule -----------------------------------------------------------------
 # 6_Payloads "Datatype Details": Int8/Int16/Int32 are signed, "Google Protocol Buffer Type:
 # uint32"; Int64 signed in uint64. The spec does not spell the conversion out (its issue

@@ -33,8 +33,9 @@ Decoding untrusted bytes raises :class:`~agent.model.errors.SparkplugError` and 
 else, naming the rule and the metric: not a protobuf message, a value field that does not
 match the datatype, a value outside the datatype's range, an unknown datatype number, a
 DataSet/Template/extension value, a PropertySet whose keys and values differ in number,
-``seq`` above 255, a payload above ``max_bytes``. Unknown fields and extensions are
-ignored, as protobuf does.
+``seq`` above 255, a string that is not UTF-8, a payload above ``max_bytes``. Unknown
+fields, extensions and a metric's MetaData (which twinguard neither sends nor needs) are
+ignored.
 """
 
 from __future__ import annotations
