@@ -10,10 +10,9 @@ the Primary Host's STATE).
 
 May import: ``agent.model``, ``agent.core`` (the telemetry records carry the cores' events)
 and other ``agent.protocol`` modules; msgpack; cryptography (the envelopes' Ed25519);
-protobuf (``google``) in ``sparkplug/``
-only, which nothing outside the fleet transport imports (it comes with the optional
-``twinguard[fleet]`` extra). No pymodbus (the watchdog's frames come from
-the master's own codec; pymodbus checks them in the tests), no I/O, clock or threads (no
-time, asyncio, socket, ssl, sqlite3, threading, select, subprocess, signal, serial,
-gpiozero, firmware_bridge). ``tests/test_layering.py`` enforces it.
+protobuf (``google``) in ``sparkplug/`` only, which nothing outside the fleet transport
+imports (protobuf comes with the optional ``twinguard[fleet]`` extra). No pymodbus (the
+watchdog's frames come from the master's own codec; pymodbus checks them in the tests), no
+I/O, clock or threads (no time, asyncio, socket, ssl, sqlite3, threading, select,
+subprocess, signal, serial, gpiozero, firmware_bridge). ``tests/test_layering.py`` enforces it.
 """
