@@ -114,6 +114,11 @@ def _usable(path: Path, ld_library_path: str, source: str) -> BrokerBinary | Non
     return BrokerBinary(path, ld_library_path, version, source) if version else None
 
 
+def _cached(cache: Path) -> BrokerBinary | None:
+    root = cache / "root"
+    return _usable(root / "usr" / "sbin" / "mosquitto", _lib_dirs(root), str(cache))
+
+
 def locate() -> BrokerBinary | None:
     """A working mosquitto: the system's on ``PATH`` first, then an unpacked one in a
     cache directory; None when there is none."""
@@ -121,8 +126,7 @@ def locate() -> BrokerBinary | None:
     if system and (found := _usable(Path(system), "", "system")):
         return found
     for d in cache_dirs():
-        root = d / "root"
-        if found := _usable(root / "usr" / "sbin" / "mosquitto", _lib_dirs(root), str(d)):
+        if found := _cached(d):
             return found
     return None
 
@@ -180,7 +184,7 @@ def fetch(cache: Path | None = None, *, force: bool = False) -> BrokerBinary:
     """A working mosquitto, downloading and unpacking Debian's package into ``cache``
     (default :func:`writable_cache_dir`) unless :func:`locate` already finds one (and not
     ``force``). BrokerUnavailable, saying what is missing, when it cannot be had."""
-    if not force and cache is None and (found := locate()):
+    if not force and (found := (locate() if cache is None else _cached(cache))):
         return found
     for tool in ("apt-get", "dpkg-deb"):
         if shutil.which(tool) is None:
@@ -192,7 +196,7 @@ def fetch(cache: Path | None = None, *, force: bool = False) -> BrokerBinary:
     with _locked(cache):
         root = cache / "root"
         binary = root / "usr" / "sbin" / "mosquitto"
-        if not force and (found := _usable(binary, _lib_dirs(root), str(cache))):
+        if not force and (found := _cached(cache)):
             return found  # another fetch made it while we waited for the lock
         with tempfile.TemporaryDirectory(dir=cache, prefix="fetch-") as tmp:
             work = Path(tmp)
@@ -217,7 +221,7 @@ def fetch(cache: Path | None = None, *, force: bool = False) -> BrokerBinary:
             if root.exists():
                 shutil.rmtree(root)
             new_root.rename(root)
-        found = _usable(binary, _lib_dirs(root), str(cache))
+        found = _cached(cache)
         if found is None:
             raise BrokerUnavailable(f"{binary} does not run after unpacking")
         log.info("mosquitto %s unpacked into %s", found.version, root)

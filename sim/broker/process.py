@@ -32,6 +32,7 @@ import signal
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -59,6 +60,16 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def proc_state(pid: int) -> str:
+    """The process's state letter from ``/proc/PID/stat`` (R, S, T stopped, Z ...; "" if
+    it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[0]
 
 
 def _accepts(port: int, host: str = "127.0.0.1") -> bool:
@@ -222,16 +233,27 @@ class Broker(_Managed):
         self.frozen = False
 
     def freeze(self) -> None:
-        """SIGSTOP: the broker holds its sockets open and answers nothing (a hung broker)."""
+        """SIGSTOP: the broker holds its sockets open and answers nothing (a hung broker).
+        Returns once ``/proc`` shows it stopped (the signal is delivered asynchronously)."""
         if self.alive():
             os.kill(self.pid, signal.SIGSTOP)
             self.frozen = True
+            self._wait_proc_state(lambda state: state == "T", "stopped")
 
     def thaw(self) -> None:
-        """SIGCONT after :meth:`freeze`."""
+        """SIGCONT after :meth:`freeze`; returns once ``/proc`` shows it running again."""
         if self.alive() and self.frozen:
             os.kill(self.pid, signal.SIGCONT)
+            self._wait_proc_state(lambda state: state != "T", "running again")
         self.frozen = False
+
+    def _wait_proc_state(self, cond: Callable[[str], bool], what: str) -> None:
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while not cond(proc_state(self.pid)):
+            if time.monotonic() > deadline:
+                raise BrokerError(f"{self.name} (pid {self.pid}) not {what} within "
+                                  f"{STOP_TIMEOUT_S} s")
+            time.sleep(0.002)
 
     def restart(self) -> None:
         """Stop (SIGTERM: persistence is saved) and start again on the same port."""
