@@ -6,11 +6,12 @@ listener appears).
 (``apt-get download`` + ``dpkg -x``), raising :class:`BrokerUnavailable` with a sentence
 saying what is missing when it cannot. The cache directory is, in order:
 
-* ``$TWINGUARD_CACHE`` when set (used as given);
+* ``$TWINGUARD_CACHE`` when set (used as given, and then the only one);
 * ``/var/cache/twinguard-ci/mosquitto`` when it can be written (CI runs as root);
 * ``~/.cache/twinguard/mosquitto``.
 
-:func:`locate` looks in all three, so a user that cannot write the CI cache still uses it.
+:func:`locate` looks in both defaults, so a user that cannot write the CI cache still uses
+it.
 The unpacked tree is ``<cache>/root`` (``usr/sbin/mosquitto``, ``usr/lib/<multiarch>/``);
 ``rm -rf`` the cache directory to fetch again. Only the libraries the binary really needs
 are unpacked: Debian bookworm's 2.0.11 needs ``libdlt.so.2`` (``libdlt2``) beyond a base
@@ -73,9 +74,11 @@ class BrokerBinary:
 
 
 def cache_dirs() -> list[Path]:
-    """Candidate cache directories, in the order of the module docstring."""
-    dirs = [Path(os.environ[CACHE_ENV])] if os.environ.get(CACHE_ENV) else []
-    return [*dirs, CI_CACHE, Path.home() / ".cache" / "twinguard" / "mosquitto"]
+    """Candidate cache directories, in the order of the module docstring; only
+    ``$TWINGUARD_CACHE`` when it is set."""
+    if os.environ.get(CACHE_ENV):
+        return [Path(os.environ[CACHE_ENV])]
+    return [CI_CACHE, Path.home() / ".cache" / "twinguard" / "mosquitto"]
 
 
 def writable_cache_dir() -> Path:

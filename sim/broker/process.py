@@ -110,7 +110,7 @@ class Broker(_Managed):
     ``bridge_users``: CNs of bridges allowed in (the site side of a :class:`BridgedPair`);
     ``bridge``: make this broker a bridge to another (the plant side);
     ``persistence``: keep retained messages in ``workdir/db`` across restarts;
-    ``log_types``: mosquitto's ``log_type`` list (``notice`` is always added: readiness
+    ``log_types``: mosquitto's ``log_type`` list (``information`` is always added: readiness
     reads it); ``binary``: a :class:`BrokerBinary` (default :func:`locate`; BrokerUnavailable
     if there is none).
     """
@@ -140,7 +140,7 @@ class Broker(_Managed):
         self.persistence_dir = self.workdir / "db" if persistence else None
         self.bridge_users = bridge_users
         self.bridge = bridge
-        self.log_types = tuple(dict.fromkeys((*log_types, "notice")))
+        self.log_types = tuple(dict.fromkeys((*log_types, "information")))
         self.ready_timeout_s = ready_timeout_s
         self.conf_path = self.workdir / "mosquitto.conf"
         self.acl_path = self.workdir / "twinguard.acl"

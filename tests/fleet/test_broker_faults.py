@@ -109,3 +109,12 @@ def test_the_bridge_comes_back_after_the_site_restarts(bridged_brokers: BridgedP
     host = connect(pair.site, "twin-host")
     host.publish(hb_topic("twin"), b"after restart", qos=0)
     assert dev.wait_message(hb_topic("twin")).payload == b"after restart"
+
+
+def test_a_quiet_log_still_starts(tmp_path: Path, mosquitto_binary: BrokerBinary,
+                                  connect) -> None:
+    """Readiness reads the "running" line (log level information), which is kept whatever
+    the caller asks for (the benchmark logs errors only)."""
+    with Broker(tmp_path / "b", log_types=("error",), binary=mosquitto_binary) as broker:
+        assert "log_type information" in broker.conf_path.read_text()
+        assert connect(broker, DEV).connect_code == 0

@@ -51,3 +51,20 @@ def test_fetch_reuses_what_is_there(mosquitto_binary: BrokerBinary) -> None:
 def test_the_examples_are_current() -> None:
     done = _run("examples", "--check")
     assert (done.returncode, done.stderr) == (0, "")
+
+
+def test_without_a_broker_the_tests_skip_saying_why(tmp_path: Path) -> None:
+    """No mosquitto on PATH, an empty cache, no apt: the fixture skips with fetch's reason."""
+    (tmp_path / "bin").mkdir()
+    test = tmp_path / "test_needs_broker.py"
+    test.write_text("def test_it(broker):\n    raise AssertionError('ran without a broker')\n")
+    (tmp_path / "conftest.py").write_text(
+        (Path(__file__).parent / "conftest.py").read_text())
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(test)],
+        capture_output=True, text=True, timeout=50, check=False, cwd=tmp_path,
+        env={**os.environ, "PATH": str(tmp_path / "bin"),
+             "TWINGUARD_CACHE": str(tmp_path / "cache")})
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 skipped" in done.stdout
+    assert "no mosquitto broker (apt-get not found" in done.stdout

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from agent.io.pki import init_pki
+from agent.io.twin.settings import TwinLinkSettings, make_client_context
 from sim.broker import Broker
+from sim.broker.acl import hb_topic, node_topic
+from sim.broker.pki import FleetPki
 from sim.broker.probe import Probe, ProbeError
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,3 +87,22 @@ def test_the_client_refuses_a_broker_it_cannot_verify(broker: Broker, tmp_path: 
     ctx.load_cert_chain(str(files.cert), str(files.key))
     with pytest.raises(ProbeError, match="certificate verify failed"):
         Probe(broker.port, ctx, "sim-tank-01", timeout_s=10)
+
+
+def test_the_agents_own_tls_context_and_a_stack_pki_work(tmp_path: Path,
+                                                         mosquitto_binary) -> None:
+    """What FleetLink will do: the PKI a ``sim.stack`` makes (adopted by FleetPki: its CA
+    signs the broker's certificate), the agent's ``make_client_context`` with server name
+    localhost; the device cert's CN is the ACL's user."""
+    paths = init_pki(tmp_path / "pki", device_id="sim-tank-01")
+    with Broker(tmp_path / "broker", pki=FleetPki(tmp_path / "pki"),
+                binary=mosquitto_binary) as broker:
+        settings = TwinLinkSettings(
+            host="localhost", port=broker.port, ca_file=paths.ca_cert,
+            cert_file=paths.device_cert, key_file=paths.device_key, server_name="localhost",
+            device_id="sim-tank-01")
+        with Probe(broker.port, make_client_context(settings), "sim-tank-01",
+                   host="localhost") as probe:
+            assert probe.publish(node_topic("plant", "NDATA", "sim-tank-01"), b"x",
+                                 qos=1) in (0x00, 0x10)
+            assert probe.publish(hb_topic("twin"), b"x", qos=1) == 0x87
