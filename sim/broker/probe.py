@@ -23,6 +23,7 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -35,13 +36,22 @@ class ProbeError(RuntimeError):
 
 @dataclass(frozen=True)
 class Received:
-    """One PUBLISH the probe received, with its monotonic arrival time."""
+    """One PUBLISH the probe received, with its monotonic arrival time and its MQTT 5
+    Message Expiry Interval as the broker forwarded it (what is left of it; None: none)."""
 
     topic: str
     payload: bytes
     qos: int
     retain: bool
     t: float
+    expiry_s: int | None = None
+
+
+def expiring(seconds: int) -> Properties:
+    """PUBLISH properties with a Message Expiry Interval (the heartbeat's 1 s, FLEET.md 7.2)."""
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.MessageExpiryInterval = seconds
+    return props
 
 
 class Probe:
@@ -103,8 +113,9 @@ class Probe:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         with self._cond:
+            expiry = getattr(msg.properties, "MessageExpiryInterval", None)
             self.received.append(Received(msg.topic, bytes(msg.payload), msg.qos,
-                                          bool(msg.retain), time.monotonic()))
+                                          bool(msg.retain), time.monotonic(), expiry))
             self._cond.notify_all()
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, rc: ReasonCode,
