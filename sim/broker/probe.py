@@ -13,6 +13,8 @@ Reason codes are returned as ints (0x00 success, 0x87 Not authorized, ...). Need
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import ssl
 import threading
 import time
@@ -183,6 +185,16 @@ class Probe:
         """When (monotonic) the connection was lost or closed."""
         at: float = self._wait(lambda: self.disconnected_at, timeout_s, "disconnect")
         return at
+
+    def drop(self, timeout_s: float = WAIT_S) -> None:
+        """End the TCP connection without a DISCONNECT (as a crashed client does): the
+        broker publishes the Will. Returns once paho has seen the connection gone."""
+        sock = self.client.socket()
+        if isinstance(sock, socket.socket):  # ssl.SSLSocket too
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.wait_disconnect(timeout_s)
+        self.client.loop_stop()
 
     def close(self) -> None:
         """Disconnect (if still connected) and stop the network thread."""

@@ -124,6 +124,24 @@ def test_a_device_reads_the_heartbeat_info_and_its_retained_config(broker: Broke
     assert dev.wait_message(hb_topic(HOST)).payload == b"hb"
 
 
+def test_a_will_is_bound_by_the_acl_too(broker: Broker, connect, host) -> None:
+    """A device's Will on the heartbeat topic is not published when it drops; its Will on
+    its own NDEATH is (the barrier: dropped after the forged one)."""
+    from sim.broker.probe import Probe
+
+    forged = Probe(broker.port, broker.pki.client_context(OTHER), "forger",
+                   will=(hb_topic(HOST), b"forged will", 1, False))
+    honest = Probe(broker.port, broker.pki.client_context(DEV), DEV,
+                   will=(node_topic(GROUP, "NDEATH", DEV), b"bdSeq", 1, False))
+    offset = broker.log_size()
+    forged.drop()
+    broker.wait_log("Client forger closed its connection|forger disconnected", 10,
+                    offset=offset)
+    honest.drop()
+    assert host.wait_message(node_topic(GROUP, "NDEATH", DEV)).payload == b"bdSeq"
+    assert host.messages(hb_topic(HOST)) == []
+
+
 def test_the_host_cannot_speak_for_a_device(broker: Broker, connect, host) -> None:
     """twin-host writes what 7.8 lists, not a device's birth or another host's STATE."""
     assert host.publish(node_topic(GROUP, "NBIRTH", DEV), b"x", qos=1) == NOT_AUTHORIZED
