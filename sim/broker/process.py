@@ -19,6 +19,10 @@ Readiness: :meth:`Broker.start` returns once the log says ``mosquitto version â€
 log's tail. The port is chosen free at the first start (a bind to port 0, then released:
 another process may take it in between, so a start that fails with "Address already in
 use" picks another, three times) and kept after. Stopping is by PID: SIGTERM, then SIGKILL.
+The readiness check's bare TCP connection shows in the log as ``Client connection from
+127.0.0.1 failed: ... unexpected eof``. The broker's soft RLIMIT_NOFILE is raised to its
+hard limit at start (a thousand TLS clients need more than 1024 descriptors; a client
+process holding that many connections must raise its own).
 """
 
 from __future__ import annotations
