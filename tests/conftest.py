@@ -2,7 +2,8 @@
 
 The tests mirror the packages: ``core/``, ``config/``, ``protocol/``, ``io/``, ``runtime/``,
 ``cli/`` (``agent``'s layers), ``e2e/`` (the whole plant as processes), ``simulator/``
-(``sim``) and ``firmware/`` (``firmware_bridge``; its fixtures are in its ``conftest.py``).
+(``sim``), ``firmware/`` (``firmware_bridge``; its fixtures are in its ``conftest.py``) and
+``fleet/`` (the fleet transport against a real mosquitto; its fixtures in its ``conftest.py``).
 No folder is named after a top-level package (``sim``, ``firmware_bridge``): without
 ``__init__.py`` files this folder is on ``sys.path``, and CI's sanitizer leg runs pytest with
 ``-P`` (the checkout off ``sys.path``), where such a folder would shadow the package as a
