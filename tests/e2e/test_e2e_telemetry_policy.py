@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -46,6 +46,17 @@ def received(stack: Stack) -> dict[str, Any]:
     return stack.twin.request({"cmd": "telemetry", "policy": True, "events": True})
 
 
+def received_when(stack: Stack, cond: Callable[[dict[str, Any]], bool], timeout: float,
+                  what: str) -> dict[str, Any]:
+    """What the twin holds, once ``cond`` holds for it (``wait_for``'s deadline)."""
+    def check() -> dict[str, Any] | None:
+        got = received(stack)
+        return got if cond(got) else None
+
+    result: dict[str, Any] = wait_for(check, timeout, what, period=0.2)
+    return result
+
+
 def start(policy: str) -> Stack:
     stack = Stack(config_extra=policy, start_agent=False)
     (stack.workdir / "pseudonym.key").write_bytes(KEY)
@@ -57,9 +68,10 @@ def start(policy: str) -> Stack:
 def plant() -> Iterator[tuple[Stack, dict[str, Any]]]:
     """One agent under the policy, until the twin holds ``POLLS`` polls and 3 windows."""
     with start(POLICY) as stack:
-        got = wait_for(lambda: (lambda t: t if len(t["polls"]) >= POLLS and sum(
-            not a["partial"] for a in t["aggregate_records"]) >= 3 else None)(received(stack)),
-            60, "poll records and three closed aggregation windows at the twin", period=0.2)
+        got = received_when(
+            stack, lambda t: len(t["polls"]) >= POLLS
+            and sum(not a["partial"] for a in t["aggregate_records"]) >= 3,
+            60, "poll records and three closed aggregation windows at the twin")
         yield stack, got
 
 
@@ -158,10 +170,10 @@ def test_the_open_window_is_flushed_on_stop_and_delivered_after_restart() -> Non
         assert stack.agent is not None
         assert stack.agent.stop() == 0
         stack.start_agent()
-        got = wait_for(lambda: (lambda t: t if any(
-            a["partial"] and a["seq"] <= t["frontier"] for a in t["aggregate_records"])
-            else None)(received(stack)), 30, "the partial window after the restart",
-            period=0.2)
+        got = received_when(
+            stack, lambda t: any(a["partial"] and a["seq"] <= t["frontier"]
+                                 for a in t["aggregate_records"]),
+            30, "the partial window after the restart")
         partial = next(a for a in got["aggregate_records"] if a["partial"])
         run1 = [p for p in got["polls"] if p["t"] <= partial["end"]]
         counted = sum(a["signals"]["pressure_a"]["count"] + a["signals"]["pressure_a"]["bad"]
