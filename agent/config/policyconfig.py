@@ -77,7 +77,7 @@ def _rule(out: Problems, at: str, value: object) -> Rule | None:
         except ValueError:
             names = [a.value for a in Action]
             out.add(at, f"expected one of {', '.join(map(repr, names))}, got "
-                        f"{value!r}{suggest(value, names)}")
+                        f"{describe(value)}{suggest(value, names)}")
             return None
         if action is Action.AGGREGATE:
             out.add(at, 'aggregate needs a window: { action = "aggregate", window_s = N }')
