@@ -32,7 +32,8 @@ The minimiser adds ``aggregate`` records (``agent.core.minimise``) and the heade
 spool adds its own EVENT records (``agent.io.spool.events.event_payload``, type
 ``spool_event``). Nothing here does I/O or reads a clock: times come in as arguments.
 A body over ``BODY_MAX`` bytes is a bug of the caller's profile size and is replaced by a
-small ``oversize`` event naming the size (never a frame the link would refuse).
+small ``oversize`` event naming the size, with the record's header (never a frame the link
+would refuse).
 """
 
 from __future__ import annotations
@@ -59,9 +60,10 @@ def pack(record: Mapping[str, Any]) -> bytes:
     """msgpack bytes of ``record``; an oversize record becomes an ``oversize`` event."""
     data: bytes = msgpack.packb(dict(record), use_bin_type=True)
     if len(data) > BODY_MAX:
+        header = {k: record[k] for k in ("device", "policy") if k in record}
         small: bytes = msgpack.packb(
             {"type": "event", "t_ms": record.get("t_ms", 0), "t": record.get("t", 0.0),
-             "event": "oversize", "size": len(data), "of": str(record.get("type"))},
+             "event": "oversize", "size": len(data), "of": str(record.get("type")), **header},
             use_bin_type=True)
         return small
     return data
