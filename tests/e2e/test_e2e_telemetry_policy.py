@@ -4,8 +4,10 @@ A real agent (``sim.stack.Stack``: sim PLC, sim twin, ``twinguard run``) runs wi
 ``[telemetry.policy]`` that gives each signal of the sim tank a different rule, and the
 device a keyed pseudonym; each test judges one rule by the records the sim twin's sink
 holds (``{"cmd": "telemetry", "policy": true}``), never by what the agent says it did.
-The last test stops the agent with a window open and starts it again: the partial window
-arrives, counted with every poll it covered.
+Then: an agent stopped with a window open and started again delivers the partial window,
+counted with every poll it covered; and a policy change pushed by the sim twin is refused
+with an engineer's signature and takes effect (by a hand-over restart) with an operator's,
+every record at the twin carrying the policy it was made under.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from bundle_kit import Kit
+from test_e2e_config_push import Pusher
 
 from agent.core.minimise import pseudonym
 from sim.stack import DEVICE_ID, Stack, wait_for
@@ -180,3 +184,36 @@ def test_the_open_window_is_flushed_on_stop_and_delivered_after_restart() -> Non
                       for a in got["aggregate_records"] if a["end"] <= partial["end"])
         assert counted == len(run1) >= 20
         assert "signals.pressure_a" not in got["signal_names"]
+
+
+def test_a_policy_change_is_an_operator_bundle_and_the_twin_sees_it_take_effect() -> None:
+    kit = Kit.new()
+    with Stack(config_extra=f"[confirm]\nwindow_s = 10.0\n{kit.trust_toml()}") as stack:
+        pusher = Pusher(stack, kit)
+        t_normal = stack.wait_state("normal")
+        before = received_when(stack, lambda t: len(t["polls"]) >= 10, 30, "poll records")
+        (old_id,) = before["policies"]
+        assert before["signal_names"]["signals.temp_b"]["records"] >= 10
+        text = pusher.base + '\n[telemetry.policy.signals]\ntemp_b = "drop"\n'
+
+        refused = pusher.expect(kit.bundle(text, 5, ("eng1",), device=DEVICE_ID),
+                                "role_not_allowed")
+        assert "telemetry.policy.signals.temp_b may only be changed by role operator" in \
+            refused["detail"]
+        assert stack.status_json()["telemetry_policy"]["rules"] == []
+
+        accepted = pusher.expect(kit.bundle(text, 6, ("op1",), device=DEVICE_ID), "accepted")
+        assert "restart required" in accepted["detail"]
+        stack.successor_pid()
+        pusher.result("confirmed", t_normal, timeout=30)
+        status = stack.status_json()["telemetry_policy"]
+        assert status["rules"] == [{"name": "temp_b", "action": "drop", "window_s": None,
+                                    "step": None}]
+        new_id = status["id"]
+        got = received_when(
+            stack, lambda t: sum(p["policy"]["id"] == new_id for p in t["polls"]) >= 10, 30,
+            "poll records under the new policy")
+        assert set(got["policies"]) == {old_id, new_id}
+        assert got["policies"][new_id]["header"]["rules"] == {"temp_b": ["drop"]}
+        for p in got["polls"]:  # each record as the policy it names says
+            assert ("temp_b" in p["signals"]) == (p["policy"]["id"] == old_id), p["policy"]
