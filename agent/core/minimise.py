@@ -17,7 +17,8 @@ quantize    ``value`` rounded to the nearest multiple of ``step`` (ties to even)
             (the registers, which would give the exact value) sent as nil
 aggregate   left out of the poll records; one ``aggregate`` record per window of
             ``window_s`` carries ``min``/``mean``/``max``/``count`` of its values and
-            ``bad``, the polls without a value. Windows are aligned on the agent's
+            ``bad``, the polls without a value (of the polls that are recorded: every
+            ``[telemetry] every_n_polls``-th). Windows are aligned on the agent's
             monotonic clock (``[k*w, (k+1)*w)``); names with the same ``window_s`` share
             one record per window. A window is closed by the first poll at or after its
             end; :meth:`Minimiser.flush` closes the open ones (``partial: true``) when the

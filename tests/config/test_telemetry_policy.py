@@ -4,6 +4,8 @@ signed bundle through the push path), the device name the feed derives from the 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -22,6 +24,7 @@ from agent.model.mode import Mode
 from agent.model.policy import Action, DeviceName, Rule, TelemetryPolicy
 from agent.runtime.configsession import RESTART_PREFIXES
 from agent.runtime.telemetry_feed import device_name
+from sim.stack import NO_REALTIME, sim_tank_text
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -177,3 +180,19 @@ def test_the_device_name_comes_from_the_key_file_or_telemetry_stays_off(
     path.write_text('device_id = "tank-07"\n')
     assert device_name(load_config(path)) == "tank-07"
 
+
+
+def test_the_agent_refuses_to_start_on_a_policy_that_names_no_profile_signal(
+        tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_text('device_id = "t1"\n[telemetry.policy.signals]\ntemp_z = "drop"\n')
+    profile = tmp_path / "profile.toml"
+    profile.write_text(sim_tank_text() + NO_REALTIME)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent", "run", "--profile", str(profile), "--tcp",
+         "127.0.0.1:1", "--config", str(path), "--state-dir", str(tmp_path / "state")],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2, done.stderr
+    assert (f"{path}: telemetry.policy.signals.temp_z: the profile has no signal or group "
+            f"'temp_z' (did you mean 'temp_c'?)") in done.stderr
+    assert "Traceback" not in done.stderr
