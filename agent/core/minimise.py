@@ -161,6 +161,8 @@ class Minimiser:
     def poll(self, record: Mapping[str, Any], now: float, t_ms: int) -> list[Record]:
         """The records to spool for one poll record: the aggregates of the windows that
         ``now`` closed, then the poll record itself, minimised."""
+        if not self._hidden:  # nothing to minimise: the record as built, with the header
+            return [{**record, **self.header}]
         out = self._close(lambda w: w.end <= now, now, t_ms, partial=False)
         poll: Record = dict(record)
         for section in _SECTIONS:

@@ -116,6 +116,8 @@ def test_every_record_carries_the_header() -> None:
     (p,) = m.poll(poll(1.0), 1.0, 0)
     assert {k: p[k] for k in header} == header
     assert {k: m.event({"type": "event"})[k] for k in header} == header
+    (as_built,) = Minimiser(TelemetryPolicy(), "tank-01").poll(poll(1.0), 1.0, 0)
+    assert {k: v for k, v in as_built.items() if k not in header} == poll(1.0)
     default = Minimiser(TelemetryPolicy(), "tank-01").event({"type": "event"})
     assert default["device"] == "tank-01" and default["policy"]["rules"] == {}
     assert default["policy"]["id"] != header["policy"]["id"]
