@@ -58,7 +58,7 @@ LAYERS: dict[str, Layer] = {
     "model": _layer("model", "", pure=True),
     "core": _layer("model,core", "", pure=True),
     "config": _layer("model,config", "msgpack,cryptography", pure=True),
-    "protocol": _layer("model,core,protocol", "msgpack", pure=True),
+    "protocol": _layer("model,core,protocol", "msgpack,cryptography", pure=True),
     "io": _layer(",model,core,protocol,io", None, pure=False),
     "runtime": _layer(",model,core,protocol,config,io,runtime", None, pure=False),
     "cli": _layer(",model,core,protocol,config,io,runtime,cli", None, pure=False),
@@ -67,6 +67,12 @@ LAYERS: dict[str, Layer] = {
 EXCEPTIONS: dict[str, frozenset[str]] = {
     # the demo entry is the simulated plant's own command
     "agent.cli.demo": frozenset({"sim"}),
+}
+# third-party libraries only the modules of one package may import (the optional extras):
+# package -> libraries. Protobuf (``google``) comes with ``twinguard[fleet]``; an agent on
+# the default transport never imports the package (test_the_default_agent_never_loads_...).
+PACKAGE_LIBRARIES: dict[str, frozenset[str]] = {
+    "agent.protocol.sparkplug": frozenset({"google"}),
 }
 # directly in agent/: only these (and the layer packages)
 TOP_LEVEL = {"__init__.py", "__main__.py", "py.typed", "README.md"}
@@ -137,7 +143,9 @@ def problems(module: str, source: str | None = None) -> list[str]:
                 found.append(f"{module} imports {name} (the entry point only runs the CLI)")
             continue
         layer = LAYERS[layer_name]
-        allowed_extra = EXCEPTIONS.get(module, frozenset())
+        allowed_extra = EXCEPTIONS.get(module, frozenset()).union(
+            *(libs for pkg, libs in PACKAGE_LIBRARIES.items()
+              if module == pkg or module.startswith(pkg + ".")))
         if top in allowed_extra:
             continue
         if top == "agent":
@@ -271,6 +279,9 @@ def test_nothing_outside_the_cli_imports_it() -> None:
          "agent.io.configstore"),
         ("agent.protocol.twin.frames", "import asyncio", "asyncio"),
         ("agent.protocol.modbus.codec", "from pymodbus.pdu import ModbusPDU", "pymodbus.pdu"),
+        ("agent.protocol.twin.frames", "from google.protobuf import message", "google.protobuf"),
+        ("agent.protocol.sparkplug.codec", "import asyncio", "asyncio"),
+        ("agent.protocol.sparkplug.topics", "import aiomqtt", "aiomqtt"),
         ("agent.io.plant", "from agent.runtime.loop import Runtime", "agent.runtime.loop"),
         ("agent.io.audit", "import sim.stack", "sim.stack"),
         ("agent.runtime.loop", "from agent.cli import common", "agent.cli"),
@@ -306,18 +317,44 @@ def test_the_cycle_finder_sees_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ["agent.core.controller", "agent.core.recommend", "agent.core.controller"] in _cycles()
 
 
-def test_importing_the_sans_io_layers_loads_no_io_library() -> None:
+def _loaded_by(modules: list[str]) -> list[str]:
+    """Every module in ``sys.modules`` after a fresh interpreter imported ``modules``."""
     code = (
         "import json, sys\n"
-        f"for m in {[m for m in PURE if m not in EXCEPTIONS]!r}: __import__(m)\n"
+        f"for m in {modules!r}: __import__(m)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    loaded = {m.split(".")[0] for m in json.loads(out.stdout)}
+    names: list[str] = json.loads(out.stdout)
+    return names
+
+
+def test_importing_the_sans_io_layers_loads_no_io_library() -> None:
+    names = _loaded_by([m for m in PURE if m not in EXCEPTIONS])
+    loaded = {m.split(".")[0] for m in names}
     io_libs = {"pymodbus", "gpiozero", "serial", "socket", "ssl", "sqlite3", "asyncio", "sim",
                "firmware_bridge", "rich"}
     assert loaded & io_libs == set()
-    assert not any(m.startswith(("agent.io", "agent.runtime", "agent.cli"))
-                   for m in json.loads(out.stdout))
+    assert not any(m.startswith(("agent.io", "agent.runtime", "agent.cli")) for m in names)
+
+
+FLEET_LIBRARIES = ("google", "aiomqtt", "paho")
+
+
+def test_the_default_agent_never_loads_the_fleet_extra() -> None:
+    """Every agent module outside the fleet packages imports, for real, without loading
+    protobuf or the MQTT client: the core's footprint is unchanged without the extra."""
+    fleet = tuple(PACKAGE_LIBRARIES)
+    modules = [m for m in MODULES if m != "agent.__main__"  # runs the CLI
+               and not any(m == pkg or m.startswith(pkg + ".") for pkg in fleet)]
+    assert "agent.cli.main" in modules and "agent.protocol.sparkplug.codec" not in modules
+    names = _loaded_by(modules)
+    assert {m.split(".")[0] for m in names} & set(FLEET_LIBRARIES) == set()
+    assert not any(m.startswith(fleet) for m in names)
+
+
+def test_the_fleet_package_does_load_protobuf() -> None:
+    """The check above can fail: importing the Sparkplug codec does load protobuf."""
+    assert "google.protobuf" in _loaded_by(["agent.protocol.sparkplug.codec"])

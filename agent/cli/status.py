@@ -219,6 +219,7 @@ def _counters(s: StatusSnapshot) -> Table:
                   f"unhealthy {t.unhealthy}, after bye {t.after_bye}")
     k = t.link
     table.add_row("twin link", "no twin configured" if k is None else
+                  f"endpoint {k.endpoint or '-'} (switches {k.switches}), "
                   f"frames in {k.frames_in}, out {k.frames_out}, protocol-error closes "
                   f"{k.malformed}, idle timeouts {k.idle_timeouts}, connects {k.connects}, "
                   f"sessions {k.sessions}, disconnects {k.disconnects}, failed attempts "

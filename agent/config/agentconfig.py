@@ -21,6 +21,8 @@ the key path and the reason)::
     backoff_min_s = 0.2            # reconnect delay doubles from here, with jitter ...
     backoff_max_s = 5.0            # ... up to here
     idle_timeout_s = 2.0           # no frame at all this long: the connection is dead
+    backups = ["twin-b.example.net:17443"]  # optional: walked in order after host:port
+                                   # on a loss (or {host, port, server_name} tables)
 
     [telemetry]                    # role: operator
     enabled = true
@@ -76,6 +78,7 @@ from typing import Any
 
 from agent.config.fields import Fields, Problems, is_identifier
 from agent.config.policyconfig import parse_policy
+from agent.model.endpoint import Endpoint, parse_host_port
 from agent.model.errors import ConfigError, Problem
 from agent.model.mode import Mode
 from agent.model.policy import TelemetryPolicy
@@ -111,8 +114,9 @@ class Role(enum.Enum):
 
 _TWIN_KEYS = (
     "host", "port", "server_name", "ca", "cert", "key", "max_frame", "connect_timeout_s",
-    "backoff_min_s", "backoff_max_s", "idle_timeout_s", "crl",
+    "backoff_min_s", "backoff_max_s", "idle_timeout_s", "crl", "backups",
 )
+_BACKUP_KEYS = ("host", "port", "server_name")
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,12 @@ class TwinConfig:
     backoff_max_s: float
     idle_timeout_s: float
     crl_file: Path | None = None
+    backups: tuple[Endpoint, ...] = ()  # walked in order after host:port on a loss
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """host:port first, then the backups."""
+        return (Endpoint(self.host, self.port, self.server_name), *self.backups)
 
 
 @dataclass(frozen=True)
@@ -288,10 +298,12 @@ def _twin(out: Problems, data: object, base: Path) -> TwinConfig:
     if f.ok("backoff_min_s", "backoff_max_s") and backoff_max < backoff_min:
         f.fail("backoff_max_s", f"must be at least backoff_min_s ({backoff_min:g})")
     host = f.text("host")
+    port = f.integer("port", 1, 65535)
+    server_name = f.text("server_name", host or "localhost")
     return TwinConfig(
         host=host,
-        port=f.integer("port", 1, 65535),
-        server_name=f.text("server_name", host or "localhost"),
+        port=port,
+        server_name=server_name,
         ca_file=path("ca"),
         cert_file=path("cert"),
         key_file=path("key"),
@@ -301,7 +313,47 @@ def _twin(out: Problems, data: object, base: Path) -> TwinConfig:
         backoff_max_s=backoff_max,
         idle_timeout_s=f.number("idle_timeout_s", 2.0, gt=0),
         crl_file=path("crl") if f.has("crl") else None,
+        backups=_backups(out, f, (host, port)),
     )
+
+
+def _backups(out: Problems, f: Fields, first: tuple[str, int]) -> tuple[Endpoint, ...]:
+    """``[twin] backups``: ``"host:port"`` strings (the host is also the name its
+    certificate must carry) or tables ``{host, port, server_name}``; none twice, none the
+    first endpoint again."""
+    if not f.has("backups"):
+        return ()
+    raw = f.data["backups"]
+    if not isinstance(raw, list):
+        f.fail("backups", "must be a list of \"host:port\" strings or {host, port} tables")
+        return ()
+    found: list[Endpoint] = []
+    seen = {first}
+    for i, item in enumerate(raw):
+        at = f"backups[{i}]"
+        if isinstance(item, str):
+            try:
+                host, port = parse_host_port(item)
+            except ValueError as exc:
+                f.fail(at, str(exc))
+                continue
+            endpoint = Endpoint(host, port, host)
+        elif isinstance(item, dict):
+            g = Fields(out, f"twin.{at}", item, _BACKUP_KEYS)
+            host, port = g.text("host"), g.integer("port", 1, 65535)
+            name = g.text("server_name", host or "localhost")
+            if g.bad:
+                continue
+            endpoint = Endpoint(host, port, name)
+        else:
+            f.fail(at, "must be a \"host:port\" string or a {host, port} table")
+            continue
+        if (endpoint.host, endpoint.port) in seen:
+            f.fail(at, f"{endpoint} is already an endpoint of [twin]")
+            continue
+        seen.add((endpoint.host, endpoint.port))
+        found.append(endpoint)
+    return tuple(found)
 
 
 def load_config(path: str | Path | None) -> AgentConfig:

@@ -22,7 +22,8 @@ Each leaf also inherits the built-in a caller would catch without knowing twingu
 
 Who raises them: profile and configuration parsing (``agent.config``) the problem errors,
 the Modbus codec (``agent.protocol.modbus``) ``WriteRefused``, the twin protocol and the
-status socket's client ``ProtocolError``, the adapters (``agent.io``) the ``OSError`` family.
+status socket's client ``ProtocolError``, the Sparkplug codec (``agent.protocol.sparkplug``)
+``SparkplugError``, the adapters (``agent.io``) the ``OSError`` family.
 Adapters translate foreign exceptions (sockets, pyserial, ssl, sqlite3, gpiozero) with
 ``raise ... from``. Two private exceptions never leave their module and are not part of
 this tree: the twin link's ``_SessionEnd`` and the status server's ``_BadRequest``
@@ -90,6 +91,11 @@ class FrameError(ProtocolError):
         super().__init__(reason)
         self.decoded: list[dict[str, Any]] = list(decoded or [])
         self.bodies: list[bytes] = list(bodies or [])  # from feed_bodies: good ones before
+
+
+class SparkplugError(ProtocolError):
+    """A Sparkplug B payload, topic or STATE message broke the specification's rules (or
+    twinguard's bounds on them); the message says which rule, for which metric."""
 
 
 class BundleError(TwinguardError, ValueError):

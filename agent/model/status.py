@@ -121,6 +121,8 @@ class LinkStatus:
     ahead: int = 0  # liveness messages handled ahead of waiting ones
     waiting_max: int = 0
     discarded: int = 0  # waiting messages dropped because their connection ended
+    endpoint: str = ""  # the endpoint dialled last ("host:port")
+    switches: int = 0  # walks to the next endpoint (backups configured)
 
 
 @dataclass(frozen=True)

@@ -203,7 +203,7 @@ class Runtime:
                 key_file=t.key_file, server_name=t.server_name, device_id=config.device_id,
                 max_frame=t.max_frame, connect_timeout_s=t.connect_timeout_s,
                 backoff_min_s=t.backoff_min_s, backoff_max_s=t.backoff_max_s,
-                idle_timeout_s=t.idle_timeout_s, crl_file=t.crl_file,
+                idle_timeout_s=t.idle_timeout_s, crl_file=t.crl_file, backups=t.backups,
                 # announced in the hello so the twin can pace its heartbeats (PROTOCOL.md §5)
                 heartbeat_timeout_s=self.profile.timing.heartbeat_timeout_s,
                 heartbeat_late_s=self.profile.timing.heartbeat_late_s,

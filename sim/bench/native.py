@@ -30,6 +30,10 @@ the kick (the reply's trip and the end of the tick), the last kick followed the 
 never fires before its deadline), so :func:`measure` then takes the deadline from the
 heartbeat before the last (seen in about one trial in 30 at 20 Hz).
 
+The JSON's ``first_frame`` is the same lateness for the safe set's first frame (sim-tank:
+the ``[plc_remote]`` flag; the watchdog sends each frame after the reply to the one before,
+so the output's frame also waits for the PLC's answer to the flag).
+
 The watchdog's write is told apart from the agent's by time: it is the first safe-state write
 after the signal, and the agent's loop cannot write while its main thread holds the GIL (no
 heartbeat write appears between the signal and the watchdog's write, which is checked).
@@ -63,8 +67,14 @@ def heartbeat_writes(log: list[dict[str, Any]], address: int, unit: int) -> list
 
 
 def measure(log: list[dict[str, Any]], t_signal: float, address: int, unit: int,
-            deadline_s: float, *, period_s: float) -> tuple[float, float]:
-    """(lateness_s, t of the watchdog's write) from a write log; ValueError if not there."""
+            deadline_s: float, *, period_s: float) -> tuple[float, float, float]:
+    """(lateness_s, t of the watchdog's write, lateness_s of the safe set's first frame)
+    from a write log; ValueError if not there.
+
+    The safe set goes out one frame after the reply to the one before (sim-tank: the
+    ``[plc_remote]`` flag, then the outputs), so the output's lateness includes the PLC's
+    answer to the flag; the first frame's lateness is the watchdog's own plus the bias the
+    module docstring describes."""
     safe = output_writes(log, SAFE_OUTPUT, since=t_signal)
     if not safe:
         raise ValueError("no safe-state write after the signal")
@@ -75,16 +85,22 @@ def measure(log: list[dict[str, Any]], t_signal: float, address: int, unit: int,
     late = native_lateness(beats, t_safe, deadline_s, period_s)
     if late is None:
         raise ValueError("no heartbeat write before the watchdog's write")
-    return late, t_safe
+    beat_seqs = {r["seq"] for r in heartbeat_writes(log, address, unit)}
+    t_first = min(float(r["t"]) for r in log if r.get("source") == "modbus"
+                  and t_signal < float(r["t"]) <= t_safe and r["seq"] not in beat_seqs)
+    return late, t_safe, late - (t_safe - t_first)
 
 
 def native_trials(trials: int, rng: Any, log: Any, *, sim_rt_priority: int | None = None,
-                  after_trial: Callable[[], None] = lambda: None) -> tuple[list[float], float]:
-    """Run ``trials`` GIL hangs; lateness of each watchdog write (s) and the deadline (s).
+                  after_trial: Callable[[], None] = lambda: None
+                  ) -> tuple[list[float], list[float], float]:
+    """Run ``trials`` GIL hangs; lateness of each watchdog write (s), of each first frame
+    of the safe set (s, see :func:`measure`) and the deadline (s).
     ``sim_rt_priority``: the sims' SCHED_FIFO priority (loaded runs); ``after_trial`` is
     called after each trial (the load's check)."""
     text = bench_profile()
     lateness: list[float] = []
+    first: list[float] = []
     with Stack(profile_text=text, agent_env=AGENT_ENV, start_agent=False,
                sim_rt_priority=sim_rt_priority) as stack:
         profile = load_profile(str(stack.profile_path))
@@ -104,13 +120,15 @@ def native_trials(trials: int, rng: Any, log: Any, *, sim_rt_priority: int | Non
 
             wait_for(landed, deadline_s + 10.0, "the watchdog's safe-state write at the PLC")
             code = agent.proc.wait(15)
-            late, _ = measure(stack.plc.write_log(), t_signal, hb.heartbeat_address,
-                              hb.unit_id, deadline_s, period_s=period)
+            late, _, late_first = measure(stack.plc.write_log(), t_signal,
+                                          hb.heartbeat_address, hb.unit_id, deadline_s,
+                                          period_s=period)
             lateness.append(late)
+            first.append(late_first)
             print(f"trial {i + 1}/{trials}: {late * 1000:+.3f} ms (agent exit {code})",
                   file=log, flush=True)
             if code != EXIT_CODE:
                 raise RuntimeError(f"agent exited {code}, expected the watchdog's {EXIT_CODE}:"
                                    f"\n{stack.agent_stderr()[-3000:]}")
             after_trial()
-    return lateness, deadline_s
+    return lateness, first, deadline_s

@@ -206,10 +206,11 @@ def main(argv: list[str]) -> int:
             else:
                 from sim.bench.native import native_trials  # noqa: PLC0415
 
-                lateness, deadline = native_trials(args.trials, rng, sys.stderr,
-                                                   sim_rt_priority=rt, after_trial=load.check)
+                lateness, first, deadline = native_trials(
+                    args.trials, rng, sys.stderr, sim_rt_priority=rt, after_trial=load.check)
                 result = {"path": "native", "trials": args.trials,
-                          "deadline_ms": round(deadline * 1000), **summary_ms(lateness)}
+                          "deadline_ms": round(deadline * 1000), **summary_ms(lateness),
+                          "first_frame": summary_ms(first)}
     except LoadError as exc:
         print(f"reaction: {exc}", file=sys.stderr)
         return 1

@@ -67,6 +67,21 @@ def test_defaults_are_shadow_and_no_twin() -> None:
     assert cfg.mode is Mode.SHADOW and cfg.twin is None
 
 
+TWIN = "[twin]\nhost = 'x'\nport = 1\nca = 'a'\ncert = 'b'\nkey = 'c'\n"
+
+
+def test_backup_endpoints_follow_the_first_in_order() -> None:
+    cfg = parse(TWIN + "server_name = 'twin.example'\nbackups = ['b.example:2', '[fd00::7]:3', "
+                "{host = '10.0.0.9', port = 4, server_name = 'c.example'}]")
+    assert cfg.twin is not None
+    assert [(e.host, e.port, e.server_name) for e in cfg.twin.endpoints] == [
+        ("x", 1, "twin.example"), ("b.example", 2, "b.example"), ("fd00::7", 3, "fd00::7"),
+        ("10.0.0.9", 4, "c.example")]
+    assert [str(e) for e in cfg.twin.endpoints] == ["x:1", "b.example:2", "[fd00::7]:3",
+                                                     "10.0.0.9:4"]
+    assert parse(TWIN).twin.backups == ()  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("text", "path", "reason"),
     [
@@ -80,6 +95,16 @@ def test_defaults_are_shadow_and_no_twin() -> None:
          "overrides.outputs.heater_power.safe_valu", "did you mean 'safe_value'"),
         ("[overrides.timing]\npoll_period_s = 'fast'", "overrides.timing.poll_period_s",
          "expected a number"),
+        (TWIN + "backups = 'b:1'", "twin.backups", "must be a list"),
+        (TWIN + "backups = ['b']", "twin.backups[0]", "is not host:port"),
+        (TWIN + "backups = ['b:99999']", "twin.backups[0]", "port must be in 1..65535"),
+        (TWIN + "backups = ['::1:5']", "twin.backups[0]", "[address]:port"),
+        (TWIN + "backups = ['x:1']", "twin.backups[0]", "x:1 is already an endpoint"),
+        (TWIN + "backups = ['b:2', 'b:2']", "twin.backups[1]", "b:2 is already an endpoint"),
+        (TWIN + "backups = [{host = 'b'}]", "twin.backups[0].port", "missing required key"),
+        (TWIN + "backups = [{host = 'b', port = 2, sni = 'c'}]", "twin.backups[0].sni",
+         "unknown key"),
+        (TWIN + "backups = [7]", "twin.backups[0]", "string or a {host, port} table"),
         ("[[trust]]\nid = 'a'\nrole = 'boss'\npublic_key = 'AAAA'", "trust[0].role",
          "expected one of"),
         ("[[trust]]\nid = 'a'\nrole = 'safety'\npublic_key = 'AAAA'", "trust[0].public_key",

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 LINK_KEYS = {"connects", "sessions", "disconnects", "failures", "frames_in", "frames_out",
              "malformed", "idle_timeouts", "dropped", "callback_errors", "replies",
              "replies_dropped", "yields", "read_pauses", "ahead", "waiting_max", "discarded",
-             "last_error"}
+             "last_error", "endpoint", "switches"}
 
 
 def link(snap: dict[str, Any]) -> dict[str, Any]:
@@ -34,6 +34,7 @@ def test_a_protocol_error_close_is_counted_in_status() -> None:
         live = stack.wait_status(lambda s: link(s)["sessions"] >= 1, 20, "a twin session")
         assert set(link(live)) == LINK_KEYS
         assert link(live)["malformed"] == 0
+        assert link(live)["endpoint"].startswith("127.0.0.1:") and link(live)["switches"] == 0
         assert link(live)["frames_in"] > 0 and link(live)["frames_out"] > 0
         assert live["twin"]["after_bye"] == 0
         assert live["recommendation_counts"]["dropped"]["heartbeat_lost"] == 0

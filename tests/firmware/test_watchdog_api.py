@@ -141,6 +141,50 @@ def test_kicking_keeps_it_silent(
     assert nothing_pending(peer)
 
 
+@pytest.mark.timeout(30)
+def test_a_kick_in_the_last_millisecond_keeps_it_silent() -> None:
+    """The native thread wakes 1 ms before a deadline and spins to it: a kick that lands in
+    that millisecond must still move the deadline. Each kick is aimed 0.6 ms before the
+    deadline the previous one set; a kick counts only where the gap between them, taken
+    conservatively (the earlier kick's start to the later kick's end), stayed below the
+    period: then nothing may fire. Gaps a preemption stretched restart the attempt."""
+    if native is None:
+        pytest.skip("the native watchdog is not built")
+    period = 0.05
+    proven = 0
+    end = time.monotonic() + 20
+    while proven < 8 and time.monotonic() < end:
+        wd = native.Watchdog()
+        ours, peer = socket.socketpair()
+        try:
+            wd.arm(period, fd_writes=[(ours.fileno(), b"K")], reply_timeout_s=0.0)
+            start = time.monotonic()
+            wd.kick()
+            last_start = start
+            ok = 0
+            for _ in range(10):
+                while time.monotonic() < last_start + period - 0.0006:
+                    pass
+                t0 = time.monotonic()
+                wd.kick()
+                t1 = time.monotonic()
+                if t1 - last_start >= period:
+                    break  # preempted: this gap proves nothing
+                ok += 1
+                last_start = t0
+            fired = wd.fired
+            st = wd.stats()
+            silent = nothing_pending(peer)
+        finally:
+            wd.close()
+            ours.close()
+            peer.close()
+        if ok == 10:
+            assert not fired and st["fires"] == 0 and silent, st
+            proven += 1
+    assert proven >= 5, f"only {proven} attempts ran unpreempted"
+
+
 @pytest.mark.timeout(10)
 def test_disarm_stops_watching_and_rearm_replaces_actions(
     wd: WatchdogAPI, pair: tuple[socket.socket, socket.socket]

@@ -66,7 +66,10 @@ def test_reaction_json_for_each_shed_policy(policy: str) -> None:
 def test_reaction_json_native() -> None:
     result = bench("--path", "native")
     assert set(result) == {"path", "trials", "deadline_ms", "p50_ms", "p99_ms", "max_ms",
-                           *UNLOADED}
+                           "first_frame", *UNLOADED}
+    # the safe set's first frame lands before its last (the output, after the flag's reply)
+    assert set(result["first_frame"]) == {"p50_ms", "p99_ms", "max_ms"}
+    assert result["first_frame"]["max_ms"] < result["max_ms"]
     assert result["path"] == "native" and result["trials"] == 2
     assert {k: result[k] for k in UNLOADED} == UNLOADED
     assert isinstance(result["deadline_ms"], int) and result["deadline_ms"] > 0

@@ -18,7 +18,9 @@ One connection attempt::
     or trickling twin), a malformed frame or message (counted in ``malformed``), or ``close()``.
     If the session was UP: on_connection(False, reason, t).
     Then wait a capped exponential backoff with jitter (``agent.core.backoff``; reset after a
-    session that came UP) and dial again, until ``close()``.
+    session that came UP) and dial again, until ``close()``. With backup endpoints
+    (``settings.backups``) each dial after a loss or a failed attempt goes to the next
+    endpoint in order, wrapping (the Sparkplug multiple-server rule, kept for TLS too).
 
 Bounded work per loop turn (PROTOCOL.md §6.1), so that a twin flooding the link, or a bug
 in one, cannot stall the control loop that shares the event loop. Two tasks per
@@ -153,6 +155,8 @@ class TwinLink:
         self._refused_logged = -math.inf
         self._closing = False
         self._stop = asyncio.Event()
+        self._endpoints = settings.endpoints
+        self._at = 0  # the endpoint dialled next
 
     @property
     def connected(self) -> bool:
@@ -195,7 +199,11 @@ class TwinLink:
             if self.closing:
                 break
             delay = self._backoff.failed(self._clock())
-            log.info("twin link: %s; reconnecting in %.2f s", reason, delay)
+            if len(self._endpoints) > 1:
+                self._at = (self._at + 1) % len(self._endpoints)
+                self.counters.switches += 1
+            log.info("twin link: %s; reconnecting to %s in %.2f s", reason,
+                     self._endpoints[self._at], delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), delay)
 
@@ -282,12 +290,14 @@ class TwinLink:
     async def _session(self) -> None:
         s = self.settings
         ctx = make_client_context(s)
+        at = self._endpoints[self._at]
+        self.counters.endpoint = str(at)
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(
-                s.host,
-                s.port,
+                at.host,
+                at.port,
                 ssl=ctx,
-                server_hostname=ascii_host(s.server_name),  # no idna codec (hostnames.py)
+                server_hostname=ascii_host(at.server_name),  # no idna codec (hostnames.py)
                 ssl_handshake_timeout=s.connect_timeout_s,
                 limit=READ_CHUNK,
             ),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import __version__
+from agent.model.endpoint import Endpoint
 from agent.model.errors import KeyFileExposed
 from agent.model.messages import PROTOCOL_VERSION, AgentHello
 from agent.protocol.twin.frames import DEFAULT_MAX_FRAME
@@ -65,6 +66,13 @@ class TwinLinkSettings:
     inbox_frames: int = 10_000
     inbox_bytes: int = 1 << 20
     reply_rate: float = 100.0
+    # more endpoints of the same twin, walked in order after host:port on a loss
+    backups: tuple[Endpoint, ...] = ()
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """host:port (checked against server_name) first, then the backups."""
+        return (Endpoint(self.host, self.port, self.server_name), *self.backups)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -115,6 +123,8 @@ class LinkCounters:
     ahead: int = 0  # liveness messages delivered ahead of waiting ones
     waiting_max: int = 0  # the most messages ever waiting at once
     discarded: int = 0  # waiting messages dropped because their connection ended
+    endpoint: str = ""  # the endpoint dialled last ("host:port")
+    switches: int = 0  # walks to the next endpoint (only with backups)
 
 
 def check_private_key(path: Path, key: str = "twin.key") -> None:
