@@ -255,11 +255,24 @@ def _counters(s: StatusSnapshot) -> Table:
     table.add_row("spool backlog", "no spool (no twin configured)" if sp is None else
                   f"{sp.count} records, {sp.bytes} bytes, seq {_num(sp.first_seq)}.."
                   f"{_num(sp.last_seq)}")
+    table.add_row("telemetry policy", _policy(s))
     so = s.socket
     table.add_row("status socket", f"connections {so.connections}, status "
                   f"{so.status_requests}, acks {so.acks}, bad requests {so.bad_requests}, "
                   f"busy {so.busy}, errors {so.errors}")
     return table
+
+
+def _policy(s: StatusSnapshot) -> str:
+    p = s.telemetry_policy
+    if p is None:
+        return "not reported"
+    rules = ", ".join(
+        f"{r.name} {r.action}" + (f" {r.window_s:g} s" if r.window_s is not None else "")
+        + (f" step {r.step:g}" if r.step is not None else "") for r in p.rules)
+    named = f"as {p.sent_as}" if p.sent_as else "telemetry off"
+    return (f"{p.id}: device {p.device} ({named}); {rules or 'send all'}"
+            + (f"; {p.windows_open} windows open" if p.windows_open else ""))
 
 
 def _events(s: StatusSnapshot) -> Table:

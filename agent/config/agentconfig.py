@@ -30,6 +30,12 @@ the key path and the reason)::
     history_rate = 500             # records/s at most when sending a backlog
     window = 2000                  # unacknowledged historical records in flight at most
 
+    [telemetry.policy]             # role: operator; data minimisation (policyconfig.py)
+    device = "id"                  # id | pseudonym (with pseudonym_key = "FILE")
+    [telemetry.policy.signals]     # signal or group = "send" | "drop" |
+    temp_c = "drop"                # { action = "aggregate", window_s = N } |
+                                   # { action = "quantize", step = X }
+
     [spool]                        # role: operator
     max_bytes = 67108864           # the spool file never grows past this (64 MiB)
     max_records = 1000000
@@ -71,9 +77,11 @@ from pathlib import Path
 from typing import Any
 
 from agent.config.fields import Fields, Problems, is_identifier
+from agent.config.policyconfig import parse_policy
 from agent.model.endpoint import Endpoint, parse_host_port
 from agent.model.errors import ConfigError, Problem
 from agent.model.mode import Mode
+from agent.model.policy import TelemetryPolicy
 from agent.model.spool import Overflow
 
 __all__ = [
@@ -83,7 +91,7 @@ __all__ = [
 
 _TOP_KEYS = ("device_id", "mode", "twin", "telemetry", "spool", "recommendations", "confirm",
              "overrides", "trust")
-_TELEMETRY_KEYS = ("enabled", "every_n_polls", "history_rate", "window")
+_TELEMETRY_KEYS = ("enabled", "every_n_polls", "history_rate", "window", "policy")
 _SPOOL_KEYS = ("max_bytes", "max_records", "overflow")
 _RECOMMENDATION_KEYS = ("max_validity_s",)
 _CONFIRM_KEYS = ("window_s",)
@@ -139,6 +147,7 @@ class TelemetryConfig:
     every_n_polls: int = 1
     history_rate: float = 500.0
     window: int = 2000
+    policy: TelemetryPolicy = field(default_factory=TelemetryPolicy)
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,7 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> AgentConfi
         every_n_polls=tel.integer("every_n_polls", 1, 10_000, 1),
         history_rate=tel.number("history_rate", 500.0, gt=0),
         window=tel.integer("window", 1, 1_000_000, 2000),
+        policy=parse_policy(out, tel.data.get("policy", {}), base),
     )
     sp = Fields(out, "spool", data.get("spool", {}), _SPOOL_KEYS)
     spool = SpoolConfig(

@@ -47,6 +47,7 @@ from typing import Any
 from agent.config.agentconfig import AgentConfig, TrustedKey, parse_config
 from agent.config.bundle import BUNDLE_MAX, Bundle, decode, verify_signature
 from agent.config.effective import effective_profile
+from agent.config.policyconfig import check_policy
 from agent.config.roles import authorize, changed_paths, is_safety_path, leaves
 from agent.model.errors import BundleError, ConfigError
 from agent.model.mode import Mode
@@ -199,6 +200,7 @@ def evaluate(data: bytes, current: Current, situation: Situation,
     try:
         config = parse_config(raw, source, current.base)
         profile = effective_profile(current.profile, config.overrides, source)
+        check_policy(profile, config.telemetry.policy, source)
     except ConfigError as exc:
         first = exc.problems[0]
         more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""

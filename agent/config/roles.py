@@ -11,6 +11,9 @@ Each changed path needs a signature from a key whose role owns it (``owner``):
 key path (``*`` = one name)            role        why
 =====================================  ==========  ========================================
 ``telemetry.*``, ``spool.*``           operator    telemetry and reporting
+``telemetry.policy.*``,                operator    data minimisation (what leaves the
+``telemetry.policy.signals.*``,                    device; ``agent.config.policyconfig``)
+``telemetry.policy.signals.*.*``
 ``recommendations.max_validity_s``     engineer    recommendation limits
 ``twin.*`` (not ``ca``/``crl``)        engineer    where the twin is, timeouts
 ``overrides.timing.poll_period_s``     engineer    poll period
@@ -58,6 +61,9 @@ APPROVERS_FOR_ACTIVE = 2
 
 ROLE_TABLE: tuple[tuple[str, Role], ...] = (
     ("telemetry.*", Role.OPERATOR),
+    ("telemetry.policy.*", Role.OPERATOR),
+    ("telemetry.policy.signals.*", Role.OPERATOR),
+    ("telemetry.policy.signals.*.*", Role.OPERATOR),
     ("spool.*", Role.OPERATOR),
     ("recommendations.max_validity_s", Role.ENGINEER),
     ("twin.ca", Role.SAFETY),

@@ -226,6 +226,25 @@ class SpoolStatus:
 
 
 @dataclass(frozen=True)
+class PolicyRuleStatus:
+    name: str  # a signal or group of the profile
+    action: str  # Action.value: drop | aggregate | quantize (send is not listed)
+    window_s: float | None  # aggregate
+    step: float | None  # quantize
+
+
+@dataclass(frozen=True)
+class TelemetryPolicyStatus:
+    """The data-minimisation policy in force (``[telemetry.policy]``, agent.core.minimise)."""
+
+    id: str  # as every telemetry record's ``policy.id`` says
+    device: str  # DeviceName.value: "id" | "pseudonym"
+    sent_as: str  # the device name telemetry carries; "" while telemetry is off
+    rules: tuple[PolicyRuleStatus, ...]  # every rule but send, by name
+    windows_open: int  # aggregation windows not closed yet
+
+
+@dataclass(frozen=True)
 class SocketStatus:
     """The status server's own counters (filled in by :class:`StatusServer`)."""
 
@@ -315,6 +334,7 @@ class StatusSnapshot:
     safe_set: SafeSetStatus = field(default_factory=SafeSetStatus)
     authority: AuthorityStatus = field(default_factory=AuthorityStatus)
     realtime: RealtimeStatus | None = None  # None: not reported (an agent run without it)
+    telemetry_policy: TelemetryPolicyStatus | None = None  # None: not reported
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (lists for tuples, null for non-finite floats)."""

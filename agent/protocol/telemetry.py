@@ -1,6 +1,10 @@
-"""Telemetry records (pure): what the agent tells the twin, as msgpack bytes for the spool.
+"""Telemetry records (pure): what the agent tells the twin, as maps packed for the spool.
 
-Two record types, each one msgpack map (``body`` of a ``telemetry`` message, PROTOCOL.md
+Each builder returns the record as a map; the feed passes it through the data-minimisation
+policy (``agent.core.minimise``, which adds the ``device`` and ``policy`` header, PROTOCOL.md
+§7.2.1) and :func:`pack` makes the spooled bytes.
+
+Two record types built here, each one msgpack map (``body`` of a ``telemetry`` message, PROTOCOL.md
 section 7.2). Every record carries ``type``, ``t_ms`` (agent wall clock, Unix ms,
 informative) and ``t`` (agent monotonic seconds, for ordering within one agent run)::
 
@@ -24,10 +28,12 @@ informative) and ``t`` (agent monotonic seconds, for ordering within one agent r
        shadow:             id, output, value, actual, divergence ("would have written")
        spool:              kind, text, first, last, count (telemetry degraded or gapped)
 
-The spool adds its own EVENT records (``agent.io.spool.events.event_payload``, type
+The minimiser adds ``aggregate`` records (``agent.core.minimise``) and the header; the
+spool adds its own EVENT records (``agent.io.spool.events.event_payload``, type
 ``spool_event``). Nothing here does I/O or reads a clock: times come in as arguments.
 A body over ``BODY_MAX`` bytes is a bug of the caller's profile size and is replaced by a
-small ``oversize`` event naming the size (never a frame the link would refuse).
+small ``oversize`` event naming the size, with the record's header (never a frame the link
+would refuse).
 """
 
 from __future__ import annotations
@@ -47,14 +53,17 @@ from agent.model.messages import BODY_MAX
 from agent.model.readings import Reading
 from agent.model.spool import SpoolEvent
 
+Record = dict[str, Any]
+
 
 def pack(record: Mapping[str, Any]) -> bytes:
     """msgpack bytes of ``record``; an oversize record becomes an ``oversize`` event."""
     data: bytes = msgpack.packb(dict(record), use_bin_type=True)
     if len(data) > BODY_MAX:
+        header = {k: record[k] for k in ("device", "policy") if k in record}
         small: bytes = msgpack.packb(
             {"type": "event", "t_ms": record.get("t_ms", 0), "t": record.get("t", 0.0),
-             "event": "oversize", "size": len(data), "of": str(record.get("type"))},
+             "event": "oversize", "size": len(data), "of": str(record.get("type")), **header},
             use_bin_type=True)
         return small
     return data
@@ -89,54 +98,54 @@ def _shadow(line: ShadowLine) -> dict[str, Any]:
 
 def poll_record(*, t: float, t_ms: int, tick: int, state: str, mode: str, link: str,
                 readings: Mapping[str, Reading], votes: Mapping[str, Vote],
-                trips: Iterable[TripHit], shadow: Mapping[str, ShadowLine]) -> bytes:
+                trips: Iterable[TripHit], shadow: Mapping[str, ShadowLine]) -> Record:
     """One poll's telemetry (see the module docstring)."""
-    return pack({
+    return {
         "type": "poll", "t_ms": t_ms, "t": t, "tick": tick, "state": state, "mode": mode,
         "link": link,
         "signals": {name: _reading(r) for name, r in readings.items()},
         "votes": {name: _vote(v) for name, v in votes.items()},
         "trips": [[h.name, h.group, h.cause] for h in trips],
         "shadow": {name: _shadow(line) for name, line in shadow.items()},
-    })
+    }
 
 
-def _event(name: str, t: float, t_ms: int, /, **fields: Any) -> bytes:
-    return pack({"type": "event", "t_ms": t_ms, "t": t, "event": name, **fields})
+def _event(name: str, t: float, t_ms: int, /, **fields: Any) -> Record:
+    return {"type": "event", "t_ms": t_ms, "t": t, "event": name, **fields}
 
 
-def transition_record(tr: Transition, t_ms: int) -> bytes:
+def transition_record(tr: Transition, t_ms: int) -> Record:
     return _event("transition", tr.t, t_ms, old=tr.old.value, new=tr.new.value,
                   cause=tr.cause, trigger=tr.event.value)
 
 
-def authority_record(tr: AuthTransition, t_ms: int) -> bytes:
+def authority_record(tr: AuthTransition, t_ms: int) -> Record:
     """A twin authority transition (PROTOCOL.md §7.2, ``event: authority``)."""
     return _event("authority", tr.t, t_ms, old=tr.old.value, new=tr.new.value,
                   cause=tr.cause, trigger=tr.event.value)
 
 
-def trip_record(hit: TripHit, t: float, t_ms: int) -> bytes:
+def trip_record(hit: TripHit, t: float, t_ms: int) -> Record:
     return _event("trip", t, t_ms, name=hit.name, group=hit.group, cause=hit.cause)
 
 
-def link_record(ev: LinkEvent, t_ms: int) -> bytes:
+def link_record(ev: LinkEvent, t_ms: int) -> Record:
     return _event("link", ev.t, t_ms, old=ev.old.value, new=ev.new.value, cause=ev.cause)
 
 
-def rejected_record(v: Verdict, t: float, t_ms: int) -> bytes:
+def rejected_record(v: Verdict, t: float, t_ms: int) -> Record:
     return _event("recommend_rejected", t, t_ms, id=v.id, output=v.output,
                   reason=v.reason.value, detail=v.detail)
 
 
-def expired_record(rec: Recommendation, t: float, t_ms: int) -> bytes:
+def expired_record(rec: Recommendation, t: float, t_ms: int) -> Record:
     return _event("recommend_expired", t, t_ms, id=rec.id, output=rec.output)
 
 
-def shadow_record(line: ShadowLine, t_ms: int) -> bytes:
+def shadow_record(line: ShadowLine, t_ms: int) -> Record:
     return _event("shadow", line.t, t_ms, **_shadow(line), output=line.output)
 
 
-def spool_record(ev: SpoolEvent, t: float, t_ms: int) -> bytes:
+def spool_record(ev: SpoolEvent, t: float, t_ms: int) -> Record:
     return _event("spool", t, t_ms, kind=ev.kind.value, text=ev.text, first=ev.first,
                   last=ev.last, count=ev.count)

@@ -48,6 +48,7 @@ from typing import Any
 
 from agent.config.agentconfig import AgentConfig, parse_config
 from agent.config.effective import effective_profile
+from agent.config.policyconfig import check_policy
 from agent.config.push import Accepted, Current, Situation, evaluate
 from agent.config.roles import changed_paths
 from agent.io.audit import AuditKind, AuditLog, audit_path
@@ -104,9 +105,9 @@ class ConfigSession:
         self.pending: tuple[int, float] | None = None  # (version, window deadline)
         self.version = store.current_version
         config, data = self._load(self.version)
-        self.current = Current(config, data, effective_profile(hardware, config.overrides,
-                                                               config.source),
-                               store.last_version, base)
+        profile = effective_profile(hardware, config.overrides, config.source)
+        check_policy(profile, config.telemetry.policy, config.source)
+        self.current = Current(config, data, profile, store.last_version, base)
         if self.version != store.good_version:
             self.pending = (self.version, now + config.confirm_window_s)
             log.warning("configuration version %d is not confirmed yet: %.1f s to see the "
@@ -262,6 +263,7 @@ class ConfigSession:
             good = self.store.good_version
             config, data = self._load(good)
             profile = effective_profile(self.hardware, config.overrides, config.source)
+            check_policy(profile, config.telemetry.policy, config.source)
         except (OSError, ValueError) as exc:  # ConfigError is a ValueError
             self.errors += 1
             log.exception("revert of configuration version %d failed: restarting", version)

@@ -92,7 +92,7 @@ from agent.model.profile import Profile, TwinLossPolicy
 from agent.model.status import LoopStatus, StatusSnapshot
 from agent.runtime import faultinject, handover
 from agent.runtime.configsession import EXIT_RESTART, ConfigSession, Step
-from agent.runtime.snapshot import EventRing, build_snapshot
+from agent.runtime.snapshot import EventRing, build_snapshot, policy_status
 from agent.runtime.telemetry_feed import TelemetryFeed
 from firmware_bridge import WatchdogAPI, load_watchdog
 
@@ -328,7 +328,7 @@ class Runtime:
         try:
             async with asyncio.timeout(SHUTDOWN_GRACE_S):
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-                await self.telemetry.close()
+                await self.telemetry.close(loop.time())
         except TimeoutError:
             log.error("shutdown: tasks or telemetry did not finish within %.0f s; leaving them",
                       SHUTDOWN_GRACE_S)
@@ -586,6 +586,8 @@ class Runtime:
             plc_watchdog=self.plant.watchdog_read,
             link=None if self.link is None else self.link.counters,
             realtime=None if self.realtime is None else self.realtime.status(),
+            policy=policy_status(self.telemetry.minimiser.policy,
+                                 self.telemetry.minimiser if pump is not None else None),
         )
 
     async def console_ack(self, source: str, who: str) -> tuple[bool, str]:

@@ -17,6 +17,7 @@ import agent
 from agent.core.authority import Authority, AuthorityMachine
 from agent.core.safety import State
 from agent.model.mode import Mode
+from agent.model.policy import TelemetryPolicy
 from agent.model.profile import RecoveryPolicy, ReturnPolicy
 from agent.model.status import (
     EVENTS_KEPT,
@@ -29,6 +30,7 @@ from agent.model.status import (
     LoopStatus,
     OutputStatus,
     PlcStatus,
+    PolicyRuleStatus,
     RealtimeStatus,
     RecommendationCounts,
     RecommendationDrops,
@@ -36,6 +38,7 @@ from agent.model.status import (
     SafeSetStatus,
     SpoolStatus,
     StatusSnapshot,
+    TelemetryPolicyStatus,
     TripStatus,
     TwinStatus,
     VoteStatus,
@@ -47,6 +50,7 @@ _T = TypeVar("_T")
 if TYPE_CHECKING:
     from agent.core.controller import Controller, Decision
     from agent.core.heartbeat import LinkEvent
+    from agent.core.minimise import Minimiser
     from agent.core.safety import Transition
     from agent.io.twin.settings import LinkCounters
     from agent.model.spool import Backlog
@@ -63,6 +67,7 @@ def build_snapshot(
     plc_watchdog: tuple[int | None, bool | None] = (None, None),
     link: LinkCounters | None = None,
     realtime: RealtimeStatus | None = None,
+    policy: TelemetryPolicyStatus | None = None,
 ) -> StatusSnapshot:
     """A snapshot from the controller and the adapters' counters (pure: no I/O, no clock).
 
@@ -140,7 +145,19 @@ def build_snapshot(
             else wall - max(0.0, now - controller.unconfirmed_since)),
         authority=_authority(controller.authority, now, wall),
         realtime=realtime,
+        telemetry_policy=policy,
     )
+
+
+def policy_status(policy: TelemetryPolicy, minimiser: Minimiser | None) -> TelemetryPolicyStatus:
+    """The status view of ``policy``; ``minimiser`` None: telemetry is off."""
+    rules = tuple(PolicyRuleStatus(name, policy.rule(name).action.value,
+                                   policy.rule(name).window_s, policy.rule(name).step)
+                  for name in policy.minimised)
+    return TelemetryPolicyStatus(
+        policy.header()["id"], policy.device.value,
+        "" if minimiser is None else minimiser.device, rules,
+        0 if minimiser is None else minimiser.windows_open)
 
 
 def copy_fields(cls: type[_T], source: object) -> _T:

@@ -156,7 +156,8 @@ def _model(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _telemetry(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
-    return twin.telemetry(bool(req.get("seqs", False)), bool(req.get("events", False)))
+    return twin.telemetry(bool(req.get("seqs", False)), bool(req.get("events", False)),
+                          bool(req.get("policy", False)))
 
 
 def _push(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:

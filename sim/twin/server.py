@@ -463,12 +463,19 @@ class SimTwin:
                 target = min(100.0, max(0.0, kp * (setpoint - float(value))))
                 self.recommend(output, round(target, 1), 2 * period_s)
 
-    def telemetry(self, seqs: bool = False, events: bool = False) -> dict[str, Any]:
+    def telemetry(self, seqs: bool = False, events: bool = False,
+                  policy: bool = False) -> dict[str, Any]:
+        """The sink's stats; ``policy`` adds what data minimisation is judged by: the
+        per-name counts, the last poll records and every aggregate record."""
         out: dict[str, Any] = self.sink.stats()
         if seqs:
             out["order"] = list(self.sink.order)
         if events:
             out["event_records"] = list(self.sink.events)
+        if policy:
+            out["signal_names"] = {k: dict(v) for k, v in self.sink.signal_names.items()}
+            out["polls"] = list(self.sink.polls)
+            out["aggregate_records"] = list(self.sink.aggregates)
         out["last_poll"] = self.sink.last_poll
         return out
 

@@ -14,6 +14,12 @@ Counters: ``duplicates`` (a seq received before, or at/below F: at-least-once re
 ``discontinuities`` (a record whose ``prev`` is not the seq received just before it on the
 same connection: the live/history switch or a real hole), ``holes`` (records waiting
 ahead of the frontier now). ``order`` keeps every new seq in arrival order.
+
+The data-minimisation header (PROTOCOL.md §7.2.1) of every new record is recorded:
+``devices`` (the device names records carried, with counts), ``policies`` (each policy
+``id`` seen, with its header and count), ``unheadered`` (records without one: the spool's
+own events), ``signal_names`` (how many poll records carried each signal / vote name, and
+with a ``raw`` value), the last ``POLLS_MAX`` poll records and the ``aggregate`` records.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 
 ORDER_MAX = 2_000_000
 EVENTS_MAX = 20_000
+POLLS_MAX = 2_000
 
 
 @dataclass
@@ -39,6 +46,12 @@ class Sink:
     events: list[dict[str, Any]] = field(default_factory=list)
     last_poll: dict[str, Any] | None = None
     bad_bodies: int = 0
+    devices: dict[str, int] = field(default_factory=dict)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> header, count
+    unheadered: int = 0
+    signal_names: dict[str, dict[str, int]] = field(default_factory=dict)
+    polls: list[dict[str, Any]] = field(default_factory=list)
+    aggregates: list[dict[str, Any]] = field(default_factory=list)
     _last_on_conn: dict[int, int] = field(default_factory=dict)
     _since_ack: int = 0
 
@@ -98,10 +111,38 @@ class Sink:
         if body is None:
             self.bad_bodies += 1
             return
-        if body.get("type") == "poll":
+        self._note_header(body)
+        kind = body.get("type")
+        if kind == "poll":
             self.last_poll = body
+            self._note_names(body)
+            self.polls = [*self.polls[-(POLLS_MAX - 1):], _plain(body)]
+        elif kind == "aggregate":
+            if len(self.aggregates) < EVENTS_MAX:
+                self.aggregates.append({"seq": seq, **_plain(body)})
         elif len(self.events) < EVENTS_MAX:
             self.events.append({"seq": seq, **{k: _plain(v) for k, v in body.items()}})
+
+    def _note_header(self, body: dict[str, Any]) -> None:
+        device, policy = body.get("device"), body.get("policy")
+        if not isinstance(device, str) or not isinstance(policy, dict) \
+                or not isinstance(policy.get("id"), str):
+            self.unheadered += 1
+            return
+        self.devices[device] = self.devices.get(device, 0) + 1
+        seen = self.policies.setdefault(policy["id"], {"header": _plain(policy), "count": 0})
+        seen["count"] += 1
+
+    def _note_names(self, poll: dict[str, Any]) -> None:
+        for section in ("signals", "votes"):
+            entries = poll.get(section)
+            if not isinstance(entries, dict):
+                continue
+            for name, entry in entries.items():
+                counts = self.signal_names.setdefault(f"{section}.{name}",
+                                                      {"records": 0, "raw": 0})
+                counts["records"] += 1
+                counts["raw"] += isinstance(entry, dict) and entry.get("raw") is not None
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -109,6 +150,9 @@ class Sink:
             "historical": self.historical, "duplicates": self.duplicates,
             "discontinuities": self.discontinuities, "holes": len(self.ahead),
             "resumes": self.resumes, "events": len(self.events), "bad_bodies": self.bad_bodies,
+            "devices": dict(self.devices), "policies": {k: dict(v) for k, v in
+                                                        self.policies.items()},
+            "unheadered": self.unheadered, "aggregates": len(self.aggregates),
             "max_seq": max(self.received) if self.received else None,
         }
 

@@ -32,11 +32,13 @@ from agent.cli import main as cli
 from agent.cli.status import render
 from agent.config.profile.load import load_profile
 from agent.core.controller import Controller
+from agent.core.minimise import Minimiser
 from agent.io.status_client import fetch_status, socket_path
 from agent.io.status_socket import StatusServer
 from agent.model.errors import ProtocolError, StatusSocketError, StatusSocketInUse
 from agent.model.messages import Heartbeat, Origin, Recommend
 from agent.model.mode import Mode
+from agent.model.policy import Action, DeviceName, Rule, TelemetryPolicy
 from agent.model.profile import Recovery, RecoveryPolicy
 from agent.model.readings import Quality, Reading
 from agent.model.spool import Backlog
@@ -59,7 +61,7 @@ from agent.model.status import (
     WatchdogStatus,
     snapshot_from_dict,
 )
-from agent.runtime.snapshot import EventRing, build_snapshot
+from agent.runtime.snapshot import EventRing, build_snapshot, policy_status
 from firmware_bridge.results import WatchdogStats
 
 NOBODY = 65534
@@ -698,3 +700,22 @@ def test_status_command_prints_the_view(state_dir: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert "RECOVERING" in out and "temp_c: out of range (312.5 > 250)" in out
     assert "NORMAL -> FAILSAFE on TWIN_LOST" in out
+
+
+def test_the_telemetry_policy_in_force_is_in_the_status_and_its_json() -> None:
+    policy = TelemetryPolicy({"temp_b": Rule(Action.DROP),
+                              "pressure": Rule(Action.AGGREGATE, window_s=60.0),
+                              "temp_a": Rule(Action.SEND)}, DeviceName.PSEUDONYM)
+    status = policy_status(policy, Minimiser(policy, "p-0123"))
+    assert status.id == policy.header()["id"] and status.sent_as == "p-0123"
+    assert [(r.name, r.action, r.window_s) for r in status.rules] == [
+        ("pressure", "aggregate", 60.0), ("temp_b", "drop", None)]
+    assert policy_status(policy, None).sent_as == ""  # telemetry off
+    snap = dataclasses.replace(sample(), telemetry_policy=status)
+    assert snapshot_from_dict(json.loads(snap.to_json())) == snap
+    assert snap.to_dict()["telemetry_policy"]["rules"][1] == {
+        "name": "temp_b", "action": "drop", "window_s": None, "step": None}
+    out = io.StringIO()
+    Console(file=out, width=250).print(render(snap))
+    assert (f"{status.id}: device pseudonym (as p-0123); pressure aggregate 60 s, temp_b drop"
+            in out.getvalue())

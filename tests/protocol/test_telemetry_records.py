@@ -15,6 +15,7 @@ from agent.model.messages import Telemetry
 from agent.model.readings import Quality, Reading
 from agent.protocol.telemetry import (
     link_record,
+    pack,
     poll_record,
     rejected_record,
     transition_record,
@@ -31,11 +32,11 @@ def test_poll_record_carries_signals_votes_state_and_shadow() -> None:
                 "temp_b": Reading("temp_b", None, None, Quality.BAD, 1.0, "timeout")}
     vote = Vote("temperature", 21.5, Quality.DEGRADED, ("temp_a", "temp_c"),
                 (Exclusion("temp_b", ExclusionReason.COMM, "timeout"),), 1.0, "1 excluded")
-    body = poll_record(
+    body = pack(poll_record(
         t=1.0, t_ms=1_700_000_000_000, tick=7, state="degraded", mode="shadow", link="alive",
         readings=readings, votes={"temperature": vote},
         trips=(TripHit("overtemperature", "temperature", "T 99 > 95"),),
-        shadow={"heater_power": ShadowLine("r1", "heater_power", 40.0, 12.5, 27.5, 1.0)})
+        shadow={"heater_power": ShadowLine("r1", "heater_power", 40.0, 12.5, 27.5, 1.0)}))
     rec = unpack(body)
     assert rec["type"] == "poll" and rec["tick"] == 7 and rec["state"] == "degraded"
     assert rec["signals"]["temp_a"] == {"raw": [215], "value": 21.5, "quality": "good",
@@ -50,15 +51,15 @@ def test_poll_record_carries_signals_votes_state_and_shadow() -> None:
 
 def test_event_records() -> None:
     tr = Transition(State.NORMAL, EventKind.TWIN_LOST, State.FAILSAFE, "heartbeat lost", 3.0)
-    assert unpack(transition_record(tr, 9)) == {
+    assert unpack(pack(transition_record(tr, 9))) == {
         "type": "event", "t_ms": 9, "t": 3.0, "event": "transition", "old": "normal",
         "new": "failsafe", "cause": "heartbeat lost", "trigger": "twin_lost"}
     v = Verdict("r9", "heater_power", Reason.OUT_OF_LIMITS, "150 outside [0, 100] %")
-    rec = unpack(rejected_record(v, 4.0, 10))
+    rec = unpack(pack(rejected_record(v, 4.0, 10)))
     assert (rec["event"], rec["reason"], rec["id"]) == ("recommend_rejected", "out_of_limits",
                                                         "r9")
     ev = LinkEvent(LinkState.ALIVE, LinkState.LOST, "no heartbeat for 0.5 s", 5.0)
-    assert unpack(link_record(ev, 11))["new"] == "lost"
+    assert unpack(pack(link_record(ev, 11)))["new"] == "lost"
 
 
 def test_sink_chains_live_ahead_of_backlog_and_counts_duplicates() -> None:
