@@ -76,12 +76,14 @@ def _u64(name: str, value: int, t_ms: int, historical: bool = False) -> Metric:
 class FakeAgent:
     """A Probe speaking the agent's side of WIRE.md by hand: birth, status, records."""
 
-    def __init__(self, probe, key: str) -> None:
+    def __init__(self, probe, key: str, device: str = DEV) -> None:
         self.probe = probe
-        self.opener = Opener(HOST_ID, DEV, (base64.b64decode(key),))
+        self.device = device
+        self.ncmd = topic(GROUP, Kind.NCMD, device)
+        self.opener = Opener(HOST_ID, device, (base64.b64decode(key),))
         self.seq = 0
         self._cache: dict[str, list[tuple[float, Envelope | str]]] = {}
-        for t in (HB, NCMD, STATE, config_topic(GROUP, DEV)):
+        for t in (HB, self.ncmd, STATE, config_topic(GROUP, device)):
             assert probe.subscribe(t) == [1]
 
     def _next(self) -> int:
@@ -90,13 +92,13 @@ class FakeAgent:
 
     def birth(self, resume: int) -> None:
         now = _ms()
-        hello = AgentHello(DEV, "test", 2, 500, 250)
+        hello = AgentHello(self.device, "test", 2, 500, 250)
         given = {M_HELLO: _bytes_metric(M_HELLO, hello, now), M_RESUME: _u64(M_RESUME, resume, now)}
         metrics = [given.get(name) or Metric(name=name, alias=ALIASES.alias(name),
                                              datatype=DataType.Bytes, value=None,
                                              timestamp_ms=now) for name in BIRTH_METRICS]
         self.seq = 0
-        self.probe.publish(topic(GROUP, Kind.NBIRTH, DEV),
+        self.probe.publish(topic(GROUP, Kind.NBIRTH, self.device),
                            encode_payload(nbirth(1, metrics, now)), qos=1)
 
     def data(self, *, status: int | None = None,
@@ -110,7 +112,7 @@ class FakeAgent:
             body = msgpack.packb({"type": "poll", "seq": seq})
             metrics += [_u64(M_SPOOL_SEQ, seq, now, hist), _u64(M_SPOOL_PREV, prev, now, hist),
                         _bytes_metric(M_RECORD, Telemetry(seq, prev, now, hist, body), now, hist)]
-        self.probe.publish(topic(GROUP, Kind.NDATA, DEV),
+        self.probe.publish(topic(GROUP, Kind.NDATA, self.device),
                            encode_payload(ndata(self._next(), metrics, now)), qos=1)
 
     def _open(self, topic_name: str, fanout: bool) -> list[tuple[float, Envelope | str]]:
@@ -133,7 +135,7 @@ class FakeAgent:
 
     def commands(self, since: float = 0.0) -> list[tuple[float, Envelope]]:
         """The verified envelopes in NCMD since ``since``."""
-        return [(t, e) for t, e in self._open(NCMD, False)
+        return [(t, e) for t, e in self._open(self.ncmd, False)
                 if t >= since and isinstance(e, Envelope)]
 
     def fanout(self, since: float = 0.0) -> tuple[list[Envelope], dict[str, int]]:
@@ -355,3 +357,25 @@ def test_the_twin_serves_two_brokers_at_once(tmp_path: Path, broker: Broker,
             probe.wait_message(HB, since=t0)
         finally:
             twin.stop()
+
+
+def test_one_twin_serves_many_agents_each_with_its_own_sink_and_acks(
+        broker: Broker, connect: Callable, twin: MqttTwinProcess) -> None:
+    names = [f"sim-tank-{i:02d}" for i in range(1, 6)]
+    agents = [FakeAgent(connect(broker, n), twin.public_key, n) for n in names]
+    for a in agents:  # asks for everyone's commands: the ACL delivers only its own
+        a.probe.subscribe(f"spBv1.0/{GROUP}/NCMD/+")
+    for i, a in enumerate(agents):
+        a.birth(resume=100 * i)
+        a.data(status=i + 1, records=tuple((100 * i + k, 100 * i + k - 1, False)
+                                           for k in range(1, i + 2)))
+    for i, a in enumerate(agents):
+        want = 100 * i + i + 1
+        acks = wait_for(lambda a=a, want=want: [e for _, e in a.commands()
+                                                if isinstance(e.msg, Ack)
+                                                and e.msg.upto == want], 10, f"ack {want}")
+        assert acks[-1].echo == i + 1
+        tele = twin.telemetry(device=a.device)
+        assert (tele["frontier"], tele["received"]) == (want, i + 1)
+        assert {m.topic for m in a.probe.messages()} <= {HB, STATE, a.ncmd}
+    assert sorted(twin.stats()["devices"]) == names
