@@ -15,8 +15,8 @@ start and grows with every ``bye``/``restart``; ``seq`` counts from 1 per epoch.
 
 Per device (learned from its NBIRTH; the aliases too):
 
-* NBIRTH: ``twinguard/hello`` (recorded), ``twinguard/resume`` (the telemetry sink's resume
-  point; every birth is a new "connection" of the sink);
+* NBIRTH: ``twinguard/hello`` (recorded); ``twinguard/resume`` in an NBIRTH or an NDATA:
+  the telemetry sink's resume point (each one starts a new "connection" of the sink);
 * NDATA: ``twinguard/record`` -> the :class:`sim.twin.sink.Sink` (``is_historical`` counted),
   ``twinguard/status`` -> ``statuses``, ``twinguard/result`` -> ``results`` /
   ``config_results``; a payload or record that does not decode is counted (``malformed_in``);
@@ -155,6 +155,7 @@ class Device:
     online: bool = False
     status_seq: int | None = None  # the highest Status.seq seen (the echo)
     resume_after: int | None = None
+    stream: int = 0  # resumes seen: the sink's "connection" the records arrive on
     ndata: int = 0
     records: int = 0
     unknown_aliases: int = 0
@@ -402,9 +403,6 @@ class MqttTwin(Faults):
                     dev.hello = {"t": time.monotonic(), "agent_version": hello.agent_version,
                                  "heartbeat_timeout_ms": hello.heartbeat_timeout_ms,
                                  "heartbeat_late_ms": hello.heartbeat_late_ms}
-            elif m.name == M_RESUME and isinstance(m.value, int):
-                dev.resume_after = m.value
-                dev.sink.resume(dev.births, m.value)
         self._data(dev, payload, birth=True)
         self._send_ack(dev)
 
@@ -417,12 +415,15 @@ class MqttTwin(Faults):
             if name is None:
                 dev.unknown_aliases += 1  # not in its NBIRTH: a host would ask for a rebirth
                 continue
+            if name == M_RESUME and isinstance(m.value, int):
+                self._resume(dev, m.value)
+                continue
             if not isinstance(m.value, bytes) or name not in (M_RECORD, M_STATUS, M_RESULT):
                 continue
             msg = decode_agent(_unpack(m.value))
             if isinstance(msg, Telemetry):
                 dev.records += 1
-                if dev.sink.receive(dev.births, msg.seq, msg.prev, m.is_historical):
+                if dev.sink.receive(dev.stream, msg.seq, msg.prev, m.is_historical):
                     dev.sink.note_body(msg.seq, record_body(msg.body))
                 due = dev.sink.ack_due(self.ack_every) if self.acking else None
                 if due is not None:
@@ -463,17 +464,24 @@ class MqttTwin(Faults):
         servers = None if dev.server is None else (dev.server,)
         self._emit(topic(self.group, Kind.NCMD, dev.device_id), data, servers=servers)
 
+    def _resume(self, dev: Device, after: int) -> None:
+        """``twinguard/resume`` (in an NBIRTH or an NDATA): the agent's spool stream starts
+        again after ``after`` (the sink's new "connection")."""
+        dev.stream += 1
+        dev.resume_after = after
+        dev.sink.resume(dev.stream, after)
+
     def _send_ack(self, dev: Device, upto: int | None = None) -> None:
         """A signed Ack: ``upto`` (default: the frontier, or the last value acked when
-        acking is off; the resume point before anything was acked)."""
+        acking is off; the resume point before anything was acked; 0 before a resume)."""
         if upto is None:
             sink = dev.sink
             if self.acking and sink.frontier is not None:
                 upto = sink.mark_acked()
             else:
                 upto = dev.last_ack_upto if dev.last_ack_upto is not None else dev.resume_after
-        if upto is None:
-            return
+        if upto is None:  # no resume point yet: 0 deletes nothing, the echo still counts
+            upto = 0
         self._command(dev, Ack(upto))
         dev.acks_sent += 1
         dev.last_ack_upto = upto

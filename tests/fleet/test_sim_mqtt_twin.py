@@ -90,10 +90,12 @@ class FakeAgent:
         self.seq = (self.seq + 1) % 256
         return self.seq
 
-    def birth(self, resume: int) -> None:
+    def birth(self, resume: int | None) -> None:
         now = _ms()
         hello = AgentHello(self.device, "test", 2, 500, 250)
-        given = {M_HELLO: _bytes_metric(M_HELLO, hello, now), M_RESUME: _u64(M_RESUME, resume, now)}
+        given = {M_HELLO: _bytes_metric(M_HELLO, hello, now)}
+        if resume is not None:
+            given[M_RESUME] = _u64(M_RESUME, resume, now)
         metrics = [given.get(name) or Metric(name=name, alias=ALIASES.alias(name),
                                              datatype=DataType.Bytes, value=None,
                                              timestamp_ms=now) for name in BIRTH_METRICS]
@@ -101,10 +103,10 @@ class FakeAgent:
         self.probe.publish(topic(GROUP, Kind.NBIRTH, self.device),
                            encode_payload(nbirth(1, metrics, now)), qos=1)
 
-    def data(self, *, status: int | None = None,
+    def data(self, *, status: int | None = None, resume: int | None = None,
              records: tuple[tuple[int, int, bool], ...] = ()) -> None:
         now = _ms()
-        metrics: list[Metric] = []
+        metrics: list[Metric] = [] if resume is None else [_u64(M_RESUME, resume, now)]
         if status is not None:
             metrics.append(_bytes_metric(M_STATUS, Status("NORMAL", "shadow", status, now,
                                                           "local"), now))
@@ -219,12 +221,14 @@ def test_telemetry_is_sunk_and_acked_with_the_status_echo(agent: FakeAgent,
 
 def test_acks_keep_coming_at_about_1_hz_with_a_fresh_echo(agent: FakeAgent,
                                                           twin: MqttTwinProcess) -> None:
-    agent.birth(resume=10)
+    agent.birth(resume=None)  # as the agent's link: the resume point follows in an NDATA
     agent.data(status=1)
-    wait_for(lambda: any(e.echo == 1 for _, e in agent.commands()), 10, "echo 1")
-    agent.data(status=2)
+    first = wait_for(lambda: [e for _, e in agent.commands() if e.echo == 1], 10, "echo 1")
+    assert isinstance(first[0].msg, Ack) and first[0].msg.upto == 0  # nothing to delete yet
+    agent.data(status=2, resume=10)
     got = wait_for(lambda: [e for _, e in agent.commands() if e.echo == 2], 10, "echo 2")
-    assert isinstance(got[0].msg, Ack) and got[0].msg.upto == 10  # the resume point
+    assert isinstance(got[-1].msg, Ack) and got[-1].msg.upto == 10  # the resume point
+    assert twin.telemetry()["resumes"] == 1
 
 
 def test_ack_off_freezes_upto_but_the_echo_goes_on(agent: FakeAgent,
