@@ -22,8 +22,8 @@ Per device (learned from its NBIRTH; the aliases too):
   ``config_results``; a payload or record that does not decode is counted (``malformed_in``);
 * acks: a signed NCMD ``twinguard/cmd`` ``Ack(upto=frontier)`` with ``echo`` = the highest
   ``Status.seq`` seen from the device, when ``ack_every`` records moved the frontier and
-  at least every ``ACK_PERIOD_S`` (the echo must stay fresh, §7.3). With acking off
-  (``set_ack(on=False)``) the acks go on with ``upto`` frozen at the last value acked: the
+  at least every ``ack_period_s`` (default 1 s: the echo stays fresh, §7.3). Acking off
+  (``set_ack(on=False)``): the acks go on with ``upto`` frozen at the last value acked: the
   twin still says it hears the agent, it just deletes nothing more.
 
 Every publish goes through one delay line (``set_delay(ms)``): a broker that delays the
@@ -201,16 +201,19 @@ class MqttTwin(Faults):
 
     ``servers``: ``(host, port)`` of each broker; ``tls``: a client context presenting the
     ``twin-host`` certificate (:meth:`sim.broker.pki.FleetPki.client_context`); ``key``: the
-    signing key; ``host_id``/``group``: the Sparkplug Primary Host id and group."""
+    signing key; ``host_id``/``group``: the Sparkplug Primary Host id and group;
+    ``ack_period_s``: the longest time between two acks to a device online."""
 
     def __init__(self, servers: Sequence[tuple[str, int]], tls: ssl.SSLContext,
                  key: Ed25519PrivateKey, *, host_id: str = "twin", group: str = "plant",
                  rate_hz: float = 10.0, epoch: int | None = None,
-                 client_id: str = HOST_USER) -> None:
+                 client_id: str = HOST_USER, ack_period_s: float = ACK_PERIOD_S) -> None:
         if not servers:
             raise ValueError("the MQTT twin needs at least one server")
-        if not rate_hz > 0:
-            raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        if not rate_hz > 0 or not ack_period_s > 0:
+            raise ValueError(f"rate_hz and ack_period_s must be > 0, got {rate_hz}, "
+                             f"{ack_period_s}")
+        self.ack_period_s = ack_period_s
         self.servers = [_Server(i, h, p) for i, (h, p) in enumerate(servers)]
         self.port = servers[0][1]
         self._tls = tls
@@ -489,10 +492,10 @@ class MqttTwin(Faults):
 
     async def _ack_timer(self) -> None:
         while True:
-            await asyncio.sleep(ACK_PERIOD_S / 4)
+            await asyncio.sleep(self.ack_period_s / 4)
             now = time.monotonic()
             for dev in list(self.devices.values()):
-                if dev.online and now - dev.last_ack_t >= ACK_PERIOD_S:
+                if dev.online and now - dev.last_ack_t >= self.ack_period_s:
                     self._send_ack(dev)
 
     def _targets(self, device: str | None) -> list[Device]:

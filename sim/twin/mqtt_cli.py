@@ -1,6 +1,7 @@
 """``python -m sim mqtt-twin --server HOST:PORT [--server ...] --pki DIR --key FILE
 [--host-id H] [--group G] [--rate HZ] [--control PATH] [--ack-every N] [--no-ack]
-[--no-heartbeats] [--push BUNDLE --push-device D]``: the simulated twin through brokers.
+[--ack-period S] [--no-heartbeats] [--push BUNDLE --push-device D]``:
+the simulated twin through brokers.
 
 ``--pki DIR``: a :class:`sim.broker.pki.FleetPki` directory (the broker's; the
 ``twin-host`` client certificate is made there if missing). ``--key FILE``: the twin's
@@ -44,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--control", type=Path, default=None, help="Unix socket for faults/stats")
     p.add_argument("--ack-every", type=int, default=1, help="ack telemetry every N records")
     p.add_argument("--no-ack", action="store_true", help="never move the ack forward")
+    p.add_argument("--ack-period", type=float, default=1.0,
+                   help="seconds between two acks (echoes) to a device at most")
     p.add_argument("--no-heartbeats", action="store_true", help="start with heartbeats off")
     p.add_argument("--push", type=Path, default=None, metavar="BUNDLE",
                    help="publish this signed bundle retained on --push-device's config topic")
@@ -56,7 +59,7 @@ async def _serve(args: argparse.Namespace) -> None:
     pki = FleetPki(args.pki)
     twin = MqttTwin(args.server, pki.client_context(args.client_cn), load_key(args.key),
                     host_id=args.host_id, group=args.group, rate_hz=args.rate,
-                    client_id=args.client_cn)
+                    client_id=args.client_cn, ack_period_s=args.ack_period)
     twin.set_ack(max(1, args.ack_every), not args.no_ack)
     if args.no_heartbeats:
         twin.stop_heartbeats()
