@@ -230,7 +230,11 @@ def test_delayed_heartbeats_are_a_loss_by_the_echo_rule() -> None:
             stack.twin.request({"cmd": "delay", "ms": delay})
             time.sleep(0.3)
         first_safe(stack, t_normal)
-        assert "does not hear us" in stack.agent_stderr()
+        lines = stack.agent_stderr().splitlines()
+        down = next(line for line in lines if "twin link down:" in line)
+        assert "does not hear us" in down, down  # the first loss: the echo rule ...
+        lost = next(line for line in lines if "ALIVE -> LOST" in line)
+        assert "twin link disconnected" in lost, lost  # ... not the heartbeat monitor
 
 
 def test_a_backlog_after_a_reconnect_arrives_historical_with_no_gap(
