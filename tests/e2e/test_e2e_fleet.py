@@ -31,7 +31,7 @@ from agent.protocol.fleet import envelope
 from agent.protocol.fleet.names import heartbeat_topic
 from sim.broker import locate
 from sim.fleet_stack import HOST_ID, FleetStack
-from sim.stack import DEVICE_ID, output_writes, sim_tank_text, wait_for
+from sim.stack import DEVICE_ID, output_writes, sim_tank_text, spool_seqs, wait_for
 
 pytest.importorskip("aiomqtt", reason="the fleet extra is not installed")
 pytest.importorskip("agent.io.fleet.link", reason="no FleetLink in this tree (branch fleet-link)")
@@ -273,3 +273,24 @@ def test_failover_between_two_brokers_keeps_telemetry_continuous() -> None:
         order = tele["order"]
         assert sorted(order) == list(range(min(order), max(order) + 1)), "a hole"
         assert stack.twin.stats(last=0)["devices"][DEVICE_ID]["server"] == 1
+
+
+def test_a_forged_ack_deletes_nothing(stack: FleetStack) -> None:
+    alive(stack)
+    wait_for(lambda: (stack.twin.telemetry()["acked"] or 0) > 5, 20, "telemetry acked")
+    stack.twin.request({"cmd": "ack", "on": False})  # the real acks stop moving
+    acked = stack.twin.telemetry()["acked"]
+    # a genuine ack deletes what it covers (so a forged one that were taken would too)
+    wait_for(lambda: min(spool_seqs(stack.state_dir), default=acked + 1) > acked, 10,
+             "the acknowledged records deleted from the spool")
+    wait_for(lambda: (stack.twin.telemetry()["max_seq"] or 0) > acked + 10, 20,
+             "records the twin holds but has not acknowledged")
+    before = _refused(stack.status_json()).get("signature", 0)
+    forged = stack.twin.request({"cmd": "forge_ack"})["forged"]
+    assert forged[0]["upto"] > acked + 10
+    stack.wait_status(lambda s: _refused(s).get("signature", 0) > before, 10,
+                      "the forged ack refused")
+    held = spool_seqs(stack.state_dir)
+    assert [q for q in range(acked + 1, forged[0]["upto"] + 1) if q not in held] == [], \
+        "the agent deleted records the twin never acknowledged"
+    assert stack.status_json()["twin"]["state"] == "alive"
