@@ -107,24 +107,26 @@ def first_safe(stack: FleetStack, since: float, within_s: float = 10.0) -> dict[
     return first
 
 
-def test_a_frozen_twin_drives_the_safe_state_within_t_plus_one_poll(
-        stack: FleetStack) -> None:
-    t_normal = alive(stack)
-    probe = observer(stack)
-    try:
-        epoch = stack.twin.stats(last=0)["epoch"]
-        os.kill(stack.twin.pid, signal.SIGSTOP)
-        t_stop = time.monotonic()
+@pytest.mark.parametrize("bridged", [False, True], ids=["one-broker", "bridged-pair"])
+def test_a_frozen_twin_drives_the_safe_state_within_t_plus_one_poll(bridged: bool) -> None:
+    """With ``bridged`` the agent is on the plant broker, the twin on the site broker."""
+    with FleetStack(profile_text=guarded(), mode="active", bridged=bridged) as stack:
+        t_normal = alive(stack)
+        probe = observer(stack)  # on the agent's broker
         try:
-            first = first_safe(stack, t_normal)
+            epoch = stack.twin.stats(last=0)["epoch"]
+            os.kill(stack.twin.pid, signal.SIGSTOP)
+            t_stop = time.monotonic()
+            try:
+                first = first_safe(stack, t_normal)
+            finally:
+                os.kill(stack.twin.pid, signal.SIGCONT)
+            deadline = sent_at(stack, last_seq(probe, t_stop + 1e-3), epoch) + TIMEOUT_S
         finally:
-            os.kill(stack.twin.pid, signal.SIGCONT)
-        deadline = sent_at(stack, last_seq(probe, t_stop + 1e-3), epoch) + TIMEOUT_S
-    finally:
-        probe.close()
-    assert first["t"] >= deadline, "the safe state was written before the deadline"
-    assert first["t"] - deadline < POLL_MARGIN_S, "written at the deadline, not later"
-    stack.wait_state("failsafe", since=deadline)
+            probe.close()
+        assert first["t"] >= deadline, "the safe state was written before the deadline"
+        assert first["t"] - deadline < POLL_MARGIN_S, "written at the deadline, not later"
+        stack.wait_state("failsafe", since=deadline)
 
 
 def test_a_frozen_broker_drives_the_safe_state_within_t(stack: FleetStack) -> None:
