@@ -344,7 +344,14 @@ class FleetLink:
         return True
 
     def close(self) -> None:
-        """Stop: NDEATH, disconnect, make run() return. Idempotent."""
+        """Stop: NDEATH, disconnect, make run() return. Idempotent.
+
+        The NDEATH is handed to paho at once (QoS 1, ahead of the DISCONNECT in its queue):
+        the runtime cancels the link's task right after, and a clean DISCONNECT tells the
+        broker not to publish the Will."""
+        if not self._closing and self._client is not None:
+            self._client._client.publish(self.topics.ndeath, self._ndeath(), 1)
+            self.counters.frames_out += 1
         self._closing = True
         self._stop.set()
         self._end_connection("closed")
@@ -389,11 +396,8 @@ class FleetLink:
             try:
                 done, _ = await asyncio.wait((reader, ticker, self._ended),
                                              return_when=asyncio.FIRST_COMPLETED)
-                if self._ended.done():
-                    reason = self._ended.result()
-                    if reason == "closed" or self._closing:
-                        await self._publish_ndeath(client)
-                    raise _End(reason)
+                if self._ended.done():  # close() (NDEATH sent) or a failed send
+                    raise _End(self._ended.result())
                 for task in done:
                     task.result()  # both loops end only by raising
             finally:
