@@ -23,7 +23,15 @@ from fleet_kit import (
 )
 
 from agent.model.endpoint import Endpoint
-from agent.model.messages import Ack, Heartbeat, Recommend, Status, Telemetry, TwinHello
+from agent.model.messages import (
+    Ack,
+    ConfigPush,
+    Heartbeat,
+    Recommend,
+    Status,
+    Telemetry,
+    TwinHello,
+)
 from agent.protocol import sparkplug as sp
 from agent.protocol.fleet import names
 from sim.broker import Broker
@@ -377,6 +385,27 @@ def test_a_broker_that_dies_is_a_loss_at_once(broker: Broker, twin: ScriptedTwin
         await h.until(lambda: not h.link.connected, "loss", 3)
         assert h.connections[-1][0] is False
         await h.until(lambda: h.link.counters.failures >= 1, "redial attempts", 5)
+        await h.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_retained_config_reaches_the_push_path_once_per_bundle(
+        broker: Broker, twin: ScriptedTwin, tmp_path: Path) -> None:
+    """§7.2: the retained desired-config topic becomes a ConfigPush (its own signature
+    and version are the push path's to check); the same bytes again after a reconnect are
+    not pushed twice, a deleted (empty) retained message is ignored."""
+    topic = names.config_topic("plant", "sim-tank-01")
+
+    async def scenario() -> None:
+        await in_thread(twin.probe.publish, topic, b"bundle-1", 1, retain=True)
+        h = start(settings(broker, twin.public, idle_timeout_s=1.0), tmp_path)
+        await h.until(lambda: h.of(ConfigPush), "the retained bundle")
+        await h.until(lambda: h.link.counters.connects >= 2, "an idle redial", 5)
+        await in_thread(twin.probe.publish, topic, b"", 1, retain=True)  # deleted
+        await in_thread(twin.probe.publish, topic, b"bundle-2", 1, retain=True)
+        await h.until(lambda: len(h.of(ConfigPush)) == 2, "the new bundle")
+        assert [p.bundle for p in h.of(ConfigPush)] == [b"bundle-1", b"bundle-2"]
         await h.stop()
 
     asyncio.run(scenario())
