@@ -95,6 +95,7 @@ log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 16
 MAX_PACKET = 128 * 1024  # the broker's max_packet_size (FLEET.md 7.8)
 NDATA_BYTES = 48 * 1024  # a telemetry range is split into NDATA payloads of about this
+INBOX_MAX = 10_000  # messages received but not yet handled; beyond, aiomqtt drops (logged)
 TICK_S = 0.05  # how often the idle and echo rules are checked
 NDEATH_TIMEOUT_S = 1.0  # a deliberate NDEATH waits this long for its PUBACK at most
 _BYTES = sp.DataType.Bytes
@@ -374,7 +375,7 @@ class FleetLink:
             protocol=aiomqtt.ProtocolVersion.V5, will=will, clean_start=True,
             keepalive=s.keepalive_s, timeout=s.connect_timeout_s, properties=props,
             tls_context=make_client_context(s.tls(server)), max_queued_outgoing_messages=64,
-            logger=log)
+            max_queued_incoming_messages=INBOX_MAX, logger=log)
         self._ended = asyncio.get_running_loop().create_future()
         async with client:
             self._client = client
