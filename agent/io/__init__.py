@@ -3,8 +3,9 @@
 Lives here: the Modbus master's transports, one request at a time and the PLC client
 (``modbus/``), the runtime's side of the PLC (``plant``: one lock, one I/O budget per tick,
 the PLC's communication watchdog, the stale-write gate), the native guard that arms
-``firmware_bridge``'s watchdog (``guard``), the twin link over TLS (``twin/``), the
-operator's panel (``panel/``: LEDs, reset button, sd_notify), the local status socket
+``firmware_bridge``'s watchdog (``guard``), the twin link over TLS (``twin/``) and over an
+MQTT 5 broker (``fleet/``: aiomqtt, from the ``twinguard[fleet]`` extra), the operator's
+panel (``panel/``: LEDs, reset button, sd_notify), the local status socket
 (``status_socket``), and the stores: the telemetry spool (``spool/``), the audit log
 (``audit``), the configuration store (``configstore``) and the demo PKI (``pki``).
 

@@ -23,7 +23,15 @@ from fleet_kit import (
 )
 
 from agent.model.endpoint import Endpoint
-from agent.model.messages import Ack, Heartbeat, Recommend, Status, Telemetry, TwinHello
+from agent.model.messages import (
+    Ack,
+    ConfigPush,
+    Heartbeat,
+    Recommend,
+    Status,
+    Telemetry,
+    TwinHello,
+)
 from agent.protocol import sparkplug as sp
 from agent.protocol.fleet import names
 from sim.broker import Broker
@@ -55,6 +63,15 @@ async def up(h, twin: ScriptedTwin, *, state_ms: int | None = None) -> None:
     await h.until(lambda: h.link.connected, "session up")
 
 
+async def until_sent(h, send, cond, timeout_s: float = 10.0) -> None:
+    """Call ``send`` (in a thread) every 100 ms until ``cond()`` holds."""
+    deadline = _mono() + timeout_s
+    while not cond():
+        assert _mono() < deadline, f"not within {timeout_s} s: {h.link.counters}"
+        await in_thread(send)
+        await asyncio.sleep(0.1)
+
+
 def status(seq: int) -> Status:
     return Status("RUNNING", "shadow", seq, now_ms(), authority="local")
 
@@ -67,11 +84,9 @@ def test_nbirth_waits_for_state_online_and_the_session_for_a_verified_heartbeat(
 
     async def scenario() -> None:
         h = start(settings(broker, twin.public), tmp_path)
-        await h.until(lambda: h.link.counters.connects == 1, "CONNACK")
-        await in_thread(twin.heartbeat)
-        await asyncio.sleep(0.3)
+        # verified heartbeats (sent until the link has subscribed and seen one) birth nothing
+        await until_sent(h, twin.heartbeat, lambda: h.link.counters.refused["before_birth"])
         assert twin.births() == [] and h.connections == [] and h.messages == []
-        assert h.link.counters.refused["before_birth"] == 1
         await born(h, twin)
         await asyncio.sleep(0.2)
         assert h.connections == []  # STATE online never opens the session
@@ -274,12 +289,13 @@ def test_forged_state_online_and_bad_heartbeats_never_open_a_session(
         await h.until(lambda: h.link.counters.connects >= 2, "idle redial", 5)
         assert h.connections == [] and h.link.counters.disconnects >= 1
         # a genuine heartbeat opens the session; the same bytes again are a replay
-        await in_thread(twin.probe.wait_message, NBIRTH, since=_mono() - 0.5)
-        wire = await in_thread(twin.heartbeat)
-        await h.until(lambda: h.link.connected, "session up")
-        await in_thread(twin.probe.publish, "twinguard/v1/twin/hb", wire)
+        sent: list[bytes] = []  # (the link may be between two idle redials: send until up)
+        await until_sent(h, lambda: sent.append(twin.heartbeat()), lambda: h.link.connected)
+        await asyncio.sleep(0.2)
+        delivered = len(h.of(Heartbeat))
+        await in_thread(twin.probe.publish, "twinguard/v1/twin/hb", sent[0])
         await h.until(lambda: h.link.counters.refused["replayed"] == 1, "replay refused")
-        assert len(h.of(Heartbeat)) == 1
+        assert len(h.of(Heartbeat)) == delivered
         await h.stop()
 
     asyncio.run(scenario())
@@ -369,6 +385,27 @@ def test_a_broker_that_dies_is_a_loss_at_once(broker: Broker, twin: ScriptedTwin
         await h.until(lambda: not h.link.connected, "loss", 3)
         assert h.connections[-1][0] is False
         await h.until(lambda: h.link.counters.failures >= 1, "redial attempts", 5)
+        await h.stop()
+
+    asyncio.run(scenario())
+
+
+def test_the_retained_config_reaches_the_push_path_once_per_bundle(
+        broker: Broker, twin: ScriptedTwin, tmp_path: Path) -> None:
+    """§7.2: the retained desired-config topic becomes a ConfigPush (its own signature
+    and version are the push path's to check); the same bytes again after a reconnect are
+    not pushed twice, a deleted (empty) retained message is ignored."""
+    topic = names.config_topic("plant", "sim-tank-01")
+
+    async def scenario() -> None:
+        await in_thread(twin.probe.publish, topic, b"bundle-1", 1, retain=True)
+        h = start(settings(broker, twin.public, idle_timeout_s=1.0), tmp_path)
+        await h.until(lambda: h.of(ConfigPush), "the retained bundle")
+        await h.until(lambda: h.link.counters.connects >= 2, "an idle redial", 5)
+        await in_thread(twin.probe.publish, topic, b"", 1, retain=True)  # deleted
+        await in_thread(twin.probe.publish, topic, b"bundle-2", 1, retain=True)
+        await h.until(lambda: len(h.of(ConfigPush)) == 2, "the new bundle")
+        assert [p.bundle for p in h.of(ConfigPush)] == [b"bundle-1", b"bundle-2"]
         await h.stop()
 
     asyncio.run(scenario())

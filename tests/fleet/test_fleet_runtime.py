@@ -2,19 +2,20 @@
 through a real mosquitto, the twin scripted (``fleet_kit.ScriptedTwin``) with a pump thread
 that sends signed heartbeats at 20 Hz and acks echoing the statuses it hears: the twin
 earns authority over MQTT exactly as over TLS, telemetry arrives as NDATA and is acked, and
-a twin that stops acking is a loss by the echo rule."""
+a twin that stops acking is a loss by the echo rule; stopping the agent publishes NDEATH."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
 import pytest
-from fleet_kit import NDATA, ScriptedTwin, now_ms
+from fleet_kit import NDATA, NDEATH, ScriptedTwin, now_ms
 
 from agent.config.agentconfig import load_config
 from agent.config.profile.load import load_profile, with_connection
@@ -127,11 +128,16 @@ def test_the_agent_runs_with_its_twin_over_mqtt(
             await wait_until(lambda: runtime.link is not None and not runtime.link.connected,
                              10, "the echo rule: the twin no longer hears us")
             assert runtime.controller.link.value != "alive"
+            # it redials; stopping the agent then says NDEATH (a clean DISCONNECT has no Will)
+            births = len(twin.births())
+            await wait_until(lambda: len(twin.births()) > births, 15, "NBIRTH after redial")
             return pump
         finally:
             pump.stop()
+            stopped = time.monotonic()
             runtime.request_stop()
             await asyncio.wait_for(task, 15)
+            await asyncio.to_thread(twin.probe.wait_message, NDEATH, 5, since=stopped)
 
     pump = asyncio.run(main())
     birth = sp.decode_payload(twin.births()[0].payload)

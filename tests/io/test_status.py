@@ -719,3 +719,13 @@ def test_the_telemetry_policy_in_force_is_in_the_status_and_its_json() -> None:
     Console(file=out, width=250).print(render(snap))
     assert (f"{status.id}: device pseudonym (as p-0123); pressure aggregate 60 s, temp_b drop"
             in out.getvalue())
+
+
+def test_what_the_fleet_link_ignored_travels_and_is_rendered_by_reason() -> None:
+    from agent.model.status import LinkStatus, RefusedCount
+
+    link = LinkStatus(endpoint="broker-a:8883",
+                      refused=(RefusedCount("replayed", 7102), RefusedCount("unsigned", 7101)))
+    snap = dataclasses.replace(sample(), twin=dataclasses.replace(sample().twin, link=link))
+    assert snapshot_from_dict(json.loads(snap.to_json())) == snap
+    assert "ignored: replayed 7102, unsigned 7101" in rendered(snap)

@@ -95,6 +95,7 @@ log = logging.getLogger(__name__)
 RECEIVE_MAXIMUM = 16
 MAX_PACKET = 128 * 1024  # the broker's max_packet_size (FLEET.md 7.8)
 NDATA_BYTES = 48 * 1024  # a telemetry range is split into NDATA payloads of about this
+INBOX_MAX = 10_000  # messages received but not yet handled; beyond, aiomqtt drops (logged)
 TICK_S = 0.05  # how often the idle and echo rules are checked
 NDEATH_TIMEOUT_S = 1.0  # a deliberate NDEATH waits this long for its PUBACK at most
 _BYTES = sp.DataType.Bytes
@@ -344,7 +345,14 @@ class FleetLink:
         return True
 
     def close(self) -> None:
-        """Stop: NDEATH, disconnect, make run() return. Idempotent."""
+        """Stop: NDEATH, disconnect, make run() return. Idempotent.
+
+        The NDEATH is handed to paho at once (QoS 1, ahead of the DISCONNECT in its queue):
+        the runtime cancels the link's task right after, and a clean DISCONNECT tells the
+        broker not to publish the Will."""
+        if not self._closing and self._client is not None:
+            self._client._client.publish(self.topics.ndeath, self._ndeath(), 1)
+            self.counters.frames_out += 1
         self._closing = True
         self._stop.set()
         self._end_connection("closed")
@@ -367,7 +375,7 @@ class FleetLink:
             protocol=aiomqtt.ProtocolVersion.V5, will=will, clean_start=True,
             keepalive=s.keepalive_s, timeout=s.connect_timeout_s, properties=props,
             tls_context=make_client_context(s.tls(server)), max_queued_outgoing_messages=64,
-            logger=log)
+            max_queued_incoming_messages=INBOX_MAX, logger=log)
         self._ended = asyncio.get_running_loop().create_future()
         async with client:
             self._client = client
@@ -389,11 +397,8 @@ class FleetLink:
             try:
                 done, _ = await asyncio.wait((reader, ticker, self._ended),
                                              return_when=asyncio.FIRST_COMPLETED)
-                if self._ended.done():
-                    reason = self._ended.result()
-                    if reason == "closed" or self._closing:
-                        await self._publish_ndeath(client)
-                    raise _End(reason)
+                if self._ended.done():  # close() (NDEATH sent) or a failed send
+                    raise _End(self._ended.result())
                 for task in done:
                     task.result()  # both loops end only by raising
             finally:
