@@ -31,12 +31,20 @@ from agent.protocol.fleet import envelope
 from agent.protocol.fleet.names import heartbeat_topic
 from sim.broker import locate
 from sim.fleet_stack import HOST_ID, FleetStack
-from sim.stack import DEVICE_ID, output_writes, sim_tank_text, spool_seqs, wait_for
+from sim.stack import (
+    DEVICE_ID,
+    output_writes,
+    sim_tank_text,
+    spool_seqs,
+    stop_pid,
+    wait_for,
+)
 
 pytest.importorskip("aiomqtt", reason="the fleet extra is not installed")
-pytest.importorskip("agent.io.fleet.link", reason="no FleetLink in this tree (branch fleet-link)")
 if locate() is None:
     pytest.skip("no mosquitto: python -m sim.broker fetch", allow_module_level=True)
+
+from bundle_kit import Kit
 
 from sim.broker.probe import Probe
 from sim.twin.mqtt import load_key
@@ -296,3 +304,37 @@ def test_a_forged_ack_deletes_nothing(stack: FleetStack) -> None:
     assert [q for q in range(acked + 1, forged[0]["upto"] + 1) if q not in held] == [], \
         "the agent deleted records the twin never acknowledged"
     assert stack.status_json()["twin"]["state"] == "alive"
+
+
+def test_the_retained_bundle_seen_again_is_a_replay_and_changes_nothing() -> None:
+    """The desired configuration stays retained on the broker: every new link (the
+    hand-over's successor, a restarted agent) is handed it again. Applied once, it is then
+    answered ``replay`` (FLEET.md §7.6: rollout tooling treats that as done), never applied
+    twice; the twin sees both results."""
+    kit = Kit.new()
+    with FleetStack(config_extra=f"[confirm]\nwindow_s = 10.0\n{kit.trust_toml()}") as stack:
+        stack.wait_state("normal", timeout=30)
+        stack.wait_twin("alive", timeout=30)
+        base = stack.config_path.read_text()
+        text = base + "\n[telemetry]\nevery_n_polls = 2\n"
+        path = stack.workdir / "v7.bundle"
+        path.write_bytes(kit.bundle(text, 7, ("op1",), device=DEVICE_ID))
+
+        def results(reason: str, since: float) -> list[dict[str, Any]]:
+            return [r for r in stack.twin.stats(last=100)["config_results"]
+                    if r["t"] >= since and r["reason"] == reason and r["version"] == 7]
+
+        t_push = time.monotonic()
+        assert stack.twin.request({"cmd": "push", "path": str(path), "device": DEVICE_ID})["ok"]
+        wait_for(lambda: results("accepted", t_push), 20, "v7 accepted")
+        successor = stack.successor_pid()
+        wait_for(lambda: results("confirmed", t_push), 30, "v7 confirmed")
+        assert stack.status_json()["config_version"] == 7
+
+        t_again = time.monotonic()  # a restarted agent: a new link, the same retained bundle
+        stop_pid(successor)
+        stack.start_agent()
+        stack.wait_twin("alive", timeout=30)
+        wait_for(lambda: results("replay", t_again), 20, "v7 answered replay")
+        assert not results("accepted", t_again), "applied once only"
+        assert stack.status_json()["config_version"] == 7
