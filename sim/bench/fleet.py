@@ -275,8 +275,6 @@ def run(cfg: FleetRun, workdir: Path) -> Outcome:
     got = analyse(sent, _arrivals(done), period_s=period_s, late_s=timing.heartbeat_late_s,
                   timeout_s=timing.heartbeat_timeout_s)
     figures |= got
-    figures["gaps_over_L"] = figures.pop("gaps_over_late")
-    figures["gaps_over_T"] = figures.pop("gaps_over_timeout")
     figures |= {
         "refused": dict(refused), "state_seen": sum(m[2] for m in done),
         "disconnects": sum(m[4] for m in done), **send_figures(sent, period_s),

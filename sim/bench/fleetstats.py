@@ -12,7 +12,7 @@ arrivals in the order it received them (:class:`Arrivals`).
   heartbeat shows as a silence of two periods, a missing tail as the silence from the last
   arrival to ``end``, an agent that heard nothing as one silence over the whole window; the
   trailing one only counts when the last arrival came before ``end``;
-* ``gaps_over_late`` / ``gaps_over_timeout``: silences longer than L and than T, all agents;
+* ``gaps_over_L`` / ``gaps_over_T``: silences longer than L and than T, all agents;
 * ``lost``: sent x agents minus the distinct seqs received; ``duplicates``: a seq received
   again by the same agent (QoS 0 never repeats one; a broker that replays would).
 """
@@ -80,8 +80,8 @@ def analyse(sent: Mapping[int, float], agents: Sequence[Arrivals], *, period_s: 
         "latency_max_ms": lat["max_ms"],
         "gap_p99_ms": round(percentile(gaps, 99) * 1000.0, 3),
         "gap_max_ms": round(max(gaps) * 1000.0, 3) if gaps else 0.0,
-        "gaps_over_late": sum(1 for g in gaps if g > late_s),
-        "gaps_over_timeout": sum(1 for g in gaps if g > timeout_s),
+        "gaps_over_L": sum(1 for g in gaps if g > late_s),
+        "gaps_over_T": sum(1 for g in gaps if g > timeout_s),
         "agents_over_timeout": sum(
             1 for a in agents if any(g > timeout_s for g in silences(a.times, start, end))),
     }
