@@ -69,6 +69,7 @@ AGENT_CN = "fleet-bench-agent"
 KEEPALIVE_S = 60
 SUBSCRIBE_TIMEOUT_S = 60.0
 CONNECT_TIMEOUT_S = 20.0
+READ_BUFFER = 16384  # one heartbeat PUBLISH is ~220 bytes; TLS records are <= 16 KiB
 
 
 @dataclass(frozen=True)
@@ -107,19 +108,21 @@ class SimAgent:
     disconnected: bool = False
     error: str = ""
 
-    def readable(self) -> bool:
-        """Read what the socket has (and what TLS still holds); False once it is closed."""
+    def readable(self, buf: memoryview) -> bool:
+        """Read what the socket has (and what TLS still holds) through ``buf`` (the
+        worker's one read buffer); False once the connection is closed."""
         while True:
             try:
-                data = self.sock.recv(65536)
+                n = self.sock.recv_into(buf)
             except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
                 return True
             except OSError as exc:
                 self.error = f"agent {self.index}: {exc}"
                 return False
             t = time.monotonic()
-            if not data:
+            if not n:
                 return False
+            data = bytes(buf[:n])
             try:
                 for packet in self.reader.feed(data):
                     self._packet(packet, t)
@@ -177,6 +180,7 @@ class Fleet:
         self.ctx.minimum_version = ssl.TLSVersion.TLSv1_2
         self.ctx.load_cert_chain(spec.cert, spec.key)
         self.sel = selectors.DefaultSelector()
+        self.buf = memoryview(bytearray(READ_BUFFER))
         self.agents: list[SimAgent] = []
         self.errors: list[str] = []
         self._ping_at = time.monotonic() + KEEPALIVE_S / 2
@@ -222,7 +226,7 @@ class Fleet:
         and every ``KEEPALIVE_S / 2`` a PINGREQ on each connection."""
         for key, _ in self.sel.select(timeout_s):
             agent: SimAgent = key.data
-            if not agent.readable():
+            if not agent.readable(self.buf):
                 self._drop(agent)
         now = time.monotonic()
         if now >= self._ping_at:
