@@ -14,6 +14,7 @@ from collections.abc import Callable
 SUBCOMMANDS: dict[str, str] = {
     "plc": "sim.plc.cli:main",
     "twin": "sim.twin.cli:main",
+    "mqtt-twin": "sim.twin.mqtt_cli:main",
 }
 
 

@@ -51,6 +51,11 @@ def _tail(path: Path, n: int = 3000) -> str:
         return ""
 
 
+def toml_line(key: str, value: Any) -> str:
+    """``key = value`` in TOML for a str, a number, a bool or a list of str."""
+    return f"{key} = {json.dumps(value)}"
+
+
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, period: float = 0.01) -> Any:
     """Poll ``cond`` until it returns something truthy (returned); TimeoutError otherwise."""
     end = time.monotonic() + timeout
@@ -186,8 +191,7 @@ class Stack:
         (self.workdir / "plc").mkdir(exist_ok=True)
         self.plc = SimPlcProcess(str(self.profile_path), workdir=self.workdir / "plc",
                                  extra_args=plc_args, rt_priority=sim_rt_priority)
-        self.twin = SimTwinProcess(self.workdir, self.workdir / "pki", rate_hz=twin_rate_hz,
-                                   extra_args=twin_args, rt_priority=sim_rt_priority)
+        self.twin = self._start_twin(twin_rate_hz, twin_args, sim_rt_priority)
         self.config_path = self.workdir / "agent.toml"
         self.write_config()
         self.agent: Proc | None = None
@@ -195,20 +199,34 @@ class Stack:
         if start_agent:
             self.start_agent()
 
-    def write_config(self, **twin_overrides: Any) -> None:
+    def _start_twin(self, rate_hz: float, args: tuple[str, ...],
+                    rt_priority: int | None) -> Any:
+        """Start the twin process (a subclass starts another kind of twin)."""
+        return SimTwinProcess(self.workdir, self.workdir / "pki", rate_hz=rate_hz,
+                              extra_args=args, rt_priority=rt_priority)
+
+    def twin_table(self) -> dict[str, Any]:
+        """The ``[twin]`` keys of the agent configuration (before overrides)."""
         p: PkiPaths = self.pki
-        twin = {
+        return {
             "host": "127.0.0.1", "port": self.twin.port, "server_name": "localhost",
             "ca": str(p.ca_cert), "cert": str(p.device_cert), "key": str(p.device_key),
             "backoff_min_s": 0.05, "backoff_max_s": 0.5, "idle_timeout_s": 1.0,
-            **twin_overrides,
         }
+
+    def extra_tables(self) -> str:
+        """TOML tables written after ``[twin]`` (a subclass adds ``[fleet]``)."""
+        return ""
+
+    def write_config(self, **twin_overrides: Any) -> None:
+        twin = {**self.twin_table(), **twin_overrides}
         lines = [f'device_id = "{DEVICE_ID}"', f'mode = "{self.mode}"', ""]
         if self.twin_configured:
             lines.append("[twin]")
-            lines += [f"{k} = {v!r}" if isinstance(v, str) else f"{k} = {v}"
-                      for k, v in twin.items()]
-        text = "\n".join(lines).replace("'", '"') + "\n"
+            lines += [toml_line(k, v) for k, v in twin.items()]
+        text = "\n".join(lines) + "\n"
+        if self.twin_configured:
+            text += self.extra_tables()
         self.config_path.write_text(text + ("\n" + self.config_extra if self.config_extra else ""))
 
     def start_agent(self, wrapper: Sequence[str] = ()) -> Proc:
@@ -327,8 +345,12 @@ class Stack:
             self.agent.stop()
         self.twin.stop()
         self.plc.close()
+        self.close_services()
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    def close_services(self) -> None:
+        """Stop what a subclass started besides the three processes (brokers)."""
 
     def __enter__(self) -> Self:
         return self

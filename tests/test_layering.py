@@ -73,6 +73,8 @@ EXCEPTIONS: dict[str, frozenset[str]] = {
 # the default transport never imports the package (test_the_default_agent_never_loads_...).
 PACKAGE_LIBRARIES: dict[str, frozenset[str]] = {
     "agent.protocol.sparkplug": frozenset({"google"}),
+    # the fleet link (aiomqtt over paho-mqtt), imported by the runtime only for mqtt
+    "agent.io.fleet": frozenset({"aiomqtt", "paho"}),
 }
 # directly in agent/: only these (and the layer packages)
 TOP_LEVEL = {"__init__.py", "__main__.py", "py.typed", "README.md"}

@@ -227,6 +227,8 @@ def _counters(s: StatusSnapshot) -> Table:
                   f"{k.replies_dropped}), sends while down {k.dropped}, yields {k.yields}, "
                   f"read pauses {k.read_pauses}, ahead {k.ahead}, most waiting "
                   f"{k.waiting_max}, callback errors {k.callback_errors}"
+                  + ("; ignored: " + ", ".join(f"{r.reason} {r.count}" for r in k.refused)
+                     if k.refused else "")
                   + (f"; last error: {k.last_error}" if k.last_error else ""))
     rc, dr = s.recommendation_counts, s.recommendation_counts.dropped
     table.add_row("twin recommendations", f"accepted {rc.accepted}, rejected {rc.rejected}, "

@@ -23,6 +23,17 @@ the key path and the reason)::
     idle_timeout_s = 2.0           # no frame at all this long: the connection is dead
     backups = ["twin-b.example.net:17443"]  # optional: walked in order after host:port
                                    # on a loss (or {host, port, server_name} tables)
+    transport = "tls"              # tls (default) | mqtt: the twin through a broker,
+                                   # [fleet] says where (host/port/backups are not used)
+
+    [fleet]                        # only with [twin] transport = "mqtt" (FLEET.md §7)
+    servers = ["mqtts://broker-a.example.net:8883"]  # walked in order, one at a time
+    group = "plant"                # the Sparkplug group id
+    host_id = "twin"               # the twin's Primary Host id (its STATE gates NBIRTH)
+    twin_keys = ["base64 of a raw 32-byte Ed25519 public key"]  # role: safety; who
+                                   # may sign heartbeats and commands (makes the twin ALIVE)
+    keepalive_s = 10               # MQTT keepalive (broker housekeeping only)
+    echo_timeout_s = 3.0           # no ack echoing a status this recent: the twin is lost
 
     [telemetry]                    # role: operator
     enabled = true
@@ -69,6 +80,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import enum
 import tomllib
 from collections.abc import Mapping
@@ -76,7 +88,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent.config.fields import Fields, Problems, is_identifier
+from agent.config.fields import Fields, Problems, describe, is_identifier
 from agent.config.policyconfig import parse_policy
 from agent.model.endpoint import Endpoint, parse_host_port
 from agent.model.errors import ConfigError, Problem
@@ -85,12 +97,12 @@ from agent.model.policy import TelemetryPolicy
 from agent.model.spool import Overflow
 
 __all__ = [
-    "AgentConfig", "Overflow", "Overrides", "Role", "SpoolConfig", "TelemetryConfig",
-    "TrustedKey", "TwinConfig", "load_config", "parse_config",
+    "AgentConfig", "FleetConfig", "Overflow", "Overrides", "Role", "SpoolConfig",
+    "TelemetryConfig", "Transport", "TrustedKey", "TwinConfig", "load_config", "parse_config",
 ]
 
-_TOP_KEYS = ("device_id", "mode", "twin", "telemetry", "spool", "recommendations", "confirm",
-             "overrides", "trust")
+_TOP_KEYS = ("device_id", "mode", "twin", "fleet", "telemetry", "spool", "recommendations",
+             "confirm", "overrides", "trust")
 _TELEMETRY_KEYS = ("enabled", "every_n_polls", "history_rate", "window", "policy")
 _SPOOL_KEYS = ("max_bytes", "max_records", "overflow")
 _RECOMMENDATION_KEYS = ("max_validity_s",)
@@ -114,9 +126,29 @@ class Role(enum.Enum):
 
 _TWIN_KEYS = (
     "host", "port", "server_name", "ca", "cert", "key", "max_frame", "connect_timeout_s",
-    "backoff_min_s", "backoff_max_s", "idle_timeout_s", "crl", "backups",
+    "backoff_min_s", "backoff_max_s", "idle_timeout_s", "crl", "backups", "transport",
 )
 _BACKUP_KEYS = ("host", "port", "server_name")
+_FLEET_KEYS = ("servers", "group", "host_id", "twin_keys", "keepalive_s", "echo_timeout_s")
+
+
+class Transport(enum.Enum):
+    """How the agent reaches its twin: its own TLS protocol, or MQTT 5 through a broker."""
+
+    TLS = "tls"
+    MQTT = "mqtt"
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """``[fleet]``: the broker servers (walked in order) and the twin behind them."""
+
+    servers: tuple[Endpoint, ...]
+    group: str
+    host_id: str
+    twin_keys: tuple[bytes, ...]  # raw 32-byte Ed25519 public keys
+    keepalive_s: int = 10
+    echo_timeout_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +166,8 @@ class TwinConfig:
     idle_timeout_s: float
     crl_file: Path | None = None
     backups: tuple[Endpoint, ...] = ()  # walked in order after host:port on a loss
+    transport: Transport = Transport.TLS
+    fleet: FleetConfig | None = None  # [fleet]; set exactly when transport is mqtt
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -205,6 +239,13 @@ def parse_config(data: Mapping[str, Any], source: str, base: Path) -> AgentConfi
         top.fail("device_id", "letters, digits, '-' and '_' only (at most 64)")
     mode = top.enum("mode", Mode, Mode.SHADOW)
     twin = _twin(out, data["twin"], base) if "twin" in data else None
+    fleet = _fleet(out, data["fleet"]) if "fleet" in data else None
+    if twin is not None and twin.transport is Transport.MQTT:
+        if fleet is None:
+            out.add("fleet", 'missing: [twin] transport = "mqtt" needs a [fleet] table')
+        twin = dataclasses.replace(twin, fleet=fleet)
+    elif "fleet" in data:
+        out.add("fleet", 'only with [twin] transport = "mqtt"')
     tel = Fields(out, "telemetry", data.get("telemetry", {}), _TELEMETRY_KEYS)
     telemetry = TelemetryConfig(
         enabled=tel.flag("enabled", True),
@@ -297,6 +338,17 @@ def _twin(out: Problems, data: object, base: Path) -> TwinConfig:
     backoff_max = f.number("backoff_max_s", 5.0, gt=0)
     if f.ok("backoff_min_s", "backoff_max_s") and backoff_max < backoff_min:
         f.fail("backoff_max_s", f"must be at least backoff_min_s ({backoff_min:g})")
+    transport = f.enum("transport", Transport, Transport.TLS)
+    if transport is Transport.MQTT:  # the servers are in [fleet]
+        for key in ("host", "port", "server_name", "backups"):
+            f.forbid(key, 'not used with transport = "mqtt": [fleet] servers says where')
+        return TwinConfig(
+            host="", port=0, server_name="", ca_file=path("ca"), cert_file=path("cert"),
+            key_file=path("key"), max_frame=f.integer("max_frame", 1024, 16 * 1024 * 1024, 65536),
+            connect_timeout_s=f.number("connect_timeout_s", 3.0, gt=0),
+            backoff_min_s=backoff_min, backoff_max_s=backoff_max,
+            idle_timeout_s=f.number("idle_timeout_s", 2.0, gt=0),
+            crl_file=path("crl") if f.has("crl") else None, transport=transport)
     host = f.text("host")
     port = f.integer("port", 1, 65535)
     server_name = f.text("server_name", host or "localhost")
@@ -354,6 +406,80 @@ def _backups(out: Problems, f: Fields, first: tuple[str, int]) -> tuple[Endpoint
         seen.add((endpoint.host, endpoint.port))
         found.append(endpoint)
     return tuple(found)
+
+
+def _id(f: Fields, key: str) -> str:
+    """A Sparkplug id (group, host): one MQTT topic level."""
+    value = f.text(key)
+    if f.ok(key) and (any(c in value for c in "/+#\x00") or len(value) > 256):
+        f.fail(key, "must be one topic level: no '/', '+', '#' or NUL, at most 256 characters")
+    return value
+
+
+def _server(text: str) -> Endpoint:
+    """``mqtts://host:port`` -> Endpoint (the host is the name its certificate must carry);
+    ValueError naming what is wrong."""
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme != "mqtts":
+        raise ValueError(f"{text!r}: expected mqtts://host:port (TLS only)")
+    host, port = parse_host_port(rest)
+    return Endpoint(host, port, host)
+
+
+def _strings(f: Fields, key: str, what: str) -> list[tuple[str, str]]:
+    """A required, non-empty array of strings: (its key path, the string) each; every
+    entry that is not a string is a problem at its own index."""
+    raw = f.data.get(key)
+    if raw is None:
+        f.fail(key, "missing required key")
+        return []
+    if not isinstance(raw, list) or not raw:
+        f.fail(key, f"expected a non-empty array of {what}")
+        return []
+    found = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            found.append((f"{key}[{i}]", item))
+        else:
+            f.fail(f"{key}[{i}]", f"expected a string, got {describe(item)}")
+    return found
+
+
+def _twin_key(text: str) -> bytes:
+    """A raw Ed25519 public key from its base64; ValueError if it is not one."""
+    try:
+        key = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        key = b""
+    if len(key) != 32:
+        raise ValueError("expected the base64 of a raw 32-byte Ed25519 public key")
+    return key
+
+
+def _fleet(out: Problems, data: object) -> FleetConfig:
+    f = Fields(out, "fleet", data, _FLEET_KEYS)
+    servers: list[Endpoint] = []
+    for at, text in _strings(f, "servers", '"mqtts://host:port" strings'):
+        try:
+            endpoint = _server(text)
+        except ValueError as exc:
+            f.fail(at, str(exc))
+            continue
+        if endpoint in servers:
+            f.fail(at, f"{endpoint} is listed twice")
+        else:
+            servers.append(endpoint)
+    keys: list[bytes] = []
+    for at, text in _strings(f, "twin_keys", "base64 Ed25519 public keys"):
+        try:
+            keys.append(_twin_key(text))
+        except ValueError as exc:
+            f.fail(at, str(exc))
+    return FleetConfig(
+        servers=tuple(servers), group=_id(f, "group"), host_id=_id(f, "host_id"),
+        twin_keys=tuple(keys), keepalive_s=f.integer("keepalive_s", 1, 65535, 10),
+        echo_timeout_s=f.number("echo_timeout_s", 3.0, gt=0),
+    )
 
 
 def load_config(path: str | Path | None) -> AgentConfig:

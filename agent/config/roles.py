@@ -16,6 +16,9 @@ key path (``*`` = one name)            role        why
 ``telemetry.policy.signals.*.*``
 ``recommendations.max_validity_s``     engineer    recommendation limits
 ``twin.*`` (not ``ca``/``crl``)        engineer    where the twin is, timeouts
+``fleet.*``                            engineer    the brokers, group, host id, keepalive
+``fleet.twin_keys``                    safety      who may make the twin ALIVE
+``fleet.echo_timeout_s``               safety      how soon a delaying broker is a loss
 ``overrides.timing.poll_period_s``     engineer    poll period
 ``overrides.outputs.*.minimum``        engineer    output limits (only within the profile)
 ``overrides.outputs.*.maximum``        engineer
@@ -69,6 +72,9 @@ ROLE_TABLE: tuple[tuple[str, Role], ...] = (
     ("twin.ca", Role.SAFETY),
     ("twin.crl", Role.SAFETY),
     ("twin.*", Role.ENGINEER),
+    ("fleet.twin_keys", Role.SAFETY),
+    ("fleet.echo_timeout_s", Role.SAFETY),
+    ("fleet.*", Role.ENGINEER),
     ("overrides.timing.poll_period_s", Role.ENGINEER),
     ("overrides.timing.*", Role.SAFETY),
     ("overrides.outputs.*.minimum", Role.ENGINEER),

@@ -123,6 +123,15 @@ class LinkStatus:
     discarded: int = 0  # waiting messages dropped because their connection ended
     endpoint: str = ""  # the endpoint dialled last ("host:port")
     switches: int = 0  # walks to the next endpoint (backups configured)
+    refused: tuple[RefusedCount, ...] = ()  # ignored messages by reason (fleet link)
+
+
+@dataclass(frozen=True)
+class RefusedCount:
+    """How many twin messages the link ignored for one ``reason`` (unsigned, replayed...)."""
+
+    reason: str
+    count: int
 
 
 @dataclass(frozen=True)

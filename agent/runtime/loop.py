@@ -61,9 +61,9 @@ import sys
 import time
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from agent.config.agentconfig import AgentConfig
+from agent.config.agentconfig import AgentConfig, Transport
 from agent.config.push import Situation
 from agent.core.controller import Controller, Decision
 from agent.core.heartbeat import LinkState
@@ -76,6 +76,7 @@ from agent.io.panel.panel import OperatorPanel
 from agent.io.plant import PlantIO
 from agent.io.realtime import Realtime
 from agent.io.twin.link import TwinLink, TwinLinkSettings
+from agent.model.errors import ConfigError, Problem
 from agent.model.messages import (
     Ack,
     AgentMessage,
@@ -96,6 +97,13 @@ from agent.runtime.snapshot import EventRing, build_snapshot, policy_status
 from agent.runtime.telemetry_feed import TelemetryFeed
 from firmware_bridge import WatchdogAPI, load_watchdog
 
+if TYPE_CHECKING:  # the fleet link is imported only for transport = "mqtt"
+    from agent.io.fleet.link import FleetLink, FleetLinkSettings
+
+    Link = TwinLink | FleetLink
+else:
+    Link = TwinLink
+
 log = logging.getLogger(__name__)
 
 STATUS_PERIOD_S = 1.0  # agent -> twin status messages
@@ -115,6 +123,19 @@ LOOP_COUNTERS = ("ticks", "overruns", "faults", "safe_writes", "write_failures",
 def _wake(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def fleet_link_classes(source: str) -> tuple[type[FleetLink], type[FleetLinkSettings]]:
+    """``agent.io.fleet.link``'s FleetLink and FleetLinkSettings, imported now; ConfigError
+    (at ``twin.transport`` of ``source``) saying which extra to install if aiomqtt or
+    protobuf is missing."""
+    try:
+        from agent.io.fleet.link import FleetLink, FleetLinkSettings  # noqa: PLC0415
+    except ImportError as exc:
+        raise ConfigError([Problem(source, "twin.transport", (
+            f'"mqtt" needs the fleet extra ({exc.name or exc} is not installed): '
+            "pip install 'twinguard[fleet]'"))]) from None
+    return FleetLink, FleetLinkSettings
 
 
 class Runtime:
@@ -153,7 +174,7 @@ class Runtime:
             exit_code=exit_code_from_env(os.environ))
         self.plant.fired = self.guard.fired
         self.realtime = realtime  # started by `twinguard run` (agent.io.realtime); None: not
-        self.link: TwinLink | None = self._make_link(config)
+        self.link: Link | None = self._make_link(config)
         self._link_sessions = 0  # sessions of the current link object that came UP
         self._stop = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
@@ -185,16 +206,20 @@ class Runtime:
                           io_budget_overruns=self.plant.budget_overruns,
                           stale_refused=self.plant.stale_refused)
 
-    def _make_link(self, config: AgentConfig) -> TwinLink | None:
-        """The twin link for ``config`` (None without [twin]); raises DeviceUnavailable naming
-        the key of a certificate file that cannot be read, OSError/SSLError if one cannot be
-        loaded."""
+    def _make_link(self, config: AgentConfig) -> Link | None:
+        """The twin link for ``config`` (None without [twin]): the TLS link, or with
+        ``[twin] transport = "mqtt"`` the fleet link (imported only then: it needs the
+        ``twinguard[fleet]`` extra, and ConfigError says so when that is missing). Raises
+        DeviceUnavailable naming the key of a certificate file that cannot be read,
+        OSError/SSLError if one cannot be loaded."""
         if config.twin is None:
             return None
         t = config.twin
         # a missing or unreadable file is named with the key that points to it
         check_readable({"twin.ca": t.ca_file, "twin.cert": t.cert_file,
                         "twin.key": t.key_file, "twin.crl": t.crl_file}, source=config.source)
+        if t.transport is Transport.MQTT:
+            return self._make_fleet_link(config)
         # the callbacks know which link called: an old link (replaced by _relink) is told
         # apart from the current one, and a recommendation keeps the session it came on
         link = TwinLink(
@@ -210,6 +235,28 @@ class Runtime:
             ),
             lambda msg, t: self._on_message(msg, t, link),
             lambda up, reason, t: self._on_connection(up, reason, t, link),
+        )
+        return link
+
+    def _make_fleet_link(self, config: AgentConfig) -> Link:
+        t = config.twin
+        assert t is not None and t.fleet is not None  # the parser pairs them
+        FleetLink, FleetLinkSettings = fleet_link_classes(config.source)
+        f = t.fleet
+        link = FleetLink(
+            FleetLinkSettings(
+                servers=f.servers, group=f.group, host_id=f.host_id,
+                device_id=config.device_id, twin_keys=f.twin_keys, ca_file=t.ca_file,
+                cert_file=t.cert_file, key_file=t.key_file, crl_file=t.crl_file,
+                keepalive_s=f.keepalive_s, echo_timeout_s=f.echo_timeout_s,
+                idle_timeout_s=t.idle_timeout_s, connect_timeout_s=t.connect_timeout_s,
+                backoff_min_s=t.backoff_min_s, backoff_max_s=t.backoff_max_s,
+                heartbeat_timeout_s=self.profile.timing.heartbeat_timeout_s,
+                heartbeat_late_s=self.profile.timing.heartbeat_late_s,
+            ),
+            lambda msg, t: self._on_message(msg, t, link),
+            lambda up, reason, t: self._on_connection(up, reason, t, link),
+            state_dir=self.state_dir,
         )
         return link
 
@@ -515,7 +562,7 @@ class Runtime:
 
     # --- twin link callbacks -------------------------------------------------------------
 
-    def _on_message(self, msg: Message, t: float, link: TwinLink) -> None:
+    def _on_message(self, msg: Message, t: float, link: Link) -> None:
         if link is not self.link and isinstance(msg, Heartbeat | Bye):
             return  # a replaced link's last frames: its session is over
         if isinstance(msg, Heartbeat):
@@ -533,7 +580,7 @@ class Runtime:
         elif isinstance(msg, ConfigPush):
             self._spawn(self._config_push(msg.bundle), "config push")
 
-    def _on_connection(self, up: bool, reason: str, t: float, link: TwinLink) -> None:
+    def _on_connection(self, up: bool, reason: str, t: float, link: Link) -> None:
         if link is not self.link:  # a replaced link ending late: _relink handled it
             log.info("old twin link %s: %s (ignored)", "up" if up else "down", reason)
             return

@@ -35,6 +35,7 @@ from agent.model.status import (
     RecommendationCounts,
     RecommendationDrops,
     RecommendationStatus,
+    RefusedCount,
     SafeSetStatus,
     SpoolStatus,
     StatusSnapshot,
@@ -121,7 +122,7 @@ def build_snapshot(
             monitor.epoch, None if last_seen is None else max(0.0, now - last_seen),
             counters.accepted, counters.duplicates, counters.out_of_order,
             counters.stale_epoch, counters.unhealthy, counters.after_bye,
-            None if link is None else copy_fields(LinkStatus, link)),
+            None if link is None else _link_status(link)),
         votes=votes,
         trips=tuple(TripStatus(t.name, t.group, t.cause) for t in controller.trips),
         outputs=tuple(OutputStatus(o.name, controller.last_written.get(o.name))
@@ -158,6 +159,12 @@ def policy_status(policy: TelemetryPolicy, minimiser: Minimiser | None) -> Telem
         policy.header()["id"], policy.device.value,
         "" if minimiser is None else minimiser.device, rules,
         0 if minimiser is None else minimiser.windows_open)
+
+
+def _link_status(link: LinkCounters) -> LinkStatus:
+    """The link's counters as status; what it refused, by reason, in a stable order."""
+    refused = tuple(RefusedCount(k, v) for k, v in sorted(link.refused.items()))
+    return dataclasses.replace(copy_fields(LinkStatus, link), refused=refused)
 
 
 def copy_fields(cls: type[_T], source: object) -> _T:

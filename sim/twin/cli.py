@@ -21,6 +21,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 from agent.io.pki import PkiPaths, init_pki
 from sim.twin.control import ControlServer
@@ -75,16 +76,26 @@ async def _serve(args: argparse.Namespace) -> None:
     if args.script is not None:
         twin.script(json.loads(args.script.read_text()))
     control = ControlServer(twin, args.control) if args.control else None
+    await serve_until_signalled(
+        twin, control,
+        f"ready twin listen={host}:{twin.port} epoch={twin.epoch} control={args.control or '-'}")
+
+
+class _Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+async def serve_until_signalled(twin: _Stoppable, control: ControlServer | None,
+                                ready_line: str) -> None:
+    """Start ``control``, print ``ready_line`` on stdout, run until SIGINT/SIGTERM, then
+    stop the control channel and ``twin`` (both twins' CLIs)."""
     if control is not None:
         await control.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(
-        f"ready twin listen={host}:{twin.port} epoch={twin.epoch} control={args.control or '-'}",
-        flush=True,
-    )
+    print(ready_line, flush=True)
     try:
         await stop.wait()
     finally:

@@ -14,54 +14,58 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.twin.server import SimTwin
+
+if TYPE_CHECKING:  # the MQTT twin needs paho-mqtt (the fleet extra)
+    from sim.twin.mqtt import MqttTwin
 
 log = logging.getLogger(__name__)
 
 MAX_LINE = 64 * 1024
 
 
-def _num(req: dict[str, Any], key: str) -> float:
+def num(req: dict[str, Any], key: str) -> float:
+    """``req[key]`` as a number; ValueError (an error reply) if it is not one."""
     value = req.get(key)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{key!r} must be a number")
     return float(value)
 
 
-def _stop(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _stop(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     twin.stop_heartbeats()
     return {}
 
 
-def _resume(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _resume(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     twin.resume()
     return {}
 
 
-def _delay(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
-    twin.set_delay(_num(req, "ms"))
+def _delay(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.set_delay(num(req, "ms"))
     return {}
 
 
 def _jitter(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
-    twin.set_jitter(_num(req, "ms"))
+    twin.set_jitter(num(req, "ms"))
     return {}
 
 
-def _pause(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
-    twin.pause(_num(req, "s"))
+def _pause(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
+    twin.pause(num(req, "s"))
     return {}
 
 
-def _restart(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _restart(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     return {"epoch": twin.restart()}
 
 
-def _replay(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _replay(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     count = req.get("count", 3)
     if isinstance(count, bool) or not isinstance(count, int):
         raise ValueError("'count' must be an integer")
@@ -76,7 +80,7 @@ def _garbage(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _healthy(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _healthy(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     value = req.get("value", True)
     if not isinstance(value, bool):
         raise ValueError("'value' must be true or false")
@@ -84,12 +88,12 @@ def _healthy(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _unhealthy(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _unhealthy(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     twin.set_healthy(False)
     return {}
 
 
-def _bye(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _bye(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     reason = req.get("reason")
     if reason is not None and not isinstance(reason, str):
         raise ValueError("'reason' must be a string")
@@ -100,7 +104,7 @@ def _half_open(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     return {"connections": twin.half_open()}
 
 
-def _stats(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _stats(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     last = req.get("last", 100)
     if isinstance(last, bool) or not isinstance(last, int):
         raise ValueError("'last' must be an integer")
@@ -112,10 +116,10 @@ def _ping(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _vanish(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
-    return {"connections": twin.vanish(_num(req, "s"))}
+    return {"connections": twin.vanish(num(req, "s"))}
 
 
-def _ack(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
+def _ack(twin: SimTwin | MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     every = req.get("every", 1)
     on = req.get("on", True)
     if isinstance(every, bool) or not isinstance(every, int) or not isinstance(on, bool):
@@ -129,7 +133,7 @@ def _recommend(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     rid = req.get("id")
     if not isinstance(output, str) or (rid is not None and not isinstance(rid, str)):
         raise ValueError("'output' (and 'id' if given) must be strings")
-    return twin.recommend(output, _num(req, "value"), _num(req, "valid_s"), rid)
+    return twin.recommend(output, num(req, "value"), num(req, "valid_s"), rid)
 
 
 def _burst(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
@@ -138,8 +142,8 @@ def _burst(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("'count' must be an integer")
     if not isinstance(output, str) or not isinstance(heartbeat, bool):
         raise ValueError("'output' must be a string and 'heartbeat' true or false")
-    valid_s = _num(req, "valid_s") if "valid_s" in req else 5.0
-    return twin.burst(count, output, _num(req, "value"), valid_s, heartbeat=heartbeat)
+    valid_s = num(req, "valid_s") if "valid_s" in req else 5.0
+    return twin.burst(count, output, num(req, "value"), valid_s, heartbeat=heartbeat)
 
 
 def _script(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +154,7 @@ def _script(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def _model(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
-    twin.model(_num(req, "setpoint"), float(req.get("kp", 5.0)),
+    twin.model(num(req, "setpoint"), float(req.get("kp", 5.0)),
                float(req.get("period_s", 0.5)))
     return {}
 
@@ -162,6 +166,11 @@ def _telemetry(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
 
 def _push(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
     """``{"cmd": "push", "path": BUNDLE_FILE}`` or ``{"cmd": "push", "hex": "..."}``."""
+    return twin.push(bundle_bytes(req))
+
+
+def bundle_bytes(req: dict[str, Any]) -> bytes:
+    """The bundle a ``push`` request names: ``path`` (a file) or ``hex`` (its bytes)."""
     path, text = req.get("path"), req.get("hex")
     if isinstance(path, str) and path:
         try:
@@ -174,8 +183,23 @@ def _push(twin: SimTwin, req: dict[str, Any]) -> dict[str, Any]:
         raise ValueError("'path' (a bundle file) or 'hex' (its bytes) is required")
     if not data:
         raise ValueError("an empty bundle cannot be pushed")
-    return twin.push(data)
+    return data
 
+
+# the commands both twins (TLS and MQTT, sim.twin.mqtt_control) serve the same way
+SHARED: dict[str, Callable[[SimTwin | MqttTwin, dict[str, Any]], dict[str, Any]]] = {
+    "stats": _stats,
+    "stop": _stop,
+    "resume": _resume,
+    "delay": _delay,
+    "pause": _pause,
+    "restart": _restart,
+    "replay": _replay,
+    "healthy": _healthy,
+    "unhealthy": _unhealthy,
+    "bye": _bye,
+    "ack": _ack,
+}
 
 COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
     "ping": _ping,
@@ -203,8 +227,11 @@ COMMANDS: dict[str, Callable[[SimTwin, dict[str, Any]], dict[str, Any]]] = {
 }
 
 
-def handle(twin: SimTwin, line: bytes) -> dict[str, Any]:
-    """The reply to one request line (never raises for a bad request)."""
+def handle(twin: Any, line: bytes, commands: Mapping[str, Callable[[Any, dict[str, Any]],
+                                                                 dict[str, Any]]] = COMMANDS
+           ) -> dict[str, Any]:
+    """The reply to one request line (never raises for a bad request); ``commands``: the
+    table of the twin it controls (``COMMANDS`` for :class:`SimTwin`)."""
     try:
         req = json.loads(line)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -212,9 +239,9 @@ def handle(twin: SimTwin, line: bytes) -> dict[str, Any]:
     if not isinstance(req, dict):
         return {"ok": False, "error": "request must be a JSON object"}
     cmd = req.get("cmd")
-    fn = COMMANDS.get(cmd) if isinstance(cmd, str) else None
+    fn = commands.get(cmd) if isinstance(cmd, str) else None
     if fn is None:
-        return {"ok": False, "error": f"unknown cmd {cmd!r}; one of {', '.join(COMMANDS)}"}
+        return {"ok": False, "error": f"unknown cmd {cmd!r}; one of {', '.join(commands)}"}
     try:
         reply = fn(twin, req)
     except ValueError as exc:
@@ -224,10 +251,14 @@ def handle(twin: SimTwin, line: bytes) -> dict[str, Any]:
 
 
 class ControlServer:
-    """Serves ``handle`` on a Unix socket at ``path`` (an existing socket file is replaced)."""
+    """Serves ``handle`` on a Unix socket at ``path`` (an existing socket file is replaced)
+    with the command table ``commands`` (default: the TLS twin's)."""
 
-    def __init__(self, twin: SimTwin, path: Path) -> None:
+    def __init__(self, twin: Any, path: Path,
+                 commands: Mapping[str, Callable[[Any, dict[str, Any]], dict[str, Any]]]
+                 = COMMANDS) -> None:
         self.twin = twin
+        self.commands = commands
         self.path = Path(path)
         self._server: asyncio.AbstractServer | None = None
 
@@ -262,7 +293,7 @@ class ControlServer:
                     break
                 if not line.strip():
                     continue
-                writer.write(json.dumps(handle(self.twin, line)).encode() + b"\n")
+                writer.write(json.dumps(handle(self.twin, line, self.commands)).encode() + b"\n")
                 await writer.drain()
         except (OSError, asyncio.IncompleteReadError) as exc:
             log.info("sim twin control client gone: %s", exc)

@@ -72,6 +72,7 @@ from agent.model.messages import (
 )
 from agent.protocol.twin.frames import DEFAULT_MAX_FRAME, HEADER, FrameDecoder, encode
 from agent.protocol.twin.schema import decode_agent, to_wire
+from sim.twin.faults import Faults
 from sim.twin.sink import Sink
 
 log = logging.getLogger(__name__)
@@ -170,7 +171,7 @@ class _Accept(asyncio.Protocol):
         self._twin._spawn(self._twin._handshake(transport))
 
 
-class SimTwin:
+class SimTwin(Faults):
     """The simulated twin server. ``await start()``, faults, ``stats()``, ``await stop()``."""
 
     def __init__(
@@ -207,11 +208,8 @@ class SimTwin:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
         # fault state
-        self.sending = True
-        self.healthy = True
-        self.delay_ms = 0.0
+        self.init_faults()
         self.jitter_ms = 0.0
-        self._pause_until = 0.0
         self._history: deque[tuple[int, int, bytes]] = deque(maxlen=HISTORY)
         # records
         self.heartbeats: deque[SentHeartbeat] = deque(maxlen=RECORD_MAX)
@@ -227,8 +225,6 @@ class SimTwin:
         self.garbage_sent = 0
         # telemetry and recommendations (issue 5)
         self.sink = Sink()
-        self.ack_every = 1
-        self.acking = True
         self.gone_until = 0.0
         self.refused = 0
         self.vanished = 0
@@ -274,31 +270,10 @@ class SimTwin:
 
     # --- faults -----------------------------------------------------------------------
 
-    def stop_heartbeats(self) -> None:
-        self.sending = False
-
-    def resume(self) -> None:
-        """Heartbeats on again (undoes stop_heartbeats and a pause in progress)."""
-        self.sending = True
-        self._pause_until = 0.0
-
-    def set_delay(self, ms: float) -> None:
-        if ms < 0:
-            raise ValueError("delay must be >= 0 ms")
-        self.delay_ms = ms
-
     def set_jitter(self, ms: float) -> None:
         if ms < 0:
             raise ValueError("jitter must be >= 0 ms")
         self.jitter_ms = ms
-
-    def pause(self, seconds: float) -> None:
-        if seconds < 0:
-            raise ValueError("pause must be >= 0 s")
-        self._pause_until = time.monotonic() + seconds
-
-    def set_healthy(self, healthy: bool) -> None:
-        self.healthy = healthy
 
     def restart(self) -> int:
         """New session: a higher epoch, seq restarts, every connection dropped."""
@@ -355,13 +330,6 @@ class SimTwin:
         for conn in list(self._conns.values()):
             conn.abort()
         return n
-
-    def set_ack(self, every: int = 1, on: bool = True) -> None:
-        """Ack telemetry when ``every`` records advanced the frontier; ``on=False`` never."""
-        if every < 1:
-            raise ValueError("ack every must be >= 1")
-        self.ack_every = every
-        self.acking = on
 
     def recommend(self, output: str, value: float, valid_s: float,
                   rec_id: str | None = None) -> dict[str, Any]:
@@ -467,17 +435,7 @@ class SimTwin:
                   policy: bool = False) -> dict[str, Any]:
         """The sink's stats; ``policy`` adds what data minimisation is judged by: the
         per-name counts, the last poll records and every aggregate record."""
-        out: dict[str, Any] = self.sink.stats()
-        if seqs:
-            out["order"] = list(self.sink.order)
-        if events:
-            out["event_records"] = list(self.sink.events)
-        if policy:
-            out["signal_names"] = {k: dict(v) for k, v in self.sink.signal_names.items()}
-            out["polls"] = list(self.sink.polls)
-            out["aggregate_records"] = list(self.sink.aggregates)
-        out["last_poll"] = self.sink.last_poll
-        return out
+        return self.sink.report(seqs, events, policy)
 
     # --- records ----------------------------------------------------------------------
 
@@ -491,7 +449,7 @@ class SimTwin:
             "seq": self._seq,
             "rate_hz": self.rate_hz,
             "sending": self.sending,
-            "paused": time.monotonic() < self._pause_until,
+            "paused": self.paused(),
             "healthy": self.healthy,
             "delay_ms": self.delay_ms,
             "jitter_ms": self.jitter_ms,
@@ -583,7 +541,7 @@ class SimTwin:
             if conn.closed.is_set() or self.epoch != epoch:
                 return
             self._flush_ack(conn)
-            if conn.half_open or not self.sending or time.monotonic() < self._pause_until:
+            if conn.half_open or not self.sending or self.paused():
                 continue
             self._seq += 1
             hb = Heartbeat(self.epoch, self._seq, self.healthy, time.time_ns() // 1_000_000)
@@ -639,7 +597,7 @@ class SimTwin:
                                                     msg.authority))
             elif isinstance(msg, Telemetry):
                 if self.sink.receive(conn.id, msg.seq, msg.prev, msg.historical):
-                    self.sink.note_body(msg.seq, _body(msg.body))
+                    self.sink.note_body(msg.seq, record_body(msg.body))
                 due = self.sink.ack_due(self.ack_every) if self.acking else None
                 if due is not None:
                     conn.send(encode(to_wire(Ack(due)), self.max_frame))
@@ -663,7 +621,8 @@ class SimTwin:
             conn.send(encode(to_wire(Ack(self.sink.mark_acked())), self.max_frame))
 
 
-def _body(data: bytes) -> dict[str, Any] | None:
+def record_body(data: bytes) -> dict[str, Any] | None:
+    """A telemetry record's body as a map (None if it is not msgpack of one)."""
     try:
         body = msgpack.unpackb(data, raw=False)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError):

@@ -157,6 +157,24 @@ class Sink:
         }
 
 
+    def report(self, seqs: bool = False, events: bool = False,
+               policy: bool = False) -> dict[str, Any]:
+        """What a twin's ``telemetry`` command answers: :meth:`stats` and ``last_poll``;
+        ``seqs`` adds ``order``, ``events`` the ``event_records``, ``policy`` what data
+        minimisation is judged by (``signal_names``, ``polls``, ``aggregate_records``)."""
+        out: dict[str, Any] = self.stats()
+        if seqs:
+            out["order"] = list(self.order)
+        if events:
+            out["event_records"] = list(self.events)
+        if policy:
+            out["signal_names"] = {k: dict(v) for k, v in self.signal_names.items()}
+            out["polls"] = list(self.polls)
+            out["aggregate_records"] = list(self.aggregates)
+        out["last_poll"] = self.last_poll
+        return out
+
+
 def _plain(value: Any) -> Any:
     """JSON-able copy of a msgpack value (bytes become hex)."""
     if isinstance(value, bytes):

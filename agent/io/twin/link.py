@@ -98,7 +98,7 @@ IMMEDIATE_TYPES = frozenset({"hello", "heartbeat", "bye"})  # delivered as read,
 _maybe_immediate = re.compile(b"|".join(t.encode() for t in sorted(IMMEDIATE_TYPES))).search
 WRITE_BUFFER_MAX = 256 * 1024  # a reply finding more unsent bytes than this is dropped
 DRAIN_ABOVE = 64 * 1024  # a send waits for the twin to take its bytes only above this
-_SESSION_NUMBERS = itertools.count(1)  # UP sessions of every link of this process
+SESSION_NUMBERS = itertools.count(1)  # UP sessions of every link of this process
 
 OnMessage = Callable[[TwinMessage, float], None]
 OnConnection = Callable[[bool, str, float], None]
@@ -414,7 +414,7 @@ class TwinLink:
         if isinstance(msg, TwinHello):
             self._up = True
             self.twin_protocol = msg.protocol
-            conn.number, conn.epoch = next(_SESSION_NUMBERS), msg.epoch
+            conn.number, conn.epoch = next(SESSION_NUMBERS), msg.epoch
             self._up_session = Origin(conn.number, conn.epoch)
             self.counters.sessions += 1
             self._backoff.succeeded()

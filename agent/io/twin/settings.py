@@ -12,7 +12,7 @@ import math
 import os
 import ssl
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import __version__
@@ -125,6 +125,8 @@ class LinkCounters:
     discarded: int = 0  # waiting messages dropped because their connection ended
     endpoint: str = ""  # the endpoint dialled last ("host:port")
     switches: int = 0  # walks to the next endpoint (only with backups)
+    # messages ignored by reason (the fleet link: unsigned, replayed, signature, ...)
+    refused: dict[str, int] = field(default_factory=dict)
 
 
 def check_private_key(path: Path, key: str = "twin.key") -> None:
