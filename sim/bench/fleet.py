@@ -26,8 +26,9 @@ and the publisher's own regularity (``send_gap_max_ms``: a late publisher is not
 broker's fault). ``meets_gate``: 0 silences over T and p99 < L (the issue's acceptance).
 Exit status 1 when an agent did not connect or a worker failed.
 
-``--agent`` (the real agent's shed reaction through the broker past the deadline) needs the
-agent's FleetLink and the MQTT sim twin; see :func:`agent_reaction`.
+``--agent`` adds ``agent_reaction``: after the fan-out run, the real agent's shed reaction
+through the broker (the agent's FleetLink, the MQTT sim twin), with the N simulated agents
+subscribed to the same broker (:mod:`sim.bench.fleetreaction`).
 """
 
 from __future__ import annotations
@@ -156,6 +157,20 @@ class Workers:
                 proc.join(2.0)
 
 
+def worker_specs(broker: Broker, twin_keys: tuple[bytes, ...], cfg: FleetRun
+                 ) -> list[WorkerSpec]:
+    """The workers' share of ``cfg.agents`` (and of the ``cfg.verify`` verifying agents)
+    on ``broker``, with the shared device certificate."""
+    files = broker.pki.client(AGENT_CN)
+    counts = split(cfg.agents, cfg.workers)
+    verify = split(min(cfg.verify, cfg.agents), len(counts))
+    return [WorkerSpec(port=broker.port, ca=str(files.ca), cert=str(files.cert),
+                       key=str(files.key), host_id=HOST_ID, hb_topic=heartbeat_topic(HOST_ID),
+                       state_topic=state_topic(HOST_ID), first=sum(counts[:i]), count=c,
+                       verify=verify[i] if i < len(verify) else 0, twin_keys=twin_keys)
+            for i, c in enumerate(counts)]
+
+
 def _sampled(pids: Mapping[str, int]) -> dict[str, ProcSample]:
     return {name: read_proc(pid, time.monotonic()) for name, pid in pids.items()}
 
@@ -227,15 +242,7 @@ def run(cfg: FleetRun, workdir: Path) -> Outcome:
     load_start = os.getloadavg()[0]
     with _brokers(workdir, cfg.bridge) as (twin_broker, agent_broker, brokers):
         pids += [b.pid for b in brokers.values()]
-        files = agent_broker.pki.client(AGENT_CN)
-        counts = split(cfg.agents, cfg.workers)
-        verify = split(min(cfg.verify, cfg.agents), len(counts))
-        specs = [WorkerSpec(port=agent_broker.port, ca=str(files.ca), cert=str(files.cert),
-                            key=str(files.key), host_id=HOST_ID,
-                            hb_topic=heartbeat_topic(HOST_ID), state_topic=state_topic(HOST_ID),
-                            first=sum(counts[:i]), count=c,
-                            verify=verify[i] if i < len(verify) else 0,
-                            twin_keys=public_bytes([key])) for i, c in enumerate(counts)]
+        specs = worker_specs(agent_broker, public_bytes([key]), cfg)
         with Probe(twin_broker.port, twin_broker.pki.client_context(HOST_USER),
                    "fleet-bench-twin") as twin:
             state = json.dumps({"online": True, "timestamp": time.time_ns() // 1_000_000})
@@ -266,7 +273,7 @@ def run(cfg: FleetRun, workdir: Path) -> Outcome:
         "duration_s": round(count * period_s, 3), "rate_hz": cfg.rate_hz,
         "profile": cfg.profile, "L_ms": round(timing.heartbeat_late_s * 1000.0, 3),
         "T_ms": round(timing.heartbeat_timeout_s * 1000.0, 3),
-        "workers": len(counts), "verifying_agents": sum(verify),
+        "workers": len(specs), "verifying_agents": sum(spec.verify for spec in specs),
         "shared_certificate": AGENT_CN, "latency_clock": "CLOCK_MONOTONIC side table",
         "heartbeats_sent": count, "payload_bytes": size,
         "connected": sum(r[2] for r in ready), "connect_s": round(connect_s, 3),
@@ -291,14 +298,12 @@ def run(cfg: FleetRun, workdir: Path) -> Outcome:
     return Outcome(figures, tuple(pids))
 
 
-def agent_reaction(cfg: FleetRun, workdir: Path) -> dict[str, Any]:
-    """The real agent's shed reaction through the broker past the deadline (``--agent``):
-    one full agent on the FleetLink among the simulated ones, the MQTT sim twin stopping
-    its heartbeats, the shed write's lateness at the sim PLC past (last heartbeat sent + T).
-    Not built yet: it needs the agent's FleetLink (branch ``fleet-link``) and the sim twin
-    over MQTT (branch ``fleet-simtwin``). NotImplementedError until then."""
-    raise NotImplementedError("--agent needs the agent's FleetLink and the MQTT sim twin "
-                              "(branches fleet-link and fleet-simtwin), not merged here yet")
+def agent_reaction(cfg: FleetRun, trials: int) -> dict[str, Any]:
+    """The real agent's shed reaction through the broker (``--agent``): see
+    :mod:`sim.bench.fleetreaction`."""
+    from sim.bench.fleetreaction import reaction  # noqa: PLC0415 - the agent's fleet extra
+
+    return reaction(cfg, trials)
 
 
 def main(argv: list[str]) -> int:
@@ -316,11 +321,13 @@ def main(argv: list[str]) -> int:
                    help="agents that verify every signature (the rest decode; default 10)")
     p.add_argument("--profile", default="sim-tank", help="where L and T come from")
     p.add_argument("--agent", action="store_true",
-                   help="also the real agent's shed reaction through the broker (not yet)")
+                   help="also the real agent's shed reaction through the broker, the "
+                        "simulated agents on it (sim.bench.fleetreaction)")
+    p.add_argument("--trials", type=int, default=20, help="--agent: twin losses (20)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    if args.agents < 1 or args.workers < 1 or args.verify < 0:
-        p.error("--agents and --workers must be >= 1, --verify >= 0")
+    if args.agents < 1 or args.workers < 1 or args.verify < 0 or args.trials < 1:
+        p.error("--agents, --workers and --trials must be >= 1, --verify >= 0")
     if not args.duration > 0 or not args.rate > 0:
         p.error("--duration and --rate must be > 0")
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
@@ -329,13 +336,9 @@ def main(argv: list[str]) -> int:
                    rate_hz=args.rate, workers=args.workers, verify=args.verify,
                    profile=args.profile)
     with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
-        if args.agent:
-            try:
-                agent_reaction(cfg, Path(tmp))
-            except NotImplementedError as exc:
-                print(f"python -m sim.bench fleet: {exc}", file=sys.stderr)
-                return 2
         outcome = run(cfg, Path(tmp))
+    if args.agent:
+        outcome.figures["agent_reaction"] = agent_reaction(cfg, args.trials)
     report(outcome.figures, args.json)
     return 0 if outcome.figures["connected"] == cfg.agents and not outcome.figures["errors"] \
         else 1
