@@ -124,14 +124,18 @@ class SimAgent:
                 return False
             data = bytes(buf[:n])
             try:
-                for packet in self.reader.feed(data):
-                    self._packet(packet, t)
+                one = self.reader.single_publish(data)
+                if one is not None and one[0] == self.hb_topic:
+                    self._heartbeat(one[1], t)  # the hot path: one heartbeat, one read
+                else:
+                    for packet in self.reader.feed(data):
+                        self._packet(packet, t)
             except (MqttError, ValueError, IndexError) as exc:
                 self.error = f"agent {self.index}: {exc}"
                 return False
             if self.disconnected:
                 return False
-            if not self.sock.pending():
+            if n < len(buf) and not self.sock.pending():
                 return True
 
     def _packet(self, packet: Packet, t: float) -> None:

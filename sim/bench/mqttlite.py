@@ -118,6 +118,17 @@ class Reader:
         self._buf = bytearray()
         self.max_packet = max_packet
 
+    def single_publish(self, data: bytes) -> tuple[str, bytes] | None:
+        """(topic, payload) when nothing is buffered and ``data`` is exactly one QoS 0
+        PUBLISH (what a fan-out subscriber reads nearly every time); None otherwise, and
+        then :meth:`feed` takes ``data``. Nothing is consumed either way."""
+        if self._buf or len(data) < 2 or data[0] != 0x30:
+            return None
+        got = _read_vbi(data, 1)
+        if got is None or got[1] + got[0] != len(data):
+            return None
+        return publish_parts(Packet(PUBLISH, 0, data[got[1]:]))
+
     def feed(self, data: bytes) -> list[Packet]:
         """Append ``data``; every packet now complete, in order (a partial one waits)."""
         buf: bytes | bytearray = data

@@ -107,6 +107,13 @@ def test_mqtt_reader_reassembles_packets_split_anywhere() -> None:
     assert [p.kind for p in got] == [0x2, 0x3, 0xD, 0x3]
     assert got == Reader().feed(stream)
     assert publish_parts(got[1]) == (topic.decode(), b"p" * 300)
+    # the fast path takes exactly one whole QoS 0 PUBLISH, nothing else
+    assert Reader().single_publish(publish) == (topic.decode(), b"p" * 300)
+    assert Reader().single_publish(publish + b"\xd0\x00") is None
+    assert Reader().single_publish(publish[:-1]) is None
+    partial = Reader()
+    partial.feed(b"\xd0")  # something buffered: the fast path must not skip it
+    assert partial.single_publish(publish) is None
     with pytest.raises(MqttError):
         Reader().feed(b"\x30\xff\xff\xff\xff\x01")
 
