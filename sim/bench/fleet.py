@@ -62,9 +62,9 @@ from sim.bench.fleetagents import AGENT_CN, WorkerSpec, worker
 from sim.bench.fleetstats import Arrivals, analyse, send_figures
 from sim.bench.procstat import ProcSample, Window, read_proc
 from sim.bench.stats import report
-from sim.broker import BridgedPair, Broker
+from sim.broker import BridgedPair, Broker, BrokerError, BrokerUnavailable
 from sim.broker.acl import HOST_USER, state_topic
-from sim.broker.probe import Probe, expiring
+from sim.broker.probe import Probe, ProbeError, expiring
 
 log = logging.getLogger(__name__)
 
@@ -335,10 +335,17 @@ def main(argv: list[str]) -> int:
     cfg = FleetRun(agents=args.agents, bridge=args.bridge, duration_s=args.duration,
                    rate_hz=args.rate, workers=args.workers, verify=args.verify,
                    profile=args.profile)
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
-        outcome = run(cfg, Path(tmp))
-    if args.agent:
-        outcome.figures["agent_reaction"] = agent_reaction(cfg, args.trials)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fleet-bench-") as tmp:
+            outcome = run(cfg, Path(tmp))
+        if args.agent:
+            outcome.figures["agent_reaction"] = agent_reaction(cfg, args.trials)
+    except (BrokerError, BrokerUnavailable, ProbeError, RuntimeError, OSError) as exc:
+        print(f"python -m sim.bench fleet: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("python -m sim.bench fleet: interrupted", file=sys.stderr)
+        return 130
     report(outcome.figures, args.json)
     return 0 if outcome.figures["connected"] == cfg.agents and not outcome.figures["errors"] \
         else 1
