@@ -22,8 +22,10 @@ Figures (:mod:`sim.bench.fleetstats`): latency p50/p99/max (all arrivals pooled)
 largest silence an agent's monitor would have timed, the silences over L and over T,
 losses, connect time (``connect`` sent to the workers until every agent has its SUBACK),
 each broker's CPU (% of one core) and largest RSS over the publishing window (``/proc``),
-and the publisher's own regularity (``send_gap_max_ms``: a late publisher is not the
-broker's fault). ``meets_gate``: 0 silences over T and p99 < L (the issue's acceptance).
+the publisher's own regularity (``send_gap_max_ms``: a late publisher is not the broker's
+fault) and ``reads_behind``, the agents' reads that held more than one heartbeat (a worker
+that did not get the CPU in time: latency that comes with many is the simulated agents' own).
+``meets_gate``: 0 silences over T and p99 < L (the issue's acceptance).
 Exit status 1 when an agent did not connect or a worker failed.
 
 ``--agent`` adds ``agent_reaction``: after the fan-out run, the real agent's shed reaction
@@ -284,7 +286,8 @@ def run(cfg: FleetRun, workdir: Path) -> Outcome:
     figures |= got
     figures |= {
         "refused": dict(refused), "state_seen": sum(m[2] for m in done),
-        "disconnects": sum(m[4] for m in done), **send_figures(sent, period_s),
+        "disconnects": sum(m[4] for m in done), "reads_behind": sum(m[5] for m in done),
+        **send_figures(sent, period_s),
         "brokers": {name: {"cpu_percent": round(w.cpu_percent, 2),
                            "rss_mb": round(w.rss_max_kib / 1024.0, 1)}
                     for name, w in windows.items() if name in brokers},

@@ -26,7 +26,12 @@ The pipe to the parent, in order::
     parent -> worker   "connect"
     worker -> parent   ("ready", t_all_subscribed, subscribed, [errors])
     parent -> worker   "stop"
-    worker -> parent   ("done", [(seqs, times) per agent], state_seen, refused, disconnects)
+    worker -> parent   ("done", [(seqs, times) per agent], state_seen, refused, disconnects,
+                        reads_behind)
+
+``reads_behind`` counts reads that returned more than one heartbeat: at 10 Hz each read
+holds one unless the worker fell behind (it did not get the CPU to read in time), so a
+latency that comes with many of them is the simulated agents' own, not the broker's.
 
 (a worker whose clients cannot all connect still answers "ready", with the errors).
 """
@@ -105,6 +110,7 @@ class SimAgent:
     refused: Counter[str] = field(default_factory=Counter)
     subscribed: bool = False
     state_seen: bool = False
+    reads_behind: int = 0  # reads that held more than one heartbeat: we were behind
     disconnected: bool = False
     error: str = ""
 
@@ -128,8 +134,11 @@ class SimAgent:
                 if one is not None and one[0] == self.hb_topic:
                     self._heartbeat(one[1], t)  # the hot path: one heartbeat, one read
                 else:
+                    before = len(self.seqs)
                     for packet in self.reader.feed(data):
                         self._packet(packet, t)
+                    if len(self.seqs) - before > 1:
+                        self.reads_behind += 1
             except (MqttError, ValueError, IndexError) as exc:
                 self.error = f"agent {self.index}: {exc}"
                 return False
@@ -290,7 +299,8 @@ def worker(spec: WorkerSpec, conn: Connection) -> None:
         missing_agents = spec.count - len(fleet.agents)
         got += [(b"", b"")] * missing_agents  # an agent that never connected heard nothing
         conn.send(("done", got, sum(a.state_seen for a in fleet.agents), dict(refused),
-                   sum(a.disconnected for a in fleet.agents)))
+                   sum(a.disconnected for a in fleet.agents),
+                   sum(a.reads_behind for a in fleet.agents)))
     finally:
         fleet.close()
         conn.close()

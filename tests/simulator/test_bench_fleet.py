@@ -35,8 +35,9 @@ KEYS = {
     "payload_bytes", "connected", "connect_s", "errors", "expected", "received", "lost",
     "duplicates", "unknown", "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
     "gap_p99_ms", "gap_max_ms", "agents_over_timeout", "gaps_over_L", "gaps_over_T",
-    "refused", "state_seen", "disconnects", "send_gap_max_ms", "send_late_max_ms", "brokers",
-    "workers_cpu_percent", "load_avg_start", "load_avg_end", "meets_gate",
+    "refused", "state_seen", "disconnects", "reads_behind", "send_gap_max_ms",
+    "send_late_max_ms", "brokers", "workers_cpu_percent", "load_avg_start", "load_avg_end",
+    "meets_gate",
 }
 
 
@@ -70,6 +71,7 @@ def check_run(got: dict[str, Any], agents: int, brokers: set[str]) -> None:
     for figures in got["brokers"].values():
         assert finite(figures["cpu_percent"]) and figures["rss_mb"] > 0
     assert got["connect_s"] > 0 and got["payload_bytes"] > 64
+    assert 0 <= got["reads_behind"] <= got["received"] // 2
 
 
 # --- no broker ----------------------------------------------------------------------------
