@@ -23,8 +23,9 @@ largest silence an agent's monitor would have timed, the silences over L and ove
 losses, connect time (``connect`` sent to the workers until every agent has its SUBACK),
 each broker's CPU (% of one core) and largest RSS over the publishing window (``/proc``),
 the publisher's own regularity (``send_gap_max_ms``: a late publisher is not the broker's
-fault) and ``reads_behind``, the agents' reads that held more than one heartbeat (a worker
-that did not get the CPU in time: latency that comes with many is the simulated agents' own).
+fault) and ``reads_behind``, the agents' reads after which more was already waiting in the
+kernel (a worker that did not get the CPU in time: latency that comes with many is the
+simulated agents' own, not the broker's).
 ``meets_gate``: 0 silences over T and p99 < L (the issue's acceptance).
 Exit status 1 when an agent did not connect or a worker failed.
 

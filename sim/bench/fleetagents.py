@@ -29,9 +29,10 @@ The pipe to the parent, in order::
     worker -> parent   ("done", [(seqs, times) per agent], state_seen, refused, disconnects,
                         reads_behind)
 
-``reads_behind`` counts reads that returned more than one heartbeat: at 10 Hz each read
-holds one unless the worker fell behind (it did not get the CPU to read in time), so a
-latency that comes with many of them is the simulated agents' own, not the broker's.
+``reads_behind`` counts reads after which the socket's kernel receive queue still held
+bytes (``FIONREAD``; mosquitto writes one TLS record per PUBLISH and each read returns one):
+at 10 Hz nothing waits unless the worker fell behind (it did not get the CPU to read in
+time), so a latency that comes with many is the simulated agents' own, not the broker's.
 
 (a worker whose clients cannot all connect still answers "ready", with the errors).
 """
@@ -39,12 +40,15 @@ latency that comes with many of them is the simulated agents' own, not the broke
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import resource
 import selectors
 import socket
 import ssl
+import struct
+import termios
 import time
 from array import array
 from collections import Counter
@@ -110,7 +114,7 @@ class SimAgent:
     refused: Counter[str] = field(default_factory=Counter)
     subscribed: bool = False
     state_seen: bool = False
-    reads_behind: int = 0  # reads that held more than one heartbeat: we were behind
+    reads_behind: int = 0  # reads after which the kernel held more: we were behind
     disconnected: bool = False
     error: str = ""
 
@@ -134,17 +138,16 @@ class SimAgent:
                 if one is not None and one[0] == self.hb_topic:
                     self._heartbeat(one[1], t)  # the hot path: one heartbeat, one read
                 else:
-                    before = len(self.seqs)
                     for packet in self.reader.feed(data):
                         self._packet(packet, t)
-                    if len(self.seqs) - before > 1:
-                        self.reads_behind += 1
             except (MqttError, ValueError, IndexError) as exc:
                 self.error = f"agent {self.index}: {exc}"
                 return False
             if self.disconnected:
                 return False
             if n < len(buf) and not self.sock.pending():
+                if _kernel_queued(self.sock):
+                    self.reads_behind += 1
                 return True
 
     def _packet(self, packet: Packet, t: float) -> None:
@@ -175,6 +178,15 @@ class SimAgent:
             return
         self.seqs.append(seq)
         self.times.append(t)
+
+
+def _kernel_queued(sock: socket.socket) -> int:
+    """Bytes waiting in the socket's kernel receive queue (0 if that cannot be read)."""
+    try:
+        raw = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int(struct.unpack("i", raw)[0])
 
 
 def _raise_nofile() -> None:
