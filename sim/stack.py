@@ -51,9 +51,19 @@ def _tail(path: Path, n: int = 3000) -> str:
         return ""
 
 
+def toml_value(value: Any) -> str:
+    """``value`` in TOML: a str, a number, a bool, a list of them or a dict (an inline
+    table). JSON's strings, numbers and arrays are TOML's."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
 def toml_line(key: str, value: Any) -> str:
-    """``key = value`` in TOML for a str, a number, a bool or a list of str."""
-    return f"{key} = {json.dumps(value)}"
+    """``key = value`` in TOML (:func:`toml_value`)."""
+    return f"{key} = {toml_value(value)}"
 
 
 def wait_for(cond: Callable[[], Any], timeout: float, what: str, period: float = 0.01) -> Any:

@@ -447,15 +447,15 @@ class MqttTwin(Faults):
 
     # --- what the twin sends each device ----------------------------------------------
 
-    def _command(self, dev: Device, msg: TwinMessage | None, *,
-                 rebirth: bool = False) -> None:
-        """One NCMD to ``dev``: ``msg`` signed (``echo`` = the highest status seq seen), or
-        a plain ``Node Control/Rebirth``."""
+    def _command(self, dev: Device, msg: TwinMessage | None, *, rebirth: bool = False,
+                 key: Ed25519PrivateKey | None = None) -> None:
+        """One NCMD to ``dev``: ``msg`` signed (by ``key``, default the twin's; ``echo`` =
+        the highest status seq seen), or a plain ``Node Control/Rebirth``."""
         stamp = now_ms()
         metrics: list[Metric] = []
         if msg is not None:
             dev.cmd_seq += 1
-            wire = envelope.seal(msg, self._key, host=self.host_id, to=dev.device_id,
+            wire = envelope.seal(msg, key or self._key, host=self.host_id, to=dev.device_id,
                                  epoch=self.epoch, seq=dev.cmd_seq, sent_ms=stamp,
                                  echo=dev.status_seq)
             metrics.append(Metric(name=M_CMD, alias=None, datatype=DataType.Bytes, value=wire,
@@ -551,6 +551,17 @@ class MqttTwin(Faults):
             raise ValueError(f"unknown kind {kind!r}; one of {', '.join(GARBAGE_KINDS)}")
         self.garbage_sent += 1
         self._emit(heartbeat_topic(self.host_id), wire, expiry_s=1)
+
+    def forge_ack(self, upto: int | None = None, device: str | None = None) -> dict[str, Any]:
+        """An ``Ack`` signed by a key that is not the twin's (as a broker could make one):
+        ``upto`` defaults to the highest seq received, so an agent that took it would
+        delete everything the twin holds, acknowledged or not."""
+        sent = []
+        for dev in self._targets(device):
+            target = upto if upto is not None else max(dev.sink.received, default=0)
+            self._command(dev, Ack(target), key=Ed25519PrivateKey.generate())
+            sent.append({"device": dev.device_id, "upto": target})
+        return {"forged": sent}
 
     def state_offline(self) -> dict[str, Any]:
         """A valid STATE offline on every server (its connection's own timestamp)."""

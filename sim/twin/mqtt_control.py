@@ -50,6 +50,13 @@ def _unsigned(twin: MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
+def _forge_ack(twin: MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
+    upto = req.get("upto")
+    if upto is not None and (isinstance(upto, bool) or not isinstance(upto, int) or upto < 0):
+        raise ValueError("'upto' must be an integer >= 0")
+    return twin.forge_ack(upto, _device(req))
+
+
 def _state_offline(twin: MqttTwin, req: dict[str, Any]) -> dict[str, Any]:
     return twin.state_offline()
 
@@ -73,6 +80,7 @@ MQTT_COMMANDS: dict[str, Callable[[MqttTwin, dict[str, Any]], dict[str, Any]]] =
     "push": _push,
     "rebirth": _rebirth,
     "unsigned": _unsigned,
+    "forge_ack": _forge_ack,
     "state_offline": _state_offline,
     "forge_state_online": _forge_state_online,
 }

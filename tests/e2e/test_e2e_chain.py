@@ -74,8 +74,8 @@ def hang_and_measure(stack: Stack, hang_s: float) -> tuple[float, float, float]:
     t_sig = time.monotonic()
     stack.agent.signal(signal.SIGUSR2)
     wait_for(lambda: safe_writes(stack, t_sig), hang_s * 4 + 5.0, "a safe write after the hang")
-    late, t_safe = measure(stack.plc.write_log(), t_sig, HB_ADDRESS, HB_UNIT, DEADLINE_S,
-                           period_s=PERIOD_S)
+    late, t_safe, _ = measure(stack.plc.write_log(), t_sig, HB_ADDRESS, HB_UNIT, DEADLINE_S,
+                              period_s=PERIOD_S)
     return late, t_safe, t_sig
 
 

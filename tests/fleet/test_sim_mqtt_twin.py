@@ -383,3 +383,13 @@ def test_one_twin_serves_many_agents_each_with_its_own_sink_and_acks(
         assert (tele["frontier"], tele["received"]) == (want, i + 1)
         assert {m.topic for m in a.probe.messages()} <= {HB, STATE, a.ncmd}
     assert sorted(twin.stats()["devices"]) == names
+
+
+def test_a_forged_ack_is_signed_by_another_key(agent: FakeAgent,
+                                               twin: MqttTwinProcess) -> None:
+    agent.birth(resume=0)
+    agent.data(records=((1, 0, False), (2, 1, False)))
+    wait_for(lambda: twin.telemetry()["received"] == 2, 10, "two records")
+    assert twin.request({"cmd": "forge_ack"})["forged"] == [{"device": DEV, "upto": 2}]
+    wait_for(lambda: "signature" in [e for _, e in agent._open(agent.ncmd, False)], 10,
+             "a command the agent refuses: signature")

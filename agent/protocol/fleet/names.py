@@ -11,7 +11,7 @@ NAMESPACE = "twinguard/v1"
 
 # metrics an agent births (NBIRTH, name + alias) and then sends by alias (NDATA)
 M_HELLO = "twinguard/hello"  # Bytes: msgpack of the AgentHello wire map (NBIRTH only)
-M_RESUME = "twinguard/resume"  # UInt64: the spool resumes after this seq (NBIRTH only)
+M_RESUME = "twinguard/resume"  # UInt64: the spool resumes after this seq (NDATA; NBIRTH: last)
 M_STATUS = "twinguard/status"  # Bytes: msgpack of the Status wire map
 M_STATE = "twinguard/state"  # String: Status.state, for generic hosts
 M_MODE = "twinguard/mode"  # String: Status.mode
