@@ -29,7 +29,7 @@ The pipe to the parent, in order::
     worker -> parent   ("done", [(seqs, times) per agent], state_seen, refused, disconnects,
                         reads_behind)
 
-``reads_behind`` counts reads after which the socket's kernel receive queue still held
+``reads_behind`` counts heartbeat reads after which the socket's kernel receive queue held
 bytes (``FIONREAD``; mosquitto writes one TLS record per PUBLISH and each read returns one):
 at 10 Hz nothing waits unless the worker fell behind (it did not get the CPU to read in
 time), so a latency that comes with many is the simulated agents' own, not the broker's.
@@ -133,6 +133,7 @@ class SimAgent:
             if not n:
                 return False
             data = bytes(buf[:n])
+            heard = len(self.seqs)
             try:
                 one = self.reader.single_publish(data)
                 if one is not None and one[0] == self.hb_topic:
@@ -146,8 +147,8 @@ class SimAgent:
             if self.disconnected:
                 return False
             if n < len(buf) and not self.sock.pending():
-                if _kernel_queued(self.sock):
-                    self.reads_behind += 1
+                if len(self.seqs) > heard and _kernel_queued(self.sock):
+                    self.reads_behind += 1  # a heartbeat read with more already waiting
                 return True
 
     def _packet(self, packet: Packet, t: float) -> None:
