@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("reaction", "restart", "poll", "footprint", "floor", "spool", "all", "fuzz")
+BENCHES = ("reaction", "restart", "poll", "footprint", "floor", "spool", "fleet", "all",
+           "fuzz")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,16 +13,18 @@ Runs, one after the other and each in a fresh interpreter (``python -m sim.bench
     poll              poll --rounds R                       (R = 2000; --quick: 300)
     footprint         footprint                             (--quick: 1 s settle, 2 s windows)
     spool             spool --records N                     (N = 100000; --quick: 5000)
+    fleet             fleet --agents N --duration S --tls   (N = 1000, S = 30; --quick: 100, 5)
+    fleet_bridge      the same with --bridge
 
 and prints ``{"reaction_local": {...}, "reaction_release": {...}, "reaction_safe": {...},
 "reaction_native": {...}, "reaction_release_load2": {...}, "reaction_native_load2": {...},
-"restart": {...}, "poll": {...}, "footprint": {...}, "spool": {...}}``, each entry the
-benchmark's own JSON object plus ``elapsed_s``. The ``_load2`` runs are the same
-benchmarks with 2 CPU hogs at normal priority for the whole run (``sim.bench.load``; every
-reaction entry says its ``load``), the sims at SCHED_FIFO below the agent. A benchmark
-that fails (exit status, no JSON line) does not stop the others: its entry is
-``{"error": "..."}`` with the tail of its stderr, and the exit status is 1. Each
-benchmark's progress goes to stderr as it runs.
+"restart": {...}, "poll": {...}, "footprint": {...}, "spool": {...}, "fleet": {...},
+"fleet_bridge": {...}}``, each entry the benchmark's own JSON object plus ``elapsed_s``.
+The ``_load2`` runs are the same benchmarks with 2 CPU hogs at normal priority for the
+whole run (``sim.bench.load``; every reaction entry says its ``load``), the sims at
+SCHED_FIFO below the agent. A benchmark that fails (exit status, no JSON line) does not
+stop the others: its entry is ``{"error": "..."}`` with the tail of its stderr, and the
+exit status is 1. Each benchmark's progress goes to stderr as it runs.
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ def plan(quick: bool, trials: int | None = None) -> dict[str, list[str]]:
     shed = {f"reaction_{policy}": ["reaction", "--path", "python", "--policy", policy,
                                    "--trials", t] for policy in POLICIES}
     loaded = ["--load", str(LOAD)]
+    fleet = ["fleet", "--agents", "100" if quick else "1000", "--duration",
+             "5" if quick else "30", "--tls"]
     return {
         **shed,
         "reaction_native": ["reaction", "--path", "native", "--trials", t],
@@ -60,6 +64,8 @@ def plan(quick: bool, trials: int | None = None) -> dict[str, list[str]]:
         "poll": ["poll", "--rounds", "300" if quick else "2000"],
         "footprint": ["footprint", *(["--quick"] if quick else [])],
         "spool": ["spool", *(["--records", "5000"] if quick else [])],
+        "fleet": fleet,
+        "fleet_bridge": [*fleet, "--bridge"],
     }
 
 

@@ -144,16 +144,19 @@ def _prepare(stack: Stack, profile: Profile, policy: str, since: float) -> None:
 
 def python_trials(trials: int, rng: random.Random, log: Any, policy: str = "release", *,
                   sim_rt_priority: int | None = None,
-                  after_trial: Callable[[], None] = lambda: None) -> tuple[list[float], float]:
+                  after_trial: Callable[[], None] = lambda: None,
+                  stack_factory: Callable[..., Stack] = Stack) -> tuple[list[float], float]:
     """Run ``trials`` twin losses under ``policy``; lateness of each shed write (s), and the
     heartbeat timeout (s). ``sim_rt_priority``: the sims' SCHED_FIFO priority (loaded runs);
-    ``after_trial`` is called after each trial (the load's check)."""
+    ``after_trial`` is called after each trial (the load's check); ``stack_factory``: the
+    plant (a :class:`sim.fleet_stack.FleetStack` puts a broker between twin and agent)."""
     text = policy_profile(policy)
     profile = parse_profile(read_toml(text, "bench"), "bench")
     timeout = profile.timing.heartbeat_timeout_s
     period = profile.timing.poll_period_s
     lateness: list[float] = []
-    with Stack(profile_text=text, mode="active", sim_rt_priority=sim_rt_priority) as stack:
+    with stack_factory(profile_text=text, mode="active",
+                       sim_rt_priority=sim_rt_priority) as stack:
         since = 0.0
         for i in range(trials):
             _prepare(stack, profile, policy, since)

@@ -137,7 +137,7 @@ def test_all_plan_names_every_benchmark() -> None:
     assert set(bench_all.plan(quick=True)) == {
         "reaction_local", "reaction_release", "reaction_safe", "reaction_native",
         "reaction_release_load2", "reaction_native_load2", "restart", "poll", "footprint",
-        "spool"}
+        "spool", "fleet", "fleet_bridge"}
     full = bench_all.plan(quick=False, trials=7)
     assert full["reaction_native"][-1] == "7" and "--load" not in full["reaction_native"]
     assert full["reaction_native_load2"] == ["reaction", "--path", "native", "--trials", "7",
@@ -148,5 +148,7 @@ def test_all_plan_names_every_benchmark() -> None:
         assert args[:3] == ["reaction", "--path", "python"]
         assert args[args.index("--policy") + 1] == policy and args[-1] == "7"
     assert full["restart"] == ["restart", "--trials", "10", "--baseline", "3"]
+    assert full["fleet"] == ["fleet", "--agents", "1000", "--duration", "30", "--tls"]
+    assert full["fleet_bridge"] == full["fleet"] + ["--bridge"]
     assert bench_all.plan(quick=True)["restart"] == ["restart", "--trials", "2",
                                                      "--baseline", "1"]
