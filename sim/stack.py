@@ -255,21 +255,30 @@ class Stack:
         statuses = self.twin.stats(last=1)["statuses"]
         return str(statuses[-1][2]) if statuses else None
 
-    def wait_state(self, state: str, timeout: float = 20.0, *, since: float = 0.0) -> float:
-        """Wait until the twin hears the agent report ``state`` (sent after ``since``)."""
+    def wait_state(self, state: str, timeout: float = 20.0, *, since: float = 0.0,
+                   not_conn: int | None = None) -> float:
+        """Wait until the twin hears the agent report ``state`` (sent after ``since``;
+        ``not_conn``: on another twin connection than that one, e.g. a successor's)."""
 
-        return self._wait_status(2, state, timeout, since)
+        return self._wait_status(2, state, timeout, since, not_conn)
 
     def wait_authority(self, authority: str, timeout: float = 20.0, *,
-                       since: float = 0.0) -> float:
+                       since: float = 0.0, not_conn: int | None = None) -> float:
         """Wait until the twin hears the agent report twin ``authority`` (local, returning,
-        remote) in a status sent after ``since``; returns when the twin received it."""
-        return self._wait_status(5, authority, timeout, since)
+        remote) in a status sent after ``since`` (``not_conn`` as :meth:`wait_state`);
+        returns when the twin received it."""
+        return self._wait_status(5, authority, timeout, since, not_conn)
 
-    def _wait_status(self, index: int, value: str, timeout: float, since: float) -> float:
+    def status_conn(self) -> int | None:
+        """The twin connection the agent's latest status came on (None: none yet)."""
+        statuses = self.twin.stats(last=1)["statuses"]
+        return int(statuses[-1][1]) if statuses else None
+
+    def _wait_status(self, index: int, value: str, timeout: float, since: float,
+                     not_conn: int | None = None) -> float:
         def seen() -> float | None:
             for st in reversed(self.twin.stats(last=5)["statuses"]):
-                if st[index] == value and st[0] >= since:
+                if st[index] == value and st[0] >= since and st[1] != not_conn:
                     return float(st[0])
             return None
 

@@ -35,7 +35,8 @@ from sim.stack import Stack, sim_tank_text, wait_for
 
 pytestmark = [pytest.mark.slow]
 
-HOLD_S = 0.3
+HOLD_S = 0.3  # a long press holds 1 s longer: gpiozero's hold thread may run late on a busy
+# machine (CI once saw a 0.2 s margin missed); the button counts one press however long
 
 
 def manual_profile(path: Path) -> Path:
@@ -118,7 +119,7 @@ def test_button_acknowledges_only_a_healthy_latched_plant(mock_pins: MockFactory
                 await until_state(state_dir, "failsafe")
                 await asyncio.sleep(1.0)
                 assert blinked(mock_pins, board.led_red), "red fast blink: FAILSAFE"
-                await press(mock_pins, board.reset_button, HOLD_S + 0.2)
+                await press(mock_pins, board.reset_button, HOLD_S + 1.0)
                 assert await state_of(state_dir) == "failsafe"
 
                 # the hazard clears: manual policy, not resumed silently, red says "reset me"
@@ -128,7 +129,7 @@ def test_button_acknowledges_only_a_healthy_latched_plant(mock_pins: MockFactory
                 assert mock_pins.pin(board.led_red).state, "red steady: waiting for a reset"
                 await press(mock_pins, board.reset_button, HOLD_S / 3)  # a short press
                 assert await state_of(state_dir) == "recovering"
-                await press(mock_pins, board.reset_button, HOLD_S + 0.2)  # a long press
+                await press(mock_pins, board.reset_button, HOLD_S + 1.0)  # a long press
                 await until_state(state_dir, "normal")
             finally:
                 runtime.request_stop()

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 LINK_KEYS = {"connects", "sessions", "disconnects", "failures", "frames_in", "frames_out",
              "malformed", "idle_timeouts", "dropped", "callback_errors", "replies",
              "replies_dropped", "yields", "read_pauses", "ahead", "waiting_max", "discarded",
-             "last_error", "endpoint", "switches"}
+             "last_error", "endpoint", "switches", "refused"}
 
 
 def link(snap: dict[str, Any]) -> dict[str, Any]:
