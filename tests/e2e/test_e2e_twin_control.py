@@ -202,10 +202,12 @@ def test_kill_9_fifty_times_loses_no_committed_record() -> None:
         missing = sorted(set(range(first, last + 1)) - held)
         assert missing == [], f"committed records lost: {missing[:10]}"
         assert sessions == 40 and got["resumes"] >= sessions
-        assert got["historical"] > 0, "backlogs were drained between the kills"
         stack.start_agent()  # after a restart every committed record reaches the twin
         wait_for(lambda: telemetry(stack)["frontier"] >= last, 60, "backlog delivered")
         final = telemetry(stack, seqs=True)
+        # backlogs go out as history: judged after the last restart's drain (between the
+        # kills a drain may not have begun within a kill's 0-0.8 s: CI once counted none)
+        assert final["historical"] > 0, "the backlog was sent as history"
         assert set(range(first, last + 1)) <= set(final["order"])
         assert final["holes"] == 0
         assert final["duplicates"] <= final["resumes"] * 200, "resends bounded by the window"
