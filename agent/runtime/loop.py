@@ -298,15 +298,16 @@ class Runtime:
             self._spawn(self.telemetry.run(), "telemetry pump")
             self._spawn(self.link.run(), "twin link")
             self._spawn(self._status_loop(), "status to twin")
+        # what start-up built (modules, the profile, the tables) lives as long as the agent:
+        # the cyclic collector no longer scans it (shorter, rarer pauses). Before the guard
+        # is armed: a full collection is the one pause here that grows with the heap.
+        gc.collect()
+        gc.freeze()
         try:
             await self.guard.start(loop.time(), self.plant.connected,
                                    self.controller.last_written)
             if self.realtime is not None:  # the watchdog thread above the loop, once armed
                 self.realtime.watchdog(self.guard.tid)
-            # what start-up built (modules, the profile, the tables) lives as long as the
-            # agent: the cyclic collector no longer scans it (shorter, rarer pauses)
-            gc.collect()
-            gc.freeze()
             await self._loop()
         finally:
             await self._shutdown()

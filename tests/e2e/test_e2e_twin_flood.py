@@ -69,9 +69,17 @@ def test_a_burst_of_8000_recommendations_in_one_write_leaves_every_tick_on_time(
         t_done = wait_for(lambda: stack.twin.stats(last=1)["statuses"][-1][0]
                           if stack.twin.stats(last=1)["statuses"][-1][0] > t_burst else None,
                           10.0, "a status after the burst")
+        accepted_done = status(stack)["twin"]["accepted"]
         wait_for(lambda: [r for r in heartbeat_writes(stack.plc.write_log(), HB_ADDRESS,
                                                       HB_UNIT) if r["t"] > t_done + 0.5],
                  10.0, "PLC heartbeats after the burst was judged")
+        # the twin's own heartbeats queue behind its flood in the one TCP stream (the agent
+        # reads no faster than it judges: PROTOCOL.md 6.1), so the link may have gone LATE or
+        # LOST meanwhile (a shed, not a hazard); once judged, the session is ALIVE again
+        wait_for(lambda: status(stack)["twin"]["accepted"] >= accepted_done + 5, 5.0,
+                 "five more heartbeats accepted after the burst was judged")
+        wait_for(lambda: status(stack)["twin"]["state"] == "alive", 5.0,
+                 "the twin link ALIVE again after the burst")
         snap = status(stack)
         transitions = [ln for ln in stack.agent_stderr().splitlines()
                        if "safety " in ln or "twin link ALIVE" in ln or "twin link LATE" in ln]
@@ -94,7 +102,8 @@ def test_a_burst_of_8000_recommendations_in_one_write_leaves_every_tick_on_time(
     after = [s for s in twin["statuses"] if s[0] >= t_normal]
     assert after and {s[2] for s in after} == {"normal"}, (after[-5:], figures)
     assert twin["connections_total"] == 1, "the link never dropped"
-    assert snap["state"] == "normal" and snap["twin"]["state"] == "alive"
+    # the session stayed up (and its heartbeats kept being accepted: waited for above)
+    assert snap["state"] == "normal" and snap["twin"]["state"] == "alive", figures
     assert snap["watchdog"]["fires"] == 0, figures
     # replies are budgeted: far fewer than 8,000 answers, each the real verdict
     answers = [r for r in twin["results"] if r["id"].startswith("b1-")]
