@@ -23,11 +23,23 @@ on luck:
   random seed unless ``--hypothesis-seed`` names one (the bench prints it), every property
   test's ``max_examples`` multiplied by ``$TWINGUARD_FUZZ_SCALE`` (default 20) and its
   ``derandomize`` turned off. What it finds becomes an ``@example`` or a regression test.
+
+Two tests at a time (``pytest -n 2 --dist loadfile``, as ``.ci/run`` runs the suite): most
+end-to-end tests spend their time waiting on real processes and deadlines, so two of them
+share the 2-core machine well. The tests whose figures or deadlines need the machine to
+themselves run ``alone``: with no other test beside them (:data:`ALONE` by file, with the
+reason; or ``pytest.mark.alone`` on a test). The other worker waits between two of its own
+tests, outside their timeouts (:func:`pytest_runtest_protocol`). Without ``-n`` nothing
+changes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +74,14 @@ def _profile(config: pytest.Config) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     if _profile(config) == "ci" and config.getoption("hypothesis_seed", None) is None:
         config.option.hypothesis_seed = str(CI_SEED)
+    if "PYTEST_XDIST_WORKER" not in os.environ and config.getoption("numprocesses", None):
+        # the controller, before it starts the workers (they inherit the environment)
+        os.environ[LOCKS_ENV] = tempfile.mkdtemp(prefix="twinguard-pytest-locks-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "PYTEST_XDIST_WORKER" not in os.environ and LOCKS_ENV in os.environ:
+        shutil.rmtree(os.environ.pop(LOCKS_ENV), ignore_errors=True)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -71,6 +91,56 @@ def pytest_report_header(config: pytest.Config) -> str:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     terminalreporter.write_line(pytest_report_header(config))
+
+
+LOCKS_ENV = "TWINGUARD_TEST_LOCKS"  # the run's lock directory, made by the xdist controller
+
+# Files whose tests run alone under pytest -n, and why.
+ALONE = {
+    "tests/simulator/test_bench_fleet.py": "benchmark figures (1000 simulated agents)",
+    "tests/simulator/test_bench_floor.py": "CPU and memory figures",
+    "tests/simulator/test_bench_load.py": "puts the machine under stress-ng load",
+    "tests/simulator/test_bench_reaction.py": "reaction figures",
+    "tests/simulator/test_bench_restart.py": "restart figures",
+    "tests/simulator/test_bench_suite.py": "benchmark figures",
+    "tests/e2e/test_e2e_realtime.py": "SCHED_FIFO agents and their latencies",
+    "tests/e2e/test_e2e_twin_flood.py": "an 8000-message flood on the agent's loop",
+    "tests/e2e/test_e2e_chain.py": "holds the agent's GIL on purpose",
+    "tests/firmware/test_watchdog_hang.py": "holds the GIL on purpose",
+    "tests/firmware/test_watchdog_api.py": "the native watchdog's own lateness",
+}
+
+
+def _alone(item: pytest.Item) -> bool:
+    path = Path(str(item.fspath)).resolve().relative_to(Path(__file__).resolve().parents[1])
+    return path.as_posix() in ALONE or item.get_closest_marker("alone") is not None
+
+
+@contextlib.contextmanager
+def _turn(alone: bool) -> Iterator[None]:
+    """A writer-preferring lock shared by the xdist workers of one run: a shared hold for
+    an ordinary test, an exclusive one for an ``alone`` test. The gate is taken first by
+    both, so a waiting ``alone`` test blocks new shared holds and is not starved."""
+    base = Path(os.environ[LOCKS_ENV])
+    with open(base / "gate", "a") as gate, open(base / "lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)  # outermost: before pytest-timeout's timer
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    if "PYTEST_XDIST_WORKER" not in os.environ or LOCKS_ENV not in os.environ:
+        yield
+        return
+    with _turn(_alone(item)):
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
