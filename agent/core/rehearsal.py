@@ -46,6 +46,7 @@ from agent.model.profile import (
 )
 from agent.model.readings import Quality, Reading
 
+SAME_INSTANT_S = 1e-9  # simulated events closer than this happen at one instant
 MAX_PHASE_S = 120.0  # a phase that has not settled after this long ends with a note
 ACK_SOURCE = "console"  # the rehearsal's operator acks as `twinguard ack` would
 _FAILSAFE_WHY = {FailsafePolicy.SAFE_VALUE: "its safe_value at once",
@@ -161,6 +162,8 @@ class Rehearsal:
     def _enter(self, phase: Phase) -> None:
         t = self._t
         self._phase, self._phase_t = phase, t
+        if phase.twin is TwinDoes.UNHEALTHY and self._next_hb is not None:
+            self._next_hb = t  # the fault is the first unhealthy heartbeat
         ramps: dict[str, tuple[float, float, float | None]] = {}
         for name, fault in phase.channels.items():
             now_at = self._emitted.get(name)
@@ -223,10 +226,14 @@ class Rehearsal:
             candidates.append((max(self._ack_at, self._t), 2, "ack"))
         if self._plc_silent_since is not None:
             fall = self._plc_silent_since + self.profile.plc_watchdog.expected_timeout_ms / 1000
-            if fall > self._t:
-                candidates.append((fall, 1, "plc"))
-        t, _, what = min(candidates)
-        t = max(t, self._t)  # a heartbeat the silence skipped is not sent in the past
+            candidates.append((max(fall, self._t), 1, "plc"))
+        # events a float's rounding apart are one instant (a poll at t0 + 10 x 0.05 and a
+        # deadline at t0 + 0.5): the latest of their times, the first by priority; never
+        # in the past (a heartbeat the silence skipped)
+        soonest = min(c[0] for c in candidates)
+        near = [c for c in candidates if c[0] - soonest < SAME_INSTANT_S]
+        t = max(*(c[0] for c in near), self._t)
+        what = min(near, key=lambda c: c[1])[2]
         self._t = t
         if what == "heartbeat":
             self._seq += 1

@@ -95,9 +95,11 @@ class DrillRunner:
     """Rehearses drills for one runtime: ``controller()`` is the live controller (read at
     the request), ``audit(kind, **fields)`` appends to the audit log."""
 
-    def __init__(self, controller: Callable[[], Controller], audit: Audit) -> None:
+    def __init__(self, controller: Callable[[], Controller], audit: Audit, *,
+                 slice_s: float = SLICE_S) -> None:
         self._controller = controller
         self._audit = audit
+        self._slice_s = slice_s
         self._running: str | None = None
 
     @property
@@ -126,7 +128,7 @@ class DrillRunner:
             rehearsal = Rehearsal(live, scenario, loop.time(), target=target, hooks=Hooks(
                 encode=_raw, audit_kind=_audit_kind,
                 hang_values=guard_values(live.profile, live.last_written)))
-        slices = await play(rehearsal.run())
+        slices = await play(rehearsal.run(), self._slice_s)
         report = rehearsal.report
         took = time.monotonic() - started
         log.warning("drill %s by %s rehearsed in the decision core only (%.3f s, %d slices; "
