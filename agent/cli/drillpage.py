@@ -127,9 +127,9 @@ def timeline(r: DrillReport) -> str:
     for s in r.steps:
         for w in s.writes:
             colour = WRITE_COLOR[_write_kind(s, w.why)]
-            parts.append(f'<line x1="{x(s.t):.2f}" y1="{y:.1f}" x2="{x(s.t):.2f}" '
+            parts.append(f'<line x1="{x(w.t):.2f}" y1="{y:.1f}" x2="{x(w.t):.2f}" '
                          f'y2="{y + LANE_H:.1f}" stroke="{colour}" stroke-width="2">'
-                         f'<title>{escape(f"{s.t:.3f} s {w.output}={w.value:g}: {w.why}")}'
+                         f'<title>{escape(f"{w.t:.3f} s {w.output}={w.value:g}: {w.why}")}'
                          '</title></line>')
     parts.append("</g>")
     y += LANE_H + GAP

