@@ -36,7 +36,7 @@ from agent.core.drills import SCENARIOS, ChannelFault, Phase, TwinDoes, build
 from agent.core.heartbeat import LinkState
 from agent.core.leds import RULES, indication
 from agent.core.safety import State
-from agent.model.errors import WriteRefused
+from agent.model.errors import DrillRefused, WriteRefused
 from agent.model.messages import Heartbeat
 from agent.model.profile import (
     PLC_REMOTE,
@@ -50,6 +50,8 @@ from agent.model.readings import Quality, Reading
 
 SAME_INSTANT_S = 1e-9  # simulated events closer than this happen at one instant
 MAX_PHASE_S = 120.0  # a phase that has not settled after this long ends with a note
+ACK_TRIES = 3  # the rehearsal's operator gives up after this many refused acks
+ACK_RETRY_S = 1.0
 ACK_SOURCE = "console"  # the rehearsal's operator acks as `twinguard ack` would
 _FAILSAFE_WHY = {FailsafePolicy.SAFE_VALUE: "failsafe = safe_value: {v:g} at once",
                  FailsafePolicy.RAMP: "failsafe = ramp: towards its safe_value {v:g} at "
@@ -116,13 +118,18 @@ def _pattern_text(ctrl: Controller) -> tuple[str, bool]:
 class Rehearsal:
     """One scenario played on a copy of ``live``; see the module docstring.
 
-    Raises ``DrillRefused`` (``agent.model.errors``) for an unknown scenario or when it
-    cannot be played on the live profile, before anything is copied.
+    Raises ``DrillRefused`` (``agent.model.errors``) for an unknown scenario, when it
+    cannot be played on the live profile, or while the agent is still STARTING (the PLC and
+    its watchdog not yet verified: there is no state to rehearse from), before anything is
+    copied.
     """
 
     def __init__(self, live: Controller, scenario: str, now: float, *,
                  target: str | None = None, hooks: Hooks | None = None) -> None:
         self.phases: tuple[Phase, ...] = build(scenario, live.profile, target)
+        if live.state is State.STARTING:
+            raise DrillRefused("the agent is still starting (the PLC and the sensors not yet "
+                               "verified): drill once `twinguard status` shows it running")
         self.scenario = SCENARIOS[scenario]
         self.profile: Profile = live.profile
         self.ctrl = copy_controller(live)
@@ -148,6 +155,7 @@ class Rehearsal:
         self._last_timer = float("-inf")
         self._ramps: dict[str, tuple[float, float, float | None]] = {}  # from, to, rate
         self._ack_at: float | None = None
+        self._acks_refused = 0
         self._plc_silent_since: float | None = None
         self._fell_back_pending = False
         self._phase = self.phases[0]
@@ -475,14 +483,17 @@ class Rehearsal:
         if leds != self._leds:
             self._leds = leds
             self._step("leds", leds, leds=leds)
-        if waiting and self._phase.recovery and self._ack_at is None:
-            self._ack_at = self._t + self.period  # the operator acks after a moment
+        if (waiting and self._phase.recovery and self._ack_at is None
+                and self._acks_refused < ACK_TRIES):
+            # the operator acks after a moment; after a refusal, a second later
+            self._ack_at = self._t + (ACK_RETRY_S if self._acks_refused else self.period)
 
     def _ack(self, t: float) -> None:
         self._ack_at = None
         decision, refused = self.ctrl.ack(t, ACK_SOURCE)
         how = "the rehearsal acks as `twinguard ack` would"
         if refused is not None:
+            self._acks_refused += 1
             self._step("operator", f"the operator acknowledges ({how}): refused: {refused}",
                        audit=(f"ack: refused ({refused})",))
             return
@@ -551,6 +562,10 @@ class Rehearsal:
             f"simulated time: a poll every {timing.poll_period_s:g} s, the controller's own "
             "deadlines when due",
         ]
+        if any(p.hang_s for p in self.phases):
+            assumptions.append("the native watchdog runs on after it fired; where it is set to "
+                               "exit the agent on a hang (TWINGUARD_WATCHDOG_EXIT), systemd "
+                               "restarts the agent instead (not played here)")
         if self.heard:
             assumptions.append(f"the twin sends a heartbeat every {self.hb_period:g} s (half "
                                f"of heartbeat_late_s {timing.heartbeat_late_s:g} s)")

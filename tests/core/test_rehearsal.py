@@ -249,3 +249,9 @@ def test_report_json_text_and_page() -> None:
             "lane-would-write"} <= lanes
     body = html[html.index('<table id="steps">'):]
     assert body.count("<tr class=") == len(report.steps)
+
+
+def test_a_drill_on_an_agent_still_starting_is_refused() -> None:
+    p = Plant(shedding())  # never ticked: STARTING, the PLC's watchdog not yet verified
+    with pytest.raises(DrillRefused, match="still starting"):
+        Rehearsal(p.c, "twin-outage", p.now)
