@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,13 @@ def agent_writes(log: list[dict[str, Any]], names: set[str], since: float) -> li
 
 
 def test_a_drill_changes_nothing_at_the_plc_and_lands_in_the_audit_log(tmp_path: Path) -> None:
-    text = sim_tank_text() + "\n[authority]\nreturn_holdoff_s = 0.5\n"
+    # a loaded machine must not make the live twin look lost (or the loop hung) meanwhile:
+    # that would be a real shed, written, and blamed on the drill
+    text = re.sub(r"(?m)^heartbeat_timeout_s = .*$", "heartbeat_timeout_s = 2.0",
+                  sim_tank_text())
+    text = re.sub(r"(?m)^heartbeat_late_s = .*$", "heartbeat_late_s = 1.0", text)
+    text = re.sub(r"(?m)^watchdog_deadline_s = .*$", "watchdog_deadline_s = 0.5", text)
+    text += "\n[authority]\nreturn_holdoff_s = 0.5\n"
     with Stack(profile_text=text, mode="active", workdir=tmp_path / "stack") as stack:
         prof = load_profile(str(stack.profile_path))
         assert prof.plc_remote is not None
@@ -75,7 +82,8 @@ def test_a_drill_changes_nothing_at_the_plc_and_lands_in_the_audit_log(tmp_path:
         assert trip.returncode == 0, trip.stderr
         time.sleep(QUIET_S)
         log = stack.plc.write_log()
-        assert not agent_writes(log, points, before), "the drill wrote to the PLC"
+        wrote = agent_writes(log, points, before)
+        assert not wrote, f"the drill wrote to the PLC: {wrote}\n{stack.agent_stderr()}"
         heartbeat = prof.plc_watchdog.heartbeat_address
         assert [r for r in log if r["t"] >= before and r["address"] == heartbeat
                 and r["table"] == "holding"], "the agent's loop kept ticking"
