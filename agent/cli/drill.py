@@ -34,8 +34,8 @@ from agent.model.errors import ProtocolError
 EXIT_CODES = """exit status:
   0  the agent rehearsed the drill (whatever the rehearsal found); --list
   1  the agent refused the drill (the reason is printed: a drill already running, the agent
-     still starting, a profile without what the scenario needs), no access to its socket, a timeout, a reply that
-     makes no sense, or FILE cannot be written
+     still starting, a profile without what the scenario needs), no access to its socket,
+     a timeout, a reply that makes no sense, or FILE cannot be written
   2  bad usage (no or an unknown scenario, -o FILE not .json or .html)
   3  the agent is not running (no socket in the state directory, or nothing listens on it)"""
 
