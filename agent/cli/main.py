@@ -25,6 +25,7 @@ from agent.cli import (
     check,
     config,
     demo,
+    drill,
     keys,
     read,
     run,
@@ -66,6 +67,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("certs", certs.certs, (certs.options,), certs.EXIT_CODES),
     Command("status", status.status, (status.options,), status.EXIT_CODES),
     Command("ack", ack.ack, (ack.options,), ack.EXIT_CODES),
+    Command("drill", drill.drill, (drill.options,), drill.EXIT_CODES),
 )
 
 

@@ -3,9 +3,10 @@
 Lives here: redundancy voting (``voting``), trip rules (``trips``), the twin heartbeat
 monitor (``heartbeat``), the safety state machine (``safety``), the output policy
 (``outputs``), twin recommendations (``recommend``), the controller that composes them
-(``controller``), the LED rule table (``leds``), reconnect backoff and dead bus units
-(``backoff``), the telemetry forwarder's choice of what to send (``forwarder``) and the
-twin link's bounded work (``pacing``).
+(``controller``), the LED rule table (``leds``), fault drills played on a copy of the
+controller (``drills``: the scenarios, ``rehearsal``: the engine, ``drillreport``: its
+report), reconnect backoff and dead bus units (``backoff``), the telemetry forwarder's
+choice of what to send (``forwarder``) and the twin link's bounded work (``pacing``).
 
 May import: ``agent.model`` and other ``agent.core`` modules, and the pure standard library
 (no time, asyncio, socket, ssl, sqlite3, threading, select, subprocess, signal; no pymodbus,

@@ -150,6 +150,11 @@ class HeartbeatMonitor:
         return self._epoch
 
     @property
+    def seq(self) -> int | None:
+        """The last accepted heartbeat's ``seq`` in the current epoch (None: none yet)."""
+        return self._seq
+
+    @property
     def counters(self) -> LinkCounters:
         return LinkCounters(
             accepted=self._accepted,

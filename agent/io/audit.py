@@ -79,6 +79,7 @@ class AuditKind(enum.Enum):
     TWIN_LINK = "twin_link"  # twin link LOST/ALIVE edges (rate-limited by the runtime)
     AGENT_START = "agent_start"
     AGENT_STOP = "agent_stop"
+    DRILL = "drill"  # a fault drill rehearsed in the decision core (nothing was written)
 
 
 @dataclass(frozen=True)

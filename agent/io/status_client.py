@@ -21,6 +21,7 @@ from agent.model.status import StatusSnapshot, snapshot_from_dict
 
 SOCKET_NAME = "twinguard.sock"
 CLIENT_TIMEOUT_S = 5.0
+DRILL_TIMEOUT_S = 60.0  # a rehearsal runs in slices on the agent's loop
 MAX_REPLY_BYTES = 4 << 20
 
 
@@ -69,6 +70,14 @@ def fetch_status(path: Path) -> tuple[dict[str, Any], StatusSnapshot]:
     """The raw reply and the parsed snapshot; raises as :func:`request`."""
     raw = request(path, {"cmd": "status"})
     return raw, snapshot_from_dict(raw)
+
+
+def request_drill(path: Path, scenario: str, target: str | None = None) -> dict[str, Any]:
+    """The report of a fault drill the agent rehearsed (``DrillReport.to_dict()``); raises
+    as :func:`request` (``ProtocolError`` with the agent's reason for a refused drill). The
+    agent records the drill with this process's pid and uid."""
+    return request(path, {"cmd": "drill", "scenario": scenario, "target": target},
+                   DRILL_TIMEOUT_S)
 
 
 def send_ack(path: Path) -> tuple[bool, str]:

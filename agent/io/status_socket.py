@@ -14,6 +14,11 @@ Wire: one request per connection, each message one line of UTF-8 JSON ending in 
                                              ◀──  StatusSnapshot.to_dict()
       {"cmd": "ack"}                         ──▶
                                              ◀──  {"accepted": true|false, "reason": "..."}
+      {"cmd": "drill", "scenario": "trip",   ──▶
+       "target": "overtemperature"|null}
+                                             ◀──  DrillReport.to_dict()
+                                                  or {"error": "..."} (unknown scenario,
+                                                  one already running, no drills here)
       anything else (bad JSON, unknown cmd,  ──▶
       unknown key, too long, too slow)       ◀──  {"error": "..."}
     then the agent closes the connection.
@@ -30,6 +35,12 @@ refused with an error and reaches nothing; ``"source": "console"`` is still acce
 older clients. The peer's credentials (SO_PEERCRED: pid, uid, gid) are read for every
 connection; an ack is logged at WARNING with them and passed to the ``ack`` callable as
 ``who`` (``"pid=123 uid=0(root) gid=0(root)"``) for the audit log.
+
+Drill: a fault drill (``twinguard drill --scenario``) is rehearsed by the ``drill`` callable
+in the agent's decision core only (``agent.runtime.drill``); the reply waits for its report
+(it runs in slices on the loop: a few hundred milliseconds, longer on a slow board). The
+peer's credentials go to it as ``who``, as for an ack, for the audit log. ``DrillRefused``
+from it is answered as an error with its message.
 
 The ``snapshot`` callable runs on the agent's loop and must be cheap (no I/O);
 ``agent.runtime.snapshot.build_snapshot`` makes one from the controller and the adapters'
@@ -57,7 +68,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agent.model.errors import StatusSocketError, StatusSocketInUse
+from agent.model.errors import DrillRefused, StatusSocketError, StatusSocketInUse
 from agent.model.status import SocketStatus, StatusSnapshot
 
 log = logging.getLogger(__name__)
@@ -71,6 +82,9 @@ SOCKET_MODE = 0o660
 SOURCE = "console"  # what an ack over this socket is, whoever sends it
 
 AckHandler = Callable[[str, str], Awaitable[tuple[bool, str]]]
+# (scenario, target or None, who) -> the report as a JSON object
+DrillHandler = Callable[[str, str | None, str], Awaitable[Mapping[str, Any]]]
+_KEYS = {"status": {"cmd"}, "ack": {"cmd", "source"}, "drill": {"cmd", "scenario", "target"}}
 
 
 # --- the server ------------------------------------------------------------------------------
@@ -110,16 +124,20 @@ class StatusServer:
 
     ``snapshot()`` returns the current :class:`StatusSnapshot` (cheap, no I/O);
     ``ack(source, who)`` performs an operator reset and returns ``(accepted, reason)``;
-    it must finish promptly (it runs while the client waits). Exceptions from either are
-    a bug: logged, counted in ``errors`` and answered with an error, never propagated.
+    it must finish promptly (it runs while the client waits). ``drill(scenario, target,
+    who)`` rehearses a fault drill and returns its report (None: the agent offers none).
+    Exceptions from these are a bug (``DrillRefused`` from ``drill`` excepted): logged,
+    counted in ``errors`` and answered with an error, never propagated.
     """
 
     def __init__(self, path: Path, snapshot: Callable[[], StatusSnapshot], ack: AckHandler,
                  *, max_clients: int = MAX_CLIENTS,
-                 request_timeout_s: float = REQUEST_TIMEOUT_S) -> None:
+                 request_timeout_s: float = REQUEST_TIMEOUT_S,
+                 drill: DrillHandler | None = None) -> None:
         self.path = Path(path)
         self._snapshot = snapshot
         self._ack = ack
+        self._drill = drill
         self._max_clients = max_clients
         self._timeout = request_timeout_s
         self._server: asyncio.Server | None = None
@@ -230,6 +248,8 @@ class StatusServer:
                 self._count("status_requests")
                 snap = dataclasses.replace(self._snapshot(), socket=self.stats)
                 return snap.to_dict()
+            if request.get("cmd") == "drill":
+                return await self._drill_reply(request, who)
             self._count("acks")
             source = SOURCE
             log.info("ack from %s by %s: asking the agent", source, who)
@@ -259,17 +279,34 @@ class StatusServer:
         if not isinstance(request, dict):
             raise _BadRequest("request must be a JSON object")
         cmd = request.get("cmd")
-        allowed = {"status": {"cmd"}, "ack": {"cmd", "source"}}.get(cmd) if isinstance(
-            cmd, str) else None
+        allowed = _KEYS.get(cmd) if isinstance(cmd, str) else None
         if allowed is None:
-            raise _BadRequest(f"unknown cmd {cmd!r}: expected 'status' or 'ack'")
+            raise _BadRequest(f"unknown cmd {cmd!r}: expected 'status', 'ack' or 'drill'")
         extra = sorted(set(request) - allowed)
         if extra:
             raise _BadRequest(f"unknown key(s) for {cmd}: {', '.join(extra)}")
+        if cmd == "drill" and not (isinstance(request.get("scenario"), str) and isinstance(
+                request.get("target"), str | None)):
+            raise _BadRequest("a drill needs 'scenario' (a string) and 'target' (a string "
+                              "or null)")
         if cmd == "ack" and request.get("source", SOURCE) != SOURCE:
             raise _BadRequest(f"an ack over the status socket is from {SOURCE!r}; its "
                               "source is not the client's to choose")
         return request
+
+
+    async def _drill_reply(self, request: Mapping[str, Any], who: str) -> Mapping[str, Any]:
+        self._count("drills")
+        scenario, target = request["scenario"], request.get("target")
+        if self._drill is None:
+            return {"error": "this agent offers no drills"}
+        log.warning("drill %s (target %s) asked by %s: rehearsing in the decision core "
+                    "only", scenario, target, who)
+        try:
+            return await self._drill(scenario, target, who)
+        except DrillRefused as exc:
+            log.warning("drill %s from %s refused: %s", scenario, who, exc)
+            return {"error": str(exc)}
 
 
 def _prepare_dir(directory: Path) -> None:

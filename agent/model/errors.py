@@ -12,6 +12,9 @@ Each leaf also inherits the built-in a caller would catch without knowing twingu
      ├── ProtocolError(TwinguardError, ValueError)     a peer sent a malformed frame/message
      │    └── FrameError(ProtocolError)                a twin frame broke the framing rules
      ├── BundleError(TwinguardError, ValueError)       not a well-formed configuration bundle
+     ├── DrillRefused(TwinguardError, ValueError)      a fault drill that cannot be played
+     │                                                 (unknown scenario or target, one
+     │                                                 already running)
      ├── ConnectFailed(TwinguardError, OSError)        the link to the PLC cannot be opened
      ├── DeviceUnavailable(TwinguardError, OSError)    a device or file a profile or
      │                                                 configuration names cannot be opened
@@ -125,6 +128,11 @@ class StatusSocketError(TwinguardError, OSError):
 
 class StatusSocketInUse(StatusSocketError):
     """Another agent answers on the socket: two agents must never share one state dir."""
+
+
+class DrillRefused(TwinguardError, ValueError):
+    """A fault drill cannot be played: an unknown scenario or target, a profile without
+    what it needs, or another drill still running (the message says which)."""
 
 
 class AgentNotRunning(TwinguardError, ConnectionError):

@@ -263,6 +263,7 @@ class SocketStatus:
     bad_requests: int = 0
     busy: int = 0
     errors: int = 0  # the snapshot or ack callable raised (a bug; logged)
+    drills: int = 0  # fault drills asked for (``twinguard drill --scenario``)
 
 
 @dataclass(frozen=True)

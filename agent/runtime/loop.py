@@ -45,6 +45,10 @@ this process ticks on; ``EXIT_RESTART`` only if it cannot be made ready).
 The confirmation window is checked every tick while a version is pending: the twin must be
 ALIVE on a session begun after the apply. Safety transitions, mode changes, acks and the
 agent's start and stop go to the audit log through the same worker.
+
+Fault drills (``twinguard drill``, over the status socket) are rehearsed by
+``agent.runtime.drill`` on a copy of the controller, in slices between the loop's own work;
+they never reach this loop's controller, PLC, LEDs or twin.
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ from agent.model.profile import Profile, TwinLossPolicy
 from agent.model.status import LoopStatus, StatusSnapshot
 from agent.runtime import faultinject, handover
 from agent.runtime.configsession import EXIT_RESTART, ConfigSession, Step
+from agent.runtime.drill import DrillRunner
 from agent.runtime.snapshot import EventRing, build_snapshot, policy_status
 from agent.runtime.telemetry_feed import TelemetryFeed
 from firmware_bridge import WatchdogAPI, load_watchdog
@@ -184,7 +189,10 @@ class Runtime:
         self._status_seq = 0
         self.telemetry = TelemetryFeed(None)  # opened in run(), once the loop runs
         self.events = EventRing()
-        self.panel = OperatorPanel(profile, state_dir, self.status_snapshot, self.console_ack)
+        # fault drills rehearse on a copy of the controller, in slices (agent.runtime.drill)
+        self.drills = DrillRunner(lambda: self.controller, self._audit)
+        self.panel = OperatorPanel(profile, state_dir, self.status_snapshot, self.console_ack,
+                                   drill=self.drills.drill)
         self._started = 0.0
         self._link_audited = float("-inf")  # monotonic time of the last twin-link record
         self._link_unaudited = 0  # edges since then that were not recorded

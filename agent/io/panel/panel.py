@@ -30,7 +30,7 @@ from agent.io.panel.button import ResetButton
 from agent.io.panel.leds import StatusLeds
 from agent.io.panel.sdnotify import Notifier
 from agent.io.status_client import socket_path
-from agent.io.status_socket import StatusServer
+from agent.io.status_socket import DrillHandler, StatusServer
 from agent.model.errors import GpioError, StatusSocketInUse
 from agent.model.profile import Profile
 from agent.model.status import StatusSnapshot
@@ -55,7 +55,8 @@ class OperatorPanel:
     """LEDs, button, sd_notify and the status socket of one agent (see module docstring)."""
 
     def __init__(self, profile: Profile, state_dir: Any, snapshot: Callable[[], StatusSnapshot],
-                 ack: Ack, pin_factory: Any = None) -> None:
+                 ack: Ack, pin_factory: Any = None, *,
+                 drill: DrillHandler | None = None) -> None:
         self.profile = profile
         self._snapshot = snapshot
         self._ack = ack
@@ -63,7 +64,7 @@ class OperatorPanel:
         self.leds: StatusLeds | None = None
         self.button: ResetButton | None = None
         self.notifier = Notifier()
-        self.server = StatusServer(socket_path(state_dir), snapshot, ack)
+        self.server = StatusServer(socket_path(state_dir), snapshot, ack, drill=drill)
         self._shown: Indication | None = None
         self._last_watchdog: float | None = None
 
