@@ -27,6 +27,7 @@ from agent.cli import (
     demo,
     drill,
     keys,
+    playbook,
     read,
     run,
     status,
@@ -68,6 +69,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("status", status.status, (status.options,), status.EXIT_CODES),
     Command("ack", ack.ack, (ack.options,), ack.EXIT_CODES),
     Command("drill", drill.drill, (drill.options,), drill.EXIT_CODES),
+    Command("playbook", playbook.playbook, (playbook.options,), playbook.EXIT_CODES),
 )
 
 

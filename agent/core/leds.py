@@ -209,11 +209,20 @@ def pattern_for(ind: Indication) -> LedPattern:
     The table covers every valid indication (a test enumerates them); should a row ever be
     missing, the answer is the FAILSAFE pattern (red fast blink), never an exception.
     """
-    for rule in RULES:
-        if rule.matches(ind):
-            return rule.pattern
+    rule = rule_for(ind)
+    if rule is not None:
+        return rule.pattern
     log.error("no LED rule for %s; showing the FAILSAFE pattern", ind)
     return _FALLBACK
+
+
+def rule_for(ind: Indication) -> Rule | None:
+    """The first row of :data:`RULES` that matches ``ind`` (its pattern and meaning); None
+    if no row does (a bug: a test enumerates every valid indication)."""
+    for rule in RULES:
+        if rule.matches(ind):
+            return rule
+    return None
 
 
 def markdown_table() -> str:
