@@ -27,7 +27,15 @@ from agent.config.agentconfig import Role, load_config
 from agent.config.effective import effective_profile
 from agent.config.profile.load import load_profile
 from agent.config.roles import APPROVERS_FOR_ACTIVE, ROLE_TABLE
-from agent.core.playbook import Playbook, Setting, Signer, derive, fingerprint, raw_text
+from agent.core.playbook import (
+    Leds,
+    Playbook,
+    Setting,
+    Signer,
+    derive,
+    fingerprint,
+    raw_text,
+)
 from agent.model.errors import ConfigError, ProfileError
 from agent.protocol.modbus.codec import encode_output
 
@@ -111,6 +119,7 @@ def markdown(b: Playbook) -> str:
     lines += [f"| {w.output} | {w.value:g} {w.unit} | {raw_text(w.raw)} | {_cell(w.policy)} |"
               for w in b.safe_set]
     lines += ["", f"Recovery: {b.recovery}.", "", f"Acknowledge: {b.acknowledge}.", "",
+              f"Every hazard, until the PLC confirmed the safe set: {b.unconfirmed}.", "",
               "## Failure modes", ""]
     for c in b.cases:
         lines += [f"### {c.title}", "", "**Detects:** " + "; ".join(c.detects), "",
@@ -140,13 +149,33 @@ h3{font-size:.95em;margin:.5em 0 .2em}table{border-collapse:collapse;width:100%;
 font-size:.85em;margin-bottom:.4em}th,td{border:1px solid #bbb;padding:2px 5px;
 vertical-align:top;text-align:left}th{background:#eee}.case{border:1px solid #ccc;
 padding:3px 6px;margin:.3em 0;break-inside:avoid}.case p,.case ul,.case ol{margin:.15em 0}
-.led{font-family:DejaVu Sans Mono,monospace}.small{color:#555;font-size:.85em}
-@page{size:A4;margin:12mm}@media print{body{margin:0;font-size:8pt}
-.cases{columns:2;column-gap:6mm}h2{break-after:avoid}}"""
+.led{list-style:none;padding-left:.5em}.small{color:#555;font-size:.85em}
+.l{border:1px solid #888;border-radius:3px;padding:0 3px;white-space:nowrap;font-size:.9em}
+.l.off{color:#777;background:#fff}.l.g.on{background:#43a047;color:#fff}
+.l.a.on{background:#ff8f00;color:#fff}.l.r.on{background:#c62828;color:#fff}
+.l.g.slow{background:#a5d6a7}.l.a.slow{background:#ffcc80}.l.r.slow{background:#ef9a9a}
+.l.g.fast{background:#e8f5e9}.l.a.fast{background:#fff3e0}.l.r.fast{background:#ffebee}
+.l.frozen{background:#eee;font-style:italic}
+@page{size:A4;margin:10mm}@media print{body{margin:0;font-size:7.5pt}
+.cases{columns:2;column-gap:5mm}h2{break-after:avoid}}"""
 
 
 def _list(items: tuple[str, ...], tag: str = "ul") -> str:
     return f"<{tag}>" + "".join(f"<li>{escape(i)}</li>" for i in items) + f"</{tag}>"
+
+
+LED_CLASS = {"off": "off", "on": "on", "slow blink": "slow", "fast blink": "fast",
+             "frozen": "frozen"}
+
+
+def _led(led: Leds) -> str:
+    """The three LEDs as small marks (G/A/R, filled: on, half: slow, light: fast blink)
+    with their modes spelled out, then the meaning."""
+    marks = " ".join(f'<span class="l {colour[0]} {LED_CLASS.get(mode, "on")}" '
+                     f'title="{colour} {escape(mode)}">{colour[0].upper()} {escape(mode)}</span>'
+                     for colour, mode in (("green", led.green), ("amber", led.amber),
+                                          ("red", led.red)))
+    return f"{marks}: {escape(led.meaning)}"
 
 
 def page(b: Playbook) -> str:
@@ -159,7 +188,7 @@ def page(b: Playbook) -> str:
         f'<div class="case" id="case-{escape(c.kind)}-{escape(c.name)}"><h3>{escape(c.title)}'
         f"</h3><p><b>Detects:</b> {escape('; '.join(c.detects))}</p><p><b>The agent:</b> "
         f"{escape('; '.join(c.agent_does))}</p><p><b>LEDs:</b></p><ul class=\"led\">"
-        + "".join(f"<li>{escape(led.phase)}: {escape(str(led))}</li>" for led in c.leds)
+        + "".join(f"<li>{escape(led.phase)}: {_led(led)}</li>" for led in c.leds)
         + f"</ul><p><b>Operator:</b></p>{_list(c.operator, 'ol')}</div>" for c in b.cases)
     loss = "".join(f'<tr data-output="{escape(t.output)}"><td>{escape(t.output)}</td><td>'
                    f"{escape(t.policy)}</td><td>{escape(t.does)}</td></tr>" for t in b.twin_loss)
@@ -178,7 +207,8 @@ def page(b: Playbook) -> str:
 <h2>Safe set</h2>
 <table id="safe-set"><thead><tr><th>output</th><th>safe value</th><th>raw</th>
 <th>failsafe</th></tr></thead><tbody>{safe}</tbody></table>
-<p><b>Recovery:</b> {escape(b.recovery)}. <b>Acknowledge:</b> {escape(b.acknowledge)}.</p>
+<p><b>Recovery:</b> {escape(b.recovery)}. <b>Acknowledge:</b> {escape(b.acknowledge)}.
+<b>Every hazard</b>, until the PLC confirmed the safe set: {_led(b.unconfirmed)}.</p>
 <h2>Failure modes</h2><div class="cases">{cases}</div>
 <h2>Twin loss per output</h2>
 <table id="twin-loss"><thead><tr><th>output</th><th>on twin loss</th><th>the agent</th></tr>

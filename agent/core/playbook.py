@@ -135,6 +135,7 @@ class Playbook:
     cases: tuple[Case, ...]
     twin_loss: tuple[TwinLoss, ...]
     twin_return: str
+    unconfirmed: Leds  # what every hazard shows until the PLC confirmed the safe set
     roles: tuple[RoleRights, ...]
     mode_rule: str
 
@@ -184,11 +185,6 @@ def _safe_set(profile: Profile, encode: Encode | None) -> tuple[SafeWrite, ...]:
     return tuple(out)
 
 
-def _safe_text(safe: Sequence[SafeWrite]) -> str:
-    return "; ".join(f"{w.output} = {_num(w.value, w.unit)} (raw {raw_text(w.raw)}, "
-                     f"{w.policy})" for w in safe)
-
-
 def _recovery(profile: Profile) -> str:
     r = profile.recovery
     if r.policy is RecoveryPolicy.MANUAL:
@@ -209,16 +205,13 @@ def _hazard_tail(profile: Profile, setting: Setting, safe: Sequence[SafeWrite]
                  ) -> tuple[tuple[str, ...], tuple[Leds, ...]]:
     """What every FAILSAFE does and shows, after the cause."""
     flag = profile.plc_remote
-    does = [f"FAILSAFE (latched), in shadow and active mode alike: writes the safe set "
-            f"{_safe_text(safe)}"]
-    if flag is not None:
-        does.append(f"the PLC program's remote flag ({flag.table.value} {flag.address}) goes to "
-                    f"{flag.remote_value} first, so the PLC takes the safe values")
-    does.append("written again every tick until the PLC acknowledged and reads it back")
-    does.append(f"recovery {_recovery(profile)}")
+    first = ("" if flag is None else f", the remote flag ({flag.table.value} {flag.address}) "
+             f"at {flag.remote_value} first")
+    does = [f"FAILSAFE (latched), in either mode: the safe set ({len(safe)} points{first}), "
+            "written again every tick until the PLC acknowledged it and reads it back",
+            f"recovery {profile.recovery.policy.value}"]
     manual = profile.recovery.policy is RecoveryPolicy.MANUAL
     leds = (
-        _leds("safe set not yet confirmed", "failsafe", setting, confirmed=False),
         _leds("latched", "failsafe", setting),
         _leds("healthy again", "recovering", setting, ack=manual),
     )
@@ -227,9 +220,9 @@ def _hazard_tail(profile: Profile, setting: Setting, safe: Sequence[SafeWrite]
 
 def _ack_step(profile: Profile) -> str:
     if profile.recovery.policy is RecoveryPolicy.MANUAL:
-        return f"when the cause is gone: {_acknowledge(profile)}"
+        return "when the cause is gone: acknowledge (reset button or `twinguard ack`)"
     return (f"when the cause is gone the agent returns after {profile.recovery.holdoff_s:g} s "
-            f"of health; to return sooner: {_acknowledge(profile)}")
+            "of health (sooner: reset button or `twinguard ack`)")
 
 
 def _trip_cases(profile: Profile, setting: Setting, safe: Sequence[SafeWrite]) -> list[Case]:
@@ -338,8 +331,8 @@ def _hang_case(profile: Profile, setting: Setting, safe: Sequence[SafeWrite]) ->
         "agent-hang", "agent-hang", "the agent hangs (Python stalled)",
         (f"the native watchdog thread (C, {native}) sees no complete tick for "
          f"{profile.timing.watchdog_deadline_s:g} s",),
-        (f"the native watchdog sends the pre-encoded safe set {_safe_text(safe)}{fault_led}"
-         f"{hw}; systemd restarts the agent",
+        (f"the native watchdog sends the pre-encoded safe set{fault_led}{hw}; systemd "
+         "restarts the agent",
          "nothing decided before the hang is written after it; when Python runs again: "
          "FAILSAFE (\"agent hang\")", *does[1:]),
         (Leds("hung", "frozen", "frozen", "frozen",
@@ -349,8 +342,7 @@ def _hang_case(profile: Profile, setting: Setting, safe: Sequence[SafeWrite]) ->
     )
 
 
-def _twin_loss(profile: Profile, setting: Setting, safe: Sequence[SafeWrite]
-               ) -> tuple[tuple[TwinLoss, ...], Case]:
+def _twin_loss(profile: Profile, setting: Setting) -> tuple[tuple[TwinLoss, ...], Case]:
     flag = profile.plc_remote
     rows = []
     for o in profile.outputs:
@@ -429,7 +421,7 @@ def derive(profile: Profile, setting: Setting, encode: Encode | None = None) -> 
     ``encode_output``); without it, or where it refuses, the raw is ``None``.
     """
     safe = _safe_set(profile, encode)
-    twin_rows, twin_case = _twin_loss(profile, setting, safe)
+    twin_rows, twin_case = _twin_loss(profile, setting)
     cases = (*_trip_cases(profile, setting, safe), *_group_cases(profile, setting, safe),
              *_plc_cases(profile, setting, safe), _hang_case(profile, setting, safe),
              twin_case)
@@ -437,7 +429,9 @@ def derive(profile: Profile, setting: Setting, encode: Encode | None = None) -> 
         profile=profile.source, config=setting.config, device_id=setting.device_id,
         mode=setting.mode.value, twin=setting.twin, board=profile.board.name, safe_set=safe,
         recovery=_recovery(profile), acknowledge=_acknowledge(profile), cases=cases,
-        twin_loss=twin_rows, twin_return=_return(profile), roles=_roles(setting),
+        twin_loss=twin_rows, twin_return=_return(profile),
+        unconfirmed=_leds("safe set not yet confirmed", "failsafe", setting, confirmed=False),
+        roles=_roles(setting),
         mode_rule=(f"mode = active needs {setting.approvers_for_active} distinct approver keys; "
                    "back to shadow any trusted signer"),
     )
