@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.cli.main import main
 from agent.config.profile.load import list_profiles, load_profile
+from agent.core.leds import Indication, pattern_for
 from agent.model.profile import Profile, TripCondition, TwinLossPolicy
 
 pytestmark = pytest.mark.timeout(30)
@@ -26,7 +27,10 @@ PROFILES = list_profiles()
 def _config(tmp_path: Path, profile: Profile) -> tuple[Path, dict[str, str], dict[str, float]]:
     """An active configuration with two keys and a tightened trip limit; returns the file,
     the keys' fingerprints by id, and the overridden limits by trip name."""
-    fingerprints, lines = {}, ['device_id = "line-7"', 'mode = "active"', ""]
+    fingerprints, lines = {}, ['device_id = "line-7"', 'mode = "active"', "", "[twin]",
+                               'host = "twin.example.net"', "port = 17443",
+                               'server_name = "twin.example.net"', 'ca = "pki/ca.crt"',
+                               'cert = "pki/device.crt"', 'key = "pki/device.key"', ""]
     limits: dict[str, float] = {}
     trip = next((t for t in profile.trips if t.condition is TripCondition.ABOVE), None)
     if trip is not None and trip.limit is not None:
@@ -79,6 +83,10 @@ def test_every_output_trip_and_group_appears_with_its_values(
     for key_id, print_ in fingerprints.items():
         assert f"{key_id} `{print_}`" in text
     assert "red fast blink" in text and "twinguard ack" in text
+    assert f"no heartbeat for {profile.timing.heartbeat_timeout_s:g} s" in text
+    lost = pattern_for(Indication("normal", "active", "lost", False, True, "local"))
+    assert (f"twin not heard: green {lost.green.value}, amber {lost.amber.value}, "
+            f"red {lost.red.value}") in text, "the agent's own LED table"
 
 
 @needs_browser
