@@ -5,9 +5,11 @@ The randomized fault campaign against the simulated plant (:mod:`sim.drill`). Fo
 runs them; :func:`main` is ``python -m sim drill``. Only argparse is imported at the top.
 
 The seed (drawn when not given) is printed first on stderr and recorded in the report; one
-line per fault follows on stderr. ``--json`` prints exactly one JSON object on stdout
-(:mod:`sim.drill.report`); ``-o`` writes the report to a file, as JSON for ``.json`` and as a
-self-contained HTML page otherwise (``.html``); repeatable. ``--kind NAME`` (repeatable)
+line per fault follows on stderr. When a fault was not ok, the plant's files (the agent's
+log, the sim PLC's write log, ...) are kept and their directory printed. ``--json`` prints
+exactly one JSON object on stdout (:mod:`sim.drill.report`); ``-o`` writes the report to a
+file, as JSON for ``.json`` and as a self-contained HTML page otherwise (``.html``);
+repeatable. ``--kind NAME`` (repeatable)
 plays exactly those kinds in that order instead of drawing them.
 
 Exit codes: 0 every fault ok (0 missed, 0 late, 0 false); 1 a fault was not ok, or the plant
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import logging
 import random
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 EXIT_CODES = {0: "every fault ok: 0 missed, 0 late, 0 false",
@@ -40,7 +44,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="write the report: FILE.json as JSON, else a self-contained "
                              "HTML page (repeatable)")
     parser.add_argument("--workdir", metavar="DIR", default=None,
-                        help="where the plant keeps its files (default: a temporary directory)")
+                        help="where the plant keeps its files (default: a temporary directory, "
+                             "removed if every fault was ok, kept and named otherwise)")
     parser.add_argument("--no-realtime", action="store_true",
                         help="the agent asks nothing of the scheduler (default: the profile's "
                              "[realtime], as in production)")
@@ -80,13 +85,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"drill: #{r.index:<3} {r.kind:<22} {r.verdict:<6} seen {r.seen}{rx}"
               + (f" ({'; '.join(r.notes)})" if r.notes else ""), file=sys.stderr)
 
+    workdir = Path(args.workdir) if args.workdir else Path(
+        tempfile.mkdtemp(prefix="twinguard-drill-"))
     try:
-        report = run_campaign(args.faults, seed, kinds=args.kind,
-                              workdir=Path(args.workdir) if args.workdir else None,
+        report = run_campaign(args.faults, seed, kinds=args.kind, workdir=workdir,
                               realtime=False if args.no_realtime else None, progress=progress)
     except (RuntimeError, TimeoutError, OSError) as exc:
-        print(f"drill: the simulated plant could not be run: {exc}", file=sys.stderr)
+        print(f"drill: the simulated plant could not be run: {exc} (its files: {workdir})",
+              file=sys.stderr)
         return 1
+    if not args.workdir:
+        if report.passed:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:  # the agent's log, the PLC's write log: what the faults that failed left
+            print(f"drill: kept the plant's files in {workdir}", file=sys.stderr)
     for p in args.output:
         Path(p).write_text(dumps(report) if p.endswith(".json") else html(report))
         print(f"drill: wrote {p}", file=sys.stderr)

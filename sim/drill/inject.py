@@ -18,6 +18,7 @@ import os
 import random
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 MARGIN_S = 0.3  # a fault is held this long past its deadline + budget before it is judged
 SEEN_HOLD_S = 0.2  # ... or this long after the expected action was seen at the PLC
+STEADY_MAX_S = 120.0  # the plant holds still within this before a stuck-sensor fault
 TEMPERATURE = ("temp_a", "temp_b", "temp_c")
 PRESSURE = ("pressure_a", "pressure_b")
 
@@ -197,8 +199,54 @@ def _signal_fault(d: Drill, kind: Kind, faults: list[tuple[str, str, float | Non
         "faults": [f"{sig} {what}" + ("" if v is None else f" {v:g}") for sig, what, v in faults]})
 
 
+def _temperature_group(profile: Profile) -> tuple[float, float]:
+    """(stuck_after_s, discrepancy) of the temperature group."""
+    g = next(g for g in profile.groups if g.name == "temperature")
+    return g.stuck_after_s or 0.0, g.discrepancy
+
+
+def wait_steady(d: Drill, seconds: float, span_c: float, timeout: float = STEADY_MAX_S) -> float:
+    """Wait until the true temperature has moved less than ``span_c`` over ``seconds``
+    (sampled at the PLC); returns the span of that window. TimeoutError after ``timeout``."""
+    samples: deque[tuple[float, float]] = deque()
+    end = time.monotonic() + timeout
+    while True:
+        st = d.stack.plc.control.state()
+        now = float(st["t"])
+        samples.append((now, float(st["temperature"])))
+        while samples and samples[0][0] < now - seconds:
+            samples.popleft()
+        values = [v for _t, v in samples]
+        if now - samples[0][0] >= seconds * 0.95 and max(values) - min(values) < span_c:
+            return max(values) - min(values)
+        if time.monotonic() > end:
+            raise TimeoutError(f"the tank did not hold still ({span_c:g} degC over "
+                               f"{seconds:g} s) within {timeout:g} s")
+        time.sleep(0.1)
+
+
 def sensor_stuck(d: Drill, kind: Kind) -> Made:
-    return _signal_fault(d, kind, [(d.rng.choice(TEMPERATURE), "stuck", None)])
+    """In a steady plant (the precondition: the voting's STUCK needs peers that move more
+    than discrepancy / 4, so a stuck channel is told apart only in a moving plant) a
+    channel frozen at what it reads is right, and must cause nothing. The peers' span over
+    the hold is recorded (``peers_span_c``)."""
+    after_s, discrepancy = _temperature_group(d.profile)
+    steady = wait_steady(d, after_s, discrepancy / 8)
+    sig = d.rng.choice(TEMPERATURE)
+    plc = d.stack.plc.control
+    t0 = time.monotonic()
+    plc.fault("stuck", signal=sig)
+    peers: dict[str, list[float]] = {p: [] for p in TEMPERATURE if p != sig}
+    while time.monotonic() < t0 + after_s + deadline(kind, d.profile).budget_s + MARGIN_S:
+        served = plc.state()["signals"]
+        for p, values in peers.items():
+            values.append(float(served[p]))
+        time.sleep(0.1)
+    plc.clear()
+    span = max(max(v) - min(v) for v in peers.values())
+    return Made(t0, time.monotonic(), params={
+        "faults": [f"{sig} stuck"], "steady_span_c": round(steady, 3),
+        "peers_span_c": round(span, 3), "peers_moved_at_c": discrepancy / 4})
 
 
 def sensor_drift(d: Drill, kind: Kind) -> Made:
