@@ -215,9 +215,11 @@ def _totals_table(report: CampaignReport) -> str:
     for kind, tot in report.totals.items():
         rx = tot["reaction_ms"]
         bad = tot["missed"] + tot["late"] + tot["false"]
+        name = escape(kind) if kind == "all" else (
+            f'<a href="#kind-{escape(kind)}">{escape(kind)}</a>')
         rows.append(
-            f'<tr data-kind="{escape(kind)}"><td class="l"><a href="#kind-{escape(kind)}">'
-            f'{escape(kind)}</a></td><td class="l">{escape(str(tot["layer"]))}</td>'
+            f'<tr data-kind="{escape(kind)}"><td class="l">{name}'
+            f'</td><td class="l">{escape(str(tot["layer"]))}</td>'
             f'<td class="l">{escape(str(tot["expected"]))}</td><td>{tot["count"]}</td>'
             f'<td>{tot["ok"]}</td><td>{tot["missed"]}</td><td>{tot["late"]}</td>'
             f'<td class="{"false" if bad else "ok"}">{tot["false"]}</td>'
