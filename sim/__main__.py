@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "plc": "sim.plc.cli:main",
     "twin": "sim.twin.cli:main",
     "mqtt-twin": "sim.twin.mqtt_cli:main",
+    "drill": "sim.drill.cli:main",
 }
 
 

@@ -84,6 +84,9 @@ def dispatch(plc: SimPlc, req: Any) -> dict[str, Any]:
         if kind == PlcFaultKind.STOP.value:
             plc.set_stopped(True)
             return {"ok": True}
+        if kind == PlcFaultKind.MALFORMED.value:
+            plc.set_malformed(True)
+            return {"ok": True}
         if kind == PlcFaultKind.DROP.value:
             return {"ok": True, "dropped": plc.drop_connections()}
         signal = req.get("signal")
@@ -167,7 +170,7 @@ class ControlClient:
         value: float | None = None,
         delay_ms: float | None = None,
     ) -> dict[str, Any]:
-        """Signal fault (``signal`` + kind) or PLC-wide fault (slow/stop/drop)."""
+        """Signal fault (``signal`` + kind) or PLC-wide fault (slow/stop/malformed/drop)."""
         req: dict[str, Any] = {"cmd": "fault", "kind": kind}
         if signal is not None:
             req["signal"] = signal

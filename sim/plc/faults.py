@@ -10,7 +10,9 @@ Per signal (``SignalFault``), applied to the value a channel would otherwise ser
     dropout       reads touching the signal's registers answer exception 4 (device failure)
 
 PLC-wide (``PlcFaults``): slow replies (delay in ms), stop answering (requests are accepted
-on the wire and never answered), drop connections (a one-shot action, not a state).
+on the wire and never answered), malformed read replies (each carries a transaction id one
+above its request's: a master that checks replies against requests must reject them), drop
+connections (a one-shot action, not a state).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PlcFaultKind(enum.Enum):
     SLOW = "slow"
     STOP = "stop"
     DROP = "drop"
+    MALFORMED = "malformed"
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class SignalFault:
 class PlcFaults:
     delay_s: float = 0.0
     stopped: bool = False
+    malformed: bool = False
 
 
 def default_value(kind: FaultKind, low: float, high: float) -> float:

@@ -34,6 +34,7 @@ How it hooks into pymodbus 3.16's simulator (``pymodbus.simulator``):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import itertools
 import logging
@@ -283,6 +284,8 @@ class SimPlc:
         """
         if sending:
             self._finish(pdu)
+            if self.plc_faults.malformed and pdu.function_code in READ_FCS:
+                pdu.transaction_id = (pdu.transaction_id + 1) & 0xFFFF
             return pdu
         now = self._clock()
         if not self._answer_foreign and pdu.dev_id not in self.map.units:
@@ -426,10 +429,15 @@ class SimPlc:
         return fault
 
     def set_slow(self, delay_ms: float) -> None:
-        self.plc_faults = flt.PlcFaults(max(0.0, delay_ms) / 1000.0, self.plc_faults.stopped)
+        self.plc_faults = dataclasses.replace(self.plc_faults, delay_s=max(0.0, delay_ms) / 1000.0)
 
     def set_stopped(self, stopped: bool = True) -> None:
-        self.plc_faults = flt.PlcFaults(self.plc_faults.delay_s, stopped)
+        self.plc_faults = dataclasses.replace(self.plc_faults, stopped=stopped)
+
+    def set_malformed(self, malformed: bool = True) -> None:
+        """Read replies go out with their request's transaction id + 1 (writes are answered
+        as usual, so the write log's ``accepted`` still means the PLC took the write)."""
+        self.plc_faults = dataclasses.replace(self.plc_faults, malformed=malformed)
 
     def drop_connections(self) -> int:
         """Close every client connection now; returns how many were closed."""
@@ -495,7 +503,8 @@ class SimPlc:
         faults = {
             n: {"kind": f.kind.value, "value": f.value} for n, f in self._signal_faults.items()
         }
-        plc = {"delay_ms": self.plc_faults.delay_s * 1000.0, "stopped": self.plc_faults.stopped}
+        plc = {"delay_ms": self.plc_faults.delay_s * 1000.0, "stopped": self.plc_faults.stopped,
+               "malformed": self.plc_faults.malformed}
         flag = None if self.profile.plc_remote is None else self.profile.plc_remote.output
         return {
             "t": t,

@@ -354,3 +354,19 @@ def test_mbpoll_reads_documented_raw_values_over_tcp(sim_plc: SimPlcProcess) -> 
     # holding 100..101: heater 0.0 %, cooling 100.0 % (scale 0.1); 201: watchdog timeout ms
     assert mbpoll(*tcp, "-t", "4", "-r", "101", "-c", "2", "127.0.0.1") == {101: 0, 102: 1000}
     assert mbpoll(*tcp, "-t", "4", "-r", "202", "-c", "1", "127.0.0.1") == {202: 1000}
+
+
+def test_fault_malformed_answers_reads_with_the_wrong_transaction_id(
+        sim_plc: SimPlcProcess) -> None:
+    sim_plc.control.fault("malformed")
+    assert sim_plc.control.state()["plc"]["malformed"] is True
+    with socket.create_connection(("127.0.0.1", sim_plc.port), timeout=2.0) as s:
+        reply = _raw_read_input(s, 7)
+        assert struct.unpack(">H", reply[:2])[0] == 8 and reply[7] == 4, reply.hex()
+        # a write is answered as usual (and counts in the write log as accepted)
+        s.sendall(struct.pack(">HHHBBHH", 9, 0, 6, 1, 6, 200, 5))
+        echo = s.recv(256)
+        assert struct.unpack(">H", echo[:2])[0] == 9 and echo[7] == 6, echo.hex()
+        sim_plc.control.clear()
+        assert struct.unpack(">H", _raw_read_input(s, 10)[:2])[0] == 10
+    assert [w["accepted"] for w in sim_plc.control.writes() if w["address"] == 200] == [True]
