@@ -67,6 +67,8 @@ LAYERS: dict[str, Layer] = {
 EXCEPTIONS: dict[str, frozenset[str]] = {
     # the demo entry is the simulated plant's own command
     "agent.cli.demo": frozenset({"sim"}),
+    # twinguard drill --sim: the fault campaign on the simulated plant (sim.drill)
+    "agent.cli.drillsim": frozenset({"sim"}),
 }
 # third-party libraries only the modules of one package may import (the optional extras):
 # package -> libraries. Protobuf (``google``) comes with ``twinguard[fleet]``; an agent on
@@ -156,7 +158,8 @@ def problems(module: str, source: str | None = None) -> list[str]:
                 found.append(f"{module} imports {name} (agent.{layer_name} may not import "
                              f"{'agent' if not package else 'agent.' + package})")
         elif top == "sim":
-            found.append(f"{module} imports {name} (only the demo command imports sim)")
+            found.append(f"{module} imports {name} (only the demo and drill --sim commands "
+                         "import sim)")
         elif layer.pure and top in IO:
             found.append(f"{module} imports {name} (I/O, clock or threads in a sans-IO layer)")
         elif top not in STDLIB and layer.libraries is not None and top not in layer.libraries:

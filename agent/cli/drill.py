@@ -6,6 +6,10 @@ answers with the report (``agent.core.drillreport``); nothing is written to the 
 LEDs, the twin or the spool, and the drill goes to the agent's audit log with who asked.
 ``--list`` names the scenarios (``agent.core.drills``) without asking the agent.
 
+``twinguard drill --sim`` is the other kind of drill: a seeded campaign of real faults on the
+simulated plant (``sim.drill``, as ``python -m sim drill``; ``agent.cli.drillsim``), never on
+a real one: it starts its own sim PLC, sim twin and agent.
+
 Output: the report as text (default), as JSON on stdout (``--json``), and with ``-o FILE``
 also written to FILE: ``.json`` the same JSON, ``.html`` a self-contained page (a timeline
 and the table of steps; ``agent.cli.drillpage``).
@@ -53,6 +57,18 @@ def options(parser: argparse.ArgumentParser) -> None:
                         help="also write the report to FILE (.json or .html)")
     json_option(parser)
     state_dir_option(parser)
+    sim = parser.add_argument_group(
+        "--sim: a fault campaign on the simulated plant (its own processes; never a real one)")
+    sim.add_argument("--sim", action="store_true",
+                     help="run the campaign (python -m sim drill) instead of a rehearsal")
+    sim.add_argument("--faults", type=int, default=200, metavar="N",
+                     help="how many faults to draw (default 200)")
+    sim.add_argument("--seed", type=int, default=None, metavar="S",
+                     help="the seed that reproduces the sequence (default: drawn, printed)")
+    sim.add_argument("--kind", action="append", default=None, metavar="NAME",
+                     help="play exactly this fault kind (repeatable) instead of drawing")
+    sim.add_argument("--workdir", metavar="DIR", default=None,
+                     help="where the plant keeps its files (kept when a fault is not ok)")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> int:
@@ -61,7 +77,12 @@ def _fail(message: str, code: int = EXIT_USAGE) -> int:
 
 
 def drill(args: argparse.Namespace) -> int:
-    """Rehearse a fault in the running agent's decision core (nothing is written)."""
+    """Rehearse a fault in the running agent's decision core (nothing is written), or with
+    ``--sim`` run a fault campaign on the simulated plant."""
+    if args.sim:
+        from agent.cli.drillsim import campaign  # noqa: PLC0415 - the sim plant: only if asked
+
+        return campaign(args)
     if args.list:
         width = max(len(n) for n in SCENARIOS)
         for name, scenario in SCENARIOS.items():

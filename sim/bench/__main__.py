@@ -2,7 +2,9 @@
 
 Each benchmark is a module of this package with ``main(argv) -> int``. ``fuzz`` is not a
 benchmark but lives here with the other long runs outside CI: it explores the property
-tests with a random seed and many more examples (``sim.bench.fuzz``); ``all`` leaves it out.
+tests with a random seed and many more examples (``sim.bench.fuzz``); ``all`` leaves it out,
+and ``safety-case`` (``sim.bench.safety_case``), which runs nothing: it tabulates the latest
+drill campaign's figures per hazard.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib
 import sys
 
 BENCHES = ("reaction", "restart", "poll", "footprint", "floor", "spool", "fleet", "all",
-           "fuzz")
+           "fuzz", "safety-case")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] not in BENCHES:
         print(f"usage: python -m sim.bench {{{','.join(BENCHES)}}} [options]", file=sys.stderr)
         return 2
-    module = importlib.import_module(f"sim.bench.{args[0]}")
+    module = importlib.import_module(f"sim.bench.{args[0].replace('-', '_')}")
     result: int = module.main(args[1:])
     return result
 

@@ -25,6 +25,7 @@ since the campaign's plant was up; reactions are milliseconds past each deadline
 
 from __future__ import annotations
 
+import datetime
 import logging
 import random
 import re
@@ -164,6 +165,7 @@ def run_campaign(faults: int, seed: int, *, kinds: Sequence[str] | None = None,
     in that order) on a fresh plant; ``progress`` is called after each fault."""
     sequence = [BY_NAME[k] for k in kinds] if kinds is not None else draw(faults, seed)
     started = time.monotonic()
+    date = datetime.datetime.now(datetime.UTC).date().isoformat()
     text = campaign_profile_text()
     with Stack(profile_text=text, mode="active", workdir=workdir, realtime=realtime,
                agent_env={FAULT_INJECTION_ENV: "1"}) as stack:
@@ -190,7 +192,7 @@ def run_campaign(faults: int, seed: int, *, kinds: Sequence[str] | None = None,
         wall_s=round(time.monotonic() - started, 1), restarts=restarts,
         not_covered=NOT_COVERED, catalogue=tuple((k.name, k.layer, k.expect.value, k.what)
                                                  for k in KINDS),
-        marks=marks, clock_origin=t0)
+        marks=marks, clock_origin=t0, date=date)
 
 
 def timeline_marks(log: Sequence[dict[str, Any]], profile: Profile,

@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from sim.drill.faults import BY_NAME  # noqa: PLC0415
     from sim.drill.report import FaultResult, dumps, html  # noqa: PLC0415
 
-    if args.faults < 0:
-        print("drill: --faults must be >= 0", file=sys.stderr)
+    if args.faults < 1 and not args.kind:
+        print("drill: --faults must be at least 1 (or name kinds with --kind)", file=sys.stderr)
         return 2
     unknown = [k for k in args.kind or () if k not in BY_NAME]
     if unknown:

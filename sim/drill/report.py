@@ -2,7 +2,8 @@
 
 JSON (:meth:`CampaignReport.to_json`)::
 
-    {"passed": bool, "seed": S, "faults": N, "wall_s": W, "clock_origin": T0,
+    {"passed": bool, "seed": S, "faults": N, "date": "YYYY-MM-DD", "wall_s": W,
+     "clock_origin": T0,
      "sequence": [kind, ...],
      "restarts": {"agent": n, "twin": n}, "not_covered": [why, ...],
      "results": [{"index", "kind", "layer", "expected", "seen", "t", "deadline",
@@ -79,6 +80,7 @@ class CampaignReport:
     catalogue: tuple[tuple[str, str, str, str], ...] = ()  # (kind, layer, expected, what)
     marks: tuple[tuple[float, str], ...] = ()  # (t, shed|safe|fallback) from the write log
     clock_origin: float = 0.0  # CLOCK_MONOTONIC of t = 0 (the plant up, before the 1st fault)
+    date: str = ""  # the day the campaign started (ISO 8601, UTC): the safety case cites it
 
     @property
     def passed(self) -> bool:
@@ -87,7 +89,7 @@ class CampaignReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "seed": self.seed, "faults": self.faults,
-                "wall_s": self.wall_s, "clock_origin": self.clock_origin,
+                "date": self.date, "wall_s": self.wall_s, "clock_origin": self.clock_origin,
                 "sequence": list(self.sequence),
                 "restarts": dict(self.restarts), "not_covered": list(self.not_covered),
                 "results": [r.to_json() for r in self.results],

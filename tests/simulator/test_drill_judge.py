@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_kit import load_page, needs_browser
 
 from agent.config.profile.load import read_toml
 from agent.config.profile.parse import parse_profile
@@ -227,3 +229,23 @@ def test_the_page_has_a_table_per_kind_the_totals_and_nothing_external() -> None
     assert parsed.kind_rows == ["twin-bye", "sensor-stuck", "agent-kill9", "all"]
     assert not parsed.external, parsed.external
     assert page.count("<svg") == 1 and re.search(r'class="fault verdict-false"', page)
+
+
+@needs_browser
+@pytest.mark.timeout(90)
+def test_the_page_loads_clean_in_a_real_browser(tmp_path: Path) -> None:
+    results = [_result(i, kind, "ok", 2.0 + i) for i, kind in enumerate(BY_NAME)]
+    report = CampaignReport(seed=5, faults=len(results), sequence=tuple(BY_NAME),
+                            results=tuple(results), totals=summarise(results), wall_s=60.0,
+                            marks=((0.5, "shed"), (3.1, "safe"), (9.0, "fallback")))
+    path = tmp_path / "campaign.html"
+    path.write_text(html(report))
+    seen = load_page(path, {
+        "tables": "[...document.querySelectorAll('table.kind')].map(t => t.dataset.kind)",
+        "rows": "[...document.querySelectorAll('tr[data-kind]')].map(r => r.dataset.kind)",
+        "faults": "document.querySelectorAll('svg .fault').length",
+    })
+    assert seen.problems == (), seen.problems
+    assert seen.values["tables"] == list(BY_NAME), seen.values
+    assert seen.values["rows"] == [*BY_NAME, "all"], seen.values
+    assert seen.values["faults"] == len(BY_NAME), seen.values
