@@ -417,12 +417,17 @@ def recommend_script(items: Sequence[tuple[float, str, float, float]]) -> dict[s
 
 
 def spool_seqs(state_dir: Path) -> list[int]:
-    """Seqs held in the agent's telemetry spool file (only read; the agent may be dead)."""
+    """Seqs held in the agent's telemetry spool file (only read; the agent may be dead).
+    A file whose schema the starting agent has not created yet holds none."""
     path = state_dir / "telemetry.sqlite"
     if not path.exists():
         return []
     conn = sqlite3.connect(str(path), timeout=5.0)
     try:
         return [int(r[0]) for r in conn.execute("SELECT seq FROM records ORDER BY seq")]
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
     finally:
         conn.close()
