@@ -41,7 +41,9 @@ EXIT_CODES = """exit status:
      still starting, a profile without what the scenario needs), no access to its socket,
      a timeout, a reply that makes no sense, or FILE cannot be written
   2  bad usage (no or an unknown scenario, -o FILE not .json or .html)
-  3  the agent is not running (no socket in the state directory, or nothing listens on it)"""
+  3  the agent is not running (no socket in the state directory, or nothing listens on it)
+with --sim: 0 every fault ok; 1 a fault missed, late or false, or the plant did not start;
+  2 bad usage"""
 
 OUTPUTS = (".json", ".html")
 

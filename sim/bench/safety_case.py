@@ -241,13 +241,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "rows": [r.to_json() for r in table]}, indent=2))
     elif args.output is None and not args.readme:
         print(text, end="")
-    if args.output is not None:
-        args.output.write_text(text)
-    if args.readme:
-        old = README.read_text()
-        if not readme_block(old):
-            print(f"safety-case: {README} has no {BEGIN} ... {END} block", file=sys.stderr)
-            return 2
-        README.write_text(old[:old.index(BEGIN) + len(BEGIN)] + "\n" + text
-                          + old[old.index(END):])
+    try:
+        if args.output is not None:
+            args.output.write_text(text)
+        if args.readme:
+            old = README.read_text()
+            if not readme_block(old):
+                print(f"safety-case: {README} has no {BEGIN} ... {END} block", file=sys.stderr)
+                return 2
+            README.write_text(old[:old.index(BEGIN) + len(BEGIN)] + "\n" + text
+                              + old[old.index(END):])
+    except OSError as exc:
+        print(f"safety-case: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     return 0 if all(r.held for r in table) else 1

@@ -76,6 +76,8 @@ def test_bad_input_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     bad.write_text('{"results": []}')
     assert sc.main(["--drill", str(bad)]) == 2
     assert "not a `python -m sim drill --json` report" in capsys.readouterr().err
+    assert sc.main(["-o", str(tmp_path / "no-dir" / "case.md")]) == 2
+    assert "cannot write" in capsys.readouterr().err
 
 
 def test_the_readme_shows_the_latest_committed_run() -> None:
