@@ -74,13 +74,14 @@ def _profile(config: pytest.Config) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     if _profile(config) == "ci" and config.getoption("hypothesis_seed", None) is None:
         config.option.hypothesis_seed = str(CI_SEED)
-    if "PYTEST_XDIST_WORKER" not in os.environ and config.getoption("numprocesses", None):
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
         # the controller, before it starts the workers (they inherit the environment)
         os.environ[LOCKS_ENV] = tempfile.mkdtemp(prefix="twinguard-pytest-locks-")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if "PYTEST_XDIST_WORKER" not in os.environ and LOCKS_ENV in os.environ:
+    if (not hasattr(config, "workerinput") and config.getoption("numprocesses", None)
+            and LOCKS_ENV in os.environ):
         shutil.rmtree(os.environ.pop(LOCKS_ENV), ignore_errors=True)
 
 
@@ -136,7 +137,9 @@ def _turn(alone: bool) -> Iterator[None]:
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)  # outermost: before pytest-timeout's timer
 def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
-    if "PYTEST_XDIST_WORKER" not in os.environ or LOCKS_ENV not in os.environ:
+    # an xdist worker of this run itself (a pytest a test starts inherits the environment,
+    # never the worker's config: it must not queue behind its own parent for the lock)
+    if not hasattr(item.config, "workerinput") or LOCKS_ENV not in os.environ:
         yield
         return
     with _turn(_alone(item)):

@@ -28,18 +28,22 @@ def current(text: str | None = None, last_version: int = 3) -> Current:
                    Path("/"))
 
 
-SHADOW = Situation(Mode.SHADOW, outputs_safe=False, wall_now=time.time())
+def shadow() -> Situation:
+    """A shadow-mode agent's situation now (the wall clock read when the test runs, not when
+    the file was collected: a bundle issued later would read as from the future)."""
+    return Situation(Mode.SHADOW, outputs_safe=False, wall_now=time.time())
 
 
-def push(data: bytes, cur: Current | None = None, situation: Situation = SHADOW) -> Rejected:
-    outcome = evaluate(data, cur or current(), situation)
+def push(data: bytes, cur: Current | None = None,
+         situation: Situation | None = None) -> Rejected:
+    outcome = evaluate(data, cur or current(), situation or shadow())
     assert isinstance(outcome, Rejected), outcome
     return outcome
 
 
 def test_accepts_an_engineer_change_signed_by_the_engineer() -> None:
     text = KIT.config("[overrides.outputs.heater_power]\nmaximum = 80.0\n")
-    outcome = evaluate(KIT.bundle(text, 4, ("eng1",)), current(), SHADOW)
+    outcome = evaluate(KIT.bundle(text, 4, ("eng1",)), current(), shadow())
     assert isinstance(outcome, Accepted)
     assert outcome.changes == ("overrides.outputs.heater_power.maximum",)
     assert outcome.profile.output("heater_power").maximum == 80.0
@@ -73,7 +77,7 @@ def test_role_may_not_change_a_section_it_does_not_own() -> None:
     r = push(KIT.bundle(text, 4, ("eng1",)))
     assert r.reason is Reason.ROLE_NOT_ALLOWED
     assert "overrides.trips.overtemperature.limit" in r.detail and "safety" in r.detail
-    assert isinstance(evaluate(KIT.bundle(text, 4, ("saf1",)), current(), SHADOW), Accepted)
+    assert isinstance(evaluate(KIT.bundle(text, 4, ("saf1",)), current(), shadow()), Accepted)
 
 
 def test_operator_cannot_change_the_trust_store() -> None:
@@ -93,7 +97,7 @@ def test_same_approver_twice_counts_once() -> None:
 
 def test_two_distinct_approvers_enable_active() -> None:
     outcome = evaluate(KIT.bundle(KIT.config(mode="active"), 4, ("ap1", "ap2")), current(),
-                       SHADOW)
+                       shadow())
     assert isinstance(outcome, Accepted) and outcome.config.mode is Mode.ACTIVE
 
 
@@ -180,7 +184,7 @@ def test_safety_change_while_active(safe: bool) -> None:
 
 def test_safety_change_in_shadow_is_fine() -> None:
     text = KIT.config("[confirm]\nwindow_s = 5.0\n")
-    assert isinstance(evaluate(KIT.bundle(text, 4, ("saf1",)), current(), SHADOW), Accepted)
+    assert isinstance(evaluate(KIT.bundle(text, 4, ("saf1",)), current(), shadow()), Accepted)
 
 
 def test_device_constant() -> None:

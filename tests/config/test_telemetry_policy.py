@@ -126,7 +126,10 @@ def current() -> Current:
     return Current(parse_config(data, "factory", Path("/")), data, PROFILE, 3, Path("/"))
 
 
-SHADOW = Situation(Mode.SHADOW, outputs_safe=False, wall_now=time.time())
+def shadow() -> Situation:
+    """A shadow-mode agent's situation now (the wall clock read when the test runs, not when
+    the file was collected: a bundle issued later would read as from the future)."""
+    return Situation(Mode.SHADOW, outputs_safe=False, wall_now=time.time())
 
 
 @pytest.mark.parametrize("policy", [
@@ -136,12 +139,12 @@ SHADOW = Situation(Mode.SHADOW, outputs_safe=False, wall_now=time.time())
 ])
 def test_changing_the_policy_is_an_operator_bundle(policy: str) -> None:
     text = KIT.config(policy)
-    outcome = evaluate(KIT.bundle(text, 4, ("op1",)), current(), SHADOW)
+    outcome = evaluate(KIT.bundle(text, 4, ("op1",)), current(), shadow())
     assert isinstance(outcome, Accepted), outcome
     assert outcome.changes and all(p.startswith("telemetry.policy.") for p in outcome.changes)
     assert all(p.startswith(RESTART_PREFIXES) for p in outcome.changes)  # applied by restart
     for other in ("eng1", "saf1"):
-        refused = evaluate(KIT.bundle(text, 5, (other,)), current(), SHADOW)
+        refused = evaluate(KIT.bundle(text, 5, (other,)), current(), shadow())
         assert isinstance(refused, Rejected)
         assert refused.reason is Reason.ROLE_NOT_ALLOWED
         assert "may only be changed by role operator" in refused.detail
@@ -158,7 +161,7 @@ def test_every_policy_key_path_belongs_to_the_operator() -> None:
 
 def test_a_pushed_policy_naming_no_profile_signal_is_invalid() -> None:
     text = KIT.config('[telemetry.policy.signals]\ntemp_z = "drop"\n')
-    refused = evaluate(KIT.bundle(text, 4, ("op1",)), current(), SHADOW)
+    refused = evaluate(KIT.bundle(text, 4, ("op1",)), current(), shadow())
     assert isinstance(refused, Rejected) and refused.reason is Reason.INVALID_CONFIG
     assert "telemetry.policy.signals.temp_z: the profile has no signal or group" in \
         refused.detail
